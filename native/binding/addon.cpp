@@ -1,0 +1,491 @@
+// The only N-API code: converts and checks arguments, runs the core, maps statuses to JS errors with a `code`.
+#include <napi.h>
+
+#include <atomic>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/assign.h"
+#include "../core/embed.h"
+#include "../core/kmeans.h"
+#include "../core/route.h"
+#include "../core/score.h"
+
+using namespace uniroute;
+
+namespace {
+
+std::atomic<int> g_threads{0};
+
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& msg, const char* kind = "Error") {
+  Napi::Error e;
+  if (std::string(kind) == "TypeError")
+    e = Napi::TypeError::New(env, msg);
+  else if (std::string(kind) == "RangeError")
+    e = Napi::RangeError::New(env, msg);
+  else
+    e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+const char* status_code(const Status& s) {
+  switch (s.code) {
+    case Code::InvalidArgument: return "INVALID_ARGUMENT";
+    case Code::OutOfMemory: return "OUT_OF_MEMORY";
+    default: return "INTERNAL";
+  }
+}
+
+[[noreturn]] void throw_type(Napi::Env env, const std::string& name, const std::string& expected, Napi::Value v) {
+  std::string got = v.IsUndefined() ? "undefined" : v.IsNull() ? "null" : v.IsArray() ? "an array"
+                  : v.IsTypedArray() ? "another typed array" : v.IsString() ? "a string" : v.IsNumber() ? "a number"
+                  : "a value of another type";
+  throw make_error(env, "INVALID_ARGUMENT", "Expected " + expected + " for `" + name + "` but received " + got, "TypeError");
+}
+
+[[noreturn]] void throw_range(Napi::Env env, const std::string& code, const std::string& msg) {
+  throw make_error(env, code, msg, "RangeError");
+}
+
+template <typename T, napi_typedarray_type TT>
+Napi::TypedArrayOf<T> typed(Napi::Value v, const std::string& name, const char* tname) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != TT) throw_type(v.Env(), name, tname, v);
+  return v.As<Napi::TypedArrayOf<T>>();
+}
+Napi::Float32Array f32(Napi::Value v, const std::string& n) { return typed<float, napi_float32_array>(v, n, "a Float32Array"); }
+Napi::Int32Array i32(Napi::Value v, const std::string& n) { return typed<int32_t, napi_int32_array>(v, n, "an Int32Array"); }
+Napi::Int8Array i8(Napi::Value v, const std::string& n) { return typed<int8_t, napi_int8_array>(v, n, "an Int8Array"); }
+Napi::Uint8Array u8(Napi::Value v, const std::string& n) { return typed<uint8_t, napi_uint8_array>(v, n, "a Uint8Array"); }
+
+size_t count(Napi::Value v, const std::string& name, double lo, double hi) {
+  if (!v.IsNumber()) throw_type(v.Env(), name, "a whole number", v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw_range(v.Env(), "INVALID_ARGUMENT", "Expected a whole number in [" + std::to_string(static_cast<int64_t>(lo)) +
+                                                  ", " + std::to_string(static_cast<int64_t>(hi)) + "] for `" + name +
+                                                  "` but received " + std::to_string(d));
+  return static_cast<size_t>(d);
+}
+
+double number(Napi::Value v, const std::string& name) {
+  if (!v.IsNumber()) throw_type(v.Env(), name, "a number", v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw_range(v.Env(), "NON_FINITE", "`" + name + "` must be finite");
+  return d;
+}
+
+size_t opt_count(Napi::Object o, const char* key, size_t dflt, double lo, double hi) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() ? dflt : count(v, key, lo, hi);
+}
+
+void need_len(Napi::Env env, size_t got, size_t want, const std::string& name, const std::string& shape) {
+  if (got != want)
+    throw_range(env, "DIMENSION_MISMATCH", "`" + name + "` has " + std::to_string(got) + " elements but " + shape +
+                                               " needs " + std::to_string(want));
+}
+
+void check_finite(Napi::Env env, const float* p, size_t n, const std::string& name) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]))
+      throw_range(env, "NON_FINITE", "`" + name + "` has a non-finite value at index " + std::to_string(i));
+}
+
+// UTF-8 copies of a JS string array in one arena.
+struct Texts {
+  std::string arena;
+  std::vector<size_t> offsets;  // n + 1
+  std::vector<TextRef> refs;
+  void load(Napi::Value v, const std::string& name) {
+    Napi::Env env = v.Env();
+    if (!v.IsArray()) throw_type(env, name, "an array of strings", v);
+    Napi::Array a = v.As<Napi::Array>();
+    const uint32_t n = a.Length();
+    std::vector<napi_value> vals(n);
+    offsets.assign(n + 1, 0);
+    for (uint32_t i = 0; i < n; ++i) {
+      Napi::Value s = a.Get(i);
+      if (!s.IsString()) throw_type(env, name + "[" + std::to_string(i) + "]", "a string", s);
+      vals[i] = s;
+      size_t len = 0;
+      napi_get_value_string_utf8(env, s, nullptr, 0, &len);
+      offsets[i + 1] = offsets[i] + len;
+    }
+    arena.resize(offsets[n] + 1);
+    for (uint32_t i = 0; i < n; ++i) {
+      size_t len = offsets[i + 1] - offsets[i], wrote = 0;
+      napi_get_value_string_utf8(env, vals[i], &arena[offsets[i]], len + 1, &wrote);
+    }
+    refs.resize(n);
+    for (uint32_t i = 0; i < n; ++i) refs[i] = {arena.data() + offsets[i], offsets[i + 1] - offsets[i]};
+  }
+  size_t size() const { return refs.size(); }
+};
+
+// Promise-returning worker; keeps the JS buffers it reads and writes alive until it settles.
+class Worker : public Napi::AsyncWorker {
+ public:
+  Worker(Napi::Env env, std::function<Status()> work, std::function<Napi::Value(Napi::Env)> result = nullptr)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+        result_(std::move(result)) {}
+  void keep(Napi::Value v) {
+    if (v.IsObject()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      status_ = work_();
+    } catch (const std::bad_alloc&) {
+      status_ = Status::Oom("out of memory");
+    } catch (const std::exception& e) {
+      status_ = Status::Internal(e.what());
+    }
+    if (!status_.ok()) SetError(status_.message);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    deferred_.Resolve(result_ ? result_(env) : env.Undefined());
+  }
+  void OnError(const Napi::Error&) override {
+    deferred_.Reject(make_error(Env(), status_code(status_), status_.message).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<Status()> work_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  std::vector<Napi::ObjectReference> refs_;
+  Status status_;
+};
+
+void throw_status(Napi::Env env, const Status& s) {
+  if (!s.ok()) throw make_error(env, status_code(s), s.message);
+}
+
+int threads() { return g_threads.load(); }
+
+// ---------------------------------------------------------------------------------------------------------------
+
+class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Embedder",
+                       {InstanceMethod("embedSync", &EmbedderWrap::EmbedSync),
+                        InstanceMethod("embed", &EmbedderWrap::EmbedAsync),
+                        InstanceMethod("routeSync", &EmbedderWrap::RouteSync),
+                        InstanceMethod("route", &EmbedderWrap::RouteAsync),
+                        InstanceAccessor("dim", &EmbedderWrap::Dim, nullptr)});
+  }
+
+  explicit EmbedderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EmbedderWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto p = std::make_shared<Projection>();
+    p->cfg.buckets_log2 = static_cast<uint32_t>(count(o.Get("bucketsLog2"), "bucketsLog2", 4, 24));
+    p->cfg.dim = static_cast<uint32_t>(count(o.Get("dim"), "dim", 1, 4096));
+    p->cfg.char_n = static_cast<uint32_t>(count(o.Get("charN"), "charN", 1, 16));
+    auto q = i8(o.Get("projection"), "projection");
+    auto s = f32(o.Get("scale"), "scale");
+    need_len(env, q.ElementLength(), p->cfg.buckets() * p->cfg.dim, "projection", "buckets x dim");
+    need_len(env, s.ElementLength(), p->cfg.buckets(), "scale", "one entry per bucket");
+    check_finite(env, s.Data(), s.ElementLength(), "scale");
+    p->q.assign(q.Data(), q.Data() + q.ElementLength());
+    p->scale.assign(s.Data(), s.Data() + s.ElementLength());
+    throw_status(env, p->validate());
+    proj_ = std::move(p);
+  }
+
+ private:
+  std::shared_ptr<Projection> proj_;
+
+  Napi::Value Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), proj_->cfg.dim); }
+
+  struct EmbedJob {
+    std::shared_ptr<Texts> texts = std::make_shared<Texts>();
+    float* out = nullptr;
+  };
+  EmbedJob prep_embed(const Napi::CallbackInfo& info) {
+    EmbedJob j;
+    j.texts->load(info[0], "texts");
+    auto out = f32(info[1], "out");
+    need_len(info.Env(), out.ElementLength(), j.texts->size() * proj_->cfg.dim, "out", "texts.length x dim");
+    j.out = out.Data();
+    return j;
+  }
+  Napi::Value EmbedSync(const Napi::CallbackInfo& info) {
+    EmbedJob j = prep_embed(info);
+    throw_status(info.Env(), embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads()));
+    return info.Env().Undefined();
+  }
+  Napi::Value EmbedAsync(const Napi::CallbackInfo& info) {
+    EmbedJob j = prep_embed(info);
+    auto proj = proj_;
+    int t = threads();
+    auto* w = new Worker(info.Env(), [j, proj, t] { return embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t); });
+    w->keep(info[1]);
+    w->keep(info.This());
+    w->Queue();
+    return w->promise();
+  }
+
+  struct RouteJob {
+    std::shared_ptr<Texts> texts = std::make_shared<Texts>();
+    const float* centroids = nullptr;
+    Pool pool;
+    RouteOutputs out;
+  };
+  // route({texts, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, choice, cluster, distance, gamma?})
+  RouteJob prep_route(const Napi::CallbackInfo& info, std::vector<Napi::Value>& keep) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+    Napi::Object o = info[0].As<Napi::Object>();
+    RouteJob j;
+    j.texts->load(o.Get("texts"), "texts");
+    const size_t n = j.texts->size(), D = proj_->cfg.dim;
+    const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
+    auto C = f32(o.Get("centroids"), "centroids");
+    auto psi = f32(o.Get("psi"), "psi");
+    auto cost = f32(o.Get("cost"), "cost");
+    need_len(env, C.ElementLength(), k * D, "centroids", "k x dim");
+    need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
+    need_len(env, cost.ElementLength(), m, "cost", "m");
+    check_finite(env, C.Data(), C.ElementLength(), "centroids");
+    check_finite(env, psi.Data(), psi.ElementLength(), "psi");
+    check_finite(env, cost.Data(), cost.ElementLength(), "cost");
+    j.centroids = C.Data();
+    j.pool.m = m;
+    j.pool.k = k;
+    j.pool.psi = psi.Data();
+    j.pool.cost = cost.Data();
+    j.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+    Napi::Value al = o.Get("allowed");
+    if (!al.IsUndefined() && !al.IsNull()) {
+      auto a = u8(al, "allowed");
+      j.pool.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
+      need_len(env, a.ElementLength(), j.pool.allowed_per_row ? n * m : m, "allowed", j.pool.allowed_per_row ? "n x m" : "m");
+      j.pool.allowed = a.Data();
+      keep.push_back(al);
+    }
+    auto choice = i32(o.Get("choice"), "choice");
+    auto cluster = i32(o.Get("cluster"), "cluster");
+    auto dist = f32(o.Get("distance"), "distance");
+    need_len(env, choice.ElementLength(), n, "choice", "texts.length");
+    need_len(env, cluster.ElementLength(), n, "cluster", "texts.length");
+    need_len(env, dist.ElementLength(), n, "distance", "texts.length");
+    j.out.choice = choice.Data();
+    j.out.cluster = cluster.Data();
+    j.out.distance = dist.Data();
+    Napi::Value g = o.Get("gamma");
+    if (!g.IsUndefined() && !g.IsNull()) {
+      auto ga = f32(g, "gamma");
+      need_len(env, ga.ElementLength(), n * m, "gamma", "texts.length x m");
+      j.out.gamma = ga.Data();
+      keep.push_back(g);
+    }
+    for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+    return j;
+  }
+  Napi::Value RouteSync(const Napi::CallbackInfo& info) {
+    std::vector<Napi::Value> keep;
+    RouteJob j = prep_route(info, keep);
+    throw_status(info.Env(), route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads()));
+    return info.Env().Undefined();
+  }
+  Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
+    std::vector<Napi::Value> keep;
+    RouteJob j = prep_route(info, keep);
+    auto proj = proj_;
+    int t = threads();
+    auto* w = new Worker(info.Env(), [j, proj, t] {
+      return route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t);
+    });
+    for (auto& v : keep) w->keep(v);
+    w->keep(info.This());
+    w->Queue();
+    return w->promise();
+  }
+};
+
+// fitEmbedder(texts, {bucketsLog2, dim, charN, seed, minDf, powerIters, oversample}) -> Promise<{projection, scale, ...}>
+Napi::Value FitEmbedder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto texts = std::make_shared<Texts>();
+  texts->load(info[0], "texts");
+  if (texts->size() == 0) throw_range(env, "INVALID_ARGUMENT", "`texts` must not be empty");
+  if (!info[1].IsObject()) throw_type(env, "options", "an object", info[1]);
+  Napi::Object o = info[1].As<Napi::Object>();
+  EmbedConfig cfg;
+  cfg.buckets_log2 = static_cast<uint32_t>(opt_count(o, "bucketsLog2", 16, 4, 24));
+  cfg.dim = static_cast<uint32_t>(opt_count(o, "dim", 256, 1, 4096));
+  cfg.char_n = static_cast<uint32_t>(opt_count(o, "charN", 4, 1, 16));
+  EmbedFitOptions fo;
+  fo.seed = opt_count(o, "seed", 1, 0, 9007199254740991.0);
+  fo.min_df = static_cast<uint32_t>(opt_count(o, "minDf", 2, 1, 1e9));
+  fo.power_iters = static_cast<uint32_t>(opt_count(o, "powerIters", 3, 0, 20));
+  fo.oversample = static_cast<uint32_t>(opt_count(o, "oversample", 16, 0, 1024));
+  fo.threads = threads();
+  auto proj = std::make_shared<Projection>();
+  auto rep = std::make_shared<EmbedFitReport>();
+  auto* w = new Worker(
+      env, [=] { return fit_projection(texts->refs.data(), texts->size(), cfg, fo, *proj, *rep); },
+      [=](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        auto q = Napi::Int8Array::New(e, proj->q.size());
+        std::copy(proj->q.begin(), proj->q.end(), q.Data());
+        auto s = Napi::Float32Array::New(e, proj->scale.size());
+        std::copy(proj->scale.begin(), proj->scale.end(), s.Data());
+        auto sv = Napi::Float32Array::New(e, rep->singular_values.size());
+        std::copy(rep->singular_values.begin(), rep->singular_values.end(), sv.Data());
+        r.Set("projection", q);
+        r.Set("scale", s);
+        r.Set("singularValues", sv);
+        r.Set("keptBuckets", Napi::Number::New(e, static_cast<double>(rep->kept_buckets)));
+        r.Set("rank", Napi::Number::New(e, static_cast<double>(rep->rank)));
+        return r;
+      });
+  w->Queue();
+  return w->promise();
+}
+
+// kmeans(points, n, d, k, {seed, maxIter, tol, nInit}) -> Promise<{centroids, assignments, inertia, iterations, reseeded}>
+Napi::Value KMeans(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto X = f32(info[0], "points");
+  const size_t n = count(info[1], "n", 1, 1e9), d = count(info[2], "d", 1, 1 << 16), k = count(info[3], "k", 1, 1 << 20);
+  need_len(env, X.ElementLength(), n * d, "points", "n x d");
+  if (k > n) throw_range(env, "INVALID_ARGUMENT", "k (" + std::to_string(k) + ") exceeds the number of points (" + std::to_string(n) + ")");
+  check_finite(env, X.Data(), X.ElementLength(), "points");
+  KMeansOptions ko;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Object o = info[4].As<Napi::Object>();
+    ko.seed = opt_count(o, "seed", 1, 0, 9007199254740991.0);
+    ko.max_iter = static_cast<uint32_t>(opt_count(o, "maxIter", 300, 1, 1e6));
+    ko.n_init = static_cast<uint32_t>(opt_count(o, "nInit", 1, 1, 1000));
+    if (o.Has("tol") && !o.Get("tol").IsUndefined()) ko.tol = number(o.Get("tol"), "tol");
+  }
+  ko.threads = threads();
+  auto C = std::make_shared<std::vector<float>>(k * d);
+  auto A = std::make_shared<std::vector<int32_t>>(n);
+  auto res = std::make_shared<KMeansResult>();
+  const float* xp = X.Data();
+  auto* w = new Worker(
+      env, [=] { return kmeans(xp, n, d, k, ko, C->data(), A->data(), *res); },
+      [=](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        auto c = Napi::Float32Array::New(e, C->size());
+        std::copy(C->begin(), C->end(), c.Data());
+        auto a = Napi::Int32Array::New(e, A->size());
+        std::copy(A->begin(), A->end(), a.Data());
+        r.Set("centroids", c);
+        r.Set("assignments", a);
+        r.Set("inertia", Napi::Number::New(e, res->inertia));
+        r.Set("iterations", Napi::Number::New(e, res->iterations));
+        r.Set("reseeded", Napi::Number::New(e, res->reseeded));
+        return r;
+      });
+  w->keep(info[0]);
+  w->Queue();
+  return w->promise();
+}
+
+// assignSync(points, n, d, centroids, k, outIndex, outDistance|null)
+Napi::Value AssignSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto X = f32(info[0], "points");
+  const size_t n = count(info[1], "n", 0, 1e9), d = count(info[2], "d", 1, 1 << 16);
+  auto C = f32(info[3], "centroids");
+  const size_t k = count(info[4], "k", 1, 1 << 20);
+  auto idx = i32(info[5], "outIndex");
+  need_len(env, X.ElementLength(), n * d, "points", "n x d");
+  need_len(env, C.ElementLength(), k * d, "centroids", "k x d");
+  need_len(env, idx.ElementLength(), n, "outIndex", "n");
+  float* dist = nullptr;
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) {
+    auto da = f32(info[6], "outDistance");
+    need_len(env, da.ElementLength(), n, "outDistance", "n");
+    dist = da.Data();
+  }
+  check_finite(env, X.Data(), X.ElementLength(), "points");
+  check_finite(env, C.Data(), C.ElementLength(), "centroids");
+  throw_status(env, assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads()));
+  return env.Undefined();
+}
+
+// scoreSync({clusters: Int32Array | membership: Float32Array, psi, cost, m, k, lambda, allowed?, allowedPerRow?, choice, gamma?})
+Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+  Napi::Object o = info[0].As<Napi::Object>();
+  const size_t m = count(o.Get("m"), "m", 1, 1 << 20), k = count(o.Get("k"), "k", 1, 1 << 20);
+  auto psi = f32(o.Get("psi"), "psi");
+  auto cost = f32(o.Get("cost"), "cost");
+  need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
+  need_len(env, cost.ElementLength(), m, "cost", "m");
+  check_finite(env, psi.Data(), psi.ElementLength(), "psi");
+  check_finite(env, cost.Data(), cost.ElementLength(), "cost");
+  Pool p;
+  p.m = m;
+  p.k = k;
+  p.psi = psi.Data();
+  p.cost = cost.Data();
+  p.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  auto choice = i32(o.Get("choice"), "choice");
+  const size_t n = choice.ElementLength();
+  Napi::Value al = o.Get("allowed");
+  if (!al.IsUndefined() && !al.IsNull()) {
+    auto a = u8(al, "allowed");
+    p.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
+    need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
+    p.allowed = a.Data();
+  }
+  float* gamma = nullptr;
+  Napi::Value g = o.Get("gamma");
+  if (!g.IsUndefined() && !g.IsNull()) {
+    auto ga = f32(g, "gamma");
+    need_len(env, ga.ElementLength(), n * m, "gamma", "n x m");
+    gamma = ga.Data();
+  }
+  Napi::Value cl = o.Get("clusters");
+  if (!cl.IsUndefined()) {
+    auto c = i32(cl, "clusters");
+    need_len(env, c.ElementLength(), n, "clusters", "choice.length");
+    throw_status(env, score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads()));
+  } else {
+    auto z = f32(o.Get("membership"), "membership");
+    need_len(env, z.ElementLength(), n * k, "membership", "n x k");
+    check_finite(env, z.Data(), z.ElementLength(), "membership");
+    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads()));
+  }
+  return env.Undefined();
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  g_threads = static_cast<int>(count(info[0], "threads", 0, 256));
+  return info.Env().Undefined();
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) {
+  int t = g_threads.load();
+  return Napi::Number::New(info.Env(), t == 0 ? default_threads() : t);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Embedder", EmbedderWrap::Init(env));
+  exports.Set("fitEmbedder", Napi::Function::New(env, FitEmbedder));
+  exports.Set("kmeans", Napi::Function::New(env, KMeans));
+  exports.Set("assignSync", Napi::Function::New(env, AssignSync));
+  exports.Set("scoreSync", Napi::Function::New(env, ScoreSync));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(uniroute, Init)

@@ -1,0 +1,43 @@
+#include "assign.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace uniroute {
+
+void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2, size_t k, int32_t* idx, float* dist) {
+  float xx = 0.0f;
+  for (size_t j = 0; j < d; ++j) xx += x[j] * x[j];
+  float best = std::numeric_limits<float>::infinity();
+  int32_t arg = 0;
+  for (size_t c = 0; c < k; ++c) {
+    const float* cc = C + c * d;
+    float dot = 0.0f;
+    for (size_t j = 0; j < d; ++j) dot += x[j] * cc[j];
+    float d2 = xx - 2.0f * dot + c_norm2[c];
+    if (d2 < best) {
+      best = d2;
+      arg = static_cast<int32_t>(c);
+    }
+  }
+  *idx = arg;
+  if (dist) *dist = std::sqrt(std::max(0.0f, best));
+}
+
+Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,
+                      int threads) {
+  if (k == 0) return Status::Invalid("there must be at least one centroid");
+  std::vector<float> cn(k);
+  for (size_t c = 0; c < k; ++c) {
+    float s = 0.0f;
+    for (size_t j = 0; j < d; ++j) s += C[c * d + j] * C[c * d + j];
+    cn[c] = s;
+  }
+  return parallel_for(n, threads, 256, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) nearest_one(X + i * d, d, C, cn.data(), k, idx + i, dist ? dist + i : nullptr);
+    return Status::Ok();
+  });
+}
+
+}  // namespace uniroute

@@ -1,0 +1,108 @@
+// Prompt embedder: hashed n-gram features -> sublinear tf x IDF -> projection to D dims -> L2 normalisation.
+//
+// Feature specification (mirrored exactly by src/embed/reference.ts):
+//  1. Normalise the UTF-8 bytes: ASCII 'A'-'Z' lower-cased; every run of ASCII white space (space, \t, \n, \v,
+//     \f, \r) becomes one space; leading and trailing white space is dropped. Other bytes are kept as they are.
+//  2. Tokens: maximal runs of word bytes (ASCII letters and digits, and every byte >= 0x80), and every other
+//     non-space byte as a one-byte token of its own.
+//  3. Features: each token (word unigram), each pair of consecutive tokens (bigram), each window of char_n
+//     bytes of the normalised text (a text shorter than char_n gives one window: itself).
+//  4. Hashes: t = fnv1a32(token); unigram h = t ^ 0x5bd1e995; bigram h = (t_prev * 0x9E3779B1) ^ t ^ 0x27d4eb2f;
+//     char window h = fnv1a32(window) ^ 0x165667b1; bucket = (h * 0x9E3779B1 mod 2^32) >> (32 - buckets_log2)
+//     (Fibonacci hashing: the top bits of one multiplication).
+//  5. Weight of a distinct bucket seen c times: 1 + ln(c). Its projection row carries IDF and a per-row scale.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+namespace uniroute {
+
+struct EmbedConfig {
+  uint32_t buckets_log2 = 16;
+  uint32_t dim = 256;
+  uint32_t char_n = 4;
+  size_t buckets() const { return size_t{1} << buckets_log2; }
+};
+
+struct TextRef {
+  const char* data;
+  size_t len;
+};
+
+struct Feature {
+  uint32_t bucket;
+  float weight;  // 1 + ln(count)
+};
+
+inline uint32_t fnv1a32(const uint8_t* p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+// Turns a text into its distinct hashed features. Holds scratch space: one per thread.
+class FeatureExtractor {
+ public:
+  explicit FeatureExtractor(const EmbedConfig& cfg);
+  // Clears out and appends the distinct features of the text, in order of first occurrence.
+  void extract(const char* text, size_t len, std::vector<Feature>& out);
+  uint32_t buckets_log2() const { return cfg_.buckets_log2; }
+  uint32_t char_n() const { return cfg_.char_n; }
+
+ private:
+  EmbedConfig cfg_;
+  uint32_t shift_;
+  std::vector<uint32_t> counts_;
+  std::vector<uint32_t> touched_;
+  std::vector<uint8_t> norm_;
+};
+
+// The fitted embedder: for every bucket a row of `dim` int8 values and a float scale (IDF folded in).
+struct Projection {
+  EmbedConfig cfg;
+  std::vector<int8_t> q;     // buckets x dim, row-major
+  std::vector<float> scale;  // buckets
+  Status validate() const;
+};
+
+// Embeds one text into out[dim] (L2-normalised; all zeros when no feature of the text is known).
+void embed_one(const Projection& p, FeatureExtractor& fx, std::vector<Feature>& feats, const char* text, size_t len,
+               float* out);
+
+Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* out, int threads);
+
+struct EmbedFitOptions {
+  uint64_t seed = 1;
+  uint32_t min_df = 2;       // buckets seen in fewer training texts get a zero row (used only when n >= 20)
+  uint32_t power_iters = 3;  // randomized SVD power iterations
+  uint32_t oversample = 16;
+  int threads = 0;
+};
+
+struct EmbedFitReport {
+  size_t texts = 0;
+  size_t kept_buckets = 0;
+  size_t rank = 0;
+  std::vector<float> singular_values;
+};
+
+// Fits IDF and a truncated-SVD (LSA) projection of the L2-normalised TF-IDF matrix of the texts.
+Status fit_projection(const TextRef* texts, size_t n, const EmbedConfig& cfg, const EmbedFitOptions& opt,
+                      Projection& out, EmbedFitReport& report);
+
+}  // namespace uniroute

@@ -1,0 +1,36 @@
+#include "route.h"
+
+#include <vector>
+
+#include "assign.h"
+
+namespace uniroute {
+
+Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
+                   const RouteOutputs& out, int threads) {
+  const size_t D = proj.cfg.dim, K = pool.k;
+  if (K == 0) return Status::Invalid("the router has no clusters");
+  std::vector<float> cn(K);
+  for (size_t c = 0; c < K; ++c) {
+    float s = 0.0f;
+    for (size_t j = 0; j < D; ++j) s += centroids[c * D + j] * centroids[c * D + j];
+    cn[c] = s;
+  }
+  return parallel_for(n, threads, 32, [&](size_t b, size_t e, int) {
+    FeatureExtractor fx(proj.cfg);
+    std::vector<Feature> feats;
+    std::vector<float> emb(D);
+    for (size_t i = b; i < e; ++i) {
+      embed_one(proj, fx, feats, texts[i].data, texts[i].len, emb.data());
+      int32_t c;
+      float dist;
+      nearest_one(emb.data(), D, centroids, cn.data(), K, &c, &dist);
+      out.cluster[i] = c;
+      if (out.distance) out.distance[i] = dist;
+      out.choice[i] = score_hard(pool, c, allowed_row(pool, i), out.gamma ? out.gamma + i * pool.m : nullptr);
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace uniroute

@@ -1,0 +1,82 @@
+#include "score.h"
+
+#include <limits>
+#include <string>
+
+namespace uniroute {
+
+namespace {
+inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed) {
+  int32_t best = -1;
+  float bs = std::numeric_limits<float>::infinity(), bc = 0.0f;
+  for (size_t j = 0; j < p.m; ++j) {
+    if (allowed && !allowed[j]) continue;
+    const float s = g[j] + p.lambda * p.cost[j];
+    if (best < 0 || s < bs || (s == bs && p.cost[j] < bc)) {
+      best = static_cast<int32_t>(j);
+      bs = s;
+      bc = p.cost[j];
+    }
+  }
+  return best;
+}
+}  // namespace
+
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma) {
+  float local[256];
+  std::vector<float> heap;
+  float* g = gamma;
+  if (!g) {
+    if (p.m <= 256) {
+      g = local;
+    } else {
+      heap.resize(p.m);
+      g = heap.data();
+    }
+  }
+  for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + static_cast<size_t>(cluster)];
+  return argmin_scores(p, g, allowed);
+}
+
+int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma) {
+  float local[256];
+  std::vector<float> heap;
+  float* g = gamma;
+  if (!g) {
+    if (p.m <= 256) {
+      g = local;
+    } else {
+      heap.resize(p.m);
+      g = heap.data();
+    }
+  }
+  for (size_t j = 0; j < p.m; ++j) {
+    const float* psi = p.psi + j * p.k;
+    float s = 0.0f;
+    for (size_t c = 0; c < p.k; ++c) s += z[c] * psi[c];
+    g[j] = s;
+  }
+  return argmin_scores(p, g, allowed);
+}
+
+Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads) {
+  for (size_t i = 0; i < n; ++i)
+    if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
+      return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(p.k) + ")");
+  return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i)
+      choice[i] = score_hard(p, clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr);
+    return Status::Ok();
+  });
+}
+
+Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads) {
+  return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i)
+      choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr);
+    return Status::Ok();
+  });
+}
+
+}  // namespace uniroute

@@ -1,0 +1,268 @@
+// Native test program for the CPU core: each op against a plain reference, determinism across thread counts,
+// and statuses (never aborts) on bad input. Run by ctest; under AddressSanitizer with -DUNIROUTE_ASAN=ON.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/assign.h"
+#include "../core/embed.h"
+#include "../core/kmeans.h"
+#include "../core/linalg.h"
+#include "../core/route.h"
+#include "../core/score.h"
+
+using namespace uniroute;
+
+static int g_failed = 0, g_passed = 0;
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      ++g_passed;                                          \
+    } else {                                               \
+      ++g_failed;                                          \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                   \
+      std::fprintf(stderr, "\n");                          \
+    }                                                      \
+  } while (0)
+
+static std::vector<float> random_matrix(size_t n, size_t d, uint64_t seed) {
+  Rng r(seed);
+  std::vector<float> x(n * d);
+  for (auto& v : x) v = static_cast<float>(r.normal());
+  return x;
+}
+
+static void test_eigen() {
+  const size_t n = 40;
+  auto a = random_matrix(n, n, 7);
+  std::vector<double> s(n * n);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) s[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+  std::vector<double> vals, vecs;
+  sym_eigen(n, s, vals, vecs);
+  double err = 0.0;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      double r = 0.0;
+      for (size_t c = 0; c < n; ++c) r += vecs[i * n + c] * vals[c] * vecs[j * n + c];
+      err = std::max(err, std::fabs(r - s[i * n + j]));
+    }
+  CHECK(err < 1e-9, "eigen reconstruction error %g", err);
+  bool sorted = true;
+  for (size_t i = 1; i < n; ++i) sorted &= vals[i] <= vals[i - 1];
+  CHECK(sorted, "eigenvalues not sorted");
+}
+
+static void test_assign() {
+  const size_t n = 1000, d = 37, k = 13;
+  auto X = random_matrix(n, d, 1), C = random_matrix(k, d, 2);
+  std::vector<int32_t> idx(n);
+  std::vector<float> dist(n);
+  Status st = assign_nearest(X.data(), n, d, C.data(), k, idx.data(), dist.data(), 2);
+  CHECK(st.ok(), "assign status %s", st.message.c_str());
+  size_t mismatched = 0;
+  double maxerr = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double best = 1e300, second = 1e300;
+    int32_t arg = -1;
+    for (size_t c = 0; c < k; ++c) {
+      double s = 0;
+      for (size_t j = 0; j < d; ++j) s += std::pow(double(X[i * d + j]) - C[c * d + j], 2);
+      if (s < best) { second = best; best = s; arg = int32_t(c); }
+      else if (s < second) second = s;
+    }
+    if (arg != idx[i] && second - best > 1e-3) mismatched++;
+    maxerr = std::max(maxerr, std::fabs(std::sqrt(best) - dist[i]));
+  }
+  CHECK(mismatched == 0, "assign disagrees with brute force on %zu points", mismatched);
+  CHECK(maxerr < 1e-3, "assign distance error %g", maxerr);
+}
+
+static void test_kmeans() {
+  // three well separated blobs
+  const size_t per = 200, d = 8, k = 3;
+  std::vector<float> X;
+  Rng r(5);
+  for (size_t c = 0; c < k; ++c)
+    for (size_t i = 0; i < per; ++i)
+      for (size_t j = 0; j < d; ++j) X.push_back(float((j == c ? 10.0 : 0.0) + 0.3 * r.normal()));
+  const size_t n = per * k;
+  std::vector<float> C(k * d), C2(k * d);
+  std::vector<int32_t> A(n), A2(n);
+  KMeansResult res, res2;
+  KMeansOptions o;
+  o.seed = 11;
+  o.threads = 1;
+  CHECK(kmeans(X.data(), n, d, k, o, C.data(), A.data(), res).ok(), "kmeans failed");
+  bool pure = true;
+  for (size_t c = 0; c < k; ++c)
+    for (size_t i = 1; i < per; ++i) pure &= A[c * per + i] == A[c * per];
+  CHECK(pure, "kmeans did not recover the blobs");
+  o.threads = 2;
+  CHECK(kmeans(X.data(), n, d, k, o, C2.data(), A2.data(), res2).ok(), "kmeans failed (2 threads)");
+  CHECK(C == C2 && A == A2, "kmeans differs across thread counts");
+  std::vector<float> nanX(X);
+  nanX[5] = NAN;
+  CHECK(!kmeans(nanX.data(), n, d, k, o, C.data(), A.data(), res).ok(), "kmeans accepted NaN");
+  CHECK(!kmeans(X.data(), 2, d, 3, o, C.data(), A.data(), res).ok(), "kmeans accepted k > n");
+  // duplicates: more clusters than distinct points forces re-seeding, never a crash
+  std::vector<float> dup(50 * 2, 1.0f);
+  std::vector<float> Cd(5 * 2);
+  std::vector<int32_t> Ad(50);
+  CHECK(kmeans(dup.data(), 50, 2, 5, o, Cd.data(), Ad.data(), res).ok(), "kmeans on duplicates failed");
+}
+
+static void test_score() {
+  const size_t m = 7, k = 5, n = 300;
+  auto psi_raw = random_matrix(m, k, 3);
+  std::vector<float> psi(m * k), cost(m);
+  for (size_t i = 0; i < m * k; ++i) psi[i] = 1.0f / (1.0f + std::exp(psi_raw[i]));
+  for (size_t j = 0; j < m; ++j) cost[j] = 0.1f * float(j + 1);
+  Pool p;
+  p.m = m;
+  p.k = k;
+  p.psi = psi.data();
+  p.cost = cost.data();
+  p.lambda = 0.3f;
+  std::vector<int32_t> cl(n), ch(n), ch2(n);
+  std::vector<float> Z(n * k, 0.0f), g1(n * m), g2(n * m);
+  for (size_t i = 0; i < n; ++i) {
+    cl[i] = int32_t(i % k);
+    Z[i * k + cl[i]] = 1.0f;
+  }
+  CHECK(score_batch_hard(p, cl.data(), n, ch.data(), g1.data(), 2).ok(), "score hard failed");
+  CHECK(score_batch_soft(p, Z.data(), n, ch2.data(), g2.data(), 2).ok(), "score soft failed");
+  CHECK(ch == ch2 && g1 == g2, "one-hot soft scoring differs from hard scoring");
+  size_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    int32_t best = -1;
+    float bs = 1e30f;
+    for (size_t j = 0; j < m; ++j) {
+      float s = psi[j * k + cl[i]] + p.lambda * cost[j];
+      if (s < bs) { bs = s; best = int32_t(j); }
+    }
+    bad += best != ch[i];
+  }
+  CHECK(bad == 0, "scoring disagrees with reference on %zu prompts", bad);
+  std::vector<uint8_t> allowed(m, 0);
+  allowed[4] = 1;
+  p.allowed = allowed.data();
+  CHECK(score_batch_hard(p, cl.data(), n, ch.data(), nullptr, 1).ok(), "score with mask failed");
+  bool only4 = true;
+  for (auto c : ch) only4 &= c == 4;
+  CHECK(only4, "allowed mask not honoured");
+  std::fill(allowed.begin(), allowed.end(), 0);
+  score_batch_hard(p, cl.data(), n, ch.data(), nullptr, 1);
+  CHECK(ch[0] == -1, "no allowed LLM must give -1");
+  p.allowed = nullptr;
+  cl[3] = int32_t(k);
+  CHECK(!score_batch_hard(p, cl.data(), n, ch.data(), nullptr, 1).ok(), "out-of-range cluster accepted");
+}
+
+static std::vector<std::string> synthetic_texts(size_t n) {
+  const char* topics[3][6] = {{"integral", "derivative", "equation", "solve", "algebra", "number"},
+                              {"python", "function", "return", "list", "loop", "code"},
+                              {"history", "king", "war", "empire", "century", "battle"}};
+  std::vector<std::string> t;
+  Rng r(9);
+  for (size_t i = 0; i < n; ++i) {
+    std::string s;
+    for (int w = 0; w < 12; ++w) s += std::string(topics[i % 3][r.below(6)]) + (w % 4 == 3 ? ". " : " ");
+    t.push_back(s);
+  }
+  return t;
+}
+
+static void test_embed_and_route() {
+  auto texts = synthetic_texts(300);
+  std::vector<TextRef> refs;
+  for (auto& s : texts) refs.push_back({s.data(), s.size()});
+  EmbedConfig cfg;
+  cfg.buckets_log2 = 12;
+  cfg.dim = 16;
+  Projection proj, proj2;
+  EmbedFitReport rep, rep2;
+  EmbedFitOptions fo;
+  fo.threads = 1;
+  Status st = fit_projection(refs.data(), refs.size(), cfg, fo, proj, rep);
+  CHECK(st.ok(), "fit_projection: %s", st.message.c_str());
+  fo.threads = 2;
+  fit_projection(refs.data(), refs.size(), cfg, fo, proj2, rep2);
+  CHECK(proj.q == proj2.q && proj.scale == proj2.scale, "fit_projection differs across thread counts");
+  CHECK(rep.rank >= 3, "rank %zu", rep.rank);
+  const size_t n = refs.size(), D = cfg.dim;
+  std::vector<float> E(n * D), E2(n * D);
+  CHECK(embed_batch(proj, refs.data(), n, E.data(), 1).ok(), "embed failed");
+  embed_batch(proj, refs.data(), n, E2.data(), 2);
+  CHECK(E == E2, "embedding differs across thread counts");
+  double norm_err = 0, same = 0, other = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (size_t d = 0; d < D; ++d) s += double(E[i * D + d]) * E[i * D + d];
+    norm_err = std::max(norm_err, std::fabs(s - 1.0));
+  }
+  for (size_t i = 0; i + 3 < n; ++i) {
+    double a = 0, b = 0;
+    for (size_t d = 0; d < D; ++d) {
+      a += E[i * D + d] * E[(i + 3) * D + d];
+      b += E[i * D + d] * E[(i + 1) * D + d];
+    }
+    same += a;
+    other += b;
+  }
+  CHECK(norm_err < 1e-4, "embeddings not unit length (%g)", norm_err);
+  CHECK(same > other + 0.3 * (n - 3), "same-topic similarity %g not above other-topic %g", same / (n - 3), other / (n - 3));
+  // route_batch == embed + assign + score
+  const size_t k = 3, m = 4;
+  std::vector<float> C(k * D);
+  std::vector<int32_t> A(n);
+  KMeansResult kr;
+  KMeansOptions ko;
+  kmeans(E.data(), n, D, k, ko, C.data(), A.data(), kr);
+  std::vector<float> psi = {0.1f, 0.5f, 0.9f, 0.5f, 0.1f, 0.9f, 0.9f, 0.9f, 0.1f, 0.3f, 0.3f, 0.3f}, cost = {1, 2, 3, 0.5f};
+  Pool p;
+  p.m = m;
+  p.k = k;
+  p.psi = psi.data();
+  p.cost = cost.data();
+  p.lambda = 0.05f;
+  std::vector<int32_t> ch(n), cl(n), ch_ref(n), cl_ref(n);
+  std::vector<float> dist(n), dist_ref(n), g(n * m);
+  RouteOutputs out{ch.data(), cl.data(), dist.data(), g.data()};
+  CHECK(route_batch(proj, refs.data(), n, C.data(), p, out, 2).ok(), "route failed");
+  assign_nearest(E.data(), n, D, C.data(), k, cl_ref.data(), dist_ref.data(), 1);
+  score_batch_hard(p, cl_ref.data(), n, ch_ref.data(), nullptr, 1);
+  CHECK(ch == ch_ref && cl == cl_ref, "fused route differs from embed+assign+score");
+  // empty and whitespace-only text: zero embedding, no crash
+  std::string empty, spaces = "  \n\t ";
+  TextRef odd[2] = {{empty.data(), 0}, {spaces.data(), spaces.size()}};
+  std::vector<float> Z(2 * D, 1.0f);
+  embed_batch(proj, odd, 2, Z.data(), 1);
+  bool zeros = true;
+  for (float v : Z) zeros &= v == 0.0f;
+  CHECK(zeros, "empty text must embed to zeros");
+  // feature spec spot check: "Ab  c" normalises to "ab c": tokens ab, c; one bigram; char 4-gram "ab c"
+  FeatureExtractor fx(cfg);
+  std::vector<Feature> f;
+  std::string t = "  Ab  c ";
+  fx.extract(t.data(), t.size(), f);
+  CHECK(f.size() <= 4 && f.size() >= 1, "unexpected feature count %zu", f.size());
+  uint32_t expect = ((fnv1a32(reinterpret_cast<const uint8_t*>("ab c"), 4) ^ 0x165667b1u) * 0x9E3779B1u) >> (32 - 12);
+  bool found = false;
+  for (auto& x : f) found |= x.bucket == expect;
+  CHECK(found, "char window of the normalised text not found");
+  CHECK(!fit_projection(refs.data(), 0, cfg, fo, proj, rep).ok(), "fit on no texts accepted");
+}
+
+int main() {
+  test_eigen();
+  test_assign();
+  test_kmeans();
+  test_score();
+  test_embed_and_route();
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}

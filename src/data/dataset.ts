@@ -1,0 +1,220 @@
+/**
+ * The dataset format (../shared/data/README.md): prompts.jsonl (id, text, …), labels.csv (prompt_id, model,
+ * correct, optional cost_usd / input_chars / output_chars) and models.csv (model, list prices, parameter counts).
+ */
+import { createReadStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parse } from 'csv-parse';
+import { UnirouteError } from '../errors.js';
+
+export interface Prompt {
+  id: string;
+  text: string;
+  benchmark?: string;
+}
+
+export interface ModelRow {
+  model: string;
+  priceIn?: number;
+  priceOut?: number;
+  paramsB?: number;
+}
+
+interface CostAcc {
+  costSum: number;
+  costRows: number;
+  inChars: number;
+  outChars: number;
+  rows: number;
+}
+
+export interface Dataset {
+  dir: string;
+  prompts: Prompt[];
+  promptIndex: Map<string, number>;
+  /** LLMs in order of first appearance in labels.csv. */
+  models: string[];
+  modelRows: Map<string, ModelRow>;
+  /** Per LLM: correctness per prompt (index as in `prompts`), NaN where the LLM has no outcome. */
+  outcomes: Map<string, Float32Array>;
+  costAcc: Map<string, CostAcc>;
+}
+
+const num = (v: unknown): number | undefined => {
+  if (v === undefined || v === null || v === '') return undefined;
+  const x = Number(v);
+  return Number.isFinite(x) ? x : undefined;
+};
+
+export async function readPrompts(file: string): Promise<Prompt[]> {
+  if (!existsSync(file)) throw new UnirouteError('BAD_DATASET', `${file} does not exist`);
+  const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+  const out: Prompt[] = [];
+  const seen = new Set<string>();
+  let line = 0;
+  for await (const raw of rl) {
+    line++;
+    if (raw.trim() === '') continue;
+    let o: any;
+    try {
+      o = JSON.parse(raw);
+    } catch (e) {
+      throw new UnirouteError('BAD_DATASET', `${file}:${line}: malformed JSON (${(e as Error).message})`);
+    }
+    const id = o?.id;
+    if ((typeof id !== 'string' && typeof id !== 'number') || typeof o.text !== 'string')
+      throw new UnirouteError('BAD_DATASET', `${file}:${line}: each line needs an "id" and a string "text"`);
+    const sid = String(id);
+    if (seen.has(sid)) throw new UnirouteError('BAD_DATASET', `${file}:${line}: duplicate prompt id "${sid}"`);
+    seen.add(sid);
+    out.push({ id: sid, text: o.text, benchmark: typeof o.benchmark === 'string' ? o.benchmark : undefined });
+  }
+  return out;
+}
+
+async function* csvRows(file: string, required: string[]): AsyncGenerator<Record<string, string>> {
+  if (!existsSync(file)) throw new UnirouteError('BAD_DATASET', `${file} does not exist`);
+  const parser = createReadStream(file).pipe(parse({ columns: true, bom: true, skip_empty_lines: true, relax_column_count: true }));
+  let checked = false;
+  try {
+    for await (const row of parser as AsyncIterable<Record<string, string>>) {
+      if (!checked) {
+        const missing = required.filter((c) => !(c in row));
+        if (missing.length) throw new UnirouteError('BAD_DATASET', `${file} lacks the column(s) ${missing.join(', ')}`);
+        checked = true;
+      }
+      yield row;
+    }
+  } catch (e) {
+    if (e instanceof UnirouteError) throw e;
+    throw new UnirouteError('BAD_DATASET', `${file}: ${(e as Error).message}`);
+  }
+}
+
+export async function readModels(file: string): Promise<Map<string, ModelRow>> {
+  const out = new Map<string, ModelRow>();
+  if (!existsSync(file)) return out;
+  for await (const r of csvRows(file, ['model'])) {
+    out.set(r.model, {
+      model: r.model,
+      priceIn: num(r.price_in_usd_per_1m_tokens),
+      priceOut: num(r.price_out_usd_per_1m_tokens),
+      paramsB: num(r.active_params_b) ?? num(r.params_b) ?? num(r.total_params_b),
+    });
+  }
+  return out;
+}
+
+export interface LabelRow {
+  promptId: string;
+  model: string;
+  correct: number;
+  costUsd?: number;
+  inputChars?: number;
+  outputChars?: number;
+}
+
+export async function* readLabels(file: string): AsyncGenerator<LabelRow> {
+  let line = 1;
+  for await (const r of csvRows(file, ['prompt_id', 'model', 'correct'])) {
+    line++;
+    const correct = Number(r.correct);
+    if (r.correct === '' || !(correct >= 0 && correct <= 1))
+      throw new UnirouteError('BAD_DATASET', `${file}: row ${line}: correct = "${r.correct}" is not a number in [0, 1]`);
+    yield {
+      promptId: r.prompt_id,
+      model: r.model,
+      correct,
+      costUsd: num(r.cost_usd),
+      inputChars: num(r.input_chars),
+      outputChars: num(r.output_chars),
+    };
+  }
+}
+
+export async function loadDataset(dir: string): Promise<Dataset> {
+  if (!existsSync(dir)) throw new UnirouteError('BAD_DATASET', `dataset folder ${dir} does not exist`);
+  const prompts = await readPrompts(join(dir, 'prompts.jsonl'));
+  if (prompts.length === 0) throw new UnirouteError('BAD_DATASET', `${dir}/prompts.jsonl has no prompt`);
+  const promptIndex = new Map(prompts.map((p, i) => [p.id, i]));
+  const modelRows = await readModels(join(dir, 'models.csv'));
+  const outcomes = new Map<string, Float32Array>();
+  const costAcc = new Map<string, CostAcc>();
+  const models: string[] = [];
+  const labels = join(dir, 'labels.csv');
+  for await (const r of readLabels(labels)) {
+    const i = promptIndex.get(r.promptId);
+    if (i === undefined) throw new UnirouteError('BAD_DATASET', `${labels}: prompt_id "${r.promptId}" is not in prompts.jsonl`);
+    let o = outcomes.get(r.model);
+    if (!o) {
+      o = new Float32Array(prompts.length).fill(NaN);
+      outcomes.set(r.model, o);
+      costAcc.set(r.model, { costSum: 0, costRows: 0, inChars: 0, outChars: 0, rows: 0 });
+      models.push(r.model);
+    }
+    o[i] = r.correct;
+    const a = costAcc.get(r.model)!;
+    a.rows++;
+    if (r.costUsd !== undefined) {
+      a.costSum += r.costUsd;
+      a.costRows++;
+    }
+    a.inChars += r.inputChars ?? prompts[i].text.length;
+    a.outChars += r.outputChars ?? 0;
+  }
+  if (models.length === 0) throw new UnirouteError('BAD_DATASET', `${labels} has no outcome`);
+  return { dir, prompts, promptIndex, models, modelRows, outcomes, costAcc };
+}
+
+export interface CostOptions {
+  /** Explicit costs per query; these always win. */
+  costs?: Record<string, number>;
+  /** Proxy price (USD per 1M tokens, in and out) per billion active parameters, for LLMs with no list price. */
+  pricePerBillionParams?: number;
+}
+
+/**
+ * Cost per query of an LLM: explicit > mean cost_usd of its label rows > list prices x characters / 4 >
+ * parameter proxy (when asked for); otherwise an error naming the LLM.
+ */
+export function costPerQuery(ds: Dataset, model: string, opts: CostOptions = {}): number {
+  const explicit = opts.costs?.[model];
+  if (explicit !== undefined) return explicit;
+  const a = ds.costAcc.get(model);
+  if (!a) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${model}" has no outcome in ${ds.dir}`);
+  if (a.costRows > 0) return a.costSum / a.costRows;
+  const row = ds.modelRows.get(model);
+  let pin = row?.priceIn;
+  let pout = row?.priceOut;
+  if ((pin === undefined || pout === undefined) && opts.pricePerBillionParams !== undefined && row?.paramsB !== undefined) {
+    pin = pout = opts.pricePerBillionParams * row.paramsB;
+  }
+  if (pin === undefined || pout === undefined)
+    throw new UnirouteError(
+      'NO_COST',
+      `no cost for LLM "${model}": labels.csv has no cost_usd for it and models.csv no list price; pass an explicit cost`,
+    );
+  return ((a.inChars / 4) * pin + (a.outChars / 4) * pout) / 1e6 / a.rows;
+}
+
+/** Seeded Fisher-Yates permutation of 0..n-1 (mulberry32). */
+export function permutation(n: number, seed: number): Int32Array {
+  let s = seed >>> 0;
+  const rand = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  return p;
+}

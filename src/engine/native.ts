@@ -1,0 +1,174 @@
+/** The one module that loads the native addon; everything else goes through the typed interface below. */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UnirouteError, fromNative } from '../errors.js';
+
+export interface NativeEmbedderOptions {
+  bucketsLog2: number;
+  dim: number;
+  charN: number;
+  projection: Int8Array;
+  scale: Float32Array;
+}
+
+export interface NativeRouteArgs {
+  texts: string[];
+  centroids: Float32Array;
+  k: number;
+  psi: Float32Array;
+  cost: Float32Array;
+  m: number;
+  lambda: number;
+  allowed?: Uint8Array | null;
+  allowedPerRow?: boolean;
+  choice: Int32Array;
+  cluster: Int32Array;
+  distance: Float32Array;
+  gamma?: Float32Array | null;
+}
+
+export interface NativeEmbedder {
+  readonly dim: number;
+  embedSync(texts: string[], out: Float32Array): void;
+  embed(texts: string[], out: Float32Array): Promise<void>;
+  routeSync(args: NativeRouteArgs): void;
+  route(args: NativeRouteArgs): Promise<void>;
+}
+
+export interface NativeFitEmbedderOptions {
+  bucketsLog2?: number;
+  dim?: number;
+  charN?: number;
+  seed?: number;
+  minDf?: number;
+  powerIters?: number;
+  oversample?: number;
+}
+
+export interface NativeFitEmbedderResult {
+  projection: Int8Array;
+  scale: Float32Array;
+  singularValues: Float32Array;
+  keptBuckets: number;
+  rank: number;
+}
+
+export interface NativeKMeansResult {
+  centroids: Float32Array;
+  assignments: Int32Array;
+  inertia: number;
+  iterations: number;
+  reseeded: number;
+}
+
+export interface NativeScoreArgs {
+  clusters?: Int32Array;
+  membership?: Float32Array;
+  psi: Float32Array;
+  cost: Float32Array;
+  m: number;
+  k: number;
+  lambda: number;
+  allowed?: Uint8Array | null;
+  allowedPerRow?: boolean;
+  choice: Int32Array;
+  gamma?: Float32Array | null;
+}
+
+export interface NativeAddon {
+  Embedder: new (opts: NativeEmbedderOptions) => NativeEmbedder;
+  fitEmbedder(texts: string[], opts: NativeFitEmbedderOptions): Promise<NativeFitEmbedderResult>;
+  kmeans(
+    points: Float32Array,
+    n: number,
+    d: number,
+    k: number,
+    opts?: { seed?: number; maxIter?: number; tol?: number; nInit?: number },
+  ): Promise<NativeKMeansResult>;
+  assignSync(
+    points: Float32Array,
+    n: number,
+    d: number,
+    centroids: Float32Array,
+    k: number,
+    outIndex: Int32Array,
+    outDistance?: Float32Array | null,
+  ): void;
+  scoreSync(args: NativeScoreArgs): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  abiVersion: number;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function packageRoot(): string {
+  let dir = here;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native'))) return dir;
+    dir = dirname(dir);
+  }
+  return resolve(here, '..', '..', '..');
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once. On failure the error lists every path tried and the likely fix. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const root = packageRoot();
+  const candidates = [
+    process.env.UNIROUTE_ADDON,
+    join(root, 'build', 'Release', 'uniroute.node'),
+    join(root, 'build', 'Debug', 'uniroute.node'),
+  ].filter((p): p is string => !!p);
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const p of candidates) {
+    if (!existsSync(p)) {
+      tried.push(`${p} (missing)`);
+      continue;
+    }
+    try {
+      const addon = require(p) as NativeAddon;
+      const threads = Number(process.env.UNIROUTE_THREADS ?? 0);
+      if (Number.isInteger(threads) && threads > 0) addon.setThreads(threads);
+      cached = addon;
+      return addon;
+    } catch (err) {
+      tried.push(`${p} (${(err as Error).message})`);
+    }
+  }
+  throw new UnirouteError(
+    'NATIVE_UNAVAILABLE',
+    `could not load the uniroute native addon; tried:\n  ${tried.join('\n  ')}\n` +
+      'Build it with `npm run build:native` (needs cmake and a C++17 compiler) or `npm run build:gyp`.',
+  );
+}
+
+/** Runs a native call and converts its errors to UnirouteError. */
+export function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+export async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+export function setThreads(n: number): void {
+  call(() => native().setThreads(n));
+}
+
+export function getThreads(): number {
+  return native().getThreads();
+}

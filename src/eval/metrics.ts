@@ -1,0 +1,101 @@
+/** Deferral curves and their normalised area (PAPER.md: "Area", RouterBench AIQ style). */
+
+export interface CurvePoint {
+  cost: number;
+  quality: number;
+  lambda?: number;
+}
+
+/** The curve made non-decreasing: sorted by cost, quality replaced by its running maximum. */
+export function monotoneCurve(points: CurvePoint[]): CurvePoint[] {
+  const s = points.filter((p) => Number.isFinite(p.cost) && Number.isFinite(p.quality)).sort((a, b) => a.cost - b.cost || a.quality - b.quality);
+  const out: CurvePoint[] = [];
+  let best = -Infinity;
+  for (const p of s) {
+    best = Math.max(best, p.quality);
+    out.push({ ...p, quality: best });
+  }
+  return out;
+}
+
+/** Quality of the non-decreasing, piecewise-linear curve at cost x (flat beyond its ends). */
+export function curveAt(curve: CurvePoint[], x: number): number {
+  if (curve.length === 0) return NaN;
+  if (x <= curve[0].cost) return curve[0].quality;
+  const last = curve[curve.length - 1];
+  if (x >= last.cost) return last.quality;
+  for (let i = 1; i < curve.length; i++) {
+    const a = curve[i - 1];
+    const b = curve[i];
+    if (x <= b.cost) return b.cost === a.cost ? b.quality : a.quality + ((b.quality - a.quality) * (x - a.cost)) / (b.cost - a.cost);
+  }
+  return last.quality;
+}
+
+/**
+ * Mean quality over [cMin, cMax]: the area under the non-decreasing curve between the cheapest and the most
+ * expensive LLM's cost, divided by that range. With cMin = cMax, the quality at that cost.
+ */
+export function deferralArea(points: CurvePoint[], cMin: number, cMax: number): number {
+  const c = monotoneCurve(points);
+  if (c.length === 0) return NaN;
+  if (!(cMax > cMin)) return curveAt(c, cMin);
+  const xs = [cMin, ...c.map((p) => p.cost).filter((x) => x > cMin && x < cMax), cMax];
+  let area = 0;
+  for (let i = 1; i < xs.length; i++) area += ((curveAt(c, xs[i - 1]) + curveAt(c, xs[i])) / 2) * (xs[i] - xs[i - 1]);
+  return area / (cMax - cMin);
+}
+
+/** λ values that sweep from "most accurate" (0) to "cheapest", scaled to the costs. */
+export function lambdaGrid(costs: ArrayLike<number>, steps = 64): number[] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < costs.length; i++) {
+    lo = Math.min(lo, costs[i]);
+    hi = Math.max(hi, costs[i]);
+  }
+  const range = hi - lo > 0 ? hi - lo : Math.max(hi, 1e-12);
+  const grid = [0];
+  for (let i = 0; i < steps; i++) grid.push((10 ** (-3 + (6 * i) / (steps - 1))) / range);
+  return grid;
+}
+
+/**
+ * Deferral curve of a router on labelled prompts: for each λ, route every prompt among the LLMs that have an
+ * outcome on it (argmin predicted error + λ·cost; ties to the cheaper) and record mean cost and mean quality.
+ * gamma: n x m predicted errors; correct: n x m outcomes (NaN = none).
+ */
+export function routerCurve(
+  gamma: Float32Array,
+  correct: Float32Array,
+  costs: ArrayLike<number>,
+  n: number,
+  m: number,
+  lambdas = lambdaGrid(costs),
+): CurvePoint[] {
+  const pts: CurvePoint[] = [];
+  for (const lambda of lambdas) {
+    let cs = 0;
+    let qs = 0;
+    let cnt = 0;
+    for (let i = 0; i < n; i++) {
+      let best = -1;
+      let bs = Infinity;
+      for (let j = 0; j < m; j++) {
+        const y = correct[i * m + j];
+        if (Number.isNaN(y)) continue;
+        const s = gamma[i * m + j] + lambda * costs[j];
+        if (best < 0 || s < bs || (s === bs && costs[j] < costs[best])) {
+          best = j;
+          bs = s;
+        }
+      }
+      if (best < 0) continue;
+      cs += costs[best];
+      qs += correct[i * m + best];
+      cnt++;
+    }
+    if (cnt > 0) pts.push({ lambda, cost: cs / cnt, quality: qs / cnt });
+  }
+  return pts;
+}

@@ -1,0 +1,188 @@
+/** Fitting a router from a dataset: embedder, clusters (K chosen on validation prompts), training LLMs' profiles. */
+import { UnirouteError } from '../errors.js';
+import { callAsync, native } from '../engine/native.js';
+import { HashedEmbedder, type HashedFitOptions } from '../embed/embedder.js';
+import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
+import { deferralArea, routerCurve } from '../eval/metrics.js';
+import { errorStats, errorVector } from './profile.js';
+import { Router } from './router.js';
+
+export type Progress = (stage: string, done: number, total: number) => void;
+
+export interface FitOptions extends CostOptions {
+  /** Training LLMs (default: every LLM in the dataset). */
+  trainModels?: string[];
+  /** Number of clusters, or 'auto' to choose K on the validation prompts (default). */
+  clusters?: number | 'auto';
+  seed?: number;
+  /** Share of prompts held out as validation prompts (default 0.25), or an absolute count. */
+  valFraction?: number;
+  valPrompts?: number;
+  embedder?: HashedFitOptions;
+  /** Shrinkage of sparse clusters toward an LLM's overall error (0 = the paper's plain mean). */
+  priorStrength?: number;
+  /** Cap on the prompts used to fit the embedder (a seeded sample beyond it). */
+  maxEmbedderTexts?: number;
+  kmeansIterations?: number;
+  onProgress?: Progress;
+}
+
+export interface FitReport {
+  trainPrompts: number;
+  valPrompts: number;
+  clusters: number;
+  kSearch: Array<{ k: number; validationArea: number }>;
+  models: Array<{ name: string; costPerQuery: number; validationOutcomes: number }>;
+  embedder: { keptBuckets?: number; rank?: number };
+  seconds: number;
+}
+
+/** The paper's grid for K-means (App. G.1): 3 … N_val/50, here on a roughly geometric ladder. */
+export function clusterGrid(nVal: number, nTrain: number): number[] {
+  const hi = Math.max(3, Math.min(Math.floor(nVal / 50), nTrain));
+  const ladder = [3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256];
+  const g = ladder.filter((k) => k <= hi);
+  if (g[g.length - 1] !== hi && hi <= 256) g.push(hi);
+  return g;
+}
+
+export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ router: Router; report: FitReport }> {
+  const t0 = Date.now();
+  const progress = opts.onProgress ?? (() => undefined);
+  const seed = opts.seed ?? 1;
+  const priorStrength = opts.priorStrength ?? 1;
+  const models = opts.trainModels ?? ds.models;
+  if (models.length === 0) throw new UnirouteError('INVALID_ARGUMENT', 'no training LLM');
+  for (const m of models)
+    if (!ds.outcomes.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `training LLM "${m}" has no outcome in ${ds.dir} (known: ${ds.models.join(', ')})`);
+  const costs = models.map((m) => costPerQuery(ds, m, opts));
+
+  // Prompt split: validation (Psi of the pool) and train (embedder, clusters).
+  const n = ds.prompts.length;
+  const nVal = opts.valPrompts ?? Math.round(n * (opts.valFraction ?? 0.25));
+  if (!(nVal >= 1 && nVal < n)) throw new UnirouteError('INVALID_ARGUMENT', `validation prompts must be between 1 and ${n - 1} (got ${nVal})`);
+  const perm = permutation(n, seed);
+  const valIdx = perm.subarray(0, nVal);
+  const trainIdx = perm.subarray(nVal);
+  const texts = (idx: Int32Array) => Array.from(idx, (i) => ds.prompts[i].text);
+  const trainTexts = texts(trainIdx);
+  const valTexts = texts(valIdx);
+
+  progress('embedder', 0, 1);
+  const cap = opts.maxEmbedderTexts ?? 100_000;
+  const fitTexts = trainTexts.length > cap ? Array.from(permutation(trainTexts.length, seed + 1).subarray(0, cap), (i) => trainTexts[i]) : trainTexts;
+  const embedder = await HashedEmbedder.fit(fitTexts, { seed, ...opts.embedder });
+  progress('embedder', 1, 1);
+  const D = embedder.dim;
+  const trainEmb = await embedder.embed(trainTexts);
+  const valEmb = await embedder.embed(valTexts);
+
+  const outcomeMatrix = (idx: Int32Array) => {
+    const out = new Float32Array(idx.length * models.length);
+    models.forEach((m, j) => {
+      const o = ds.outcomes.get(m)!;
+      for (let i = 0; i < idx.length; i++) out[i * models.length + j] = o[idx[i]];
+    });
+    return out;
+  };
+  const trainY = outcomeMatrix(trainIdx);
+  const valY = outcomeMatrix(valIdx);
+  const M = models.length;
+  const column = (Y: Float32Array, j: number) => {
+    const c = new Float32Array(Y.length / M);
+    for (let i = 0; i < c.length; i++) c[i] = Y[i * M + j];
+    return c;
+  };
+
+  const kmeansOpts = { seed, maxIter: opts.kmeansIterations ?? 300 };
+  const cluster = (k: number) => callAsync(() => native().kmeans(trainEmb, trainTexts.length, D, k, kmeansOpts));
+  const assign = (emb: Float32Array, C: Float32Array, k: number) => {
+    const idx = new Int32Array(emb.length / D);
+    native().assignSync(emb, idx.length, D, C, k, idx, null);
+    return idx;
+  };
+
+  // K on validation (App. G.2): training LLMs described by their training-prompt outcomes, validation prompts
+  // routed among them, the K with the largest validation deferral area kept.
+  const kSearch: FitReport['kSearch'] = [];
+  let K: number;
+  if (opts.clusters === undefined || opts.clusters === 'auto') {
+    const grid = clusterGrid(nVal, trainTexts.length);
+    let best = -Infinity;
+    K = grid[0];
+    for (const [gi, k] of grid.entries()) {
+      progress('choose K', gi, grid.length);
+      const km = await cluster(k);
+      const vc = assign(valEmb, km.centroids, k);
+      const gamma = new Float32Array(nVal * M);
+      for (let j = 0; j < M; j++) {
+        const psi = errorVector(errorStats(km.assignments, column(trainY, j), k), priorStrength);
+        for (let i = 0; i < nVal; i++) gamma[i * M + j] = psi[vc[i]];
+      }
+      const area = validationArea(gamma, valY, costs, nVal, M);
+      kSearch.push({ k, validationArea: area });
+      if (area > best + 1e-12) {
+        best = area;
+        K = k;
+      }
+    }
+    progress('choose K', grid.length, grid.length);
+  } else {
+    K = opts.clusters;
+    if (!Number.isInteger(K) || K < 1 || K > trainTexts.length)
+      throw new UnirouteError('INVALID_ARGUMENT', `--clusters must be a whole number in [1, ${trainTexts.length}] (got ${K})`);
+  }
+
+  progress('clusters', 0, 1);
+  const km = await cluster(K);
+  progress('clusters', 1, 1);
+  const router = new Router({
+    embedder: embedder.spec,
+    hashed: embedder,
+    centroids: km.centroids,
+    k: K,
+    priorStrength,
+    info: {
+      fittedAt: new Date().toISOString(),
+      seed,
+      trainPrompts: trainTexts.length,
+      valPrompts: nVal,
+      kmeans: { inertia: km.inertia, iterations: km.iterations },
+      kSearch,
+    },
+  });
+  const valClusters = assign(valEmb, km.centroids, K);
+  const reportModels: FitReport['models'] = [];
+  models.forEach((m, j) => {
+    progress('profiles', j, M);
+    const y = column(valY, j);
+    const seen = y.reduce((a, v) => a + (Number.isNaN(v) ? 0 : 1), 0);
+    if (seen === 0) {
+      // an LLM with no validation outcome falls back to its training outcomes rather than being dropped
+      const tc = km.assignments;
+      router.addModelFromClusters(m, costs[j], tc, column(trainY, j));
+    } else {
+      router.addModelFromClusters(m, costs[j], valClusters, y);
+    }
+    reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen });
+  });
+  progress('profiles', M, M);
+  return {
+    router,
+    report: {
+      trainPrompts: trainTexts.length,
+      valPrompts: nVal,
+      clusters: K,
+      kSearch,
+      models: reportModels,
+      embedder: { keptBuckets: embedder.spec.keptBuckets, rank: embedder.spec.rank },
+      seconds: (Date.now() - t0) / 1000,
+    },
+  };
+}
+
+/** Validation deferral area of predicted errors `gamma` against outcomes `Y` (both n x m). */
+export function validationArea(gamma: Float32Array, Y: Float32Array, costs: number[], n: number, m: number): number {
+  const pts = routerCurve(gamma, Y, costs, n, m);
+  return deferralArea(pts, Math.min(...costs), Math.max(...costs));
+}
