@@ -218,3 +218,46 @@ export function permutation(n: number, seed: number): Int32Array {
   }
   return p;
 }
+
+/** Concatenates datasets (prompt ids prefixed with "<name>/"); an LLM absent from a dataset has no outcome there. */
+export function mergeDatasets(parts: Array<{ name: string; ds: Dataset }>): Dataset {
+  const prompts: Prompt[] = [];
+  const offsets: number[] = [];
+  for (const { name, ds } of parts) {
+    offsets.push(prompts.length);
+    for (const p of ds.prompts) prompts.push({ ...p, id: `${name}/${p.id}` });
+  }
+  const outcomes = new Map<string, Float32Array>();
+  const costAcc = new Map<string, CostAcc>();
+  const modelRows = new Map<string, ModelRow>();
+  const models: string[] = [];
+  parts.forEach(({ ds }, pi) => {
+    for (const m of ds.models) {
+      let o = outcomes.get(m);
+      if (!o) {
+        o = new Float32Array(prompts.length).fill(NaN);
+        outcomes.set(m, o);
+        costAcc.set(m, { costSum: 0, costRows: 0, inChars: 0, outChars: 0, rows: 0 });
+        models.push(m);
+      }
+      o.set(ds.outcomes.get(m)!, offsets[pi]);
+      const a = costAcc.get(m)!;
+      const b = ds.costAcc.get(m)!;
+      a.costSum += b.costSum;
+      a.costRows += b.costRows;
+      a.inChars += b.inChars;
+      a.outChars += b.outChars;
+      a.rows += b.rows;
+    }
+    for (const [k, v] of ds.modelRows) if (!modelRows.has(k)) modelRows.set(k, v);
+  });
+  return {
+    dir: parts.map((p) => p.ds.dir).join(' + '),
+    prompts,
+    promptIndex: new Map(prompts.map((p, i) => [p.id, i])),
+    models,
+    modelRows,
+    outcomes,
+    costAcc,
+  };
+}

@@ -1,0 +1,36 @@
+/**
+ * Regenerates the built-in default router (models/default.uniroute.gz) from both data sets of ../shared/data.
+ * The artifact holds numbers only (IDF x projection rows, centroids, per-cluster error sums and counts, costs):
+ * no prompt text. Open models without a list price get a proxy price proportional to their active parameters
+ * (0.0125 USD per 1M tokens per billion parameters: Llama-3-70B's $0.88 / 70.6B), as ../shared/data/README.md suggests.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadDataset, mergeDatasets } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Progress } from '../src/cli/progress.js';
+
+const dataDir = resolve(process.env.UNIROUTE_DATA ?? join(process.cwd(), '..', 'shared', 'data'));
+const out = resolve(process.argv[2] ?? join(process.cwd(), 'models', 'default.uniroute.gz'));
+if (!existsSync(join(dataDir, 'routerbench')) || !existsSync(join(dataDir, 'zeroeval'))) {
+  process.stderr.write(`fit:default needs ${dataDir}/routerbench and ${dataDir}/zeroeval (set UNIROUTE_DATA)\n`);
+  process.exit(1);
+}
+const progress = new Progress(true);
+const parts = [];
+for (const name of ['routerbench', 'zeroeval']) {
+  progress.update(`reading ${name}`, 0);
+  parts.push({ name, ds: await loadDataset(join(dataDir, name)) });
+}
+const ds = mergeDatasets(parts);
+const { router, report } = await fitRouter(ds, {
+  seed: 1,
+  pricePerBillionParams: 0.0125,
+  onProgress: (s, d, t) => progress.update(s, d, t),
+});
+router.info = { ...router.info, source: 'uniroute fit:default on ../shared/data routerbench + zeroeval' };
+await router.save(out);
+progress.done(
+  `default router: ${report.clusters} clusters (validation areas ${report.kSearch.map((k) => `${k.k}:${k.validationArea.toFixed(4)}`).join(' ')}), ` +
+    `${report.models.length} LLMs, ${report.trainPrompts} train / ${report.valPrompts} validation prompts, ${report.seconds.toFixed(1)} s -> ${out}`,
+);

@@ -1,0 +1,317 @@
+/** The `uniroute` command. */
+import { createReadStream, createWriteStream, existsSync, promises as fs } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { UnirouteError } from '../errors.js';
+import { setThreads } from '../engine/native.js';
+import { loadDataset, readLabels, readModels, readPrompts, type CostOptions } from '../data/dataset.js';
+import { fitRouter } from '../router/fit.js';
+import { Router, type RouteBatch } from '../router/router.js';
+import { defaultRouterPath } from '../defaults.js';
+import { Progress } from './progress.js';
+
+const intArg = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number >= ${min}`);
+  return n;
+};
+const numArg = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+  return n;
+};
+const listArg = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const costArg = (v: string, prev: Record<string, number> = {}) => {
+  const i = v.lastIndexOf('=');
+  const c = Number(v.slice(i + 1));
+  if (i <= 0 || !Number.isFinite(c) || c < 0) throw new InvalidArgumentError('--model-cost takes NAME=COST with COST >= 0');
+  return { ...prev, [v.slice(0, i)]: c };
+};
+
+async function loadRouter(path: string | undefined): Promise<Router> {
+  const p = path ?? defaultRouterPath();
+  if (!path && !existsSync(p))
+    throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
+  return Router.load(p);
+}
+
+function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
+  if (!out.write(s)) return once(out, 'drain').then(() => undefined);
+}
+
+export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: process.stdout }): Command {
+  const program = new Command('uniroute')
+    .description('Route each prompt to the cheapest LLM likely to answer it well; onboard unseen LLMs from a few hundred validation outcomes.')
+    .option('--threads <n>', 'native worker threads (0 = all cores)', intArg('--threads'), 0)
+    .option('-q, --quiet', 'no progress on stderr')
+    .showHelpAfterError('(run with --help for usage)')
+    .hook('preAction', (cmd) => {
+      const t = cmd.opts().threads;
+      if (t) setThreads(t);
+    });
+  const quiet = () => !!program.opts().quiet;
+
+  program
+    .command('fit')
+    .description('fit a router on a dataset (prompts.jsonl, labels.csv, models.csv); K is chosen on validation prompts unless --clusters is given')
+    .requiredOption('--data <dir>', 'dataset folder')
+    .requiredOption('--out <file>', 'where to write the router (.gz to compress)')
+    .option('--train-models <list>', 'comma-separated training LLMs (default: all in labels.csv)', listArg)
+    .option('--clusters <k>', 'number of clusters, or "auto"', 'auto')
+    .option('--seed <n>', 'random seed', intArg('--seed'), 1)
+    .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors', numArg('--val-fraction'), 0.25)
+    .option('--prior-strength <a>', 'shrink sparse clusters toward the LLM\'s overall error (0 = plain mean)', numArg('--prior-strength'), 1)
+    .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
+    .option('--model-cost <name=cost>', 'explicit cost per query for an LLM (repeatable)', costArg)
+    .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .action(async (o) => {
+      const progress = new Progress(!quiet());
+      progress.update('reading dataset', 0);
+      const ds = await loadDataset(o.data);
+      const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
+      const { router, report } = await fitRouter(ds, {
+        trainModels: o.trainModels,
+        clusters,
+        seed: o.seed,
+        valFraction: o.valFraction,
+        priorStrength: o.priorStrength,
+        embedder: { dim: o.dim },
+        costs: o.modelCost,
+        pricePerBillionParams: o.pricePerBillionParams,
+        onProgress: (s, d, t) => progress.update(s, d, t),
+      });
+      await router.save(o.out);
+      progress.done(`fitted ${report.clusters} clusters on ${report.trainPrompts} prompts, ${report.models.length} LLMs profiled on ${report.valPrompts} validation prompts in ${report.seconds.toFixed(1)} s -> ${o.out}`);
+      await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
+    });
+
+  program
+    .command('add-model')
+    .description('take an unseen LLM into the pool from its outcomes on validation prompts, without refitting anything')
+    .option('--router <file>', 'router file to update (default: the built-in router, which then needs --out)')
+    .requiredOption('--name <name>', 'the LLM\'s name')
+    .option('--labels <csv>', 'outcomes as prompt_id,model,correct[,cost_usd] rows (texts looked up in --data)')
+    .option('--data <dir>', 'dataset folder holding prompts.jsonl (and models.csv for list prices)')
+    .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines')
+    .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
+    .option('--out <file>', 'write the updated router here instead of in place')
+    .action(async (o) => {
+      if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
+      if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
+      const router = await loadRouter(o.router);
+      const outcomes: Array<{ text: string; correct: number }> = [];
+      let cost: number | undefined = o.cost;
+      if (o.labels) {
+        if (!o.data) throw new UnirouteError('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
+        const prompts = new Map((await readPrompts(join(o.data, 'prompts.jsonl'))).map((p) => [p.id, p.text]));
+        let costSum = 0;
+        let costRows = 0;
+        let inChars = 0;
+        let outChars = 0;
+        const others = new Set<string>();
+        for await (const r of readLabels(o.labels)) {
+          if (r.model !== o.name) {
+            others.add(r.model);
+            continue;
+          }
+          const text = prompts.get(r.promptId);
+          if (text === undefined) throw new UnirouteError('BAD_DATASET', `${o.labels}: prompt_id "${r.promptId}" is not in ${o.data}/prompts.jsonl`);
+          outcomes.push({ text, correct: r.correct });
+          if (r.costUsd !== undefined) {
+            costSum += r.costUsd;
+            costRows++;
+          }
+          inChars += r.inputChars ?? text.length;
+          outChars += r.outputChars ?? 0;
+        }
+        if (outcomes.length === 0)
+          throw new UnirouteError('UNKNOWN_MODEL', `${o.labels} has no row for model "${o.name}"${others.size ? ` (it has: ${[...others].slice(0, 10).join(', ')})` : ''}`);
+        if (cost === undefined && costRows > 0) cost = costSum / costRows;
+        if (cost === undefined) {
+          const row = (await readModels(join(o.data, 'models.csv'))).get(o.name);
+          if (row?.priceIn !== undefined && row.priceOut !== undefined)
+            cost = ((inChars / 4) * row.priceIn + (outChars / 4) * row.priceOut) / 1e6 / outcomes.length;
+        }
+      } else {
+        const rl = createInterface({ input: o.outcomes === '-' ? process.stdin : createReadStream(o.outcomes, 'utf8'), crlfDelay: Infinity });
+        let line = 0;
+        for await (const raw of rl) {
+          line++;
+          if (!raw.trim()) continue;
+          let rec: any;
+          try {
+            rec = JSON.parse(raw);
+          } catch {
+            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: malformed JSON`);
+          }
+          if (typeof rec?.text !== 'string' || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
+            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs a string "text" and "correct" in [0, 1]`);
+          outcomes.push({ text: rec.text, correct: Number(rec.correct) });
+        }
+      }
+      if (cost === undefined)
+        throw new UnirouteError('NO_COST', `no cost for LLM "${o.name}": pass --cost (no cost_usd in the labels and no list price in models.csv)`);
+      const info = await router.addModel(o.name, { costPerQuery: cost, outcomes });
+      const dest = o.out ?? o.router;
+      await router.save(dest);
+      if (!quiet()) process.stderr.write(`added "${o.name}" from ${info.outcomes} outcomes (overall error ${info.overallError.toFixed(3)}, cost ${cost}) -> ${dest}\n`);
+      await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError }) + '\n');
+    });
+
+  program
+    .command('remove-model')
+    .description('remove an LLM from the pool')
+    .option('--router <file>', 'router file to update')
+    .requiredOption('--name <name>', 'the LLM to remove')
+    .option('--out <file>', 'write the updated router here instead of in place')
+    .action(async (o) => {
+      if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
+      const router = await loadRouter(o.router);
+      router.removeModel(o.name);
+      await router.save(o.out ?? o.router);
+      if (!quiet()) process.stderr.write(`removed "${o.name}"; ${router.size} LLMs left\n`);
+    });
+
+  program
+    .command('models')
+    .description('list the LLMs in the pool')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--json', 'one JSON object per LLM, with its error vector')
+    .action(async (o) => {
+      const router = await loadRouter(o.router);
+      for (const m of router.models()) {
+        const line = o.json
+          ? JSON.stringify(m)
+          : `${m.name.padEnd(40)} cost/query ${m.costPerQuery.toExponential(3)}  overall error ${m.overallError.toFixed(3)}  outcomes ${m.outcomes}`;
+        await writeLine(io.stdout, line + '\n');
+      }
+    });
+
+  program
+    .command('route')
+    .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
+    .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
+    .option('--input <file>', 'input JSONL, or - for stdin', '-')
+    .option('--output <file>', 'output JSONL, or - for stdout', '-')
+    .option('--explain', 'add every candidate LLM\'s predicted error and cost to each decision')
+    .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
+    .action(async (o) => {
+      const router = await loadRouter(o.router);
+      const input = o.input === '-' ? process.stdin : createReadStream(o.input, 'utf8');
+      const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
+      const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
+      const rl = createInterface({ input, crlfDelay: Infinity });
+      let line = 0;
+      let routed = 0;
+      let failed = 0;
+      type Item = { line: number; id: unknown; text?: string; error?: { code: string; message: string } };
+      let batch: Item[] = [];
+      const flush = async () => {
+        const ok = batch.filter((b) => b.text !== undefined);
+        let res: RouteBatch | undefined;
+        if (ok.length) res = await router.routeBatch(ok.map((b) => b.text!), { lambda: o.lambda, models: o.models });
+        let j = 0;
+        let chunk = '';
+        for (const b of batch) {
+          if (b.error) {
+            failed++;
+            chunk += JSON.stringify({ id: b.id ?? null, line: b.line, error: b.error }) + '\n';
+            continue;
+          }
+          const r = res!;
+          const m = r.models.length;
+          const c = r.choice[j];
+          const rec: Record<string, unknown> = {
+            id: b.id,
+            model: r.models[c],
+            cluster: r.cluster[j],
+            distance: +r.distance[j].toFixed(5),
+            predicted_error: +r.predictedError[j * m + c].toFixed(5),
+            cost: r.costs[c],
+          };
+          if (o.explain)
+            rec.candidates = Object.fromEntries(r.models.map((name, t) => [name, { predicted_error: +r.predictedError[j * m + t].toFixed(5), cost: r.costs[t] }]));
+          chunk += JSON.stringify(rec) + '\n';
+          j++;
+          routed++;
+        }
+        batch = [];
+        await writeLine(out, chunk);
+        progress.update('routed', routed + failed);
+      };
+      for await (const raw of rl) {
+        line++;
+        if (!raw.trim()) continue;
+        let rec: any;
+        const item: Item = { line, id: null };
+        try {
+          rec = JSON.parse(raw);
+          item.id = rec?.id ?? null;
+          if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
+          else if (rec.text.trim() === '') item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
+          else item.text = rec.text;
+        } catch {
+          item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: malformed JSON` };
+        }
+        batch.push(item);
+        if (batch.length >= o.batchSize) await flush();
+      }
+      if (batch.length) await flush();
+      if (out !== io.stdout) {
+        out.end();
+        await once(out, 'finish');
+      }
+      progress.done(quiet() ? undefined : `routed ${routed} prompts${failed ? `, ${failed} lines failed` : ''}`);
+      if (failed) {
+        process.stderr.write(`uniroute: ${failed} input line(s) could not be routed (see their "error" records)\n`);
+        process.exitCode = 2;
+      }
+    });
+
+  program
+    .command('info')
+    .description('show the router and the engine')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--json', 'as JSON')
+    .action(async (o) => {
+      const { getThreads } = await import('../engine/native.js');
+      const router = await loadRouter(o.router);
+      const info = {
+        router: o.router ?? defaultRouterPath(),
+        embedder: router.embedderSpec,
+        clusters: router.k,
+        models: router.size,
+        priorStrength: router.priorStrength,
+        defaultLambda: router.defaultLambda,
+        backend: 'cpu',
+        threads: getThreads(),
+        fit: router.info,
+      };
+      await writeLine(io.stdout, (o.json ? JSON.stringify(info) : JSON.stringify(info, null, 2)) + '\n');
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit status. Errors print one line on stderr. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof UnirouteError) {
+      process.stderr.write(`uniroute: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`uniroute: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+/** The `uniroute` command end to end, as a user runs it (a child process per command). */
+import { describe, expect, it, beforeAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { makeSyntheticDataset, randomTexts } from './helpers.js';
+
+const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
+const run = (args: string[], input?: string) => {
+  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+let tmp: string;
+let data: string;
+let routerFile: string;
+
+beforeAll(() => {
+  if (!existsSync(resolve(__dirname, '..', 'dist', 'src', 'cli', 'index.js'))) throw new Error('run `npm run build` first');
+  tmp = mkdtempSync(join(tmpdir(), 'uniroute-cli-'));
+  data = makeSyntheticDataset(450, 8);
+  routerFile = join(tmp, 'r.uniroute');
+});
+
+describe('uniroute CLI', () => {
+  it('--help on every command', () => {
+    for (const cmd of [[], ['fit'], ['add-model'], ['remove-model'], ['models'], ['route'], ['info']]) {
+      const r = run([...cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/Usage: uniroute/);
+    }
+  });
+
+  it('fit -> add-model -> models -> route -> remove-model', () => {
+    const fit = run(['fit', '--data', data, '--train-models', 'cheap-math,big-all,mid-all', '--clusters', '4', '--out', routerFile, '--quiet']);
+    expect(fit.code, fit.err).toBe(0);
+    expect(JSON.parse(fit.out).clusters).toBe(4);
+    const outcomes = randomTexts(90, 5).map((text, i) => JSON.stringify({ text, correct: i % 3 === 1 ? 1 : 0 })).join('\n');
+    const outFile = join(tmp, 'outcomes.jsonl');
+    writeFileSync(outFile, outcomes);
+    const add = run(['add-model', '--router', routerFile, '--name', 'cheap-code', '--outcomes', outFile, '--cost', '0.1']);
+    expect(add.code, add.err).toBe(0);
+    const labels = run(['add-model', '--router', routerFile, '--name', 'cheap-history', '--labels', join(data, 'labels.csv'), '--data', data, '--quiet']);
+    expect(labels.code, labels.err).toBe(0);
+    expect(JSON.parse(labels.out).costPerQuery).toBeCloseTo(0.1, 6); // from cost_usd
+    const models = run(['models', '--router', routerFile, '--json']);
+    expect(models.out.trim().split('\n').map((l) => JSON.parse(l).name)).toEqual(['cheap-math', 'big-all', 'mid-all', 'cheap-code', 'cheap-history']);
+    const input = randomTexts(50, 9).map((text, i) => JSON.stringify({ id: `q${i}`, text })).join('\n') + '\n';
+    const route = run(['route', '--router', routerFile, '--lambda', '0.1'], input);
+    expect(route.code, route.err).toBe(0);
+    const lines = route.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.id)).toEqual(Array.from({ length: 50 }, (_, i) => `q${i}`));
+    for (const l of lines) expect(['cheap-math', 'big-all', 'mid-all', 'cheap-code', 'cheap-history']).toContain(l.model);
+    const explained = run(['route', '--router', routerFile, '--explain', '--models', 'big-all,mid-all'], input);
+    const first = JSON.parse(explained.out.split('\n')[0]);
+    expect(Object.keys(first.candidates)).toHaveLength(5);
+    expect(['big-all', 'mid-all']).toContain(first.model);
+    const rm = run(['remove-model', '--router', routerFile, '--name', 'cheap-code']);
+    expect(rm.code).toBe(0);
+    expect(run(['models', '--router', routerFile, '--json']).out.trim().split('\n')).toHaveLength(4);
+  });
+
+  it('bad input lines get error records, the rest is routed, exit status 2', () => {
+    const input = ['{"id":"a","text":"Question: integral solve?"}', 'not json', '{"id":"c","text":""}', '{"id":"d"}', '{"id":"e","text":"Question: python loop?"}'].join('\n');
+    const r = run(['route', '--router', routerFile, '--quiet'], input);
+    expect(r.code).toBe(2);
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.id)).toEqual(['a', null, 'c', 'd', 'e']);
+    expect(lines[1].error.code).toBe('INVALID_ARGUMENT');
+    expect(lines[2].error.code).toBe('EMPTY_TEXT');
+    expect(lines[4].model).toBeTruthy();
+  });
+
+  it('errors are one line with a code and a non-zero status', () => {
+    const before = readFileSync(routerFile);
+    const cases: Array<[string[], RegExp]> = [
+      [['route', '--router', join(tmp, 'missing.uniroute')], /NOT_FOUND/],
+      [['route', '--router', routerFile, '--models', 'ghost'], /UNKNOWN_MODEL: .*ghost/],
+      [['remove-model', '--router', routerFile, '--name', 'ghost'], /UNKNOWN_MODEL/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--outcomes', join(tmp, 'outcomes.jsonl')], /NO_COST/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--labels', join(data, 'labels.csv'), '--data', data], /UNKNOWN_MODEL: .*no row for model "x"/],
+      [['fit', '--data', join(tmp, 'nowhere'), '--out', join(tmp, 'x')], /BAD_DATASET/],
+      [['route', '--router', routerFile, '--lambda', 'abc'], /lambda/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = run(args, '{"id":1,"text":"hello"}\n');
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.err).toMatch(msg);
+      expect(r.err.trim().split('\n').length, r.err).toBeLessThanOrEqual(2);
+    }
+    expect(readFileSync(routerFile).equals(before)).toBe(true);
+  });
+
+  it('a dataset missing a column is refused with the column named', () => {
+    const bad = makeSyntheticDataset(30, 1);
+    writeFileSync(join(bad, 'labels.csv'), 'prompt_id,model\np0,a\n');
+    const r = run(['fit', '--data', bad, '--out', join(tmp, 'y')]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/BAD_DATASET: .*lacks the column\(s\) correct/);
+  });
+
+  it('the built-in default router routes with no --router', () => {
+    const r = run(['route', '--quiet'], '{"id":"1","text":"What is 17*23?"}\n');
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out).model).toBeTruthy();
+    const info = JSON.parse(run(['info', '--json']).out);
+    expect(info.models).toBeGreaterThan(10);
+  });
+});

@@ -1,0 +1,223 @@
+/** Router behaviour: properties of routing, pool changes, persistence, and bad input. */
+import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataset } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Router } from '../src/router/router.js';
+import { UnirouteError } from '../src/errors.js';
+import { encodeArtifact } from '../src/router/artifact.js';
+import { errorStats, errorVector } from '../src/router/profile.js';
+import { makeSyntheticDataset, randomTexts } from './helpers.js';
+
+let router: Router;
+let dir: string;
+const probe = randomTexts(120, 77);
+
+beforeAll(async () => {
+  dir = makeSyntheticDataset(600, 3);
+  const ds = await loadDataset(dir);
+  ({ router } = await fitRouter(ds, { seed: 2, embedder: { bucketsLog2: 14, dim: 32 } }));
+});
+
+const expectCode = async (p: Promise<unknown> | (() => unknown), code: string, msg?: RegExp) => {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err, `expected a ${code} error`).toBeInstanceOf(UnirouteError);
+  expect((err as UnirouteError).code).toBe(code);
+  if (msg) expect((err as Error).message).toMatch(msg);
+};
+
+describe('fitting', () => {
+  it('chooses K on validation and profiles every training LLM', () => {
+    expect(router.size).toBe(5);
+    expect(router.k).toBeGreaterThanOrEqual(3);
+    expect((router.info.kSearch as unknown[]).length).toBeGreaterThan(0);
+  });
+
+  it('learns who is good at what: the cheap specialist wins its topic at a moderate lambda', async () => {
+    const d = await router.route(['Question: integral derivative solve equation algebra prime?', 'Question: python function return list loop class?'], { lambda: 0.2 });
+    expect(d[0].model).toBe('cheap-math');
+    expect(d[1].model).toBe('cheap-code');
+  });
+
+  it('fitting twice with one seed gives identical artifacts (but for the timestamp)', async () => {
+    const ds = await loadDataset(dir);
+    const a = (await fitRouter(ds, { seed: 4, clusters: 4, embedder: { bucketsLog2: 12, dim: 16 } })).router;
+    const b = (await fitRouter(ds, { seed: 4, clusters: 4, embedder: { bucketsLog2: 12, dim: 16 } })).router;
+    a.info = b.info = {};
+    expect(a.toArtifact().equals(b.toArtifact())).toBe(true);
+  });
+});
+
+describe('routing properties', () => {
+  it('lambda = 0 picks the lowest predicted error; a huge lambda picks the cheapest allowed LLM', async () => {
+    const b0 = await router.routeBatch(probe, { lambda: 0 });
+    const m = b0.models.length;
+    for (let i = 0; i < probe.length; i++) {
+      const g = b0.predictedError.subarray(i * m, (i + 1) * m);
+      expect(g[b0.choice[i]]).toBe(Math.min(...g));
+    }
+    const big = await router.routeBatch(probe, { lambda: 1e9 });
+    const minCost = Math.min(...big.costs);
+    for (let i = 0; i < probe.length; i++) expect(big.costs[big.choice[i]]).toBe(minCost);
+  });
+
+  it('the chosen LLM\'s cost never rises as lambda rises', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.double({ min: 0, max: 5, noNaN: true }), fc.double({ min: 0, max: 5, noNaN: true }), async (a, b) => {
+        const [lo, hi] = a <= b ? [a, b] : [b, a];
+        const x = await router.routeBatch(probe, { lambda: lo });
+        const y = await router.routeBatch(probe, { lambda: hi });
+        for (let i = 0; i < probe.length; i++) expect(y.costs[y.choice[i]]).toBeLessThanOrEqual(x.costs[x.choice[i]]);
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('honours the allowed set, shared or per prompt', async () => {
+    const b = await router.routeBatch(probe.slice(0, 3), { models: ['mid-all', 'big-all'] });
+    for (const c of b.choice) expect(['mid-all', 'big-all']).toContain(b.models[c]);
+    const per = await router.routeBatch(probe.slice(0, 2), { models: [['cheap-math'], ['big-all']] });
+    expect(per.models[per.choice[0]]).toBe('cheap-math');
+    expect(per.models[per.choice[1]]).toBe('big-all');
+  });
+
+  it('sync and async routing agree, and the result is in input order', async () => {
+    const a = await router.routeBatch(probe, { lambda: 0.1 });
+    const b = router.routeBatchSync(probe, { lambda: 0.1 });
+    expect(b.choice).toEqual(a.choice);
+    const single = await Promise.all(probe.slice(0, 10).map((t) => router.routeBatch([t], { lambda: 0.1 })));
+    single.forEach((s, i) => expect(s.choice[0]).toBe(a.choice[i]));
+  });
+
+  it('add-then-remove restores every decision', async () => {
+    const before = await router.routeBatch(probe, { lambda: 0.05 });
+    const outcomes = probe.slice(0, 60).map((text, i) => ({ text, correct: i % 3 === 0 ? 1 : 0 }));
+    await router.addModel('newcomer', { costPerQuery: 0.01, outcomes });
+    expect(router.size).toBe(6);
+    const during = await router.routeBatch(probe, { lambda: 0.05 });
+    expect(during.models).toContain('newcomer');
+    router.removeModel('newcomer');
+    const after = await router.routeBatch(probe, { lambda: 0.05 });
+    expect(after.choice).toEqual(before.choice);
+    expect(after.predictedError).toEqual(before.predictedError);
+  });
+
+  it('save-then-load gives identical decisions (plain and gzipped)', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'uniroute-'));
+    for (const file of ['r.uniroute', 'r.uniroute.gz']) {
+      const p = join(tmp, file);
+      await router.save(p);
+      const loaded = await Router.load(p);
+      const a = await router.routeBatch(probe, { lambda: 0.07 });
+      const b = await loaded.routeBatch(probe, { lambda: 0.07 });
+      expect(b.choice).toEqual(a.choice);
+      expect(b.predictedError).toEqual(a.predictedError);
+      expect(loaded.models()).toEqual(router.models());
+    }
+  });
+});
+
+describe('error vectors', () => {
+  it('plain mean with prior 0, shrinkage toward the overall error otherwise, overall error for empty clusters', () => {
+    const s = errorStats([0, 0, 0, 1], [1, 1, 0, 0], 3);
+    expect(Array.from(errorVector(s, 0))).toEqual([Math.fround(1 / 3), 1, 0.5]);
+    const shrunk = errorVector(s, 2);
+    expect(shrunk[1]).toBeCloseTo((1 + 2 * 0.5) / 3, 6);
+    expect(shrunk[2]).toBe(0.5);
+  });
+
+  it('the prior strength moves sparse clusters more than dense ones', () => {
+    const s = errorStats([0, 0, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1, 1, 0], 2);
+    const plain = errorVector(s, 0);
+    const shrunk = errorVector(s, 4);
+    expect(Math.abs(shrunk[1] - plain[1])).toBeGreaterThan(Math.abs(shrunk[0] - plain[0]));
+  });
+});
+
+describe('bad input gets a coded error, never a crash', () => {
+  it('texts', async () => {
+    await expectCode(router.routeBatch(['fine', '']), 'EMPTY_TEXT', /texts\[1\]/);
+    await expectCode(router.routeBatch(['fine', '   \n']), 'EMPTY_TEXT');
+    await expectCode(router.routeBatch([42 as unknown as string]), 'INVALID_ARGUMENT', /texts\[0\]/);
+    await expectCode(router.routeBatch('text' as unknown as string[]), 'INVALID_ARGUMENT');
+  });
+
+  it('lambda and allowed LLMs', async () => {
+    await expectCode(router.routeBatch(['x'], { lambda: NaN }), 'INVALID_ARGUMENT', /lambda/);
+    await expectCode(router.routeBatch(['x'], { lambda: -1 }), 'INVALID_ARGUMENT', /lambda/);
+    await expectCode(router.routeBatch(['x'], { models: ['nope'] }), 'UNKNOWN_MODEL', /nope/);
+    await expectCode(router.routeBatch(['x', 'y'], { models: [['big-all']] }), 'DIMENSION_MISMATCH');
+  });
+
+  it('pool changes', async () => {
+    await expectCode(() => router.removeModel('ghost'), 'UNKNOWN_MODEL', /ghost/);
+    await expectCode(router.addModel('big-all', { costPerQuery: 1, outcomes: [{ text: 'a', correct: 1 }] }), 'DUPLICATE_MODEL');
+    await expectCode(router.addModel('x', { costPerQuery: NaN, outcomes: [{ text: 'a', correct: 1 }] }), 'NO_COST', /"x"/);
+    await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [] }), 'INVALID_ARGUMENT');
+    await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [{ text: 'a', correct: 2 }] }), 'INVALID_ARGUMENT', /correct/);
+    await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [{ text: '', correct: 1 }] }), 'EMPTY_TEXT');
+    expect(router.has('x')).toBe(false);
+  });
+
+  it('embeddings of the wrong size or with NaN', async () => {
+    await expectCode(() => router.routeEmbeddings(new Float32Array(router.dim + 1)), 'DIMENSION_MISMATCH');
+    const e = new Float32Array(router.dim);
+    e[3] = NaN;
+    await expectCode(() => router.routeEmbeddings(e), 'NON_FINITE', /index 3/);
+    await expectCode(() => router.assignEmbeddings([1, 2] as unknown as Float32Array), 'INVALID_ARGUMENT');
+  });
+
+  it('native boundary checks every size and type', async () => {
+    const { native } = await import('../src/engine/native.js');
+    const n = native();
+    expect(() => n.assignSync(new Float32Array(10), 3, 4, new Float32Array(8), 2, new Int32Array(3))).toThrow(/points.*12/);
+    expect(() => n.assignSync(new Float64Array(12) as unknown as Float32Array, 3, 4, new Float32Array(8), 2, new Int32Array(3))).toThrow(/Float32Array for `points`/);
+    expect(() => n.scoreSync({ clusters: new Int32Array([5]), psi: new Float32Array(4), cost: new Float32Array(2), m: 2, k: 2, lambda: 0, choice: new Int32Array(1) })).toThrow(/outside/);
+    expect(() => n.scoreSync({ clusters: new Int32Array([0]), psi: new Float32Array(4), cost: new Float32Array(2), m: 2, k: 2, lambda: Infinity, choice: new Int32Array(1) })).toThrow(/finite/);
+    // argument errors are thrown synchronously by the binding, before any work is queued
+    expect(() => n.kmeans(new Float32Array(4), 2, 2, 3)).toThrow(/exceeds/);
+    expect(() => new n.Embedder({ bucketsLog2: 4, dim: 2, charN: 4, projection: new Int8Array(3), scale: new Float32Array(16) })).toThrow(/projection/);
+  });
+
+  it('truncated, corrupted or foreign artifacts', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'uniroute-'));
+    const good = router.toArtifact();
+    const cases: Array<[string, Buffer, RegExp]> = [
+      ['truncated', good.subarray(0, good.length - 100), /checksum|outside|truncated/],
+      ['corrupt', Buffer.from(good.map((b, i) => (i === good.length - 5 ? b ^ 0xff : b))), /checksum/],
+      ['empty', Buffer.alloc(0), /too short/],
+      ['json', Buffer.from('{"hello": 1}'), /header length|not a safetensors/],
+      ['foreign', encodeForeign(), /format tag/],
+      ['badgzip', Buffer.from([0x1f, 0x8b, 1, 2, 3]), /gzip/],
+    ];
+    for (const [name, buf, msg] of cases) {
+      const p = join(tmp, name);
+      writeFileSync(p, buf);
+      await expectCode(Router.load(p), 'BAD_ARTIFACT', msg);
+    }
+    await expectCode(Router.load(join(tmp, 'missing')), 'NOT_FOUND');
+    // a mismatched embedder is refused when the caller states what it needs
+    const p = join(tmp, 'ok');
+    writeFileSync(p, good);
+    await expectCode(Router.load(p, { embedder: { dim: router.dim + 1 } }), 'ARTIFACT_MISMATCH', /dim/);
+    expect(readFileSync(p).equals(good)).toBe(true);
+  });
+});
+
+function encodeForeign(): Buffer {
+  // a valid safetensors file from another tool: no uniroute format tag
+  const body = Buffer.from(new Float32Array([1, 2]).buffer);
+  const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, __metadata__: { format: 'pt' } }));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  void encodeArtifact;
+  return Buffer.concat([len, header, body]);
+}
