@@ -108,3 +108,31 @@ describe('uniroute CLI', () => {
     expect(info.models).toBeGreaterThan(10);
   });
 });
+
+describe('uniroute CLI on your own embeddings', () => {
+  it('fit --embeddings, add-model, route {"id","embedding"} lines; wrong sizes refused per line', () => {
+    // embeddings: a 3-d one-hot of the prompt's topic plus noise (the synthetic prompts cycle math, code, history)
+    const ids = readFileSync(join(data, 'prompts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id as string);
+    const vec = (i: number) => [0, 1, 2].map((t) => (t === i % 3 ? 1 : 0) + 0.01 * Math.sin(i * (t + 1)));
+    const embFile = join(tmp, 'emb.jsonl');
+    writeFileSync(embFile, ids.map((id, i) => JSON.stringify({ id, embedding: vec(i) })).join('\n'));
+    const file = join(tmp, 'pre.uniroute');
+    const fit = run(['fit', '--data', data, '--embeddings', embFile, '--embedding-name', 'toy', '--train-models', 'big-all,mid-all', '--clusters', '3', '--out', file, '--quiet']);
+    expect(fit.code, fit.err).toBe(0);
+    const add = run(['add-model', '--router', file, '--name', 'cheap-math', '--labels', join(data, 'labels.csv'), '--data', data, '--embeddings', embFile, '--quiet']);
+    expect(add.code, add.err).toBe(0);
+    const info = JSON.parse(run(['info', '--router', file, '--json']).out);
+    expect(info.embedder).toEqual({ kind: 'precomputed', dim: 3, name: 'toy' });
+    const input = [
+      JSON.stringify({ id: 'm', embedding: [1, 0, 0] }),
+      JSON.stringify({ id: 'bad', embedding: [1, 0] }),
+      JSON.stringify({ id: 'txt', text: 'hello' }),
+    ].join('\n');
+    const r = run(['route', '--router', file, '--lambda', '0.2', '--quiet'], input);
+    expect(r.code).toBe(2);
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines[0].model).toBe('cheap-math');
+    expect(lines[1].error.code).toBe('DIMENSION_MISMATCH');
+    expect(lines[2].error.code).toBe('INVALID_ARGUMENT');
+  });
+});

@@ -1,12 +1,12 @@
 /** The `uniroute` command. */
-import { createReadStream, createWriteStream, existsSync, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
 import { setThreads } from '../engine/native.js';
-import { loadDataset, readLabels, readModels, readPrompts, type CostOptions } from '../data/dataset.js';
+import { loadDataset, readLabels, readModels, readPrompts } from '../data/dataset.js';
 import { fitRouter } from '../router/fit.js';
 import { Router, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
@@ -35,6 +35,35 @@ async function loadRouter(path: string | undefined): Promise<Router> {
   if (!path && !existsSync(p))
     throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
   return Router.load(p);
+}
+
+/** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
+async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<string, Float32Array> }> {
+  if (!existsSync(file)) throw new UnirouteError('NOT_FOUND', `embeddings file ${file} does not exist`);
+  const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+  const rows = new Map<string, Float32Array>();
+  let dim = -1;
+  let line = 0;
+  for await (const raw of rl) {
+    line++;
+    if (!raw.trim()) continue;
+    let rec: any;
+    try {
+      rec = JSON.parse(raw);
+    } catch {
+      throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: malformed JSON`);
+    }
+    if (rec?.id === undefined || !Array.isArray(rec.embedding))
+      throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: needs "id" and an "embedding" array`);
+    if (dim < 0) dim = rec.embedding.length;
+    if (rec.embedding.length !== dim || dim === 0)
+      throw new UnirouteError('DIMENSION_MISMATCH', `${file}:${line}: embedding has ${rec.embedding.length} values; earlier rows have ${dim}`);
+    const v = Float32Array.from(rec.embedding, Number);
+    if (!v.every(Number.isFinite)) throw new UnirouteError('NON_FINITE', `${file}:${line}: embedding has a non-finite value`);
+    rows.set(String(rec.id), v);
+  }
+  if (dim < 0) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding`);
+  return { dim, rows };
 }
 
 function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
@@ -66,10 +95,23 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--model-cost <name=cost>', 'explicit cost per query for an LLM (repeatable)', costArg)
     .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
+    .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
     .action(async (o) => {
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
       const ds = await loadDataset(o.data);
+      let embeddings: { dim: number; data: Float32Array; name?: string } | undefined;
+      if (o.embeddings) {
+        const e = await readEmbeddings(o.embeddings);
+        const data = new Float32Array(ds.prompts.length * e.dim);
+        ds.prompts.forEach((p, i) => {
+          const v = e.rows.get(p.id);
+          if (!v) throw new UnirouteError('INVALID_ARGUMENT', `${o.embeddings} has no embedding for prompt "${p.id}"`);
+          data.set(v, i * e.dim);
+        });
+        embeddings = { dim: e.dim, data, name: o.embeddingName };
+      }
       const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
       const { router, report } = await fitRouter(ds, {
         trainModels: o.trainModels,
@@ -80,6 +122,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         embedder: { dim: o.dim },
         costs: o.modelCost,
         pricePerBillionParams: o.pricePerBillionParams,
+        embeddings,
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       await router.save(o.out);
@@ -94,18 +137,21 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .requiredOption('--name <name>', 'the LLM\'s name')
     .option('--labels <csv>', 'outcomes as prompt_id,model,correct[,cost_usd] rows (texts looked up in --data)')
     .option('--data <dir>', 'dataset folder holding prompts.jsonl (and models.csv for list prices)')
-    .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines')
+    .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines ({"embedding", "correct"} for a router on your own embeddings)')
+    .option('--embeddings <jsonl>', 'with --labels, for a router on your own embeddings: {"id", "embedding"} lines')
     .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
     .option('--out <file>', 'write the updated router here instead of in place')
     .action(async (o) => {
       if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
       if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
       const router = await loadRouter(o.router);
-      const outcomes: Array<{ text: string; correct: number }> = [];
+      const outcomes: Array<{ text?: string; embedding?: ArrayLike<number>; correct: number }> = [];
       let cost: number | undefined = o.cost;
       if (o.labels) {
         if (!o.data) throw new UnirouteError('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
         const prompts = new Map((await readPrompts(join(o.data, 'prompts.jsonl'))).map((p) => [p.id, p.text]));
+        const emb = router.hashed ? undefined : o.embeddings ? await readEmbeddings(o.embeddings) : undefined;
+        if (!router.hashed && !emb) throw new UnirouteError('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
         let costSum = 0;
         let costRows = 0;
         let inChars = 0;
@@ -118,7 +164,11 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           }
           const text = prompts.get(r.promptId);
           if (text === undefined) throw new UnirouteError('BAD_DATASET', `${o.labels}: prompt_id "${r.promptId}" is not in ${o.data}/prompts.jsonl`);
-          outcomes.push({ text, correct: r.correct });
+          if (emb) {
+            const e = emb.rows.get(r.promptId);
+            if (!e) throw new UnirouteError('INVALID_ARGUMENT', `${o.embeddings} has no embedding for prompt "${r.promptId}"`);
+            outcomes.push({ embedding: e, correct: r.correct });
+          } else outcomes.push({ text, correct: r.correct });
           if (r.costUsd !== undefined) {
             costSum += r.costUsd;
             costRows++;
@@ -146,9 +196,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           } catch {
             throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: malformed JSON`);
           }
-          if (typeof rec?.text !== 'string' || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
-            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs a string "text" and "correct" in [0, 1]`);
-          outcomes.push({ text: rec.text, correct: Number(rec.correct) });
+          const what = router.hashed ? 'a string "text"' : 'an "embedding" array';
+          if ((router.hashed ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
+            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
+          outcomes.push(router.hashed ? { text: rec.text, correct: Number(rec.correct) } : { embedding: rec.embedding, correct: Number(rec.correct) });
         }
       }
       if (cost === undefined)
@@ -208,12 +259,18 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       let line = 0;
       let routed = 0;
       let failed = 0;
-      type Item = { line: number; id: unknown; text?: string; error?: { code: string; message: string } };
+      type Item = { line: number; id: unknown; text?: string; embedding?: number[]; error?: { code: string; message: string } };
+      const byText = !!router.hashed;
       let batch: Item[] = [];
       const flush = async () => {
-        const ok = batch.filter((b) => b.text !== undefined);
+        const ok = batch.filter((b) => !b.error);
         let res: RouteBatch | undefined;
-        if (ok.length) res = await router.routeBatch(ok.map((b) => b.text!), { lambda: o.lambda, models: o.models });
+        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), { lambda: o.lambda, models: o.models });
+        else if (ok.length) {
+          const e = new Float32Array(ok.length * router.dim);
+          ok.forEach((b, i) => e.set(b.embedding!, i * router.dim));
+          res = router.routeEmbeddings(e, { lambda: o.lambda, models: o.models });
+        }
         let j = 0;
         let chunk = '';
         for (const b of batch) {
@@ -251,7 +308,13 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         try {
           rec = JSON.parse(raw);
           item.id = rec?.id ?? null;
-          if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
+          if (!byText) {
+            const e = rec?.embedding;
+            if (!Array.isArray(e)) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: this router needs an "embedding" array` };
+            else if (e.length !== router.dim) item.error = { code: 'DIMENSION_MISMATCH', message: `line ${line}: "embedding" has ${e.length} values; the router expects ${router.dim}` };
+            else if (!e.every((v: unknown) => typeof v === 'number' && Number.isFinite(v))) item.error = { code: 'NON_FINITE', message: `line ${line}: "embedding" has a value that is not a finite number` };
+            else item.embedding = e;
+          } else if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
           else if (rec.text.trim() === '') item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
           else item.text = rec.text;
         } catch {

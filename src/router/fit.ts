@@ -1,7 +1,7 @@
 /** Fitting a router from a dataset: embedder, clusters (K chosen on validation prompts), training LLMs' profiles. */
 import { UnirouteError } from '../errors.js';
 import { callAsync, native } from '../engine/native.js';
-import { HashedEmbedder, type HashedFitOptions } from '../embed/embedder.js';
+import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { deferralArea, routerCurve } from '../eval/metrics.js';
 import { errorStats, errorVector } from './profile.js';
@@ -24,6 +24,8 @@ export interface FitOptions extends CostOptions {
   /** Cap on the prompts used to fit the embedder (a seeded sample beyond it). */
   maxEmbedderTexts?: number;
   kmeansIterations?: number;
+  /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
+  embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
 }
 
@@ -33,7 +35,7 @@ export interface FitReport {
   clusters: number;
   kSearch: Array<{ k: number; validationArea: number }>;
   models: Array<{ name: string; costPerQuery: number; validationOutcomes: number }>;
-  embedder: { keptBuckets?: number; rank?: number };
+  embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
 }
 
@@ -68,14 +70,35 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const trainTexts = texts(trainIdx);
   const valTexts = texts(valIdx);
 
-  progress('embedder', 0, 1);
-  const cap = opts.maxEmbedderTexts ?? 100_000;
-  const fitTexts = trainTexts.length > cap ? Array.from(permutation(trainTexts.length, seed + 1).subarray(0, cap), (i) => trainTexts[i]) : trainTexts;
-  const embedder = await HashedEmbedder.fit(fitTexts, { seed, ...opts.embedder });
-  progress('embedder', 1, 1);
-  const D = embedder.dim;
-  const trainEmb = await embedder.embed(trainTexts);
-  const valEmb = await embedder.embed(valTexts);
+  let embedder: HashedEmbedder | undefined;
+  let spec: EmbedderSpec;
+  let trainEmb: Float32Array;
+  let valEmb: Float32Array;
+  if (opts.embeddings) {
+    const { dim, data, name } = opts.embeddings;
+    if (!Number.isInteger(dim) || dim < 1) throw new UnirouteError('INVALID_ARGUMENT', `embedding dimension must be a positive integer (got ${dim})`);
+    checkEmbeddings(data, dim);
+    if (data.length !== n * dim)
+      throw new UnirouteError('DIMENSION_MISMATCH', `${data.length / dim} embedding rows for ${n} prompts (dimension ${dim})`);
+    const rows = (idx: Int32Array) => {
+      const out = new Float32Array(idx.length * dim);
+      idx.forEach((p, i) => out.set(data.subarray(p * dim, (p + 1) * dim), i * dim));
+      return out;
+    };
+    spec = { kind: 'precomputed', dim, ...(name ? { name } : {}) };
+    trainEmb = rows(trainIdx);
+    valEmb = rows(valIdx);
+  } else {
+    progress('embedder', 0, 1);
+    const cap = opts.maxEmbedderTexts ?? 100_000;
+    const fitTexts = trainTexts.length > cap ? Array.from(permutation(trainTexts.length, seed + 1).subarray(0, cap), (i) => trainTexts[i]) : trainTexts;
+    embedder = await HashedEmbedder.fit(fitTexts, { seed, ...opts.embedder });
+    progress('embedder', 1, 1);
+    spec = embedder.spec;
+    trainEmb = await embedder.embed(trainTexts);
+    valEmb = await embedder.embed(valTexts);
+  }
+  const D = spec.dim;
 
   const outcomeMatrix = (idx: Int32Array) => {
     const out = new Float32Array(idx.length * models.length);
@@ -137,7 +160,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const km = await cluster(K);
   progress('clusters', 1, 1);
   const router = new Router({
-    embedder: embedder.spec,
+    embedder: spec,
     hashed: embedder,
     centroids: km.centroids,
     k: K,
@@ -175,7 +198,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       clusters: K,
       kSearch,
       models: reportModels,
-      embedder: { keptBuckets: embedder.spec.keptBuckets, rank: embedder.spec.rank },
+      embedder: spec.kind === 'hashed-lsa' ? { keptBuckets: spec.keptBuckets, rank: spec.rank } : { dim: spec.dim },
       seconds: (Date.now() - t0) / 1000,
     },
   };

@@ -9,6 +9,7 @@ import {
   HashedEmbedder,
   checkEmbeddings,
   checkTexts,
+  embeddingsFromRows,
   type EmbedderSpec,
   type HashedEmbedderSpec,
 } from '../embed/embedder.js';
@@ -155,7 +156,6 @@ export class Router {
         if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `outcomes[${i}].embedding is required by a precomputed-embedding router`);
         return o.embedding;
       });
-      const { embeddingsFromRows } = await import('../embed/embedder.js');
       clusters = this.assignEmbeddings(embeddingsFromRows(rows, this.dim, 'outcomes[].embedding')).cluster;
     }
     return this.addModelFromClusters(name, opts.costPerQuery, clusters, correct);
