@@ -336,6 +336,54 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     });
 
   program
+    .command('serve')
+    .description('HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics')
+    .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port', intArg('--port'), 8080)
+    .option('--upstreams <file>', 'JSON {"upstreams": {"<llm>": {"base_url", "api_key_env", "model"}}} for /v1/chat/completions')
+    .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
+    .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
+    .option('--max-prompts <n>', 'most prompts in one /v1/route request', intArg('--max-prompts', 1), 1024)
+    .option('--body-limit <bytes>', 'largest request body', intArg('--body-limit', 1024), 4 * 1024 * 1024)
+    .option('--upstream-timeout-ms <ms>', 'upstream timeout', intArg('--upstream-timeout-ms', 1), 60_000)
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .action(async (o) => {
+      const { buildApp } = await import('../server/app.js');
+      const { loadUpstreams } = await import('../server/upstreams.js');
+      const router = await loadRouter(o.router);
+      const upstreams = o.upstreams ? loadUpstreams(o.upstreams) : undefined;
+      const adminToken = process.env.UNIROUTE_ADMIN_TOKEN || undefined;
+      const app = await buildApp({
+        router,
+        routerPath: o.router,
+        adminToken,
+        upstreams,
+        batchWindowMs: o.batchWindowMs,
+        maxPromptChars: o.maxPromptChars,
+        maxPromptsPerRequest: o.maxPrompts,
+        bodyLimitBytes: o.bodyLimit,
+        upstreamTimeoutMs: o.upstreamTimeoutMs,
+        logger: !!o.log,
+      });
+      const address = await app.listen({ host: o.host, port: o.port });
+      const notes = [
+        `${router.size} LLMs, ${router.k} clusters`,
+        adminToken ? (o.router ? 'admin on' : 'admin read-only (no --router)') : 'admin off (set UNIROUTE_ADMIN_TOKEN)',
+        upstreams ? `${upstreams.size} upstreams` : 'no upstreams',
+      ];
+      if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          if (!quiet()) process.stderr.write(`${sig}: finishing in-flight requests\n`);
+          app.close().then(() => resolve(), () => resolve());
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  program
     .command('info')
     .description('show the router and the engine')
     .option('--router <file>', 'router file (default: the built-in router)')

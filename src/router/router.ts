@@ -180,6 +180,20 @@ export class Router {
     this.snap = undefined;
   }
 
+  /** A copy of an LLM's entry (to undo a removal). */
+  exportModel(name: string): PoolEntry {
+    const e = this.pool.find((x) => x.name === name);
+    if (!e) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+    return { ...e, errorSums: e.errorSums.slice(), counts: e.counts.slice() };
+  }
+
+  importModel(e: PoolEntry): void {
+    checkName(e.name);
+    if (this.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" is already in the pool`);
+    checkCost(e.name, e.costPerQuery);
+    this.insert(e);
+  }
+
   setPriorStrength(a: number): void {
     checkPriorStrength(a);
     this.priorStrength = a;

@@ -1,0 +1,354 @@
+/**
+ * The HTTP server: routing, the live LLM pool (admin, persisted atomically), an OpenAI-compatible proxy to the
+ * chosen LLM, health and metrics. buildApp() is separate from listen() so that tests can inject().
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { UnirouteError } from '../errors.js';
+import type { Router } from '../router/router.js';
+import { MicroBatcher, type BatchSlice } from './batcher.js';
+import { createMetrics } from './metrics.js';
+import type { Upstream } from './upstreams.js';
+
+export interface ServerOptions {
+  router: Router;
+  /** Where pool changes are saved (atomically); without it the admin endpoints are read-only. */
+  routerPath?: string;
+  /** Bearer token for the admin endpoints; unset = admin endpoints disabled. */
+  adminToken?: string;
+  upstreams?: Map<string, Upstream>;
+  batchWindowMs?: number;
+  maxBatchPrompts?: number;
+  bodyLimitBytes?: number;
+  maxPromptChars?: number;
+  maxPromptsPerRequest?: number;
+  maxOutcomes?: number;
+  upstreamTimeoutMs?: number;
+  logger?: boolean;
+}
+
+const errorBody = (code: string, message: string) => ({ error: { code, message } });
+
+export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
+  const router = opts.router;
+  const maxPromptChars = opts.maxPromptChars ?? 100_000;
+  const maxPrompts = opts.maxPromptsPerRequest ?? 1024;
+  const maxOutcomes = opts.maxOutcomes ?? 100_000;
+  const upstreamTimeoutMs = opts.upstreamTimeoutMs ?? 60_000;
+  const upstreams = opts.upstreams ?? new Map<string, Upstream>();
+  const metrics = createMetrics();
+  metrics.poolSize.set(router.size);
+  const batcher = new MicroBatcher(() => router, {
+    windowMs: opts.batchWindowMs ?? 1,
+    maxBatch: opts.maxBatchPrompts ?? 512,
+    onBatch: (n) => metrics.batchSize.observe(n),
+  });
+
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimitBytes ?? 4 * 1024 * 1024,
+    return503OnClosing: true,
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+  });
+
+  app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
+
+  // ---- errors: one shape everywhere ---------------------------------------------------------------------------
+  app.setErrorHandler((err: any, req, reply) => {
+    if (err instanceof UnirouteError) return reply.status(err.httpStatus).send(errorBody(err.code, err.message));
+    if (err.validation) return reply.status(400).send(errorBody('INVALID_ARGUMENT', `${err.validationContext ?? 'body'}${err.validation[0]?.instancePath ?? ''} ${err.validation[0]?.message ?? err.message}`));
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${app.initialConfig.bodyLimit} bytes`));
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send(errorBody('UNSUPPORTED_MEDIA_TYPE', 'send application/json'));
+    if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send(errorBody('INVALID_ARGUMENT', err.message));
+    req.log.error(err);
+    return reply.status(500).send(errorBody('INTERNAL', 'internal error'));
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url}`)));
+
+  // ---- metrics per request --------------------------------------------------------------------------------------
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  const checkPrompt = (p: string, where: string) => {
+    if (p.trim() === '') throw new UnirouteError('EMPTY_TEXT', `${where} is empty`);
+    if (p.length > maxPromptChars) throw new UnirouteError('INVALID_ARGUMENT', `${where} has ${p.length} characters; the limit is ${maxPromptChars}`);
+  };
+  const checkLambda = (l: number | undefined) => {
+    const lambda = l ?? router.defaultLambda;
+    if (!Number.isFinite(lambda) || lambda < 0) throw new UnirouteError('INVALID_ARGUMENT', '`lambda` must be a finite number >= 0');
+    return lambda;
+  };
+  const checkModels = (models: string[] | undefined) => {
+    if (!models) return undefined;
+    const known = router.snapshot().index;
+    for (const m of models) if (!known.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `\`models\` names "${m}", which is not in the pool`);
+    return models;
+  };
+
+  const decision = (s: BatchSlice, i: number, allowed?: Set<string>) => {
+    const b = s.batch;
+    const m = b.models.length;
+    const row = s.offset + i;
+    const c = b.choice[row];
+    const candidates: Record<string, { predicted_error: number; cost: number }> = {};
+    for (let j = 0; j < m; j++)
+      if (!allowed || allowed.has(b.models[j])) candidates[b.models[j]] = { predicted_error: b.predictedError[row * m + j], cost: b.costs[j] };
+    metrics.decisions.inc({ model: b.models[c] });
+    return {
+      model: b.models[c],
+      cluster: b.cluster[row],
+      distance: b.distance[row],
+      predicted_error: b.predictedError[row * m + c],
+      cost: b.costs[c],
+      candidates,
+    };
+  };
+
+  // ---- routing --------------------------------------------------------------------------------------------------
+  app.post<{ Body: { prompt?: string; prompts?: string[]; lambda?: number; models?: string[] } }>(
+    '/v1/route',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            prompt: { type: 'string' },
+            prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts },
+            lambda: { type: 'number', minimum: 0 },
+            models: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 10_000 },
+          },
+          oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }],
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      const texts = b.prompt !== undefined ? [b.prompt] : b.prompts!;
+      texts.forEach((t, i) => checkPrompt(t, b.prompt !== undefined ? '`prompt`' : `\`prompts[${i}]\``));
+      const lambda = checkLambda(b.lambda);
+      const models = checkModels(b.models);
+      if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
+      const slice = await batcher.route(texts, lambda, models);
+      const allowed = models ? new Set(models) : undefined;
+      return { lambda, decisions: texts.map((_, i) => decision(slice, i, allowed)) };
+    },
+  );
+
+  // ---- the pool -------------------------------------------------------------------------------------------------
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: router.models().map((m) => ({
+      id: m.name,
+      object: 'model',
+      cost_per_query: m.costPerQuery,
+      overall_error: m.overallError,
+      outcomes: m.outcomes,
+      upstream: upstreams.has(m.name),
+    })),
+  }));
+
+  const admin = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!opts.adminToken)
+      return reply.status(403).send(errorBody('ADMIN_DISABLED', 'admin endpoints are disabled: start the server with UNIROUTE_ADMIN_TOKEN set'));
+    const h = req.headers.authorization ?? '';
+    const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
+    const want = Buffer.from(opts.adminToken);
+    if (given.length !== want.length || !timingSafeEqual(given, want))
+      return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid admin bearer token is required'));
+    if (!opts.routerPath)
+      return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --router FILE to change the pool'));
+  };
+
+  // Pool changes run one at a time; each is applied in memory, saved atomically, and rolled back if the save fails.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = chain.then(fn, fn);
+    chain = next.catch(() => undefined);
+    return next;
+  };
+  const persist = async (undo: () => void) => {
+    try {
+      await router.save(opts.routerPath!);
+    } catch (e) {
+      undo();
+      throw new UnirouteError('INTERNAL', `could not save the pool to ${opts.routerPath}: ${(e as Error).message}; the change was rolled back`);
+    } finally {
+      metrics.poolSize.set(router.size);
+    }
+  };
+
+  app.post<{ Body: { name: string; cost_per_query: number; outcomes: Array<{ text: string; correct: number }> } }>(
+    '/v1/models',
+    {
+      onRequest: admin,
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'cost_per_query', 'outcomes'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 256 },
+            cost_per_query: { type: 'number', minimum: 0 },
+            outcomes: {
+              type: 'array',
+              minItems: 1,
+              maxItems: maxOutcomes,
+              items: {
+                type: 'object',
+                required: ['text', 'correct'],
+                additionalProperties: false,
+                properties: { text: { type: 'string', minLength: 1 }, correct: { type: 'number', minimum: 0, maximum: 1 } },
+              },
+            },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const { name, cost_per_query, outcomes } = req.body;
+      outcomes.forEach((o, i) => checkPrompt(o.text, `\`outcomes[${i}].text\``));
+      return serial(async () => {
+        const info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
+        await persist(() => router.removeModel(name));
+        reply.status(201);
+        return { id: info.name, cost_per_query: info.costPerQuery, outcomes: info.outcomes, overall_error: info.overallError, error_vector: info.errorVector };
+      });
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req) =>
+    serial(async () => {
+      const name = req.params.name;
+      const entry = router.exportModel(name);
+      router.removeModel(name);
+      await persist(() => router.importModel(entry));
+      return { id: name, deleted: true };
+    }),
+  );
+
+  // ---- OpenAI-compatible proxy ----------------------------------------------------------------------------------
+  app.post<{ Body: Record<string, any> }>(
+    '/v1/chat/completions',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['model', 'messages'],
+          properties: { model: { type: 'string' }, messages: { type: 'array', minItems: 1 }, stream: { type: 'boolean' } },
+        },
+      },
+    },
+    async (req, reply) => {
+      const oai = (status: number, message: string, type: string, code: string | null = null) =>
+        reply.status(status).send({ error: { message, type, param: null, code } });
+      const body = req.body;
+      let target: string;
+      let cluster = -1;
+      let predicted = NaN;
+      const m = /^uniroute(?::lambda=([0-9.eE+-]+))?$/.exec(body.model);
+      if (m) {
+        const lambda = m[1] !== undefined ? Number(m[1]) : router.defaultLambda;
+        if (!Number.isFinite(lambda) || lambda < 0) return oai(400, `invalid lambda in model "${body.model}"`, 'invalid_request_error', 'invalid_lambda');
+        const text = userText(body.messages);
+        if (!text) return oai(400, 'the conversation has no user text to route on', 'invalid_request_error', 'empty_prompt');
+        if (text.length > maxPromptChars) return oai(400, `the user text has ${text.length} characters; the limit is ${maxPromptChars}`, 'invalid_request_error', 'prompt_too_long');
+        const routable = router.snapshot().names.filter((n) => upstreams.has(n));
+        if (routable.length === 0) return oai(503, 'no LLM in the pool has an upstream', 'server_error', 'no_upstream');
+        const slice = await batcher.route([text], lambda, routable);
+        const d = decision(slice, 0, new Set(routable));
+        target = d.model;
+        cluster = d.cluster;
+        predicted = d.predicted_error;
+      } else {
+        if (!upstreams.has(body.model)) return oai(404, `model "${body.model}" is neither "uniroute" nor an LLM with an upstream`, 'invalid_request_error', 'model_not_found');
+        target = body.model;
+      }
+      const up = upstreams.get(target)!;
+      reply.header('x-uniroute-model', target);
+      if (cluster >= 0) {
+        reply.header('x-uniroute-cluster', String(cluster));
+        reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
+      }
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      const key = up.apiKeyEnv ? process.env[up.apiKeyEnv] : undefined;
+      if (key) headers.authorization = `Bearer ${key}`;
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(new Error('timeout')), upstreamTimeoutMs);
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) ac.abort(new Error('client closed'));
+      });
+      const t0 = performance.now();
+      let res: Response;
+      try {
+        res = await fetch(`${up.baseUrl}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...body, model: up.model }), signal: ac.signal });
+      } catch (e) {
+        clearTimeout(timer);
+        const timedOut = ac.signal.reason instanceof Error && ac.signal.reason.message === 'timeout';
+        metrics.upstream.inc({ model: target, status: timedOut ? 'timeout' : 'error' });
+        return timedOut
+          ? oai(504, `upstream for "${target}" did not answer within ${upstreamTimeoutMs} ms`, 'upstream_error', 'upstream_timeout')
+          : oai(502, `upstream for "${target}" failed: ${(e as Error).message}`, 'upstream_error', 'upstream_unreachable');
+      }
+      metrics.upstreamLatency.observe({ model: target }, (performance.now() - t0) / 1000);
+      metrics.upstream.inc({ model: target, status: String(res.status) });
+      if (!res.ok) {
+        clearTimeout(timer);
+        let detail = '';
+        try {
+          const j = (await res.json()) as any;
+          detail = j?.error?.message ?? JSON.stringify(j).slice(0, 500);
+        } catch {
+          detail = res.statusText;
+        }
+        return oai(res.status, `upstream for "${target}" answered ${res.status}: ${detail}`, 'upstream_error', 'upstream_error');
+      }
+      if (body.stream === true && res.body) {
+        reply.header('content-type', res.headers.get('content-type') ?? 'text/event-stream');
+        reply.header('cache-control', 'no-cache');
+        const stream = Readable.fromWeb(res.body as any);
+        stream.on('close', () => clearTimeout(timer));
+        stream.on('error', () => clearTimeout(timer));
+        return reply.send(stream);
+      }
+      try {
+        const json = await res.json();
+        return reply.status(res.status).send(json);
+      } catch (e) {
+        const timedOut = ac.signal.aborted;
+        return oai(timedOut ? 504 : 502, `upstream for "${target}" sent an unreadable body: ${(e as Error).message}`, 'upstream_error', timedOut ? 'upstream_timeout' : 'upstream_bad_body');
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  );
+
+  // ---- health and metrics ---------------------------------------------------------------------------------------
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (req, reply) => {
+    if (router.size === 0) return reply.status(503).send({ status: 'not ready', reason: 'the pool is empty' });
+    return { status: 'ready', models: router.size, clusters: router.k };
+  });
+  app.get('/metrics', async (req, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  return app;
+}
+
+/** The text to route on: the user messages' text content, joined. */
+export function userText(messages: unknown): string {
+  if (!Array.isArray(messages)) return '';
+  const parts: string[] = [];
+  for (const m of messages) {
+    if (!m || m.role !== 'user') continue;
+    if (typeof m.content === 'string') parts.push(m.content);
+    else if (Array.isArray(m.content)) for (const p of m.content) if (p && p.type === 'text' && typeof p.text === 'string') parts.push(p.text);
+  }
+  return parts.join('\n').trim();
+}

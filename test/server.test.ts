@@ -1,0 +1,299 @@
+/** The HTTP server: inject() for the API surface, a real socket for streaming, the proxy and shutdown. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { loadDataset } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Router } from '../src/router/router.js';
+import { buildApp } from '../src/server/app.js';
+import { parseUpstreams } from '../src/server/upstreams.js';
+import { makeSyntheticDataset, randomTexts } from './helpers.js';
+
+const TOKEN = 'secret-token';
+let routerPath: string;
+let app: FastifyInstance;
+let router: Router;
+
+async function freshRouter(): Promise<Router> {
+  return Router.load(routerPath);
+}
+
+beforeAll(async () => {
+  const ds = await loadDataset(makeSyntheticDataset(450, 5));
+  const fitted = (await fitRouter(ds, { seed: 1, clusters: 4, embedder: { bucketsLog2: 13, dim: 32 } })).router;
+  routerPath = join(mkdtempSync(join(tmpdir(), 'uniroute-srv-')), 'r.uniroute');
+  await fitted.save(routerPath);
+  router = await freshRouter();
+  app = await buildApp({ router, routerPath, adminToken: TOKEN, maxPromptChars: 2000, maxPromptsPerRequest: 8, bodyLimitBytes: 64 * 1024 });
+});
+afterAll(async () => app?.close());
+
+const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url, payload: payload as any, headers: { 'content-type': 'application/json', ...headers } });
+
+describe('/v1/route', () => {
+  it('routes one prompt with its explanation', async () => {
+    const r = await post('/v1/route', { prompt: 'Question: integral solve equation?', lambda: 0.2 });
+    expect(r.statusCode).toBe(200);
+    const j = r.json();
+    expect(j.lambda).toBe(0.2);
+    expect(j.decisions).toHaveLength(1);
+    const d = j.decisions[0];
+    expect(d.model).toBe('cheap-math');
+    expect(typeof d.cluster).toBe('number');
+    expect(typeof d.distance).toBe('number');
+    expect(Object.keys(d.candidates).sort()).toEqual(router.snapshot().names.slice().sort());
+    expect(d.predicted_error).toBe(d.candidates[d.model].predicted_error);
+  });
+
+  it('routes a batch in order and honours the allowed models', async () => {
+    const texts = randomTexts(6, 3);
+    const r = await post('/v1/route', { prompts: texts, models: ['mid-all', 'big-all'] });
+    expect(r.statusCode).toBe(200);
+    const ds = r.json().decisions;
+    expect(ds).toHaveLength(6);
+    const direct = await router.routeBatch(texts, { models: ['mid-all', 'big-all'] });
+    ds.forEach((d: any, i: number) => {
+      expect(d.model).toBe(direct.models[direct.choice[i]]);
+      expect(Object.keys(d.candidates).sort()).toEqual(['big-all', 'mid-all']);
+    });
+  });
+
+  it('refuses bad bodies of every kind with {error: {code, message}}', async () => {
+    const cases: Array<[unknown, number, string, RegExp?]> = [
+      ['{not json', 400, 'INVALID_ARGUMENT', /JSON/],
+      [{}, 400, 'INVALID_ARGUMENT'],
+      [{ prompt: 42 }, 400, 'INVALID_ARGUMENT', /string/],
+      [{ prompt: 'a', prompts: ['b'] }, 400, 'INVALID_ARGUMENT'],
+      [{ prompts: [] }, 400, 'INVALID_ARGUMENT'],
+      [{ prompts: Array(9).fill('x') }, 400, 'INVALID_ARGUMENT', /8/],
+      [{ prompt: '' }, 400, 'EMPTY_TEXT'],
+      [{ prompt: '   ' }, 400, 'EMPTY_TEXT'],
+      [{ prompt: 'x'.repeat(2001) }, 400, 'INVALID_ARGUMENT', /2000/],
+      [{ prompt: 'a', lambda: -1 }, 400, 'INVALID_ARGUMENT'],
+      [{ prompt: 'a', lambda: 'high' }, 400, 'INVALID_ARGUMENT'],
+      [{ prompt: 'a', models: ['ghost'] }, 404, 'UNKNOWN_MODEL', /ghost/],
+      [{ prompt: 'a', extra: 1 }, 400, 'INVALID_ARGUMENT'],
+      [{ prompt: 'x'.repeat(70 * 1024) }, 413, 'PAYLOAD_TOO_LARGE'],
+    ];
+    for (const [body, status, code, msg] of cases) {
+      const r = await post('/v1/route', typeof body === 'string' ? body : body);
+      expect(r.statusCode, JSON.stringify(body).slice(0, 60)).toBe(status);
+      const j = r.json();
+      expect(j.error.code, JSON.stringify(body).slice(0, 60)).toBe(code);
+      expect(typeof j.error.message).toBe('string');
+      if (msg) expect(j.error.message).toMatch(msg);
+    }
+    const wrongType = await app.inject({ method: 'POST', url: '/v1/route', payload: 'prompt=a', headers: { 'content-type': 'text/plain' } });
+    expect(wrongType.statusCode).toBe(415);
+    expect((await app.inject({ method: 'GET', url: '/nowhere' })).json().error.code).toBe('NOT_FOUND');
+  });
+
+  it('micro-batches concurrent requests into fewer native batches', async () => {
+    const before = await metricValue('uniroute_engine_batch_size_count');
+    const texts = randomTexts(40, 8);
+    const rs = await Promise.all(texts.map((t) => post('/v1/route', { prompt: t, lambda: 0.1 })));
+    expect(rs.every((r) => r.statusCode === 200)).toBe(true);
+    const batches = (await metricValue('uniroute_engine_batch_size_count')) - before;
+    expect(batches).toBeLessThan(40);
+    const direct = await router.routeBatch(texts, { lambda: 0.1 });
+    rs.forEach((r, i) => expect(r.json().decisions[0].model).toBe(direct.models[direct.choice[i]]));
+  });
+});
+
+async function metricValue(name: string): Promise<number> {
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+describe('the pool', () => {
+  const outcomes = randomTexts(60, 11).map((text, i) => ({ text, correct: i % 2 }));
+
+  it('admin endpoints need the bearer token; disabled without one; read-only without a router file', async () => {
+    expect((await post('/v1/models', { name: 'x', cost_per_query: 1, outcomes })).statusCode).toBe(401);
+    expect((await post('/v1/models', { name: 'x', cost_per_query: 1, outcomes }, { authorization: 'Bearer wrong-token!' })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'DELETE', url: '/v1/models/mid-all' })).statusCode).toBe(401);
+    const noAdmin = await buildApp({ router: await freshRouter(), routerPath });
+    const r = await noAdmin.inject({ method: 'POST', url: '/v1/models', payload: {}, headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(r.statusCode).toBe(403);
+    expect(r.json().error.code).toBe('ADMIN_DISABLED');
+    const readOnly = await buildApp({ router: await freshRouter(), adminToken: TOKEN });
+    const ro = await readOnly.inject({ method: 'DELETE', url: '/v1/models/mid-all', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(ro.json().error.code).toBe('READ_ONLY');
+    await noAdmin.close();
+    await readOnly.close();
+  });
+
+  it('adds and removes LLMs at once, saved atomically, surviving a restart', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const add = await post('/v1/models', { name: 'newcomer', cost_per_query: 0.05, outcomes }, auth);
+    expect(add.statusCode).toBe(201);
+    expect(add.json().outcomes).toBe(60);
+    expect((await app.inject({ method: 'GET', url: '/v1/models' })).json().data.map((m: any) => m.id)).toContain('newcomer');
+    expect((await freshRouter()).has('newcomer')).toBe(true); // on disk
+    expect((await post('/v1/models', { name: 'newcomer', cost_per_query: 0.05, outcomes }, auth)).statusCode).toBe(409);
+    expect((await post('/v1/models', { name: 'y', cost_per_query: -1, outcomes }, auth)).statusCode).toBe(400);
+    expect((await post('/v1/models', { name: 'y', cost_per_query: 1, outcomes: [{ text: 'a', correct: 3 }] }, auth)).statusCode).toBe(400);
+    const del = await app.inject({ method: 'DELETE', url: '/v1/models/newcomer', headers: auth });
+    expect(del.statusCode).toBe(200);
+    expect((await freshRouter()).has('newcomer')).toBe(false);
+    const ghost = await app.inject({ method: 'DELETE', url: '/v1/models/ghost', headers: auth });
+    expect(ghost.statusCode).toBe(404);
+    expect(ghost.json().error.code).toBe('UNKNOWN_MODEL');
+  });
+
+  it('routes under load while LLMs come and go: no failed request, no torn pool', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const base = router.size;
+    const texts = randomTexts(30, 21);
+    const routes: Promise<any>[] = [];
+    for (let round = 0; round < 6; round++) for (const t of texts) routes.push(post('/v1/route', { prompts: [t, t], lambda: 0.05 }));
+    const changes = (async () => {
+      const codes: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        const r = await (round % 2 === 0
+          ? post('/v1/models', { name: 'flicker', cost_per_query: 0.01, outcomes }, auth)
+          : app.inject({ method: 'DELETE', url: '/v1/models/flicker', headers: auth }));
+        codes.push(r.statusCode);
+      }
+      return codes;
+    })();
+    const [rs, cs] = await Promise.all([Promise.all(routes), changes]);
+    expect(cs).toEqual([201, 200, 201, 200, 201, 200]);
+    for (const r of rs) {
+      expect(r.statusCode).toBe(200);
+      const ds = r.json().decisions;
+      const sizes = ds.map((d: any) => Object.keys(d.candidates).length);
+      expect([base, base + 1]).toContain(sizes[0]);
+      expect(sizes[1]).toBe(sizes[0]); // both prompts of one request saw the same pool
+    }
+    expect(router.has('flicker')).toBe(false);
+  });
+});
+
+describe('health and metrics', () => {
+  it('healthz, readyz, and metrics all named uniroute_', async () => {
+    expect((await app.inject({ method: 'GET', url: '/healthz' })).json().status).toBe('ok');
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json().status).toBe('ready');
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    const names = text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]);
+    expect(names.length).toBeGreaterThan(10);
+    for (const n of names) expect(n.startsWith('uniroute_')).toBe(true);
+    for (const n of ['uniroute_http_requests_total', 'uniroute_http_request_duration_seconds_bucket', 'uniroute_engine_batch_size_bucket', 'uniroute_decisions_total', 'uniroute_pool_size'])
+      expect(names).toContain(n);
+  });
+});
+
+// ---- the OpenAI-compatible proxy, over real sockets -------------------------------------------------------------
+describe('/v1/chat/completions', () => {
+  let upstream: FastifyInstance;
+  let proxy: FastifyInstance;
+  let proxyUrl: string;
+  const seen: any[] = [];
+  let upstreamUrl: string;
+
+  beforeAll(async () => {
+    upstream = Fastify();
+    upstream.post('/:llm/v1/chat/completions', async (req: any, reply) => {
+      seen.push({ llm: req.params.llm, body: req.body, auth: req.headers.authorization });
+      const { llm } = req.params;
+      if (llm === 'broken') return reply.status(500).send({ error: { message: 'upstream exploded' } });
+      if (llm === 'slow') await new Promise((r) => setTimeout(r, 2000));
+      if (llm === 'slowish') await new Promise((r) => setTimeout(r, 300));
+      if (req.body.stream) {
+        reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (const word of ['Hel', 'lo']) {
+          const chunk = { id: 'c1', object: 'chat.completion.chunk', created: 1, model: req.body.model, choices: [{ index: 0, delta: { content: word }, finish_reason: null }] };
+          reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        reply.raw.write('data: [DONE]\n\n');
+        reply.raw.end();
+        return reply;
+      }
+      return {
+        id: 'c1',
+        object: 'chat.completion',
+        created: 1,
+        model: req.body.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: `hi from ${llm}` }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+      };
+    });
+    const upUrl = await upstream.listen({ port: 0, host: '127.0.0.1' });
+    process.env.UNIROUTE_TEST_KEY = 'sk-test';
+    const ups = parseUpstreams({
+      upstreams: {
+        'cheap-math': { base_url: `${upUrl}/cheap-math/v1`, api_key_env: 'UNIROUTE_TEST_KEY', model: 'math-7b' },
+        'big-all': { base_url: `${upUrl}/big-all/v1`, model: 'big-70b' },
+        'mid-all': { base_url: `${upUrl}/broken/v1` },
+        'cheap-code': { base_url: `${upUrl}/slow/v1` },
+      },
+    });
+    proxy = await buildApp({ router: await freshRouter(), upstreams: ups, upstreamTimeoutMs: 500 });
+    proxyUrl = await proxy.listen({ port: 0, host: '127.0.0.1' });
+    upstreamUrl = upUrl;
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await upstream?.close();
+  });
+
+  it('routes with the real openai client and forwards the request unchanged but for the model name', async () => {
+    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const { data, response } = await client.chat.completions
+      .create({ model: 'uniroute:lambda=0.2', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'Question: integral derivative solve?' }], temperature: 0.3 })
+      .withResponse();
+    expect(response.headers.get('x-uniroute-model')).toBe('cheap-math');
+    expect(Number(response.headers.get('x-uniroute-cluster'))).toBeGreaterThanOrEqual(0);
+    expect(Number(response.headers.get('x-uniroute-predicted-error'))).toBeGreaterThanOrEqual(0);
+    expect(data.choices[0].message.content).toBe('hi from cheap-math');
+    const last = seen[seen.length - 1];
+    expect(last.body.model).toBe('math-7b');
+    expect(last.body.temperature).toBe(0.3);
+    expect(last.body.messages).toHaveLength(2);
+    expect(last.auth).toBe('Bearer sk-test');
+  });
+
+  it('streams server-sent events through', async () => {
+    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'big-all', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    expect(text).toBe('Hello');
+  });
+
+  it('reports upstream errors and timeouts OpenAI-style, never hangs', async () => {
+    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await expect(client.chat.completions.create({ model: 'mid-all', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 500 });
+    const t0 = Date.now();
+    const slow = await fetch(`${proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cheap-code', messages: [{ role: 'user', content: 'x' }] }) });
+    expect(slow.status).toBe(504);
+    expect(((await slow.json()) as any).error.code).toBe('upstream_timeout');
+    expect(Date.now() - t0).toBeLessThan(1900);
+    await expect(client.chat.completions.create({ model: 'ghost', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('an LLM with no upstream is never routed to', async () => {
+    // cheap-history has no upstream: a history prompt at a high lambda would pick it, but cannot
+    const r = await fetch(`${proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'uniroute:lambda=0.3', messages: [{ role: 'user', content: 'Question: empire king war battle dynasty?' }] }) });
+    expect(r.headers.get('x-uniroute-model')).not.toBe('cheap-history');
+  });
+
+  it('graceful shutdown: an in-flight request finishes, new connections are refused', async () => {
+    const app2 = await buildApp({ router: await freshRouter(), upstreams: parseUpstreams({ upstreams: { 'big-all': { base_url: `${upstreamUrl}/slowish/v1` } } }) });
+    const url = await app2.listen({ port: 0, host: '127.0.0.1' });
+    const inflight = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'big-all', messages: [{ role: 'user', content: 'x' }] }) });
+    await new Promise((r) => setTimeout(r, 100)); // the request is now waiting on the 300 ms upstream
+    const closing = app2.close();
+    const r = await inflight;
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as any).choices[0].message.content).toBe('hi from slowish');
+    await closing;
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+});
