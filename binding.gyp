@@ -10,6 +10,7 @@
         "native/core/kmeans.cpp",
         "native/core/score.cpp",
         "native/core/route.cpp",
+        "native/core/mlp.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

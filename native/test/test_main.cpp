@@ -10,6 +10,7 @@
 #include "../core/embed.h"
 #include "../core/kmeans.h"
 #include "../core/linalg.h"
+#include "../core/mlp.h"
 #include "../core/route.h"
 #include "../core/score.h"
 
@@ -257,7 +258,77 @@ static void test_embed_and_route() {
   CHECK(!fit_projection(refs.data(), 0, cfg, fo, proj, rep).ok(), "fit on no texts accepted");
 }
 
+static void test_mlp_gradient() {
+  for (int head = 0; head < 2; ++head) {
+    MlpConfig c;
+    c.in = 5;
+    c.hidden = {4, 3};
+    c.head = head == 0 ? Head::Mixture : Head::Sigmoid;
+    const size_t M = 2;
+    c.out = head == 0 ? 3 : static_cast<uint32_t>(M);
+    const size_t n = 7;
+    auto X = random_matrix(n, c.in, 21);
+    std::vector<float> Y(n * M), psi = {0.1f, 0.8f, 0.4f, 0.7f, 0.2f, 0.5f};
+    Rng r(4);
+    for (auto& y : Y) y = r.uniform() < 0.5 ? 1.0f : 0.0f;
+    Y[3] = NAN;  // a missing outcome
+    std::vector<float> P;
+    mlp_init(c, 3, P);
+    for (auto& p : P) p += 0.05f * static_cast<float>(r.normal());  // break BN's gamma = 1, beta = 0 symmetry
+    std::vector<float> g;
+    mlp_loss_grad(c, P, X.data(), Y.data(), n, M, psi.data(), &g);
+    double worst = 0.0;
+    size_t checked = 0;
+    for (size_t i = 0; i < P.size(); ++i) {
+      if (g[i] == 0.0f && std::fabs(P[i] - 1.0f) < 1e-12) continue;
+      std::vector<float> a(P), b(P);
+      const float h = 1e-3f;
+      a[i] += h;
+      b[i] -= h;
+      double la = mlp_loss_grad(c, a, X.data(), Y.data(), n, M, psi.data(), nullptr);
+      double lb = mlp_loss_grad(c, b, X.data(), Y.data(), n, M, psi.data(), nullptr);
+      if (la == lb && g[i] == 0.0f) continue;  // running statistics: not trainable
+      double fd = (la - lb) / (2.0 * h);
+      double err = std::fabs(fd - g[i]) / std::max(1e-2, std::fabs(fd) + std::fabs(g[i]));
+      worst = std::max(worst, err);
+      checked++;
+    }
+    CHECK(checked > 50, "gradient check covered only %zu parameters", checked);
+    CHECK(worst < 2e-2, "%s head: finite-difference gradient disagrees (worst relative error %g)", head == 0 ? "mixture" : "sigmoid", worst);
+  }
+  // training reduces the loss and is deterministic
+  MlpConfig c;
+  c.in = 8;
+  c.hidden = {16, 16};
+  c.out = 3;
+  const size_t n = 300, M = 2;
+  auto X = random_matrix(n, c.in, 5);
+  std::vector<float> Y(n * M), psi = {0.05f, 0.95f, 0.5f, 0.95f, 0.05f, 0.5f};
+  for (size_t i = 0; i < n; ++i) {
+    Y[i * M] = X[i * c.in] > 0 ? 0.0f : 1.0f;
+    Y[i * M + 1] = X[i * c.in] > 0 ? 1.0f : 0.0f;
+  }
+  MlpTrainOptions o;
+  o.epochs = 20;
+  o.patience = 100;
+  std::vector<float> P1, P2;
+  MlpTrainReport r1, r2;
+  CHECK(mlp_train(c, P1, X.data(), Y.data(), n, M, psi.data(), nullptr, nullptr, 0, o, r1).ok(), "mlp_train failed");
+  mlp_train(c, P2, X.data(), Y.data(), n, M, psi.data(), nullptr, nullptr, 0, o, r2);
+  CHECK(P1 == P2, "training is not deterministic");
+  CHECK(r1.train_loss.back() < 0.5f * r1.train_loss.front(), "training loss did not fall (%g -> %g)", r1.train_loss.front(), r1.train_loss.back());
+  std::vector<float> Z(n * c.out);
+  CHECK(mlp_forward(c, P1.data(), X.data(), n, Z.data(), 2).ok(), "forward failed");
+  double rowsum = 0;
+  for (size_t k = 0; k < c.out; ++k) rowsum += Z[k];
+  CHECK(std::fabs(rowsum - 1.0) < 1e-5, "softmax rows must sum to 1");
+  MlpConfig bad = c;
+  bad.hidden = {0};
+  CHECK(!mlp_validate(bad).ok(), "a zero-width layer was accepted");
+}
+
 int main() {
+  test_mlp_gradient();
   test_eigen();
   test_assign();
   test_kmeans();

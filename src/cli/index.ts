@@ -336,6 +336,47 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     });
 
   program
+    .command('eval')
+    .description("the paper's unseen-LLM protocol: UniRoute (K-means, learned map) against baselines, deferral curves and their area")
+    .requiredOption('--data <dir>', 'dataset folder')
+    .requiredOption('--out <dir>', 'report folder (report.json, report.md, deferral.svg)')
+    .option('--seeds <n>', 'random seeds (trials)', intArg('--seeds', 1), 5)
+    .option('--first-seed <n>', 'first seed', intArg('--first-seed'), 1)
+    .option('--unseen-fraction <f>', 'share of the LLMs with complete outcomes held out as unseen', numArg('--unseen-fraction'), 0.5)
+    .option('--val-prompts <list>', 'validation prompts per unseen LLM; a list (25,50,100,200,400) sweeps label efficiency', (v: string) => v.split(',').map((x) => intArg('--val-prompts', 1)(x.trim())))
+    .option('--test-fraction <f>', 'share of prompts held out for testing', numArg('--test-fraction'), 0.3)
+    .option('--methods <list>', 'methods to run (default: all)', listArg)
+    .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
+    .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--title <text>', 'report title')
+    .option('--log-cost', 'log-scale cost axis in the SVG')
+    .action(async (o) => {
+      const { evaluate, ALL_METHODS } = await import('../eval/protocol.js');
+      const { writeReport, markdownTable } = await import('../eval/report.js');
+      const known = new Set<string>([...ALL_METHODS, 'uniroute-kmeans-no-shrinkage']);
+      for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
+      const progress = new Progress(!quiet());
+      progress.update('reading dataset', 0);
+      const ds = await loadDataset(o.data);
+      const t0 = Date.now();
+      const report = await evaluate(ds, {
+        seeds: o.seeds,
+        firstSeed: o.firstSeed,
+        unseenFraction: o.unseenFraction,
+        valPrompts: o.valPrompts,
+        testFraction: o.testFraction,
+        methods: o.methods,
+        dim: o.dim,
+        pricePerBillionParams: o.pricePerBillionParams,
+        onProgress: (s, d, t) => progress.update(s, d, t),
+      });
+      (report.settings as any).seconds = (Date.now() - t0) / 1000;
+      const files = await writeReport(o.out, report, o.title ?? `Deferral curves: ${o.data}`, !!o.logCost);
+      progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
+      await writeLine(io.stdout, markdownTable(report) + '\n');
+    });
+
+  program
     .command('serve')
     .description('HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics')
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')

@@ -77,6 +77,27 @@ export interface NativeScoreArgs {
   gamma?: Float32Array | null;
 }
 
+export interface MlpConfig {
+  in: number;
+  out: number;
+  hidden: number[];
+  batchnorm?: boolean;
+  inputBn?: boolean;
+  head: 'mixture' | 'sigmoid';
+}
+
+export interface MlpTrainOptions {
+  psi?: Float32Array;
+  valX?: Float32Array;
+  valY?: Float32Array;
+  lr?: number;
+  batch?: number;
+  epochs?: number;
+  patience?: number;
+  weightDecay?: number;
+  seed?: number;
+}
+
 export interface NativeAddon {
   Embedder: new (opts: NativeEmbedderOptions) => NativeEmbedder;
   fitEmbedder(texts: string[], opts: NativeFitEmbedderOptions): Promise<NativeFitEmbedderResult>;
@@ -97,6 +118,15 @@ export interface NativeAddon {
     outDistance?: Float32Array | null,
   ): void;
   scoreSync(args: NativeScoreArgs): void;
+  trainMlp(
+    points: Float32Array,
+    n: number,
+    labels: Float32Array,
+    m: number,
+    config: MlpConfig,
+    opts: MlpTrainOptions,
+  ): Promise<{ params: Float32Array; trainLoss: number[]; valLoss: number[]; bestEpoch: number }>;
+  mlpForward(params: Float32Array, config: MlpConfig, points: Float32Array, n: number, out: Float32Array): void;
   setThreads(n: number): void;
   getThreads(): number;
   abiVersion: number;

@@ -99,3 +99,47 @@ export function routerCurve(
   }
   return pts;
 }
+
+/** Upper convex hull of the points, non-decreasing in quality (what random mixing between LLMs achieves). */
+export function upperHull(points: CurvePoint[]): CurvePoint[] {
+  const s = monotoneCurve(points);
+  // drop dominated points (same or higher cost, no better quality), then the upper hull
+  const pts: CurvePoint[] = [];
+  for (const p of s) if (pts.length === 0 || p.quality > pts[pts.length - 1].quality) pts.push(p);
+  const hull: CurvePoint[] = [];
+  for (const p of pts) {
+    while (hull.length >= 2) {
+      const a = hull[hull.length - 2];
+      const b = hull[hull.length - 1];
+      // b lies on or below the segment a -> p: remove it
+      if ((b.quality - a.quality) * (p.cost - a.cost) <= (p.quality - a.quality) * (b.cost - a.cost)) hull.pop();
+      else break;
+    }
+    hull.push(p);
+  }
+  return hull;
+}
+
+/**
+ * Quality-neutral cost: the least cost at which the non-decreasing curve reaches `target` quality, divided by
+ * `refCost` (the most accurate LLM's cost); null when the curve never reaches it.
+ */
+export function qualityNeutralCost(points: CurvePoint[], target: number, refCost: number): number | null {
+  const c = monotoneCurve(points);
+  if (c.length === 0) return null;
+  if (c[0].quality >= target) return c[0].cost / refCost;
+  for (let i = 1; i < c.length; i++) {
+    const a = c[i - 1];
+    const b = c[i];
+    if (b.quality >= target) {
+      const x = b.quality === a.quality ? b.cost : a.cost + ((target - a.quality) * (b.cost - a.cost)) / (b.quality - a.quality);
+      return x / refCost;
+    }
+  }
+  return null;
+}
+
+/** RouterBench's AIQ: the area under the upper convex hull of the curve, over [cMin, cMax], divided by the range. */
+export function aiq(points: CurvePoint[], cMin: number, cMax: number): number {
+  return deferralArea(upperHull(points), cMin, cMax);
+}

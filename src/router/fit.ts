@@ -24,6 +24,8 @@ export interface FitOptions extends CostOptions {
   /** Cap on the prompts used to fit the embedder (a seeded sample beyond it). */
   maxEmbedderTexts?: number;
   kmeansIterations?: number;
+  /** K-means restarts; the lowest objective wins (default 5). */
+  kmeansRestarts?: number;
   /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
   embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
@@ -117,7 +119,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     return c;
   };
 
-  const kmeansOpts = { seed, maxIter: opts.kmeansIterations ?? 300 };
+  const kmeansOpts = { seed, maxIter: opts.kmeansIterations ?? 300, nInit: opts.kmeansRestarts ?? 5 };
   const cluster = (k: number) => callAsync(() => native().kmeans(trainEmb, trainTexts.length, D, k, kmeansOpts));
   const assign = (emb: Float32Array, C: Float32Array, k: number) => {
     const idx = new Int32Array(emb.length / D);

@@ -1,0 +1,450 @@
+/**
+ * The paper's unseen-LLM protocol (§6, App. F–G): per seed, split the LLMs with complete outcomes into training
+ * and unseen LLMs and the prompts into train / validation / test; fit on training LLMs × train prompts; describe
+ * each unseen LLM only by its validation outcomes; route test prompts among the unseen LLMs; trace deferral curves.
+ * Hyper-parameters (K, k) are chosen on validation prompts with the training LLMs, never on test data.
+ */
+import { UnirouteError } from '../errors.js';
+import { callAsync, native, type MlpConfig } from '../engine/native.js';
+import { HashedEmbedder } from '../embed/embedder.js';
+import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
+import { clusterGrid } from '../router/fit.js';
+import { errorStats, errorVector } from '../router/profile.js';
+import { aiq, deferralArea, lambdaGrid, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
+
+export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;
+export type MethodName = (typeof ALL_METHODS)[number] | 'uniroute-kmeans-no-shrinkage';
+
+export interface EvalOptions extends CostOptions {
+  seeds?: number;
+  firstSeed?: number;
+  unseenFraction?: number;
+  /** Validation prompts; several values sweep label efficiency (the largest is the main result). */
+  valPrompts?: number[];
+  testFraction?: number;
+  methods?: string[];
+  priorStrength?: number;
+  dim?: number;
+  lambdaSteps?: number;
+  mapEpochs?: number;
+  /** K-means restarts (the lowest objective wins; unsupervised). */
+  kmeansRestarts?: number;
+  /** Override the K grid searched on validation (default: the paper's 3 … N_val/50). */
+  kGrid?: number[];
+  /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
+  priorGrid?: number[];
+  onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+export interface MethodResult {
+  curve: CurvePoint[];
+  audc: number;
+  qnc: number | null;
+  peak: number;
+  aiq: number;
+}
+
+export interface SeedResult {
+  seed: number;
+  trainModels: string[];
+  unseenModels: string[];
+  prompts: { train: number; val: number; test: number };
+  chosen: Record<string, number>;
+  costRange: [number, number];
+  /** Per validation size: per method. */
+  byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
+}
+
+const ladder = (lo: number, hi: number, values: number[]) => {
+  const g = values.filter((v) => v >= lo && v <= hi);
+  return g.length ? g : [lo];
+};
+
+function topK(sim: Float32Array, rows: number, cols: number, kmax: number): Int32Array {
+  kmax = Math.min(kmax, cols);
+  // indices of the kmax most similar columns per row, most similar first
+  const out = new Int32Array(rows * kmax);
+  const idx = new Int32Array(cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) idx[j] = j;
+    const row = sim.subarray(i * cols, (i + 1) * cols);
+    const sorted = Array.from(idx).sort((a, b) => row[b] - row[a] || a - b);
+    for (let t = 0; t < kmax; t++) out[i * kmax + t] = sorted[t];
+  }
+  return out;
+}
+
+/** A · Bᵀ for row-major A (nA x D) and B (nB x D), via the engine's soft scoring kernel (gamma = Z · Psiᵀ). */
+function dotProducts(A: Float32Array, nA: number, B: Float32Array, nB: number, D: number): Float32Array {
+  const S = new Float32Array(nA * nB);
+  if (nA === 0 || nB === 0) return S;
+  native().scoreSync({ membership: A, psi: B, cost: new Float32Array(nB), m: nB, k: D, lambda: 0, choice: new Int32Array(nA), gamma: S });
+  return S;
+}
+
+/** Runs the protocol for one seed. */
+export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Promise<SeedResult> {
+  const methods = new Set(opts.methods ?? [...ALL_METHODS, 'uniroute-kmeans-no-shrinkage']);
+  const prior = opts.priorStrength ?? 1;
+  const n = ds.prompts.length;
+  const complete = ds.models.filter((m) => ds.outcomes.get(m)!.every((v) => !Number.isNaN(v)));
+  if (complete.length < 2) throw new UnirouteError('BAD_DATASET', 'the protocol needs at least 2 LLMs with outcomes on every prompt');
+  const mperm = permutation(complete.length, seed * 7919 + 1);
+  const nUnseen = Math.min(complete.length - 1, Math.max(1, Math.round(complete.length * (opts.unseenFraction ?? 0.5))));
+  const unseen = Array.from(mperm.subarray(0, nUnseen), (i) => complete[i]);
+  const train = Array.from(mperm.subarray(nUnseen), (i) => complete[i]);
+  const valSizes = [...new Set(opts.valPrompts ?? [defaultValPrompts(n)])].sort((a, b) => a - b);
+  const vMax = valSizes[valSizes.length - 1];
+  const nTest = Math.round(n * (opts.testFraction ?? 0.3));
+  if (vMax + nTest >= n - 10) throw new UnirouteError('INVALID_ARGUMENT', `too many validation (${vMax}) and test (${nTest}) prompts for ${n} prompts`);
+  const pperm = permutation(n, seed * 104729 + 3);
+  const testIdx = pperm.subarray(0, nTest);
+  const valIdx = pperm.subarray(nTest, nTest + vMax);
+  const trainIdx = pperm.subarray(nTest + vMax);
+  const nTr = trainIdx.length;
+
+  // embedder on train prompt texts only
+  const emb = await HashedEmbedder.fit(Array.from(trainIdx, (i) => ds.prompts[i].text), { seed, dim: opts.dim ?? 256 });
+  const D = emb.dim;
+  const embed = (idx: Int32Array) => emb.embed(Array.from(idx, (i) => ds.prompts[i].text));
+  const [Etr, Eva, Ete] = await Promise.all([embed(trainIdx), embed(valIdx), embed(testIdx)]);
+  const correct = (models: string[], idx: Int32Array) => {
+    const M = models.length;
+    const Y = new Float32Array(idx.length * M);
+    models.forEach((m, j) => {
+      const o = ds.outcomes.get(m)!;
+      idx.forEach((p, i) => (Y[i * M + j] = o[p]));
+    });
+    return Y;
+  };
+  const Mtr = train.length;
+  const Mu = unseen.length;
+  const Ytr_tr = correct(train, trainIdx);
+  const Ytr_va = correct(train, valIdx);
+  const Yu_va = correct(unseen, valIdx);
+  const Yu_te = correct(unseen, testIdx);
+  const cTrain = train.map((m) => costPerQuery(ds, m, opts));
+  const cUnseen = unseen.map((m) => costPerQuery(ds, m, opts));
+  const cMin = Math.min(...cUnseen);
+  const cMax = Math.max(...cUnseen);
+  const lambdas = lambdaGrid(cUnseen, opts.lambdaSteps ?? 64);
+  const lambdasTrain = lambdaGrid(cTrain, opts.lambdaSteps ?? 64);
+  const testAcc = unseen.map((_, j) => {
+    let s = 0;
+    for (let i = 0; i < nTest; i++) s += Yu_te[i * Mu + j];
+    return s / nTest;
+  });
+  const bestTest = testAcc.indexOf(Math.max(...testAcc));
+  const result = (curve: CurvePoint[]): MethodResult => ({
+    curve,
+    audc: deferralArea(curve, cMin, cMax),
+    qnc: qualityNeutralCost(curve, testAcc[bestTest] - 1e-9, cUnseen[bestTest]),
+    peak: Math.max(...curve.map((p) => p.quality)),
+    aiq: aiq(curve, cMin, cMax),
+  });
+  const testCurve = (gamma: Float32Array) => routerCurve(gamma, Yu_te, cUnseen, nTest, Mu, lambdas);
+  const column = (Y: Float32Array, M: number, j: number, rows: number) => Float32Array.from({ length: rows }, (_, i) => Y[i * M + j]);
+  const assign = (E: Float32Array, C: Float32Array, k: number) => {
+    const out = new Int32Array(E.length / D);
+    native().assignSync(E, out.length, D, C, k, out, null);
+    return out;
+  };
+  const errorsOf = (Y: Float32Array) => Y.map((v) => 1 - v);
+
+  const kmCache = new Map<number, { C: Float32Array; trainCl: Int32Array; valCl: Int32Array; testCl: Int32Array }>();
+  const clusters = async (k: number) => {
+    let c = kmCache.get(k);
+    if (!c) {
+      const km = await callAsync(() => native().kmeans(Etr, nTr, D, k, { seed, nInit: opts.kmeansRestarts ?? 5 }));
+      c = { C: km.centroids, trainCl: km.assignments, valCl: assign(Eva, km.centroids, k), testCl: assign(Ete, km.centroids, k) };
+      kmCache.set(k, c);
+    }
+    return c;
+  };
+  const psiTrainOnTrain = (cl: Int32Array, k: number, a: number) => {
+    const psi = new Float32Array(Mtr * k);
+    for (let j = 0; j < Mtr; j++) psi.set(errorVector(errorStats(cl, column(Ytr_tr, Mtr, j, nTr), k), a), j * k);
+    return psi;
+  };
+  const psiTrainOnSubset = (cl: Int32Array, sub: Int32Array, k: number, a: number) => {
+    const psi = new Float32Array(Mtr * k);
+    const cls = Int32Array.from(sub, (i) => cl[i]);
+    for (let j = 0; j < Mtr; j++) psi.set(errorVector(errorStats(cls, Float32Array.from(sub, (i) => Ytr_tr[i * Mtr + j]), k), a), j * k);
+    return psi;
+  };
+  const psiUnseen = (valCl: Int32Array, v: number, k: number, a: number) => {
+    const psi = new Float32Array(Mu * k);
+    for (let j = 0; j < Mu; j++) psi.set(errorVector(errorStats(valCl.subarray(0, v), column(Yu_va, Mu, j, v), k), a), j * k);
+    return psi;
+  };
+  const hardGamma = (psi: Float32Array, cl: Int32Array, k: number, M: number) => {
+    const g = new Float32Array(cl.length * M);
+    for (let i = 0; i < cl.length; i++) for (let j = 0; j < M; j++) g[i * M + j] = psi[j * k + cl[i]];
+    return g;
+  };
+
+  // kNN neighbours: validation prompts among train prompts (for k), test prompts among validation prompts
+  const kLadder = [5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300];
+  let nnTestVal: Int32Array | undefined;
+  // similarities of every train and validation prompt to every train prompt (kNN's k selection)
+  const simAllTrain = methods.has('knn') ? dotProducts(concatRows(Etr, Eva), nTr + vMax, Etr, nTr, D) : undefined;
+
+  const out: SeedResult = {
+    seed,
+    trainModels: train,
+    unseenModels: unseen,
+    prompts: { train: nTr, val: vMax, test: nTest },
+    chosen: {},
+    costRange: [cMin, cMax],
+    byValSize: {},
+  };
+  const mapCache = new Map<number, Float32Array>();
+  for (const v of valSizes) {
+    const res: Partial<Record<MethodName, MethodResult>> = {};
+    const YtrVa = Ytr_va.subarray(0, v * Mtr);
+    // K (and the shrinkage strength) for UniRoute, chosen on non-test prompts routed among the training LLMs.
+    // Each draw describes the training LLMs as an unseen LLM will be, from outcomes on v train prompts, and routes
+    // the validation prompts plus up to 1,200 other train prompts (more prompts than the validation set alone make
+    // the choice far less noisy); areas are averaged over the draws.
+    const draws = selectionDraws(nTr, v, seed);
+    const evalY = draws.map((d) => stackRows(Ytr_tr, d.evalTrain, YtrVa, v, Mtr));
+    const priorGrid = opts.priorGrid ?? [0, 1, 4, 16];
+    const areaTrain = (g: Float32Array, Y: Float32Array, rows: number) =>
+      deferralArea(routerCurve(g, Y, cTrain, rows, Mtr, lambdasTrain), Math.min(...cTrain), Math.max(...cTrain));
+    let bestK = 3;
+    let bestPrior = priorGrid[0];
+    let bestArea = -Infinity;
+    for (const k of opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr)) {
+      const c = await clusters(k);
+      for (const a of priorGrid) {
+        let area = 0;
+        draws.forEach((d, r) => {
+          const cl = Int32Array.from([...Array.from(d.evalTrain, (i) => c.trainCl[i]), ...c.valCl.subarray(0, v)]);
+          const g = hardGamma(psiTrainOnSubset(c.trainCl, d.fit, k, a), cl, k, Mtr);
+          area += areaTrain(g, evalY[r], cl.length) / draws.length;
+        });
+        if (area > bestArea + 1e-12) {
+          bestArea = area;
+          bestK = k;
+          bestPrior = a;
+        }
+      }
+    }
+    if (v === vMax) {
+      out.chosen.k = bestK;
+      out.chosen.prior_strength = bestPrior;
+    }
+    const c = await clusters(bestK);
+    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(testCurve(hardGamma(psiUnseen(c.valCl, v, bestK, bestPrior), c.testCl, bestK, Mu)));
+    if (methods.has('uniroute-kmeans-no-shrinkage'))
+      res['uniroute-kmeans-no-shrinkage'] = result(testCurve(hardGamma(psiUnseen(c.valCl, v, bestK, 0), c.testCl, bestK, Mu)));
+    if (methods.has('uniroute-learned-map')) {
+      let params = mapCache.get(bestK);
+      const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
+      if (!params) {
+        // trained on the training LLMs' errors on the train prompts, Psi from the same (App. G.2); 10 % held out
+        const psi = psiTrainOnTrain(c.trainCl, bestK, prior);
+        const hold = Math.max(2, Math.round(nTr * 0.1));
+        const Y = errorsOf(Ytr_tr);
+        const r = await callAsync(() =>
+          native().trainMlp(Etr.subarray(hold * D), nTr - hold, Y.subarray(hold * Mtr), Mtr, cfg, {
+            psi,
+            valX: Etr.subarray(0, hold * D),
+            valY: Y.subarray(0, hold * Mtr),
+            lr: 0.005,
+            batch: 64,
+            epochs: opts.mapEpochs ?? 5,
+            patience: 2,
+            seed,
+          }),
+        );
+        params = r.params;
+        mapCache.set(bestK, params);
+      }
+      const Z = new Float32Array(nTest * bestK);
+      native().mlpForward(params, cfg, Ete, nTest, Z);
+      const psiU = psiUnseen(c.valCl, v, bestK, bestPrior);
+      const g = new Float32Array(nTest * Mu);
+      for (let i = 0; i < nTest; i++)
+        for (let j = 0; j < Mu; j++) {
+          let s = 0;
+          for (let k = 0; k < bestK; k++) s += Z[i * bestK + k] * psiU[j * bestK + k];
+          g[i * Mu + j] = s;
+        }
+      res['uniroute-learned-map'] = result(testCurve(g));
+    }
+    if (methods.has('knn') && simAllTrain) {
+      // k chosen the same way: neighbours among the v train prompts of each draw, evaluated on the same prompts
+      const kmax = Math.max(1, Math.floor(v / 3));
+      const ks = ladder(Math.min(5, kmax), kmax, kLadder);
+      const kTop = Math.min(ks[ks.length - 1], v);
+      const areas = new Map<number, number>();
+      draws.forEach((d, r) => {
+        const rows = [...Array.from(d.evalTrain), ...Array.from({ length: v }, (_, i) => nTr + i)];
+        const nn = new Int32Array(rows.length * kTop);
+        rows.forEach((q, i) => {
+          const row = simAllTrain.subarray(q * nTr, (q + 1) * nTr);
+          const order = Array.from(d.fit).sort((x, y) => row[y] - row[x] || x - y);
+          for (let t = 0; t < kTop; t++) nn[i * kTop + t] = order[t];
+        });
+        for (const k of ks) {
+          const kk = Math.min(k, kTop);
+          const g = new Float32Array(rows.length * Mtr);
+          for (let i = 0; i < rows.length; i++)
+            for (let t = 0; t < kk; t++) {
+              const p = nn[i * kTop + t];
+              for (let j = 0; j < Mtr; j++) g[i * Mtr + j] += (1 - Ytr_tr[p * Mtr + j]) / kk;
+            }
+          areas.set(k, (areas.get(k) ?? 0) + areaTrain(g, evalY[r], rows.length) / draws.length);
+        }
+      });
+      let bestk = ks[0];
+      for (const k of ks) if (areas.get(k)! > areas.get(bestk)! + 1e-12) bestk = k;
+      if (v === vMax) out.chosen.knn_k = bestk;
+      nnTestVal = topK(dotProducts(Ete, nTest, Eva.subarray(0, v * D), v, D), nTest, v, bestk);
+      const g = new Float32Array(nTest * Mu);
+      for (let i = 0; i < nTest; i++)
+        for (let t = 0; t < bestk; t++) {
+          const p = nnTestVal[i * bestk + t];
+          for (let j = 0; j < Mu; j++) g[i * Mu + j] += (1 - Yu_va[p * Mu + j]) / bestk;
+        }
+      res.knn = result(testCurve(g));
+    }
+    if (methods.has('retrained-mlp')) {
+      // one output per unseen LLM, trained on the validation sample only (paper: 2 x 100, Adam 1e-3, 10 epochs, batch 64)
+      const cfg: MlpConfig = { in: D, out: Mu, hidden: [100, 100], batchnorm: false, inputBn: false, head: 'sigmoid' };
+      const r = await callAsync(() =>
+        native().trainMlp(Eva.subarray(0, v * D), v, errorsOf(Yu_va.subarray(0, v * Mu)), Mu, cfg, { lr: 0.001, batch: 64, epochs: 10, seed }),
+      );
+      const g = new Float32Array(nTest * Mu);
+      native().mlpForward(r.params, cfg, Ete, nTest, g);
+      res['retrained-mlp'] = result(testCurve(g));
+    }
+    const valAcc = unseen.map((_, j) => {
+      let s = 0;
+      for (let i = 0; i < v; i++) s += Yu_va[i * Mu + j];
+      return s / v;
+    });
+    if (methods.has('zero-router')) {
+      // the hull of the unseen LLMs' (cost, quality) on validation; mixing between hull LLMs, evaluated on test
+      const hull = upperHull(unseen.map((_, j) => ({ cost: cUnseen[j], quality: valAcc[j], lambda: j })));
+      res['zero-router'] = result(hull.map((p) => ({ cost: cUnseen[p.lambda!], quality: testAcc[p.lambda!] })));
+    }
+    if (methods.has('best-single')) {
+      // the LLM most accurate on validation; below its cost, random mixing with the cheapest unseen LLM
+      const j = valAcc.indexOf(Math.max(...valAcc));
+      const cheapest = cUnseen.indexOf(cMin);
+      res['best-single'] = result([
+        { cost: cUnseen[cheapest], quality: testAcc[cheapest] },
+        { cost: cUnseen[j], quality: testAcc[j] },
+      ]);
+    }
+    if (methods.has('oracle')) res.oracle = result(testCurve(errorsOf(Yu_te)));
+    out.byValSize[v] = res;
+  }
+  return out;
+}
+
+/** Per draw: v train prompts to describe the training LLMs, and up to 1,200 other train prompts to evaluate on. */
+function selectionDraws(nTr: number, v: number, seed: number, draws = 5): Array<{ fit: Int32Array; evalTrain: Int32Array }> {
+  return Array.from({ length: draws }, (_, r) => {
+    const p = permutation(nTr, seed * 7727 + r * 131 + 17);
+    const nFit = Math.min(v, nTr - 1);
+    return { fit: p.slice(0, nFit), evalTrain: p.slice(nFit, nFit + Math.min(1200, nTr - nFit)) };
+  });
+}
+
+function concatRows(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Rows `idx` of A (n x M) followed by the first v rows of B. */
+function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: number, M: number): Float32Array {
+  const out = new Float32Array((idx.length + v) * M);
+  idx.forEach((i, r) => out.set(A.subarray(i * M, (i + 1) * M), r * M));
+  out.set(B.subarray(0, v * M), idx.length * M);
+  return out;
+}
+
+export function defaultValPrompts(n: number): number {
+  // the paper: 400 validation prompts on RouterBench-sized data, 10 % of the prompts on larger sets
+  return n <= 10_000 ? Math.min(400, Math.floor(n * 0.2)) : Math.round(n * 0.1);
+}
+
+export interface Summary {
+  mean: number;
+  sd: number;
+}
+const summary = (xs: number[]): Summary => {
+  const m = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const v = xs.length > 1 ? xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1) : 0;
+  return { mean: m, sd: Math.sqrt(v) };
+};
+
+export interface Report {
+  settings: Record<string, unknown>;
+  methods: Record<string, { audc: Summary; qnc: Summary & { reached: number; of: number }; peak_accuracy: Summary; aiq: Summary; curve: CurvePoint[] }>;
+  label_efficiency: { val_prompts: number[]; methods: Record<string, Array<{ val_prompts: number; audc: Summary }>> };
+  seeds: Array<{ seed: number; chosen: Record<string, number>; unseen: string[]; audc: Record<string, number> }>;
+}
+
+/** Runs every seed and aggregates: mean and sd of each metric, curves averaged on a common cost grid. */
+export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Report> {
+  const seeds = opts.seeds ?? 5;
+  const first = opts.firstSeed ?? 1;
+  const results: SeedResult[] = [];
+  for (let s = 0; s < seeds; s++) {
+    opts.onProgress?.('seeds', s, seeds);
+    results.push(await runSeed(ds, first + s, opts));
+  }
+  opts.onProgress?.('seeds', seeds, seeds);
+  const valSizes = Object.keys(results[0].byValSize).map(Number).sort((a, b) => a - b);
+  const vMain = valSizes[valSizes.length - 1];
+  const names = Object.keys(results[0].byValSize[vMain]);
+  const lo = Math.min(...results.map((r) => r.costRange[0]));
+  const hi = Math.max(...results.map((r) => r.costRange[1]));
+  const grid = Array.from({ length: 60 }, (_, i) => (lo > 0 ? lo * (hi / lo) ** (i / 59) : lo + ((hi - lo) * i) / 59));
+  const { monotoneCurve, curveAt } = await import('./metrics.js');
+  const methods: Report['methods'] = {};
+  for (const name of names) {
+    const rs = results.map((r) => r.byValSize[vMain][name as MethodName]!);
+    const qncs = rs.map((r) => r.qnc).filter((q): q is number => q !== null);
+    methods[name] = {
+      audc: summary(rs.map((r) => r.audc)),
+      qnc: { ...summary(qncs), reached: qncs.length, of: rs.length },
+      peak_accuracy: summary(rs.map((r) => r.peak)),
+      aiq: summary(rs.map((r) => r.aiq)),
+      curve: grid.map((x) => ({ cost: x, quality: rs.reduce((a, r) => a + curveAt(monotoneCurve(r.curve), x), 0) / rs.length })),
+    };
+  }
+  const le: Report['label_efficiency'] = { val_prompts: valSizes, methods: {} };
+  for (const name of Object.keys(results[0].byValSize[valSizes[0]]))
+    le.methods[name] = valSizes.map((v) => ({ val_prompts: v, audc: summary(results.map((r) => r.byValSize[v][name as MethodName]!.audc)) }));
+  return {
+    settings: {
+      data: ds.dir,
+      prompts: ds.prompts.length,
+      seeds,
+      first_seed: first,
+      unseen_fraction: opts.unseenFraction ?? 0.5,
+      val_prompts: vMain,
+      test_fraction: opts.testFraction ?? 0.3,
+      prior_strength_grid: opts.priorGrid ?? [0, 1, 4, 16],
+      dim: opts.dim ?? 256,
+      kmeans_restarts: opts.kmeansRestarts ?? 5,
+      split_sizes: results[0].prompts,
+      llms_with_complete_outcomes: results[0].trainModels.length + results[0].unseenModels.length,
+    },
+    methods,
+    label_efficiency: le,
+    seeds: results.map((r) => ({
+      seed: r.seed,
+      chosen: r.chosen,
+      unseen: r.unseenModels,
+      audc: Object.fromEntries(Object.entries(r.byValSize[vMain]).map(([k, v]) => [k, v!.audc])),
+    })),
+  };
+}
