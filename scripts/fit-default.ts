@@ -31,6 +31,6 @@ const { router, report } = await fitRouter(ds, {
 router.info = { ...router.info, source: 'uniroute fit:default on ../shared/data routerbench + zeroeval' };
 await router.save(out);
 progress.done(
-  `default router: ${report.clusters} clusters (validation areas ${report.kSearch.map((k) => `${k.k}:${k.validationArea.toFixed(4)}`).join(' ')}), ` +
+  `default router: ${report.clusters} clusters, prior strength ${report.priorStrength} (chosen on validation), ` +
     `${report.models.length} LLMs, ${report.trainPrompts} train / ${report.valPrompts} validation prompts, ${report.seconds.toFixed(1)} s -> ${out}`,
 );

@@ -91,10 +91,11 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--clusters <k>', 'number of clusters, or "auto"', 'auto')
     .option('--seed <n>', 'random seed', intArg('--seed'), 1)
     .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors', numArg('--val-fraction'), 0.25)
-    .option('--prior-strength <a>', 'shrink sparse clusters toward the LLM\'s overall error (0 = plain mean)', numArg('--prior-strength'), 1)
+    .option('--prior-strength <a>', 'shrink sparse clusters toward the LLM\'s overall error (0 = plain mean; default: chosen on validation with K)', numArg('--prior-strength'))
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--model-cost <name=cost>', 'explicit cost per query for an LLM (repeatable)', costArg)
     .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .addOption(new Option('--method <m>', 'cluster map: nearest centroid (kmeans) or the learned map').choices(['kmeans', 'learned-map']).default('kmeans'))
     .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
     .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
     .action(async (o) => {
@@ -123,6 +124,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         costs: o.modelCost,
         pricePerBillionParams: o.pricePerBillionParams,
         embeddings,
+        method: o.method,
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       await router.save(o.out);
@@ -436,6 +438,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         router: o.router ?? defaultRouterPath(),
         embedder: router.embedderSpec,
         clusters: router.k,
+        clusterMap: router.map ? 'learned-map' : 'kmeans',
         models: router.size,
         priorStrength: router.priorStrength,
         defaultLambda: router.defaultLambda,

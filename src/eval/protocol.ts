@@ -9,6 +9,7 @@ import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid } from '../router/fit.js';
+import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
 import { errorStats, errorVector } from '../router/profile.js';
 import { aiq, deferralArea, lambdaGrid, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 
@@ -51,6 +52,8 @@ export interface SeedResult {
   prompts: { train: number; val: number; test: number };
   chosen: Record<string, number>;
   costRange: [number, number];
+  /** Prompt indices of each part (for audits). */
+  split: { train: Int32Array; val: Int32Array; test: Int32Array };
   /** Per validation size: per method. */
   byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
 }
@@ -166,12 +169,6 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     for (let j = 0; j < Mtr; j++) psi.set(errorVector(errorStats(cl, column(Ytr_tr, Mtr, j, nTr), k), a), j * k);
     return psi;
   };
-  const psiTrainOnSubset = (cl: Int32Array, sub: Int32Array, k: number, a: number) => {
-    const psi = new Float32Array(Mtr * k);
-    const cls = Int32Array.from(sub, (i) => cl[i]);
-    for (let j = 0; j < Mtr; j++) psi.set(errorVector(errorStats(cls, Float32Array.from(sub, (i) => Ytr_tr[i * Mtr + j]), k), a), j * k);
-    return psi;
-  };
   const psiUnseen = (valCl: Int32Array, v: number, k: number, a: number) => {
     const psi = new Float32Array(Mu * k);
     for (let j = 0; j < Mu; j++) psi.set(errorVector(errorStats(valCl.subarray(0, v), column(Yu_va, Mu, j, v), k), a), j * k);
@@ -196,40 +193,33 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     prompts: { train: nTr, val: vMax, test: nTest },
     chosen: {},
     costRange: [cMin, cMax],
+    split: { train: trainIdx, val: valIdx, test: testIdx },
     byValSize: {},
   };
   const mapCache = new Map<number, Float32Array>();
   for (const v of valSizes) {
     const res: Partial<Record<MethodName, MethodResult>> = {};
     const YtrVa = Ytr_va.subarray(0, v * Mtr);
-    // K (and the shrinkage strength) for UniRoute, chosen on non-test prompts routed among the training LLMs.
-    // Each draw describes the training LLMs as an unseen LLM will be, from outcomes on v train prompts, and routes
-    // the validation prompts plus up to 1,200 other train prompts (more prompts than the validation set alone make
-    // the choice far less noisy); areas are averaged over the draws.
+    // K and the shrinkage strength for UniRoute, chosen without test data (src/router/select.ts)
     const draws = selectionDraws(nTr, v, seed);
     const evalY = draws.map((d) => stackRows(Ytr_tr, d.evalTrain, YtrVa, v, Mtr));
-    const priorGrid = opts.priorGrid ?? [0, 1, 4, 16];
     const areaTrain = (g: Float32Array, Y: Float32Array, rows: number) =>
       deferralArea(routerCurve(g, Y, cTrain, rows, Mtr, lambdasTrain), Math.min(...cTrain), Math.max(...cTrain));
-    let bestK = 3;
-    let bestPrior = priorGrid[0];
-    let bestArea = -Infinity;
-    for (const k of opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr)) {
-      const c = await clusters(k);
-      for (const a of priorGrid) {
-        let area = 0;
-        draws.forEach((d, r) => {
-          const cl = Int32Array.from([...Array.from(d.evalTrain, (i) => c.trainCl[i]), ...c.valCl.subarray(0, v)]);
-          const g = hardGamma(psiTrainOnSubset(c.trainCl, d.fit, k, a), cl, k, Mtr);
-          area += areaTrain(g, evalY[r], cl.length) / draws.length;
-        });
-        if (area > bestArea + 1e-12) {
-          bestArea = area;
-          bestK = k;
-          bestPrior = a;
-        }
-      }
-    }
+    const sel = await chooseClusters({
+      grid: opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr),
+      priorGrid: opts.priorGrid ?? [0, 1, 4, 16],
+      clusters,
+      trainY: Ytr_tr,
+      valY: YtrVa,
+      nTr,
+      v,
+      M: Mtr,
+      costs: cTrain,
+      lambdas: lambdasTrain,
+      draws,
+    });
+    const bestK = sel.k;
+    const bestPrior = sel.priorStrength;
     if (v === vMax) {
       out.chosen.k = bestK;
       out.chosen.prior_strength = bestPrior;
@@ -345,27 +335,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   return out;
 }
 
-/** Per draw: v train prompts to describe the training LLMs, and up to 1,200 other train prompts to evaluate on. */
-function selectionDraws(nTr: number, v: number, seed: number, draws = 5): Array<{ fit: Int32Array; evalTrain: Int32Array }> {
-  return Array.from({ length: draws }, (_, r) => {
-    const p = permutation(nTr, seed * 7727 + r * 131 + 17);
-    const nFit = Math.min(v, nTr - 1);
-    return { fit: p.slice(0, nFit), evalTrain: p.slice(nFit, nFit + Math.min(1200, nTr - nFit)) };
-  });
-}
-
 function concatRows(a: Float32Array, b: Float32Array): Float32Array {
   const out = new Float32Array(a.length + b.length);
   out.set(a);
   out.set(b, a.length);
-  return out;
-}
-
-/** Rows `idx` of A (n x M) followed by the first v rows of B. */
-function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: number, M: number): Float32Array {
-  const out = new Float32Array((idx.length + v) * M);
-  idx.forEach((i, r) => out.set(A.subarray(i * M, (i + 1) * M), r * M));
-  out.set(B.subarray(0, v * M), idx.length * M);
   return out;
 }
 

@@ -1,11 +1,12 @@
 /** Fitting a router from a dataset: embedder, clusters (K chosen on validation prompts), training LLMs' profiles. */
 import { UnirouteError } from '../errors.js';
-import { callAsync, native } from '../engine/native.js';
+import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
-import { deferralArea, routerCurve } from '../eval/metrics.js';
+import { lambdaGrid } from '../eval/metrics.js';
+import { chooseClusters, selectionDraws } from './select.js';
 import { errorStats, errorVector } from './profile.js';
-import { Router } from './router.js';
+import { Router, type LearnedMap } from './router.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
 
@@ -19,13 +20,17 @@ export interface FitOptions extends CostOptions {
   valFraction?: number;
   valPrompts?: number;
   embedder?: HashedFitOptions;
-  /** Shrinkage of sparse clusters toward an LLM's overall error (0 = the paper's plain mean). */
+  /** Shrinkage of sparse clusters toward an LLM's overall error (0 = the paper's plain mean); default: chosen with K. */
   priorStrength?: number;
   /** Cap on the prompts used to fit the embedder (a seeded sample beyond it). */
   maxEmbedderTexts?: number;
   kmeansIterations?: number;
   /** K-means restarts; the lowest objective wins (default 5). */
   kmeansRestarts?: number;
+  /** The cluster map: nearest centroid (the paper's K-means) or a learned map (§5.2). */
+  method?: 'kmeans' | 'learned-map';
+  /** Learned-map training epochs (the paper: 5) with early stopping on 10 % of the train prompts. */
+  mapEpochs?: number;
   /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
   embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
@@ -35,7 +40,8 @@ export interface FitReport {
   trainPrompts: number;
   valPrompts: number;
   clusters: number;
-  kSearch: Array<{ k: number; validationArea: number }>;
+  kSearch: Array<{ k: number; priorStrength: number; validationArea: number }>;
+  priorStrength: number;
   models: Array<{ name: string; costPerQuery: number; validationOutcomes: number }>;
   embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
@@ -54,7 +60,6 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const t0 = Date.now();
   const progress = opts.onProgress ?? (() => undefined);
   const seed = opts.seed ?? 1;
-  const priorStrength = opts.priorStrength ?? 1;
   const models = opts.trainModels ?? ds.models;
   if (models.length === 0) throw new UnirouteError('INVALID_ARGUMENT', 'no training LLM');
   for (const m of models)
@@ -127,31 +132,41 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     return idx;
   };
 
-  // K on validation (App. G.2): training LLMs described by their training-prompt outcomes, validation prompts
-  // routed among them, the K with the largest validation deferral area kept.
+  // K and the shrinkage strength chosen without test data, budget-matched to the validation outcomes that each
+  // LLM's error vector will come from (src/router/select.ts)
   const kSearch: FitReport['kSearch'] = [];
   let K: number;
+  let priorStrength = opts.priorStrength ?? 1;
   if (opts.clusters === undefined || opts.clusters === 'auto') {
     const grid = clusterGrid(nVal, trainTexts.length);
-    let best = -Infinity;
-    K = grid[0];
-    for (const [gi, k] of grid.entries()) {
-      progress('choose K', gi, grid.length);
-      const km = await cluster(k);
-      const vc = assign(valEmb, km.centroids, k);
-      const gamma = new Float32Array(nVal * M);
-      for (let j = 0; j < M; j++) {
-        const psi = errorVector(errorStats(km.assignments, column(trainY, j), k), priorStrength);
-        for (let i = 0; i < nVal; i++) gamma[i * M + j] = psi[vc[i]];
-      }
-      const area = validationArea(gamma, valY, costs, nVal, M);
-      kSearch.push({ k, validationArea: area });
-      if (area > best + 1e-12) {
-        best = area;
-        K = k;
-      }
-    }
+    let done = 0;
+    const kmCache = new Map<number, { trainCl: Int32Array; valCl: Int32Array }>();
+    const sel = await chooseClusters({
+      grid,
+      priorGrid: opts.priorStrength === undefined ? [0, 1, 4, 16] : [opts.priorStrength],
+      clusters: async (k) => {
+        progress('choose K', done++, grid.length);
+        let c = kmCache.get(k);
+        if (!c) {
+          const km = await cluster(k);
+          c = { trainCl: km.assignments, valCl: assign(valEmb, km.centroids, k) };
+          kmCache.set(k, c);
+        }
+        return c;
+      },
+      trainY,
+      valY,
+      nTr: trainTexts.length,
+      v: nVal,
+      M,
+      costs,
+      lambdas: lambdaGrid(costs),
+      draws: selectionDraws(trainTexts.length, nVal, seed),
+    });
     progress('choose K', grid.length, grid.length);
+    K = sel.k;
+    priorStrength = sel.priorStrength;
+    kSearch.push(...sel.search);
   } else {
     K = opts.clusters;
     if (!Number.isInteger(K) || K < 1 || K > trainTexts.length)
@@ -161,9 +176,16 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   progress('clusters', 0, 1);
   const km = await cluster(K);
   progress('clusters', 1, 1);
+  let map: LearnedMap | undefined;
+  if (opts.method === 'learned-map') {
+    progress('learned map', 0, 1);
+    map = await trainLearnedMap(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed);
+    progress('learned map', 1, 1);
+  }
   const router = new Router({
     embedder: spec,
     hashed: embedder,
+    map,
     centroids: km.centroids,
     k: K,
     priorStrength,
@@ -198,6 +220,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       trainPrompts: trainTexts.length,
       valPrompts: nVal,
       clusters: K,
+      priorStrength,
       kSearch,
       models: reportModels,
       embedder: spec.kind === 'hashed-lsa' ? { keptBuckets: spec.keptBuckets, rank: spec.rank } : { dim: spec.dim },
@@ -206,8 +229,49 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   };
 }
 
-/** Validation deferral area of predicted errors `gamma` against outcomes `Y` (both n x m). */
-export function validationArea(gamma: Float32Array, Y: Float32Array, costs: number[], n: number, m: number): number {
-  const pts = routerCurve(gamma, Y, costs, n, m);
-  return deferralArea(pts, Math.min(...costs), Math.max(...costs));
+/**
+ * Trains the learned cluster map on the training LLMs' 0/1 errors on the train prompts, with their Psi from the
+ * same prompts (App. G.2); early stopping on a held-out 10 % of the train prompts.
+ */
+export async function trainLearnedMap(
+  E: Float32Array,
+  n: number,
+  D: number,
+  K: number,
+  clusters: Int32Array,
+  correct: Float32Array,
+  M: number,
+  priorStrength: number,
+  epochs: number,
+  seed: number,
+): Promise<LearnedMap> {
+  const psi = new Float32Array(M * K);
+  for (let j = 0; j < M; j++) {
+    const y = Float32Array.from({ length: n }, (_, i) => correct[i * M + j]);
+    psi.set(errorVector(errorStats(clusters, y, K), priorStrength), j * K);
+  }
+  const errors = correct.map((v) => 1 - v);
+  const order = permutation(n, seed + 17);
+  const hold = Math.max(2, Math.round(n * 0.1));
+  const rows = (idx: Int32Array, A: Float32Array, w: number) => {
+    const out = new Float32Array(idx.length * w);
+    idx.forEach((r, i) => out.set(A.subarray(r * w, (r + 1) * w), i * w));
+    return out;
+  };
+  const trainRows = order.subarray(hold);
+  const heldRows = order.subarray(0, hold);
+  const config: MlpConfig = { in: D, out: K, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
+  const r = await callAsync(() =>
+    native().trainMlp(rows(trainRows, E, D), trainRows.length, rows(trainRows, errors, M), M, config, {
+      psi,
+      valX: rows(heldRows, E, D),
+      valY: rows(heldRows, errors, M),
+      lr: 0.005,
+      batch: 64,
+      epochs,
+      patience: 2,
+      seed,
+    }),
+  );
+  return { config, params: r.params };
 }

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { UnirouteError } from '../errors.js';
-import { call, callAsync, native } from '../engine/native.js';
+import { call, callAsync, native, type MlpConfig } from '../engine/native.js';
 import {
   HashedEmbedder,
   checkEmbeddings,
@@ -71,6 +71,12 @@ interface Snapshot {
   cost: Float32Array;
 }
 
+/** The learned cluster map (paper §5.2): z(x) = softmax(f(φ(x))) over the K clusters. */
+export interface LearnedMap {
+  config: MlpConfig;
+  params: Float32Array;
+}
+
 export interface RouterState {
   embedder: EmbedderSpec;
   hashed?: HashedEmbedder;
@@ -80,6 +86,7 @@ export interface RouterState {
   defaultLambda?: number;
   info?: Record<string, unknown>;
   pool?: PoolEntry[];
+  map?: LearnedMap;
 }
 
 export class Router {
@@ -91,6 +98,7 @@ export class Router {
   priorStrength: number;
   defaultLambda: number;
   info: Record<string, unknown>;
+  readonly map: LearnedMap | undefined;
   private pool: PoolEntry[] = [];
   private snap: Snapshot | undefined;
 
@@ -109,6 +117,12 @@ export class Router {
     this.priorStrength = s.priorStrength;
     this.defaultLambda = s.defaultLambda ?? 0;
     this.info = s.info ?? {};
+    if (s.map) {
+      const c = s.map.config;
+      if (c.in !== this.dim || c.out !== this.k || c.head !== 'mixture')
+        throw new UnirouteError('DIMENSION_MISMATCH', `the learned map maps ${c.in} -> ${c.out}; the router has dim ${this.dim} and ${this.k} clusters`);
+    }
+    this.map = s.map;
     for (const e of s.pool ?? []) this.insert(e);
   }
 
@@ -290,6 +304,7 @@ export class Router {
   async routeBatch(texts: string[], opts: RouteOptions = {}): Promise<RouteBatch> {
     const h = this.requireHashed();
     checkTexts(texts);
+    if (this.map) return this.routeEmbeddings(await h.embed(texts), opts);
     const p = this.prepare(texts.length, opts);
     if (texts.length > 0)
       await callAsync(() =>
@@ -313,6 +328,7 @@ export class Router {
   routeBatchSync(texts: string[], opts: RouteOptions = {}): RouteBatch {
     const h = this.requireHashed();
     checkTexts(texts);
+    if (this.map) return this.routeEmbeddings(h.embedSync(texts), opts);
     const p = this.prepare(texts.length, opts);
     if (texts.length > 0)
       call(() =>
@@ -340,10 +356,16 @@ export class Router {
     const a = this.assignEmbeddings(embeddings);
     p.out.cluster.set(a.cluster);
     p.out.distance.set(a.distance);
+    let membership: Float32Array | undefined;
+    if (this.map && n > 0) {
+      membership = new Float32Array(n * this.k);
+      const map = this.map;
+      call(() => native().mlpForward(map.params, map.config, embeddings, n, membership!));
+    }
     if (n > 0)
       call(() =>
         native().scoreSync({
-          clusters: p.out.cluster,
+          ...(membership ? { membership } : { clusters: p.out.cluster }),
           psi: p.s.psi,
           cost: p.s.cost,
           m: p.s.names.length,
@@ -392,6 +414,7 @@ export class Router {
       'pool.error_sums': { data: sums, shape: [m, this.k] },
       'pool.counts': { data: counts, shape: [m, this.k] },
     };
+    if (this.map) tensors['map.params'] = { data: this.map.params, shape: [this.map.params.length] };
     if (this.hashed) {
       const B = 2 ** (this.embedderSpec as HashedEmbedderSpec).bucketsLog2;
       tensors['embedder.projection'] = { data: this.hashed.projection, shape: [B, this.dim] };
@@ -403,6 +426,7 @@ export class Router {
       priorStrength: this.priorStrength,
       defaultLambda: this.defaultLambda,
       pool: this.pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
+      clusterMap: this.map ? { kind: 'learned', config: this.map.config } : { kind: 'nearest-centroid' },
       info: this.info,
     };
     return encodeArtifact(manifest, tensors, gzip);
@@ -444,9 +468,16 @@ export class Router {
         need('embedder.scale', B) as Float32Array,
       );
     }
+    let map: LearnedMap | undefined;
+    if (manifest.clusterMap?.kind === 'learned') {
+      const t = tensors['map.params'];
+      if (!(t instanceof Float32Array)) bad('the learned map\'s parameters are missing');
+      map = { config: manifest.clusterMap.config, params: t as Float32Array };
+    }
     return new Router({
       embedder: spec,
       hashed,
+      map,
       centroids,
       k,
       priorStrength: manifest.priorStrength ?? 0,

@@ -1,0 +1,87 @@
+/**
+ * Choosing K (and the shrinkage strength) without test data (paper App. G.2, made budget-matched): the training
+ * LLMs are described as an unseen LLM will be — from outcomes on as many prompts as it gets (random subsets of the
+ * train prompts) — and the validation prompts plus up to 1,200 other train prompts are routed among them. The
+ * (K, strength) with the largest deferral area, averaged over draws, wins. Evaluating on more prompts than the
+ * validation set alone makes the choice far less noisy; describing LLMs from a budget-sized sample keeps it from
+ * favouring more clusters than a few hundred outcomes can support.
+ */
+import { permutation } from '../data/dataset.js';
+import { deferralArea, routerCurve } from '../eval/metrics.js';
+import { errorStats, errorVector } from './profile.js';
+
+export interface Draw {
+  /** Train prompts that describe the training LLMs. */
+  fit: Int32Array;
+  /** Other train prompts routed for the score. */
+  evalTrain: Int32Array;
+}
+
+export function selectionDraws(nTr: number, budget: number, seed: number, draws = 5): Draw[] {
+  return Array.from({ length: draws }, (_, r) => {
+    const p = permutation(nTr, seed * 7727 + r * 131 + 17);
+    const nFit = Math.max(1, Math.min(budget, nTr - 1));
+    return { fit: p.slice(0, nFit), evalTrain: p.slice(nFit, nFit + Math.min(1200, nTr - nFit)) };
+  });
+}
+
+/** Rows `idx` of A (n x M) followed by the first v rows of B. */
+export function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: number, M: number): Float32Array {
+  const out = new Float32Array((idx.length + v) * M);
+  idx.forEach((i, r) => out.set(A.subarray(i * M, (i + 1) * M), r * M));
+  out.set(B.subarray(0, v * M), idx.length * M);
+  return out;
+}
+
+export interface SelectionInput {
+  grid: number[];
+  priorGrid: number[];
+  /** Cluster ids of the train prompts and of the (first v) validation prompts for K clusters. */
+  clusters: (k: number) => Promise<{ trainCl: Int32Array; valCl: Int32Array }>;
+  /** Training LLMs' correctness: train prompts (nTr x M) and validation prompts (v x M); NaN = no outcome. */
+  trainY: Float32Array;
+  valY: Float32Array;
+  nTr: number;
+  v: number;
+  M: number;
+  costs: number[];
+  lambdas: number[];
+  draws: Draw[];
+}
+
+export interface SelectionResult {
+  k: number;
+  priorStrength: number;
+  area: number;
+  search: Array<{ k: number; priorStrength: number; validationArea: number }>;
+}
+
+export async function chooseClusters(s: SelectionInput): Promise<SelectionResult> {
+  const { M, v, trainY, valY } = s;
+  const evalY = s.draws.map((d) => stackRows(trainY, d.evalTrain, valY, v, M));
+  const cMin = Math.min(...s.costs);
+  const cMax = Math.max(...s.costs);
+  const best: SelectionResult = { k: s.grid[0], priorStrength: s.priorGrid[0], area: -Infinity, search: [] };
+  for (const k of s.grid) {
+    const { trainCl, valCl } = await s.clusters(k);
+    for (const a of s.priorGrid) {
+      let area = 0;
+      s.draws.forEach((d, r) => {
+        const psi = new Float32Array(M * k);
+        const fitCl = Int32Array.from(d.fit, (i) => trainCl[i]);
+        for (let j = 0; j < M; j++) psi.set(errorVector(errorStats(fitCl, Float32Array.from(d.fit, (i) => trainY[i * M + j]), k), a), j * k);
+        const cl = Int32Array.from([...Array.from(d.evalTrain, (i) => trainCl[i]), ...valCl.subarray(0, v)]);
+        const g = new Float32Array(cl.length * M);
+        for (let i = 0; i < cl.length; i++) for (let j = 0; j < M; j++) g[i * M + j] = psi[j * k + cl[i]];
+        area += deferralArea(routerCurve(g, evalY[r], s.costs, cl.length, M, s.lambdas), cMin, cMax) / s.draws.length;
+      });
+      best.search.push({ k, priorStrength: a, validationArea: area });
+      if (area > best.area + 1e-12) {
+        best.area = area;
+        best.k = k;
+        best.priorStrength = a;
+      }
+    }
+  }
+  return best;
+}

@@ -1,0 +1,153 @@
+/** Evaluation: metrics on hand-computed curves, the protocol's splits (nothing leaks), the learned map's trainer. */
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { aiq, deferralArea, monotoneCurve, qualityNeutralCost, routerCurve, upperHull } from '../src/eval/metrics.js';
+import { runSeed } from '../src/eval/protocol.js';
+import { loadDataset } from '../src/data/dataset.js';
+import { native } from '../src/engine/native.js';
+import { mulberry32 } from '../src/engine/reference.js';
+import { makeSyntheticDataset } from './helpers.js';
+
+const P = (cost: number, quality: number) => ({ cost, quality });
+
+describe('metrics on hand-computed curves', () => {
+  it('area of a known curve, flat beyond its ends, made non-decreasing', () => {
+    expect(deferralArea([P(1, 0.5), P(3, 0.9)], 1, 3)).toBeCloseTo(0.7, 12);
+    // flat beyond the ends: [0,1] at 0.5, [1,3] averaging 0.7, [3,4] at 0.9 -> (0.5 + 1.4 + 0.9) / 4
+    expect(deferralArea([P(1, 0.5), P(3, 0.9)], 0, 4)).toBeCloseTo(0.7, 12);
+    // a dip is lifted by the running maximum: (1,.5) (2,.5) (3,.9) -> (0.5 + 0.7) / 2
+    expect(monotoneCurve([P(1, 0.5), P(2, 0.4), P(3, 0.9)]).map((p) => p.quality)).toEqual([0.5, 0.5, 0.9]);
+    expect(deferralArea([P(1, 0.5), P(2, 0.4), P(3, 0.9)], 1, 3)).toBeCloseTo(0.6, 12);
+    expect(deferralArea([P(2, 0.8)], 2, 2)).toBe(0.8);
+  });
+
+  it('a known hull: points under a chord are dropped, dominated points too', () => {
+    const hull = upperHull([P(1, 0.5), P(2, 0.6), P(3, 0.9), P(4, 0.85)]);
+    expect(hull).toEqual([P(1, 0.5), P(3, 0.9)]);
+    expect(upperHull([P(1, 0.5), P(2, 0.8), P(3, 0.9)]).length).toBe(3); // concave: all stay
+    expect(aiq([P(1, 0.5), P(2, 0.6), P(3, 0.9)], 1, 3)).toBeCloseTo(0.7, 12);
+  });
+
+  it('quality-neutral cost: interpolated crossing, or null when never reached', () => {
+    expect(qualityNeutralCost([P(1, 0.5), P(3, 0.9)], 0.7, 3)).toBeCloseTo(2 / 3, 12);
+    expect(qualityNeutralCost([P(1, 0.5), P(3, 0.9)], 0.95, 3)).toBeNull();
+    expect(qualityNeutralCost([P(1, 0.95), P(3, 0.9)], 0.9, 3)).toBeCloseTo(1 / 3, 12);
+  });
+
+  it('routerCurve: lambda = 0 takes the lowest predicted error, large lambda the cheapest, missing outcomes skipped', () => {
+    // 2 prompts x 2 LLMs: LLM 0 cheap (cost 1), LLM 1 dear (cost 3)
+    const gamma = Float32Array.from([0.6, 0.2, 0.1, 0.3]);
+    const correct = Float32Array.from([0, 1, 1, 0]);
+    const pts = routerCurve(gamma, correct, [1, 3], 2, 2, [0, 100]);
+    expect(pts[0]).toMatchObject({ cost: 2, quality: 1 }); // prompt 0 -> LLM 1 (right), prompt 1 -> LLM 0 (right)
+    expect(pts[1]).toMatchObject({ cost: 1, quality: 0.5 });
+    const missing = routerCurve(gamma, Float32Array.from([0, NaN, 1, 0]), [1, 3], 2, 2, [0]);
+    expect(missing[0]).toMatchObject({ cost: 1, quality: 0.5 }); // prompt 0 can only go to LLM 0
+  });
+});
+
+describe('the protocol', () => {
+  it('splits LLMs and prompts into disjoint parts, and no test label or unseen LLM\'s train label is read', async () => {
+    const dir = makeSyntheticDataset(600, 12);
+    const ds = await loadDataset(dir);
+    const opts = { seed: 3, valPrompts: [60, 120], methods: ['uniroute-kmeans', 'uniroute-learned-map', 'knn', 'retrained-mlp', 'zero-router'] };
+    const a = await runSeed(ds, 3, opts);
+    expect(new Set([...a.trainModels, ...a.unseenModels]).size).toBe(a.trainModels.length + a.unseenModels.length);
+    expect([...a.trainModels, ...a.unseenModels].sort()).toEqual(ds.models.slice().sort());
+    const parts = [a.split.train, a.split.val, a.split.test].map((x) => new Set(x));
+    expect(parts[0].size + parts[1].size + parts[2].size).toBe(ds.prompts.length);
+    for (const i of parts[2]) expect(parts[0].has(i) || parts[1].has(i)).toBe(false);
+    for (const i of parts[1]) expect(parts[0].has(i)).toBe(false);
+
+    // scramble every label the protocol must never read: every LLM's test-prompt labels and the unseen LLMs'
+    // train-prompt labels. The choices (K, k, shrinkage) and the routing decisions must not move.
+    const rand = mulberry32(99);
+    const scrambled = { ...ds, outcomes: new Map(ds.outcomes) };
+    for (const m of ds.models) {
+      const o = Float32Array.from(ds.outcomes.get(m)!);
+      const unseen = a.unseenModels.includes(m);
+      for (const i of a.split.test) o[i] = rand() < 0.5 ? 1 : 0;
+      if (unseen) for (const i of a.split.train) o[i] = rand() < 0.5 ? 1 : 0;
+      scrambled.outcomes.set(m, o);
+    }
+    const b = await runSeed(scrambled, 3, opts);
+    expect(b.chosen).toEqual(a.chosen);
+    // with test labels changed the curves change, but the routing decisions (costs along the curve) must not
+    for (const v of [60, 120])
+      for (const m of ['uniroute-kmeans', 'uniroute-learned-map', 'knn', 'retrained-mlp'] as const)
+        expect(b.byValSize[v][m]!.curve.map((p) => p.cost)).toEqual(a.byValSize[v][m]!.curve.map((p) => p.cost));
+  });
+
+  it('uses unseen LLMs only through their validation outcomes: changing them changes the routing', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(600, 13));
+    const opts = { valPrompts: [120], methods: ['uniroute-kmeans'] };
+    const a = await runSeed(ds, 5, opts);
+    const flipped = { ...ds, outcomes: new Map(ds.outcomes) };
+    for (const m of a.unseenModels) {
+      const o = Float32Array.from(ds.outcomes.get(m)!);
+      for (const i of a.split.val) o[i] = 1 - o[i];
+      flipped.outcomes.set(m, o);
+    }
+    const b = await runSeed(flipped, 5, opts);
+    expect(b.byValSize[120]['uniroute-kmeans']!.curve).not.toEqual(a.byValSize[120]['uniroute-kmeans']!.curve);
+  });
+});
+
+describe('the learned map\'s trainer (native)', () => {
+  it('learns a separable map, deterministically, and checks its arguments', async () => {
+    const n = 400;
+    const d = 6;
+    const r = mulberry32(1);
+    const X = Float32Array.from({ length: n * d }, () => r() * 2 - 1);
+    // two training LLMs: LLM 0 fails when x0 > 0, LLM 1 when x0 <= 0; clusters with psi that can express it
+    const Y = new Float32Array(n * 2);
+    for (let i = 0; i < n; i++) {
+      Y[i * 2] = X[i * d] > 0 ? 1 : 0;
+      Y[i * 2 + 1] = X[i * d] > 0 ? 0 : 1;
+    }
+    const psi = Float32Array.from([0.95, 0.05, 0.05, 0.95]);
+    const cfg = { in: d, out: 2, hidden: [16, 16], head: 'mixture' as const };
+    const a = await native().trainMlp(X, n, Y, 2, cfg, { psi, epochs: 15, patience: 15, seed: 3 });
+    const b = await native().trainMlp(X, n, Y, 2, cfg, { psi, epochs: 15, patience: 15, seed: 3 });
+    expect(a.params).toEqual(b.params);
+    expect(a.trainLoss[a.trainLoss.length - 1]).toBeLessThan(a.trainLoss[0] * 0.6);
+    const Z = new Float32Array(n * 2);
+    native().mlpForward(a.params, cfg, X, n, Z);
+    let right = 0;
+    for (let i = 0; i < n; i++) right += (Z[i * 2] > 0.5) === X[i * d] > 0 ? 1 : 0;
+    expect(right / n).toBeGreaterThan(0.9);
+    expect(() => native().trainMlp(X, n, Y, 2, cfg, { epochs: 1 })).toThrow(/psi/);
+    expect(() => native().trainMlp(X, n, Float32Array.from(Y, () => 2), 2, cfg, { psi })).toThrow(/labels/);
+    expect(() => native().mlpForward(a.params.subarray(1), cfg, X, n, Z)).toThrow(/params/);
+    expect(() => native().trainMlp(X, n, Y, 2, { ...cfg, hidden: [0] }, { psi })).toThrow(/hidden/);
+  });
+});
+
+describe('uniroute eval', () => {
+  it('writes report.json, report.md and the SVG, with a label-efficiency sweep', () => {
+    const data = makeSyntheticDataset(600, 21);
+    const out = join(mkdtempSync(join(tmpdir(), 'uniroute-eval-')), 'rep');
+    const r = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--seeds', '2', '--val-prompts', '30,120', '--out', out, '--quiet'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const rep = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    for (const m of ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle']) {
+      expect(rep.methods[m].audc.mean).toBeGreaterThan(0);
+      expect(rep.methods[m].audc.sd).toBeGreaterThanOrEqual(0);
+      expect(rep.methods[m].curve.length).toBeGreaterThan(1);
+    }
+    expect(rep.methods.oracle.audc.mean).toBeGreaterThanOrEqual(rep.methods['uniroute-kmeans'].audc.mean);
+    expect(rep.label_efficiency.val_prompts).toEqual([30, 120]);
+    expect(rep.settings.seeds).toBe(2);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| uniroute-kmeans \|/);
+    const svg = readFileSync(join(out, 'deferral.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg/);
+    expect(svg).toMatch(/uniroute-learned-map/);
+    expect(r.stdout).toMatch(/\| method \|/);
+    const bad = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--methods', 'magic', '--out', out], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown method "magic"/);
+  });
+});
