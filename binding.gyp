@@ -11,6 +11,7 @@
         "native/core/score.cpp",
         "native/core/route.cpp",
         "native/core/mlp.cpp",
+        "native/cuda/stub.cpp",
         "native/binding/addon.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -5,5 +5,5 @@ export { errorStats, errorVector, overallError } from './router/profile.js';
 export { HashedEmbedder, type EmbedderSpec } from './embed/embedder.js';
 export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } from './data/dataset.js';
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';
-export { setThreads, getThreads } from './engine/native.js';
+export { setThreads, getThreads, setBackend, backendInfo, type Backend, type BackendInfo } from './engine/native.js';
 export { defaultRouterPath } from './defaults.js';

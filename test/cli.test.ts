@@ -105,7 +105,8 @@ describe('uniroute CLI', () => {
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).model).toBeTruthy();
     const info = JSON.parse(run(['info', '--json']).out);
-    expect(info.models).toBeGreaterThan(10);
+    expect(info.router.models).toBeGreaterThan(10);
+    expect(info.backend).toBe("cpu");
   });
 });
 
@@ -122,7 +123,7 @@ describe('uniroute CLI on your own embeddings', () => {
     const add = run(['add-model', '--router', file, '--name', 'cheap-math', '--labels', join(data, 'labels.csv'), '--data', data, '--embeddings', embFile, '--quiet']);
     expect(add.code, add.err).toBe(0);
     const info = JSON.parse(run(['info', '--router', file, '--json']).out);
-    expect(info.embedder).toEqual({ kind: 'precomputed', dim: 3, name: 'toy' });
+    expect(info.router.embedder).toEqual({ kind: "precomputed", dim: 3, name: "toy" });
     const input = [
       JSON.stringify({ id: 'm', embedding: [1, 0, 0] }),
       JSON.stringify({ id: 'bad', embedding: [1, 0] }),

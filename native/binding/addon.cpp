@@ -14,12 +14,16 @@
 #include "../core/mlp.h"
 #include "../core/route.h"
 #include "../core/score.h"
+#include "../cuda/backend.h"
 
 using namespace uniroute;
 
 namespace {
 
 std::atomic<int> g_threads{0};
+std::atomic<bool> g_cuda{false};  // the selected backend: CPU (default) or CUDA
+
+bool use_cuda() { return g_cuda.load(); }
 
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& msg, const char* kind = "Error") {
   Napi::Error e;
@@ -198,6 +202,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     p->q.assign(q.Data(), q.Data() + q.ElementLength());
     p->scale.assign(s.Data(), s.Data() + s.ElementLength());
     throw_status(env, p->validate());
+    p->id = next_projection_id();
     proj_ = std::move(p);
   }
 
@@ -220,14 +225,19 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   }
   Napi::Value EmbedSync(const Napi::CallbackInfo& info) {
     EmbedJob j = prep_embed(info);
-    throw_status(info.Env(), embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads()));
+    throw_status(info.Env(), use_cuda() ? cuda::embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads())
+                                        : embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads()));
     return info.Env().Undefined();
   }
   Napi::Value EmbedAsync(const Napi::CallbackInfo& info) {
     EmbedJob j = prep_embed(info);
     auto proj = proj_;
     int t = threads();
-    auto* w = new Worker(info.Env(), [j, proj, t] { return embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t); });
+    const bool gpu = use_cuda();
+    auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
+      return gpu ? cuda::embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t)
+                 : embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t);
+    });
     w->keep(info[1]);
     w->keep(info.This());
     w->Queue();
@@ -294,7 +304,8 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   Napi::Value RouteSync(const Napi::CallbackInfo& info) {
     std::vector<Napi::Value> keep;
     RouteJob j = prep_route(info, keep);
-    throw_status(info.Env(), route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads()));
+    throw_status(info.Env(), use_cuda() ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
+                                        : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads()));
     return info.Env().Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
@@ -302,8 +313,10 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     RouteJob j = prep_route(info, keep);
     auto proj = proj_;
     int t = threads();
-    auto* w = new Worker(info.Env(), [j, proj, t] {
-      return route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t);
+    const bool gpu = use_cuda();
+    auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
+      return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
+                 : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t);
     });
     for (auto& v : keep) w->keep(v);
     w->keep(info.This());
@@ -413,7 +426,8 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   }
   check_finite(env, X.Data(), X.ElementLength(), "points");
   check_finite(env, C.Data(), C.ElementLength(), "centroids");
-  throw_status(env, assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads()));
+  throw_status(env, use_cuda() ? cuda::assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist)
+                               : assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads()));
   return env.Undefined();
 }
 
@@ -455,7 +469,8 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
   if (!cl.IsUndefined()) {
     auto c = i32(cl, "clusters");
     need_len(env, c.ElementLength(), n, "clusters", "choice.length");
-    throw_status(env, score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads()));
+    throw_status(env, use_cuda() ? cuda::score_batch_hard(p, c.Data(), n, choice.Data(), gamma)
+                                 : score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads()));
   } else {
     auto z = f32(o.Get("membership"), "membership");
     need_len(env, z.ElementLength(), n * k, "membership", "n x k");
@@ -575,6 +590,49 @@ Napi::Value TrainMlp(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const cuda::DeviceInfo& d = cuda::probe();
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("compiled", Napi::Boolean::New(env, d.compiled));
+  c.Set("available", Napi::Boolean::New(env, d.available));
+  c.Set("reason", d.available ? env.Null() : Napi::String::New(env, d.reason));
+  if (d.available) {
+    Napi::Object dev = Napi::Object::New(env);
+    dev.Set("name", Napi::String::New(env, d.name));
+    dev.Set("computeCapability", Napi::String::New(env, std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor)));
+    dev.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(d.memory_bytes)));
+    c.Set("device", dev);
+  } else {
+    c.Set("device", env.Null());
+  }
+  c.Set("runtimeVersion", Napi::Number::New(env, d.runtime_version));
+  c.Set("driverVersion", Napi::Number::New(env, d.driver_version));
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("backend", Napi::String::New(env, use_cuda() ? "cuda" : "cpu"));
+  r.Set("cuda", c);
+  return r;
+}
+
+// setBackend("auto" | "cpu" | "cuda") -> the backend now in use
+Napi::Value SetBackend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_type(env, "backend", "\"auto\", \"cpu\" or \"cuda\"", info[0]);
+  std::string b = info[0].As<Napi::String>().Utf8Value();
+  const cuda::DeviceInfo& d = cuda::probe();
+  if (b == "cpu") {
+    g_cuda = false;
+  } else if (b == "cuda") {
+    if (!d.available) throw make_error(env, "BACKEND_UNAVAILABLE", "the CUDA backend is unavailable: " + d.reason);
+    g_cuda = true;
+  } else if (b == "auto") {
+    g_cuda = d.available;
+  } else {
+    throw_range(env, "INVALID_ARGUMENT", "Expected \"auto\", \"cpu\" or \"cuda\" for `backend` but received \"" + b + "\"");
+  }
+  return Napi::String::New(env, use_cuda() ? "cuda" : "cpu");
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   g_threads = static_cast<int>(count(info[0], "threads", 0, 256));
   return info.Env().Undefined();
@@ -594,6 +652,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("trainMlp", Napi::Function::New(env, TrainMlp));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("setBackend", Napi::Function::New(env, SetBackend));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

@@ -1,5 +1,6 @@
 #include "embed.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -197,6 +198,11 @@ void embed_one(const Projection& p, FeatureExtractor& fx, std::vector<Feature>& 
     float inv = 1.0f / std::sqrt(ss);
     for (size_t d = 0; d < D; ++d) out[d] *= inv;
   }
+}
+
+uint64_t next_projection_id() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
 }
 
 Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* out, int threads) {

@@ -75,6 +75,7 @@ class FeatureExtractor {
 // The fitted embedder: for every bucket a row of `dim` int8 values and a float scale (IDF folded in).
 struct Projection {
   EmbedConfig cfg;
+  uint64_t id = 0;  // unique per fitted table (0 = none): lets a device backend cache its copy
   std::vector<int8_t> q;     // buckets x dim, row-major
   std::vector<float> scale;  // buckets
   Status validate() const;
@@ -85,6 +86,9 @@ void embed_one(const Projection& p, FeatureExtractor& fx, std::vector<Feature>& 
                float* out);
 
 Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* out, int threads);
+
+// A fresh id for a Projection (process-wide counter).
+uint64_t next_projection_id();
 
 struct EmbedFitOptions {
   uint64_t seed = 1;

@@ -2,6 +2,7 @@
 // and statuses (never aborts) on bad input. Run by ctest; under AddressSanitizer with -DUNIROUTE_ASAN=ON.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "../core/mlp.h"
 #include "../core/route.h"
 #include "../core/score.h"
+#include "../cuda/backend.h"
+
+#include <fstream>
 
 using namespace uniroute;
 
@@ -327,7 +331,104 @@ static void test_mlp_gradient() {
   CHECK(!mlp_validate(bad).ok(), "a zero-width layer was accepted");
 }
 
+// CUDA kernels against their CPU twins. Skipped (with the reason) where no device is usable. Real prompts, one
+// per line, are read from $UNIROUTE_TEST_PROMPTS when set; synthetic ones otherwise.
+static void test_cuda() {
+  const cuda::DeviceInfo& d = cuda::probe();
+  CHECK(d.available || !d.reason.empty(), "an unavailable CUDA backend must say why");
+  if (!d.available) {
+    std::printf("CUDA kernels: skipped (%s)\n", d.reason.c_str());
+    return;
+  }
+  std::printf("CUDA device: %s (compute %d.%d)\n", d.name.c_str(), d.compute_major, d.compute_minor);
+  std::vector<std::string> texts;
+  if (const char* f = std::getenv("UNIROUTE_TEST_PROMPTS")) {
+    std::ifstream in(f);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) texts.push_back(line);
+  }
+  if (texts.size() < 100) texts = synthetic_texts(3000);
+  std::vector<TextRef> refs;
+  for (auto& t : texts) refs.push_back({t.data(), t.size()});
+  for (uint32_t dim : {256u, 100u}) {
+    EmbedConfig cfg;
+    cfg.dim = dim;
+    Projection proj;
+    EmbedFitReport rep;
+    EmbedFitOptions fo;
+    fit_projection(refs.data(), std::min<size_t>(refs.size(), 2000), cfg, fo, proj, rep);
+    proj.id = next_projection_id();
+    const size_t n = refs.size(), D = dim;
+    std::vector<float> Ec(n * D), Eg(n * D);
+    embed_batch(proj, refs.data(), n, Ec.data(), 0);
+    Status st = cuda::embed_batch(proj, refs.data(), n, Eg.data(), 0);
+    CHECK(st.ok(), "cuda embed: %s", st.message.c_str());
+    double err = 0;
+    for (size_t i = 0; i < n * D; ++i) err = std::max(err, double(std::fabs(Ec[i] - Eg[i])));
+    CHECK(err < 1e-4, "dim %u: CUDA embedding differs from CPU by %g (tolerance 1e-4)", dim, err);
+    const size_t k = 24, m = 40;
+    std::vector<float> C(k * D);
+    std::vector<int32_t> A(n);
+    KMeansResult kr;
+    KMeansOptions ko;
+    kmeans(Ec.data(), n, D, k, ko, C.data(), A.data(), kr);
+    std::vector<int32_t> ic(n), ig(n);
+    std::vector<float> dc(n), dg(n);
+    assign_nearest(Ec.data(), n, D, C.data(), k, ic.data(), dc.data(), 0);
+    st = cuda::assign_nearest(Ec.data(), n, D, C.data(), k, ig.data(), dg.data());
+    CHECK(st.ok(), "cuda assign: %s", st.message.c_str());
+    size_t diff = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (ic[i] != ig[i]) {
+        auto dist2 = [&](int32_t c) {
+          double s2 = 0;
+          for (size_t j = 0; j < D; ++j) s2 += std::pow(double(Ec[i * D + j]) - C[c * D + j], 2);
+          return s2;
+        };
+        if (std::fabs(dist2(ic[i]) - dist2(ig[i])) > 1e-4) diff++;  // not a float near-tie
+      }
+    CHECK(diff == 0, "CUDA assignment differs from CPU on %zu points", diff);
+    Rng r(3);
+    std::vector<float> psi(m * k), cost(m);
+    for (auto& v : psi) v = static_cast<float>(r.uniform());
+    for (auto& v : cost) v = static_cast<float>(r.uniform());
+    std::vector<uint8_t> allowed(n * m);
+    for (auto& v : allowed) v = r.uniform() < 0.7 ? 1 : 0;
+    for (int masked = 0; masked < 2; ++masked) {
+      Pool p;
+      p.m = m;
+      p.k = k;
+      p.psi = psi.data();
+      p.cost = cost.data();
+      p.lambda = 0.3f;
+      if (masked) {
+        p.allowed = allowed.data();
+        p.allowed_per_row = true;
+      }
+      std::vector<int32_t> cc(n), cg(n), rc(n), rg(n), clc(n), clg(n);
+      std::vector<float> gc(n * m), gg(n * m), rdc(n), rdg(n);
+      score_batch_hard(p, ic.data(), n, cc.data(), gc.data(), 0);
+      st = cuda::score_batch_hard(p, ic.data(), n, cg.data(), gg.data());
+      CHECK(st.ok() && cc == cg && gc == gg, "CUDA scoring differs from CPU (masked %d): %s", masked, st.message.c_str());
+      route_batch(proj, refs.data(), n, C.data(), p, {rc.data(), clc.data(), rdc.data(), nullptr}, 0);
+      st = cuda::route_batch(proj, refs.data(), n, C.data(), p, {rg.data(), clg.data(), rdg.data(), nullptr}, 0);
+      CHECK(st.ok(), "cuda route: %s", st.message.c_str());
+      size_t rdiff = 0;
+      for (size_t i = 0; i < n; ++i) rdiff += (clc[i] != clg[i] && std::fabs(rdc[i] - rdg[i]) > 1e-4) || (clc[i] == clg[i] && rc[i] != rg[i]);
+      CHECK(rdiff == 0, "CUDA route differs from CPU on %zu prompts (masked %d)", rdiff, masked);
+    }
+  }
+  Projection big;
+  big.cfg.dim = 1024;
+  big.q.assign(big.cfg.buckets() * 1024, 0);
+  big.scale.assign(big.cfg.buckets(), 0.0f);
+  std::vector<float> o(1024);
+  CHECK(!cuda::embed_batch(big, nullptr, 0, o.data(), 0).ok(), "dim 1024 must be refused on the GPU");
+  cuda::release();
+}
+
 int main() {
+  test_cuda();
   test_mlp_gradient();
   test_eigen();
   test_assign();

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
-import { setThreads } from '../engine/native.js';
+import { setBackend, setThreads } from '../engine/native.js';
 import { loadDataset, readLabels, readModels, readPrompts } from '../data/dataset.js';
 import { fitRouter } from '../router/fit.js';
 import { Router, type RouteBatch } from '../router/router.js';
@@ -75,10 +75,13 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .description('Route each prompt to the cheapest LLM likely to answer it well; onboard unseen LLMs from a few hundred validation outcomes.')
     .option('--threads <n>', 'native worker threads (0 = all cores)', intArg('--threads'), 0)
     .option('-q, --quiet', 'no progress on stderr')
+    .addOption(new Option('--backend <b>', 'engine backend (or UNIROUTE_BACKEND); cuda fails with the reason when no GPU is usable').choices(['auto', 'cpu', 'cuda']))
     .showHelpAfterError('(run with --help for usage)')
     .hook('preAction', (cmd) => {
       const t = cmd.opts().threads;
       if (t) setThreads(t);
+      const b = cmd.opts().backend;
+      if (b) setBackend(b);
     });
   const quiet = () => !!program.opts().quiet;
 
@@ -428,24 +431,29 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
 
   program
     .command('info')
-    .description('show the router and the engine')
+    .description('show the engine (backend, CUDA, threads) and the router')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--json', 'as JSON')
     .action(async (o) => {
-      const { getThreads } = await import('../engine/native.js');
-      const router = await loadRouter(o.router);
-      const info = {
-        router: o.router ?? defaultRouterPath(),
-        embedder: router.embedderSpec,
-        clusters: router.k,
-        clusterMap: router.map ? 'learned-map' : 'kmeans',
-        models: router.size,
-        priorStrength: router.priorStrength,
-        defaultLambda: router.defaultLambda,
-        backend: 'cpu',
-        threads: getThreads(),
-        fit: router.info,
-      };
+      const { getThreads, backendInfo } = await import('../engine/native.js');
+      const b = backendInfo();
+      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version };
+      try {
+        const router = await loadRouter(o.router);
+        info.router = {
+          path: o.router ?? defaultRouterPath(),
+          embedder: router.embedderSpec,
+          clusters: router.k,
+          clusterMap: router.map ? 'learned-map' : 'kmeans',
+          models: router.size,
+          priorStrength: router.priorStrength,
+          defaultLambda: router.defaultLambda,
+          fit: router.info,
+        };
+      } catch (e) {
+        if (o.router) throw e;
+        info.router = null; // no built-in router: the engine report still stands
+      }
       await writeLine(io.stdout, (o.json ? JSON.stringify(info) : JSON.stringify(info, null, 2)) + '\n');
     });
 

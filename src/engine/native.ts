@@ -98,6 +98,20 @@ export interface MlpTrainOptions {
   seed?: number;
 }
 
+export type Backend = 'auto' | 'cpu' | 'cuda';
+
+export interface BackendInfo {
+  backend: 'cpu' | 'cuda';
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason: string | null;
+    device: { name: string; computeCapability: string; memoryBytes: number } | null;
+    runtimeVersion: number;
+    driverVersion: number;
+  };
+}
+
 export interface NativeAddon {
   Embedder: new (opts: NativeEmbedderOptions) => NativeEmbedder;
   fitEmbedder(texts: string[], opts: NativeFitEmbedderOptions): Promise<NativeFitEmbedderResult>;
@@ -129,6 +143,8 @@ export interface NativeAddon {
   mlpForward(params: Float32Array, config: MlpConfig, points: Float32Array, n: number, out: Float32Array): void;
   setThreads(n: number): void;
   getThreads(): number;
+  backendInfo(): BackendInfo;
+  setBackend(backend: Backend): 'cpu' | 'cuda';
   abiVersion: number;
 }
 
@@ -166,6 +182,8 @@ export function native(): NativeAddon {
       const threads = Number(process.env.UNIROUTE_THREADS ?? 0);
       if (Number.isInteger(threads) && threads > 0) addon.setThreads(threads);
       cached = addon;
+      const b = process.env.UNIROUTE_BACKEND;
+      if (b) setBackend(b as Backend);
       return addon;
     } catch (err) {
       tried.push(`${p} (${(err as Error).message})`);
@@ -201,4 +219,18 @@ export function setThreads(n: number): void {
 
 export function getThreads(): number {
   return native().getThreads();
+}
+
+/**
+ * Chooses the engine's backend: 'cpu' (the default), 'cuda' (an error naming the reason when no usable device),
+ * or 'auto' (CUDA when usable, else CPU). Also set by UNIROUTE_BACKEND. Returns the backend now in use.
+ */
+export function setBackend(backend: Backend): 'cpu' | 'cuda' {
+  if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda')
+    throw new UnirouteError('INVALID_ARGUMENT', `Expected "auto", "cpu" or "cuda" for the backend but received "${String(backend)}"`);
+  return call(() => native().setBackend(backend));
+}
+
+export function backendInfo(): BackendInfo {
+  return native().backendInfo();
 }

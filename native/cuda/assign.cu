@@ -1,0 +1,63 @@
+// Nearest centroid on the GPU: one warp per point.
+#include "common.cuh"
+
+namespace uniroute {
+namespace cuda {
+
+__global__ void assign_kernel(const float* X, int n, int D, const float* C, const float* cnorm, int K, int32_t* idx,
+                              float* dist) {
+  const int i = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (i >= n) return;
+  const int lane = threadIdx.x & 31;
+  float acc[kMaxDimsPerLane];
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) {
+    const int d = lane + 32 * j;
+    acc[j] = d < D ? X[static_cast<size_t>(i) * D + d] : 0.0f;
+  }
+  int k;
+  float d2;
+  warp_nearest(acc, D, C, cnorm, K, &k, &d2);
+  if (lane == 0) {
+    idx[i] = k;
+    if (dist) dist[i] = sqrtf(fmaxf(0.0f, d2));
+  }
+}
+
+Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist) {
+  if (!probe().available) return Status::Invalid("the CUDA backend is unavailable: " + probe().reason);
+  if (d > static_cast<size_t>(32 * kMaxDimsPerLane)) return Status::Invalid("the CUDA backend supports dimensions up to 512");
+  if (k == 0) return Status::Invalid("there must be at least one centroid");
+  if (n == 0) return Status::Ok();
+  std::lock_guard<std::mutex> lock(context().mu);
+  std::vector<float> cn(k, 0.0f);
+  for (size_t c = 0; c < k; ++c)
+    for (size_t j = 0; j < d; ++j) cn[c] += C[c * d + j] * C[c * d + j];
+  DeviceBuffer<float> dX, dC, dN, dD;
+  DeviceBuffer<int32_t> dI;
+  auto run = [&]() -> Status {
+    Status s;
+    if (!(s = dX.reserve(n * d)).ok() || !(s = dC.reserve(k * d)).ok() || !(s = dN.reserve(k)).ok() ||
+        !(s = dD.reserve(n)).ok() || !(s = dI.reserve(n)).ok())
+      return s;
+    UR_CUDA(cudaMemcpy(dX.ptr, X, n * d * sizeof(float), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(dC.ptr, C, k * d * sizeof(float), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(dN.ptr, cn.data(), k * sizeof(float), cudaMemcpyHostToDevice));
+    const int blocks = static_cast<int>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dX.ptr, static_cast<int>(n), static_cast<int>(d), dC.ptr, dN.ptr, static_cast<int>(k), dI.ptr, dD.ptr);
+    UR_CUDA(cudaGetLastError());
+    UR_CUDA(cudaMemcpy(idx, dI.ptr, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    if (dist) UR_CUDA(cudaMemcpy(dist, dD.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return Status::Ok();
+  };
+  Status st = run();
+  dX.free();
+  dC.free();
+  dN.free();
+  dD.free();
+  dI.free();
+  return st;
+}
+
+}  // namespace cuda
+}  // namespace uniroute

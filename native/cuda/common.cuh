@@ -1,0 +1,188 @@
+// Shared by the CUDA kernels: error handling (CUDA errors become Status), warp reductions, the device context.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+#define UR_CUDA(expr)                                                                                   \
+  do {                                                                                                  \
+    cudaError_t ur_err_ = (expr);                                                                       \
+    if (ur_err_ != cudaSuccess)                                                                         \
+      return ::uniroute::Status::Internal(std::string("CUDA error: ") + cudaGetErrorString(ur_err_) +   \
+                                          " (" #expr ")");                                              \
+  } while (0)
+
+namespace uniroute {
+namespace cuda {
+
+constexpr int kMaxDimsPerLane = 16;  // dim <= 512 on the GPU
+constexpr int kWarpsPerBlock = 8;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Lexicographic (score, cost, index) minimum across the warp: every lane ends with the winner.
+__device__ __forceinline__ void warp_argmin(float& s, float& c, int& j) {
+  for (int o = 16; o > 0; o >>= 1) {
+    float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    float c2 = __shfl_xor_sync(0xffffffffu, c, o);
+    int j2 = __shfl_xor_sync(0xffffffffu, j, o);
+    bool take = j2 >= 0 && (j < 0 || s2 < s || (s2 == s && (c2 < c || (c2 == c && j2 < j))));
+    if (take) {
+      s = s2;
+      c = c2;
+      j = j2;
+    }
+  }
+}
+
+// Growable device / pinned host buffers.
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t cap = 0;
+  Status reserve(size_t n) {
+    if (n <= cap) return Status::Ok();
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    cap = 0;
+    UR_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1) * sizeof(T)));
+    cap = n;
+    return Status::Ok();
+  }
+  void free() {
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    cap = 0;
+  }
+};
+
+template <typename T>
+struct PinnedBuffer {
+  T* ptr = nullptr;
+  size_t cap = 0;
+  Status reserve(size_t n) {
+    if (n <= cap) return Status::Ok();
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    cap = 0;
+    UR_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1) * sizeof(T)));
+    cap = n;
+    return Status::Ok();
+  }
+  void free() {
+    if (ptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    cap = 0;
+  }
+};
+
+// The projection table on the device, uploaded once per fitted embedder (keyed by its id).
+struct DeviceProjection {
+  uint64_t id = 0;
+  DeviceBuffer<int8_t> q;
+  DeviceBuffer<float> scale;
+};
+
+// One process-wide context; GPU calls are serialised by its mutex.
+struct Context {
+  std::mutex mu;
+  DeviceProjection proj;
+  void release_all();
+};
+Context& context();
+
+// Makes sure the projection is on the device; returns its device pointers.
+Status upload_projection(const Projection& p, const int8_t** q, const float** scale);
+
+// Hashes texts [b, e) on CPU threads into CSR (row offsets relative to the chunk).
+void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
+                std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight);
+
+// Device function: the projected, L2-normalised embedding of one prompt, held by a warp (dims lane + 32 j).
+__device__ __forceinline__ void warp_embed(const uint32_t* bucket, const float* weight, uint32_t f0, uint32_t f1,
+                                           const int8_t* q, const float* scale, int D, float* acc) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) acc[j] = 0.0f;
+  for (uint32_t f = f0; f < f1; ++f) {
+    const uint32_t b = bucket[f];
+    const float w = weight[f] * scale[b];
+    if (w == 0.0f) continue;
+    const int8_t* row = q + static_cast<size_t>(b) * D;
+#pragma unroll
+    for (int j = 0; j < kMaxDimsPerLane; ++j) {
+      const int d = lane + 32 * j;
+      if (d < D) acc[j] += w * static_cast<float>(row[d]);
+    }
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) ss += acc[j] * acc[j];
+  ss = warp_sum(ss);
+  if (ss > 0.0f) {
+    const float inv = 1.0f / sqrtf(ss);
+#pragma unroll
+    for (int j = 0; j < kMaxDimsPerLane; ++j) acc[j] *= inv;
+  }
+}
+
+// Device function: nearest centroid of a warp-held vector; every lane gets the result.
+__device__ __forceinline__ void warp_nearest(const float* acc, int D, const float* C, const float* cnorm, int K,
+                                             int* best_k, float* best_d2) {
+  const int lane = threadIdx.x & 31;
+  float xx = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) xx += acc[j] * acc[j];
+  xx = warp_sum(xx);
+  float best = INFINITY;
+  int arg = 0;
+  for (int k = 0; k < K; ++k) {
+    const float* c = C + static_cast<size_t>(k) * D;
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxDimsPerLane; ++j) {
+      const int d = lane + 32 * j;
+      if (d < D) dot += acc[j] * c[d];
+    }
+    dot = warp_sum(dot);
+    const float d2 = xx - 2.0f * dot + cnorm[k];
+    if (d2 < best) {
+      best = d2;
+      arg = k;
+    }
+  }
+  *best_k = arg;
+  *best_d2 = best;
+}
+
+// Device function: argmin over the pool for cluster c (psi m x k), with the CPU's tie rule; gamma row optional.
+__device__ __forceinline__ int warp_score(const float* psi, const float* cost, int M, int K, int c, float lambda,
+                                          const uint8_t* allowed, float* gamma_row) {
+  const int lane = threadIdx.x & 31;
+  float bs = INFINITY, bc = 0.0f;
+  int bj = -1;
+  for (int m = lane; m < M; m += 32) {
+    const float g = psi[static_cast<size_t>(m) * K + c];
+    if (gamma_row) gamma_row[m] = g;
+    if (allowed && !allowed[m]) continue;
+    const float s = g + lambda * cost[m];
+    if (bj < 0 || s < bs || (s == bs && (cost[m] < bc || (cost[m] == bc && m < bj)))) {
+      bs = s;
+      bc = cost[m];
+      bj = m;
+    }
+  }
+  warp_argmin(bs, bc, bj);
+  return bj;
+}
+
+}  // namespace cuda
+}  // namespace uniroute

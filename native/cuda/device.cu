@@ -1,0 +1,119 @@
+// Probing the device, the shared context, uploading the projection, hashing on CPU threads.
+#include <algorithm>
+
+#include "common.cuh"
+
+namespace uniroute {
+namespace cuda {
+
+const DeviceInfo& probe() {
+  static const DeviceInfo info = [] {
+    DeviceInfo d;
+    d.compiled = true;
+    cudaRuntimeGetVersion(&d.runtime_version);
+    cudaDriverGetVersion(&d.driver_version);
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      d.reason = std::string(cudaGetErrorString(e)) + " (cudaGetDeviceCount error " + std::to_string(static_cast<int>(e)) + ")";
+      cudaGetLastError();
+      return d;
+    }
+    if (count == 0) {
+      d.reason = "no CUDA device";
+      return d;
+    }
+    cudaDeviceProp prop;
+    e = cudaGetDeviceProperties(&prop, 0);
+    if (e != cudaSuccess) {
+      d.reason = cudaGetErrorString(e);
+      return d;
+    }
+    d.name = prop.name;
+    d.compute_major = prop.major;
+    d.compute_minor = prop.minor;
+    d.memory_bytes = prop.totalGlobalMem;
+    if (prop.major * 10 + prop.minor < 75) {
+      d.reason = "compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+                 " is below 7.5, the oldest this build targets";
+      return d;
+    }
+    d.available = true;
+    return d;
+  }();
+  return info;
+}
+
+Context& context() {
+  static Context* ctx = new Context();  // never destroyed: the CUDA runtime may already be gone at exit
+  return *ctx;
+}
+
+void Context::release_all() {
+  proj.q.free();
+  proj.scale.free();
+  proj.id = 0;
+}
+
+void release() {
+  if (!probe().available) return;
+  std::lock_guard<std::mutex> lock(context().mu);
+  context().release_all();
+}
+
+Status upload_projection(const Projection& p, const int8_t** q, const float** scale) {
+  DeviceProjection& dp = context().proj;
+  if (p.id == 0 || dp.id != p.id) {
+    Status st = dp.q.reserve(p.q.size());
+    if (!st.ok()) return st;
+    if (!(st = dp.scale.reserve(p.scale.size())).ok()) return st;
+    UR_CUDA(cudaMemcpy(dp.q.ptr, p.q.data(), p.q.size(), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(dp.scale.ptr, p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
+    dp.id = p.id;
+  }
+  *q = dp.q.ptr;
+  *scale = dp.scale.ptr;
+  return Status::Ok();
+}
+
+void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
+                std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight) {
+  const size_t n = e - b;
+  int t = threads <= 0 ? default_threads() : threads;
+  t = static_cast<int>(std::min<size_t>(static_cast<size_t>(t), std::max<size_t>(1, n / 64)));
+  std::vector<std::vector<Feature>> parts(static_cast<size_t>(t));
+  std::vector<std::vector<uint32_t>> counts(static_cast<size_t>(t));
+  const size_t per = (n + t - 1) / t;
+  parallel_for(static_cast<size_t>(t), t, 1, [&](size_t tb, size_t te, int) {
+    for (size_t ti = tb; ti < te; ++ti) {
+      FeatureExtractor fx(p.cfg);
+      std::vector<Feature> f;
+      const size_t s = b + ti * per, stop = std::min(e, s + per);
+      for (size_t i = s; i < stop; ++i) {
+        fx.extract(texts[i].data, texts[i].len, f);
+        counts[ti].push_back(static_cast<uint32_t>(f.size()));
+        parts[ti].insert(parts[ti].end(), f.begin(), f.end());
+      }
+    }
+    return Status::Ok();
+  });
+  row_ptr.assign(n + 1, 0);
+  size_t r = 0, total = 0;
+  for (auto& c : counts)
+    for (uint32_t x : c) {
+      total += x;
+      row_ptr[++r] = static_cast<uint32_t>(total);
+    }
+  bucket.resize(total);
+  weight.resize(total);
+  size_t o = 0;
+  for (auto& part : parts)
+    for (const Feature& f : part) {
+      bucket[o] = f.bucket;
+      weight[o] = f.weight;
+      ++o;
+    }
+}
+
+}  // namespace cuda
+}  // namespace uniroute

@@ -1,0 +1,62 @@
+// Embedding on the GPU: one warp per prompt gathers the int8 projection rows of its hashed features.
+#include "common.cuh"
+
+namespace uniroute {
+namespace cuda {
+
+__global__ void embed_kernel(const uint32_t* row_ptr, const uint32_t* bucket, const float* weight, int n,
+                             const int8_t* q, const float* scale, int D, float* out) {
+  const int i = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (i >= n) return;
+  float acc[kMaxDimsPerLane];
+  warp_embed(bucket, weight, row_ptr[i], row_ptr[i + 1], q, scale, D, acc);
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) {
+    const int d = lane + 32 * j;
+    if (d < D) out[static_cast<size_t>(i) * D + d] = acc[j];
+  }
+}
+
+Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* out, int threads) {
+  if (!probe().available) return Status::Invalid("the CUDA backend is unavailable: " + probe().reason);
+  const int D = static_cast<int>(p.cfg.dim);
+  if (D > 32 * kMaxDimsPerLane) return Status::Invalid("the CUDA backend supports embedding dimensions up to 512");
+  if (n == 0) return Status::Ok();
+  std::lock_guard<std::mutex> lock(context().mu);
+  const int8_t* q;
+  const float* scale;
+  Status st = upload_projection(p, &q, &scale);
+  if (!st.ok()) return st;
+  std::vector<uint32_t> row_ptr, bucket;
+  std::vector<float> weight;
+  hash_chunk(p, texts, 0, n, threads, row_ptr, bucket, weight);
+  DeviceBuffer<uint32_t> d_rows, d_bucket;
+  DeviceBuffer<float> d_weight, d_out;
+  auto cleanup = [&] {
+    d_rows.free();
+    d_bucket.free();
+    d_weight.free();
+    d_out.free();
+  };
+  auto run = [&]() -> Status {
+    Status s;
+    if (!(s = d_rows.reserve(n + 1)).ok() || !(s = d_bucket.reserve(bucket.size())).ok() ||
+        !(s = d_weight.reserve(weight.size())).ok() || !(s = d_out.reserve(n * D)).ok())
+      return s;
+    UR_CUDA(cudaMemcpy(d_rows.ptr, row_ptr.data(), (n + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(d_bucket.ptr, bucket.data(), bucket.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(d_weight.ptr, weight.data(), weight.size() * sizeof(float), cudaMemcpyHostToDevice));
+    const int blocks = static_cast<int>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    embed_kernel<<<blocks, 32 * kWarpsPerBlock>>>(d_rows.ptr, d_bucket.ptr, d_weight.ptr, static_cast<int>(n), q, scale, D, d_out.ptr);
+    UR_CUDA(cudaGetLastError());
+    UR_CUDA(cudaMemcpy(out, d_out.ptr, n * D * sizeof(float), cudaMemcpyDeviceToHost));
+    return Status::Ok();
+  };
+  st = run();
+  cleanup();
+  return st;
+}
+
+}  // namespace cuda
+}  // namespace uniroute
