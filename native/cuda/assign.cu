@@ -1,4 +1,6 @@
 // Nearest centroid on the GPU: one warp per point.
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace uniroute {
@@ -37,17 +39,22 @@ Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t
   DeviceBuffer<int32_t> dI;
   auto run = [&]() -> Status {
     Status s;
-    if (!(s = dX.reserve(n * d)).ok() || !(s = dC.reserve(k * d)).ok() || !(s = dN.reserve(k)).ok() ||
-        !(s = dD.reserve(n)).ok() || !(s = dI.reserve(n)).ok())
+    constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
+    const size_t rows = std::min(n, kRows);
+    if (!(s = dX.reserve(rows * d)).ok() || !(s = dC.reserve(k * d)).ok() || !(s = dN.reserve(k)).ok() ||
+        !(s = dD.reserve(rows)).ok() || !(s = dI.reserve(rows)).ok())
       return s;
-    UR_CUDA(cudaMemcpy(dX.ptr, X, n * d * sizeof(float), cudaMemcpyHostToDevice));
     UR_CUDA(cudaMemcpy(dC.ptr, C, k * d * sizeof(float), cudaMemcpyHostToDevice));
     UR_CUDA(cudaMemcpy(dN.ptr, cn.data(), k * sizeof(float), cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dX.ptr, static_cast<int>(n), static_cast<int>(d), dC.ptr, dN.ptr, static_cast<int>(k), dI.ptr, dD.ptr);
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(idx, dI.ptr, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    if (dist) UR_CUDA(cudaMemcpy(dist, dD.ptr, n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (size_t b = 0; b < n; b += kRows) {
+      const size_t cnt = std::min(n - b, kRows);
+      UR_CUDA(cudaMemcpy(dX.ptr, X + b * d, cnt * d * sizeof(float), cudaMemcpyHostToDevice));
+      const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+      assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dX.ptr, static_cast<int>(cnt), static_cast<int>(d), dC.ptr, dN.ptr, static_cast<int>(k), dI.ptr, dD.ptr);
+      UR_CUDA(cudaGetLastError());
+      UR_CUDA(cudaMemcpy(idx + b, dI.ptr, cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
+      if (dist) UR_CUDA(cudaMemcpy(dist + b, dD.ptr, cnt * sizeof(float), cudaMemcpyDeviceToHost));
+    }
     return Status::Ok();
   };
   Status st = run();

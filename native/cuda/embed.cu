@@ -1,4 +1,6 @@
 // Embedding on the GPU: one warp per prompt gathers the int8 projection rows of its hashed features.
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace uniroute {
@@ -28,33 +30,35 @@ Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* o
   const float* scale;
   Status st = upload_projection(p, &q, &scale);
   if (!st.ok()) return st;
+  // chunks of at most kRows prompts: device memory stays bounded whatever the batch
+  constexpr size_t kRows = 1 << 16;
   std::vector<uint32_t> row_ptr, bucket;
   std::vector<float> weight;
-  hash_chunk(p, texts, 0, n, threads, row_ptr, bucket, weight);
   DeviceBuffer<uint32_t> d_rows, d_bucket;
   DeviceBuffer<float> d_weight, d_out;
-  auto cleanup = [&] {
-    d_rows.free();
-    d_bucket.free();
-    d_weight.free();
-    d_out.free();
-  };
   auto run = [&]() -> Status {
     Status s;
-    if (!(s = d_rows.reserve(n + 1)).ok() || !(s = d_bucket.reserve(bucket.size())).ok() ||
-        !(s = d_weight.reserve(weight.size())).ok() || !(s = d_out.reserve(n * D)).ok())
-      return s;
-    UR_CUDA(cudaMemcpy(d_rows.ptr, row_ptr.data(), (n + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(d_bucket.ptr, bucket.data(), bucket.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(d_weight.ptr, weight.data(), weight.size() * sizeof(float), cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    embed_kernel<<<blocks, 32 * kWarpsPerBlock>>>(d_rows.ptr, d_bucket.ptr, d_weight.ptr, static_cast<int>(n), q, scale, D, d_out.ptr);
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(out, d_out.ptr, n * D * sizeof(float), cudaMemcpyDeviceToHost));
+    for (size_t b = 0; b < n; b += kRows) {
+      const size_t e = std::min(n, b + kRows), cnt = e - b;
+      hash_chunk(p, texts, b, e, threads, row_ptr, bucket, weight);
+      if (!(s = d_rows.reserve(cnt + 1)).ok() || !(s = d_bucket.reserve(bucket.size())).ok() ||
+          !(s = d_weight.reserve(weight.size())).ok() || !(s = d_out.reserve(cnt * D)).ok())
+        return s;
+      UR_CUDA(cudaMemcpy(d_rows.ptr, row_ptr.data(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice));
+      UR_CUDA(cudaMemcpy(d_bucket.ptr, bucket.data(), bucket.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+      UR_CUDA(cudaMemcpy(d_weight.ptr, weight.data(), weight.size() * sizeof(float), cudaMemcpyHostToDevice));
+      const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+      embed_kernel<<<blocks, 32 * kWarpsPerBlock>>>(d_rows.ptr, d_bucket.ptr, d_weight.ptr, static_cast<int>(cnt), q, scale, D, d_out.ptr);
+      UR_CUDA(cudaGetLastError());
+      UR_CUDA(cudaMemcpy(out + b * D, d_out.ptr, cnt * D * sizeof(float), cudaMemcpyDeviceToHost));
+    }
     return Status::Ok();
   };
   st = run();
-  cleanup();
+  d_rows.free();
+  d_bucket.free();
+  d_weight.free();
+  d_out.free();
   return st;
 }
 

@@ -1,4 +1,6 @@
 // Scoring on the GPU: one warp per prompt takes the argmin over the pool.
+#include <algorithm>
+
 #include "common.cuh"
 
 namespace uniroute {
@@ -20,26 +22,32 @@ Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_
       return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) + " is outside [0, " + std::to_string(p.k) + ")");
   if (n == 0) return Status::Ok();
   std::lock_guard<std::mutex> lock(context().mu);
-  const size_t al_n = p.allowed ? (p.allowed_per_row ? n * p.m : p.m) : 0;
+  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
+  const size_t rows = std::min(n, kRows);
+  const size_t al_n = p.allowed ? (p.allowed_per_row ? rows * p.m : p.m) : 0;
   DeviceBuffer<int32_t> dCl, dCh;
   DeviceBuffer<float> dPsi, dCost, dG;
   DeviceBuffer<uint8_t> dAl;
   auto run = [&]() -> Status {
     Status s;
-    if (!(s = dCl.reserve(n)).ok() || !(s = dCh.reserve(n)).ok() || !(s = dPsi.reserve(p.m * p.k)).ok() ||
-        !(s = dCost.reserve(p.m)).ok() || !(s = dG.reserve(gamma ? n * p.m : 1)).ok() || !(s = dAl.reserve(al_n + 1)).ok())
+    if (!(s = dCl.reserve(rows)).ok() || !(s = dCh.reserve(rows)).ok() || !(s = dPsi.reserve(p.m * p.k)).ok() ||
+        !(s = dCost.reserve(p.m)).ok() || !(s = dG.reserve(gamma ? rows * p.m : 1)).ok() || !(s = dAl.reserve(al_n + 1)).ok())
       return s;
-    UR_CUDA(cudaMemcpy(dCl.ptr, clusters, n * sizeof(int32_t), cudaMemcpyHostToDevice));
     UR_CUDA(cudaMemcpy(dPsi.ptr, p.psi, p.m * p.k * sizeof(float), cudaMemcpyHostToDevice));
     UR_CUDA(cudaMemcpy(dCost.ptr, p.cost, p.m * sizeof(float), cudaMemcpyHostToDevice));
-    if (al_n) UR_CUDA(cudaMemcpy(dAl.ptr, p.allowed, al_n, cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    score_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dCl.ptr, static_cast<int>(n), dPsi.ptr, dCost.ptr, static_cast<int>(p.m),
-                                                   static_cast<int>(p.k), p.lambda, al_n ? dAl.ptr : nullptr,
-                                                   p.allowed_per_row ? 1 : 0, dCh.ptr, gamma ? dG.ptr : nullptr);
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(choice, dCh.ptr, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    if (gamma) UR_CUDA(cudaMemcpy(gamma, dG.ptr, n * p.m * sizeof(float), cudaMemcpyDeviceToHost));
+    if (p.allowed && !p.allowed_per_row) UR_CUDA(cudaMemcpy(dAl.ptr, p.allowed, p.m, cudaMemcpyHostToDevice));
+    for (size_t b = 0; b < n; b += kRows) {
+      const size_t cnt = std::min(n - b, kRows);
+      UR_CUDA(cudaMemcpy(dCl.ptr, clusters + b, cnt * sizeof(int32_t), cudaMemcpyHostToDevice));
+      if (p.allowed && p.allowed_per_row) UR_CUDA(cudaMemcpy(dAl.ptr, p.allowed + b * p.m, cnt * p.m, cudaMemcpyHostToDevice));
+      const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+      score_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dCl.ptr, static_cast<int>(cnt), dPsi.ptr, dCost.ptr, static_cast<int>(p.m),
+                                                     static_cast<int>(p.k), p.lambda, p.allowed ? dAl.ptr : nullptr,
+                                                     p.allowed_per_row ? 1 : 0, dCh.ptr, gamma ? dG.ptr : nullptr);
+      UR_CUDA(cudaGetLastError());
+      UR_CUDA(cudaMemcpy(choice + b, dCh.ptr, cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
+      if (gamma) UR_CUDA(cudaMemcpy(gamma + b * p.m, dG.ptr, cnt * p.m * sizeof(float), cudaMemcpyDeviceToHost));
+    }
     return Status::Ok();
   };
   Status st = run();

@@ -89,23 +89,47 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     return models;
   };
 
-  const decision = (s: BatchSlice, i: number, allowed?: Set<string>) => {
+  const decision = (s: BatchSlice, i: number, allowed?: Set<string>, key?: string) => JSON.parse(decisionJson(s, i, allowed, key));
+
+  // Responses are written as JSON text. The candidates block of a nearest-centroid router depends only on the
+  // cluster (gamma = Psi[:, k]) and the pool, so it is built once per cluster and pool snapshot and reused.
+  const candidateCache = new WeakMap<string[], Map<string, string>>();
+  const quoted = new WeakMap<string[], string[]>();
+  const names = (b: BatchSlice['batch']) => {
+    let q = quoted.get(b.models);
+    if (!q) quoted.set(b.models, (q = b.models.map((m) => JSON.stringify(m))));
+    return q;
+  };
+  const candidatesJson = (b: BatchSlice['batch'], row: number, allowed?: Set<string>) => {
+    const m = b.models.length;
+    const q = names(b);
+    let out = '{';
+    let first = true;
+    for (let j = 0; j < m; j++) {
+      if (allowed && !allowed.has(b.models[j])) continue;
+      out += `${first ? '' : ','}${q[j]}:{"predicted_error":${b.predictedError[row * m + j]},"cost":${b.costs[j]}}`;
+      first = false;
+    }
+    return out + '}';
+  };
+  const decisionJson = (s: BatchSlice, i: number, allowed?: Set<string>, allowedKey?: string) => {
     const b = s.batch;
     const m = b.models.length;
     const row = s.offset + i;
     const c = b.choice[row];
-    const candidates: Record<string, { predicted_error: number; cost: number }> = {};
-    for (let j = 0; j < m; j++)
-      if (!allowed || allowed.has(b.models[j])) candidates[b.models[j]] = { predicted_error: b.predictedError[row * m + j], cost: b.costs[j] };
+    const k = b.cluster[row];
+    let cands: string;
+    if (router.map) cands = candidatesJson(b, row, allowed);
+    else {
+      let cache = candidateCache.get(b.models);
+      if (!cache) candidateCache.set(b.models, (cache = new Map()));
+      const key = `${k}|${allowedKey ?? ''}`;
+      const hit = cache.get(key);
+      if (hit !== undefined) cands = hit;
+      else cache.set(key, (cands = candidatesJson(b, row, allowed)));
+    }
     metrics.decisions.inc({ model: b.models[c] });
-    return {
-      model: b.models[c],
-      cluster: b.cluster[row],
-      distance: b.distance[row],
-      predicted_error: b.predictedError[row * m + c],
-      cost: b.costs[c],
-      candidates,
-    };
+    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${b.predictedError[row * m + c]},"cost":${b.costs[c]},"candidates":${cands}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
@@ -126,7 +150,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const b = req.body;
       const texts = b.prompt !== undefined ? [b.prompt] : b.prompts!;
       texts.forEach((t, i) => checkPrompt(t, b.prompt !== undefined ? '`prompt`' : `\`prompts[${i}]\``));
@@ -135,7 +159,11 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
       const slice = await batcher.route(texts, lambda, models);
       const allowed = models ? new Set(models) : undefined;
-      return { lambda, decisions: texts.map((_, i) => decision(slice, i, allowed)) };
+      const key = models ? [...allowed!].sort().join('\u0000') : undefined;
+      let body = `{"lambda":${lambda},"decisions":[`;
+      for (let i = 0; i < texts.length; i++) body += (i ? ',' : '') + decisionJson(slice, i, allowed, key);
+      reply.type('application/json; charset=utf-8');
+      return body + ']}';
     },
   );
 
@@ -260,7 +288,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         const routable = router.snapshot().names.filter((n) => upstreams.has(n));
         if (routable.length === 0) return oai(503, 'no LLM in the pool has an upstream', 'server_error', 'no_upstream');
         const slice = await batcher.route([text], lambda, routable);
-        const d = decision(slice, 0, new Set(routable));
+        const d = decision(slice, 0, new Set(routable), routable.join('\u0000'));
         target = d.model;
         cluster = d.cluster;
         predicted = d.predicted_error;
