@@ -6,6 +6,16 @@
 
 namespace uniroute {
 
+std::vector<float> centroid_norms(const float* C, size_t k, size_t d) {
+  std::vector<float> cn(k);
+  for (size_t c = 0; c < k; ++c) {
+    float s = 0.0f;
+    for (size_t j = 0; j < d; ++j) s += C[c * d + j] * C[c * d + j];
+    cn[c] = s;
+  }
+  return cn;
+}
+
 void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2, size_t k, int32_t* idx, float* dist) {
   float xx = 0.0f;
   for (size_t j = 0; j < d; ++j) xx += x[j] * x[j];
@@ -51,12 +61,7 @@ void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2,
 Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,
                       int threads) {
   if (k == 0) return Status::Invalid("there must be at least one centroid");
-  std::vector<float> cn(k);
-  for (size_t c = 0; c < k; ++c) {
-    float s = 0.0f;
-    for (size_t j = 0; j < d; ++j) s += C[c * d + j] * C[c * d + j];
-    cn[c] = s;
-  }
+  const std::vector<float> cn = centroid_norms(C, k, d);
   return parallel_for(n, threads, 256, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) nearest_one(X + i * d, d, C, cn.data(), k, idx + i, dist ? dist + i : nullptr);
     return Status::Ok();

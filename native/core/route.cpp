@@ -10,12 +10,7 @@ Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const
                    const RouteOutputs& out, int threads) {
   const size_t D = proj.cfg.dim, K = pool.k;
   if (K == 0) return Status::Invalid("the router has no clusters");
-  std::vector<float> cn(K);
-  for (size_t c = 0; c < K; ++c) {
-    float s = 0.0f;
-    for (size_t j = 0; j < D; ++j) s += centroids[c * D + j] * centroids[c * D + j];
-    cn[c] = s;
-  }
+  const std::vector<float> cn = centroid_norms(centroids, K, D);
   return parallel_for(n, threads, 32, [&](size_t b, size_t e, int) {
     FeatureExtractor fx(proj.cfg);
     std::vector<Feature> feats;

@@ -22,34 +22,33 @@ inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allow
 }
 }  // namespace
 
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma) {
+// Where the predicted errors go: the caller's row, or scratch space (on the stack for up to 256 LLMs).
+struct GammaRow {
   float local[256];
   std::vector<float> heap;
-  float* g = gamma;
-  if (!g) {
-    if (p.m <= 256) {
-      g = local;
-    } else {
-      heap.resize(p.m);
-      g = heap.data();
+  float* g;
+  GammaRow(size_t m, float* gamma) : g(gamma) {
+    if (!g) {
+      if (m <= 256) {
+        g = local;
+      } else {
+        heap.resize(m);
+        g = heap.data();
+      }
     }
   }
+};
+
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma) {
+  GammaRow row(p.m, gamma);
+  float* g = row.g;
   for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + static_cast<size_t>(cluster)];
   return argmin_scores(p, g, allowed);
 }
 
 int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma) {
-  float local[256];
-  std::vector<float> heap;
-  float* g = gamma;
-  if (!g) {
-    if (p.m <= 256) {
-      g = local;
-    } else {
-      heap.resize(p.m);
-      g = heap.data();
-    }
-  }
+  GammaRow row(p.m, gamma);
+  float* g = row.g;
   for (size_t j = 0; j < p.m; ++j) {
     const float* psi = p.psi + j * p.k;
     float s = 0.0f;

@@ -1,6 +1,7 @@
 // Nearest centroid on the GPU: one warp per point.
 #include <algorithm>
 
+#include "../core/assign.h"
 #include "common.cuh"
 
 namespace uniroute {
@@ -32,9 +33,7 @@ Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t
   if (k == 0) return Status::Invalid("there must be at least one centroid");
   if (n == 0) return Status::Ok();
   std::lock_guard<std::mutex> lock(context().mu);
-  std::vector<float> cn(k, 0.0f);
-  for (size_t c = 0; c < k; ++c)
-    for (size_t j = 0; j < d; ++j) cn[c] += C[c * d + j] * C[c * d + j];
+  const std::vector<float> cn = centroid_norms(C, k, d);
   DeviceBuffer<float> dX, dC, dN, dD;
   DeviceBuffer<int32_t> dI;
   auto run = [&]() -> Status {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../core/assign.h"
 #include "common.cuh"
 
 namespace uniroute {
@@ -68,9 +69,7 @@ Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const
   Status st = upload_projection(proj, &q, &scale);
   if (!st.ok()) return st;
   const size_t K = pool.k, M = pool.m;
-  std::vector<float> cn(K, 0.0f);
-  for (size_t c = 0; c < K; ++c)
-    for (int j = 0; j < D; ++j) cn[c] += centroids[c * D + j] * centroids[c * D + j];
+  const std::vector<float> cn = centroid_norms(centroids, K, static_cast<size_t>(D));
   DeviceBuffer<float> dC, dN, dPsi, dCost;
   DeviceBuffer<uint8_t> dShared;
   Slot slots[2];

@@ -37,22 +37,27 @@ async function loadRouter(path: string | undefined): Promise<Router> {
   return Router.load(p);
 }
 
-/** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
-async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<string, Float32Array> }> {
-  if (!existsSync(file)) throw new UnirouteError('NOT_FOUND', `embeddings file ${file} does not exist`);
-  const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  const rows = new Map<string, Float32Array>();
-  let dim = -1;
+/** Parsed JSON records of a JSONL file ('-' = stdin) with their line numbers; a malformed line is an error. */
+async function* jsonLines(file: string): AsyncGenerator<{ rec: any; line: number }> {
+  if (file !== '-' && !existsSync(file)) throw new UnirouteError('NOT_FOUND', `${file} does not exist`);
+  const rl = createInterface({ input: file === '-' ? process.stdin : createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let line = 0;
   for await (const raw of rl) {
     line++;
     if (!raw.trim()) continue;
-    let rec: any;
     try {
-      rec = JSON.parse(raw);
+      yield { rec: JSON.parse(raw), line };
     } catch {
       throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: malformed JSON`);
     }
+  }
+}
+
+/** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
+async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<string, Float32Array> }> {
+  const rows = new Map<string, Float32Array>();
+  let dim = -1;
+  for await (const { rec, line } of jsonLines(file)) {
     if (rec?.id === undefined || !Array.isArray(rec.embedding))
       throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: needs "id" and an "embedding" array`);
     if (dim < 0) dim = rec.embedding.length;
@@ -190,17 +195,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             cost = ((inChars / 4) * row.priceIn + (outChars / 4) * row.priceOut) / 1e6 / outcomes.length;
         }
       } else {
-        const rl = createInterface({ input: o.outcomes === '-' ? process.stdin : createReadStream(o.outcomes, 'utf8'), crlfDelay: Infinity });
-        let line = 0;
-        for await (const raw of rl) {
-          line++;
-          if (!raw.trim()) continue;
-          let rec: any;
-          try {
-            rec = JSON.parse(raw);
-          } catch {
-            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: malformed JSON`);
-          }
+        for await (const { rec, line } of jsonLines(o.outcomes)) {
           const what = router.hashed ? 'a string "text"' : 'an "embedding" array';
           if ((router.hashed ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
             throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);

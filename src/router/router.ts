@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { UnirouteError } from '../errors.js';
-import { call, callAsync, native, type MlpConfig } from '../engine/native.js';
+import { call, callAsync, native, type MlpConfig, type NativeRouteArgs } from '../engine/native.js';
 import {
   HashedEmbedder,
   checkEmbeddings,
@@ -294,6 +294,21 @@ export class Router {
     };
   }
 
+  private routeArgs(texts: string[], p: ReturnType<Router['prepare']>): NativeRouteArgs {
+    return {
+      texts,
+      centroids: this.centroids,
+      k: this.k,
+      psi: p.s.psi,
+      cost: p.s.cost,
+      m: p.s.names.length,
+      lambda: p.lambda,
+      allowed: p.allowed,
+      allowedPerRow: p.allowedPerRow,
+      ...p.out,
+    };
+  }
+
   private requireHashed(): HashedEmbedder {
     if (!this.hashed)
       throw new UnirouteError('INVALID_ARGUMENT', `this router takes precomputed ${this.dim}-d embeddings, not texts: use routeEmbeddings()`);
@@ -306,21 +321,7 @@ export class Router {
     checkTexts(texts);
     if (this.map) return this.routeEmbeddings(await h.embed(texts), opts);
     const p = this.prepare(texts.length, opts);
-    if (texts.length > 0)
-      await callAsync(() =>
-        h.nativeHandle.route({
-          texts,
-          centroids: this.centroids,
-          k: this.k,
-          psi: p.s.psi,
-          cost: p.s.cost,
-          m: p.s.names.length,
-          lambda: p.lambda,
-          allowed: p.allowed,
-          allowedPerRow: p.allowedPerRow,
-          ...p.out,
-        }),
-      );
+    if (texts.length > 0) await callAsync(() => h.nativeHandle.route(this.routeArgs(texts, p)));
     return this.batchResult(p);
   }
 
@@ -330,21 +331,7 @@ export class Router {
     checkTexts(texts);
     if (this.map) return this.routeEmbeddings(h.embedSync(texts), opts);
     const p = this.prepare(texts.length, opts);
-    if (texts.length > 0)
-      call(() =>
-        h.nativeHandle.routeSync({
-          texts,
-          centroids: this.centroids,
-          k: this.k,
-          psi: p.s.psi,
-          cost: p.s.cost,
-          m: p.s.names.length,
-          lambda: p.lambda,
-          allowed: p.allowed,
-          allowedPerRow: p.allowedPerRow,
-          ...p.out,
-        }),
-      );
+    if (texts.length > 0) call(() => h.nativeHandle.routeSync(this.routeArgs(texts, p)));
     return this.batchResult(p);
   }
 
