@@ -45,9 +45,9 @@ const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'
 
 /** Deferral curves (mean quality against mean cost per query) of every method, one SVG. */
 export function deferralSvg(r: Report, title: string, logCost = false): string {
-  const W = 760;
+  const W = 900;
   const H = 480;
-  const m = { l: 70, r: 220, t: 40, b: 60 };
+  const m = { l: 70, r: 300, t: 40, b: 60 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const all = Object.values(r.methods).flatMap((x) => x.curve);
