@@ -7,3 +7,4 @@ export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } f
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';
 export { setThreads, getThreads, setBackend, backendInfo, type Backend, type BackendInfo } from './engine/native.js';
 export { defaultRouterPath } from './defaults.js';
+export { calibrateLambda, routeStats, type Calibration, type CalibrationTarget } from './router/calibrate.js';

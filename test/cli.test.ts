@@ -137,3 +137,16 @@ describe('uniroute CLI on your own embeddings', () => {
     expect(lines[2].error.code).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('uniroute route --max-cost / --min-accuracy', () => {
+  it('calibrates lambda on the first batch and keeps to the budget; conflicting options are refused', () => {
+    const input = randomTexts(200, 31).map((text, i) => JSON.stringify({ id: i, text })).join('\n');
+    const r = run(['route', '--router', routerFile, '--max-cost', '0.3', '--quiet'], input);
+    expect(r.code, r.err).toBe(0);
+    const costs = r.out.trim().split('\n').map((l) => JSON.parse(l).cost);
+    expect(costs.reduce((a: number, x: number) => a + x, 0) / costs.length).toBeLessThanOrEqual(0.3 + 1e-12);
+    const bad = run(['route', '--router', routerFile, '--max-cost', '0.3', '--lambda', '1'], input);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/at most one of --lambda, --max-cost and --min-accuracy/);
+  });
+});

@@ -221,3 +221,39 @@ function encodeForeign(): Buffer {
   void encodeArtifact;
   return Buffer.concat([len, header, body]);
 }
+
+describe('calibrating lambda (label-free line search)', () => {
+  it('meets a cost budget with the most accurate routing that fits, and an accuracy floor with the cheapest', async () => {
+    const { routeStats } = await import('../src/router/calibrate.js');
+    const b0 = await router.routeBatch(probe, { lambda: 0 });
+    const cheapest = Math.min(...b0.costs);
+    const full = routeStats(b0, 0);
+    const budget = (cheapest + full.meanCost) / 2;
+    const c = await router.calibrateLambda(probe, { maxCost: budget });
+    expect(c.feasible).toBe(true);
+    expect(c.meanCost).toBeLessThanOrEqual(budget + 1e-12);
+    // a slightly smaller lambda would break the budget (the most accurate routing that fits)
+    expect(routeStats(b0, c.lambda * 0.98).meanCost).toBeGreaterThan(budget - 1e-12);
+    // routing at the calibrated lambda gives those statistics
+    const at = await router.routeBatch(probe, { lambda: c.lambda });
+    expect(Array.from(at.choice, (j) => at.costs[j]).reduce((a, x) => a + x, 0) / probe.length).toBeCloseTo(c.meanCost, 9);
+    const target = (full.predictedAccuracy + routeStats(b0, 1e9).predictedAccuracy) / 2;
+    const a = await router.calibrateLambda(probe, { minAccuracy: target });
+    expect(a.feasible).toBe(true);
+    expect(a.predictedAccuracy).toBeGreaterThanOrEqual(target - 1e-9);
+    expect(routeStats(b0, a.lambda * 1.05 + 1e-9).predictedAccuracy).toBeLessThan(target + 1e-9);
+    expect(a.meanCost).toBeLessThanOrEqual(full.meanCost);
+  });
+
+  it('flags targets that cannot be met and refuses bad arguments', async () => {
+    const tooCheap = await router.calibrateLambda(probe, { maxCost: 0 });
+    expect(tooCheap.feasible).toBe(false);
+    const tooGood = await router.calibrateLambda(probe, { minAccuracy: 1 });
+    expect(tooGood.feasible).toBe(false);
+    await expectCode(router.calibrateLambda(probe, {}), 'INVALID_ARGUMENT');
+    await expectCode(router.calibrateLambda(probe, { maxCost: 1, minAccuracy: 0.5 }), 'INVALID_ARGUMENT');
+    await expectCode(router.calibrateLambda(probe, { minAccuracy: 2 }), 'INVALID_ARGUMENT');
+    const only = await router.calibrateLambda(probe, { maxCost: 10 }, { models: ['mid-all'] });
+    expect(only.meanCost).toBeCloseTo(0.5, 6);
+  });
+});

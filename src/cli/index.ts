@@ -245,13 +245,20 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
+    .option('--max-cost <usd>', 'instead of --lambda: the most accurate routing with mean cost per query at most this (lambda calibrated on the first batch, then fixed)', numArg('--max-cost'))
+    .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this (calibrated likewise)', numArg('--min-accuracy'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
     .option('--explain', 'add every candidate LLM\'s predicted error and cost to each decision')
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
     .action(async (o) => {
+      const targets = [o.lambda, o.maxCost, o.minAccuracy].filter((x) => x !== undefined).length;
+      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost and --min-accuracy');
+      if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
       const router = await loadRouter(o.router);
+      let lambda: number | undefined = o.lambda;
+      const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
       const input = o.input === '-' ? process.stdin : createReadStream(o.input, 'utf8');
       const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
@@ -265,11 +272,21 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const flush = async () => {
         const ok = batch.filter((b) => !b.error);
         let res: RouteBatch | undefined;
-        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), { lambda: o.lambda, models: o.models });
+        if (ok.length && calibrate && lambda === undefined) {
+          if (!byText) throw new UnirouteError('INVALID_ARGUMENT', '--max-cost / --min-accuracy need a router on texts');
+          const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models });
+          lambda = c.lambda;
+          if (!quiet() || !c.feasible)
+            process.stderr.write(
+              `${c.feasible ? '' : 'warning: the target cannot be met; using the closest routing. '}lambda = ${c.lambda.toPrecision(4)} ` +
+                `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
+            );
+        }
+        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), { lambda, models: o.models });
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);
           ok.forEach((b, i) => e.set(b.embedding!, i * router.dim));
-          res = router.routeEmbeddings(e, { lambda: o.lambda, models: o.models });
+          res = router.routeEmbeddings(e, { lambda, models: o.models });
         }
         let j = 0;
         let chunk = '';

@@ -15,6 +15,7 @@ import {
 } from '../embed/embedder.js';
 import { decodeArtifact, encodeArtifact, writeFileAtomic, type TensorMap } from './artifact.js';
 import { errorStats, errorVector, overallError, type ErrorStats } from './profile.js';
+import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
 
 export interface PoolEntry extends ErrorStats {
   name: string;
@@ -365,6 +366,20 @@ export class Router {
         }),
       );
     return this.batchResult(p);
+  }
+
+  /**
+   * Finds λ for a target on these (unlabelled) prompts: the most accurate routing with mean cost <= maxCost, or
+   * the cheapest with mean predicted accuracy >= minAccuracy (paper App. E).
+   */
+  async calibrateLambda(texts: string[], target: CalibrationTarget, opts: { models?: string[] } = {}): Promise<Calibration> {
+    const b = await this.routeBatch(texts, { lambda: 0, models: opts.models });
+    let allowed: Uint8Array | null = null;
+    if (opts.models) {
+      allowed = new Uint8Array(b.models.length);
+      for (const m of opts.models) allowed[b.models.indexOf(m)] = 1;
+    }
+    return calibrateLambda(b, target, allowed);
   }
 
   /** Routes texts and explains each decision: every pooled LLM's predicted error and cost. */

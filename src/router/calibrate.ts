@@ -1,0 +1,96 @@
+/**
+ * Calibrating λ to a user's terms (paper App. E): a line search over λ on unlabelled prompts. For each λ the
+ * decision per prompt is argmin predicted error + λ·cost; the mean cost of the decisions never rises with λ and the
+ * predicted accuracy never rises either, so a bisection finds the most accurate routing within a cost budget, or
+ * the cheapest routing that keeps a predicted accuracy.
+ */
+import { UnirouteError } from '../errors.js';
+import type { RouteBatch } from './router.js';
+
+export interface CalibrationTarget {
+  /** Mean cost per query at most this (the most accurate routing that fits). */
+  maxCost?: number;
+  /** Mean predicted accuracy (1 - predicted error) at least this (the cheapest routing that keeps it). */
+  minAccuracy?: number;
+}
+
+export interface Calibration {
+  lambda: number;
+  meanCost: number;
+  predictedAccuracy: number;
+  /** False when no λ meets the target (the closest routing is returned: all-cheapest or all-most-accurate). */
+  feasible: boolean;
+}
+
+/** Mean cost and predicted accuracy of routing the batch at λ (allowed models as in the batch's choices). */
+export function routeStats(b: RouteBatch, lambda: number, allowed?: Uint8Array | null): { meanCost: number; predictedAccuracy: number } {
+  const m = b.models.length;
+  const n = b.choice.length;
+  let cost = 0;
+  let acc = 0;
+  for (let i = 0; i < n; i++) {
+    let best = -1;
+    let bs = Infinity;
+    for (let j = 0; j < m; j++) {
+      if (allowed && !allowed[j]) continue;
+      const s = b.predictedError[i * m + j] + lambda * b.costs[j];
+      if (best < 0 || s < bs || (s === bs && b.costs[j] < b.costs[best])) {
+        best = j;
+        bs = s;
+      }
+    }
+    cost += b.costs[best];
+    acc += 1 - b.predictedError[i * m + best];
+  }
+  return { meanCost: cost / n, predictedAccuracy: acc / n };
+}
+
+export function calibrateLambda(b: RouteBatch, target: CalibrationTarget, allowed?: Uint8Array | null): Calibration {
+  const { maxCost, minAccuracy } = target;
+  if ((maxCost === undefined) === (minAccuracy === undefined))
+    throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of maxCost or minAccuracy');
+  if (maxCost !== undefined && !(Number.isFinite(maxCost) && maxCost >= 0)) throw new UnirouteError('INVALID_ARGUMENT', '`maxCost` must be a finite number >= 0');
+  if (minAccuracy !== undefined && !(minAccuracy >= 0 && minAccuracy <= 1)) throw new UnirouteError('INVALID_ARGUMENT', '`minAccuracy` must be in [0, 1]');
+  if (b.choice.length === 0) throw new UnirouteError('INVALID_ARGUMENT', 'calibration needs at least one prompt');
+  const costs = Array.from(b.costs).filter((_, j) => !allowed || allowed[j]);
+  const sorted = [...new Set(costs)].sort((x, y) => x - y);
+  let gap = Infinity;
+  for (let i = 1; i < sorted.length; i++) gap = Math.min(gap, sorted[i] - sorted[i - 1]);
+  // at hi every prompt goes to the cheapest LLM (predicted errors differ by at most 1)
+  const hi0 = Number.isFinite(gap) && gap > 0 ? 2 / gap : 1;
+  const at = (l: number) => ({ lambda: l, ...routeStats(b, l, allowed) });
+  const ok = (s: ReturnType<typeof at>) => (maxCost !== undefined ? s.meanCost <= maxCost + 1e-15 : s.predictedAccuracy >= minAccuracy! - 1e-12);
+  const zero = at(0);
+  const top = at(hi0);
+  if (maxCost !== undefined) {
+    if (ok(zero)) return { ...zero, feasible: true };
+    if (!ok(top)) return { ...top, feasible: false };
+    // smallest λ within budget: the most accurate routing that fits
+    let lo = 0;
+    let hi = hi0;
+    for (let it = 0; it < 100; it++) {
+      const mid = (lo + hi) / 2;
+      if (ok(at(mid))) hi = mid;
+      else lo = mid;
+    }
+    // step off the breakpoint (towards cheaper, still within budget) so that the engine's float32 arithmetic makes
+    // the same decisions as this search
+    const safe = at(hi * (1 + SAFETY));
+    return { ...(ok(safe) ? safe : at(hi)), feasible: true };
+  }
+  if (!ok(zero)) return { ...zero, feasible: false };
+  if (ok(top)) return { ...top, feasible: true };
+  // largest λ that keeps the accuracy: the cheapest routing that does
+  let lo = 0;
+  let hi = hi0;
+  for (let it = 0; it < 100; it++) {
+    const mid = (lo + hi) / 2;
+    if (ok(at(mid))) lo = mid;
+    else hi = mid;
+  }
+  const safe = at(lo * (1 - SAFETY));
+  return { ...(ok(safe) ? safe : at(lo)), feasible: true };
+}
+
+/** Relative step away from a decision breakpoint: far above float32 rounding of the scores. */
+const SAFETY = 1e-3;
