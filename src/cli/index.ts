@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
-import { setBackend, setThreads } from '../engine/native.js';
+import { backendInfo, getThreads, setBackend, setThreads } from '../engine/native.js';
 import { loadDataset, readLabels, readModels, readPrompts } from '../data/dataset.js';
 import { fitRouter } from '../router/fit.js';
 import { Router, type RouteBatch } from '../router/router.js';
@@ -447,7 +447,6 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--json', 'as JSON')
     .action(async (o) => {
-      const { getThreads, backendInfo } = await import('../engine/native.js');
       const b = backendInfo();
       const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version };
       try {

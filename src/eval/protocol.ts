@@ -10,8 +10,8 @@ import { HashedEmbedder } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid } from '../router/fit.js';
 import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
-import { errorStats, errorVector } from '../router/profile.js';
-import { aiq, deferralArea, lambdaGrid, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
+import { errorVectors, hardGamma } from '../router/profile.js';
+import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 
 export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;
 export type MethodName = (typeof ALL_METHODS)[number] | 'uniroute-kmeans-no-shrinkage';
@@ -146,7 +146,6 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     aiq: aiq(curve, cMin, cMax),
   });
   const testCurve = (gamma: Float32Array) => routerCurve(gamma, Yu_te, cUnseen, nTest, Mu, lambdas);
-  const column = (Y: Float32Array, M: number, j: number, rows: number) => Float32Array.from({ length: rows }, (_, i) => Y[i * M + j]);
   const assign = (E: Float32Array, C: Float32Array, k: number) => {
     const out = new Int32Array(E.length / D);
     native().assignSync(E, out.length, D, C, k, out, null);
@@ -164,21 +163,8 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     }
     return c;
   };
-  const psiTrainOnTrain = (cl: Int32Array, k: number, a: number) => {
-    const psi = new Float32Array(Mtr * k);
-    for (let j = 0; j < Mtr; j++) psi.set(errorVector(errorStats(cl, column(Ytr_tr, Mtr, j, nTr), k), a), j * k);
-    return psi;
-  };
-  const psiUnseen = (valCl: Int32Array, v: number, k: number, a: number) => {
-    const psi = new Float32Array(Mu * k);
-    for (let j = 0; j < Mu; j++) psi.set(errorVector(errorStats(valCl.subarray(0, v), column(Yu_va, Mu, j, v), k), a), j * k);
-    return psi;
-  };
-  const hardGamma = (psi: Float32Array, cl: Int32Array, k: number, M: number) => {
-    const g = new Float32Array(cl.length * M);
-    for (let i = 0; i < cl.length; i++) for (let j = 0; j < M; j++) g[i * M + j] = psi[j * k + cl[i]];
-    return g;
-  };
+  const psiTrainOnTrain = (cl: Int32Array, k: number, a: number) => errorVectors(cl, Ytr_tr, Mtr, k, a);
+  const psiUnseen = (valCl: Int32Array, v: number, k: number, a: number) => errorVectors(valCl.subarray(0, v), Yu_va.subarray(0, v * Mu), Mu, k, a);
 
   // kNN neighbours: validation prompts among train prompts (for k), test prompts among validation prompts
   const kLadder = [5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300];
@@ -380,7 +366,6 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
   const lo = Math.min(...results.map((r) => r.costRange[0]));
   const hi = Math.max(...results.map((r) => r.costRange[1]));
   const grid = Array.from({ length: 60 }, (_, i) => (lo > 0 ? lo * (hi / lo) ** (i / 59) : lo + ((hi - lo) * i) / 59));
-  const { monotoneCurve, curveAt } = await import('./metrics.js');
   const methods: Report['methods'] = {};
   for (const name of names) {
     const rs = results.map((r) => r.byValSize[vMain][name as MethodName]!);

@@ -66,13 +66,7 @@ export function calibrateLambda(b: RouteBatch, target: CalibrationTarget, allowe
     if (ok(zero)) return { ...zero, feasible: true };
     if (!ok(top)) return { ...top, feasible: false };
     // smallest λ within budget: the most accurate routing that fits
-    let lo = 0;
-    let hi = hi0;
-    for (let it = 0; it < 100; it++) {
-      const mid = (lo + hi) / 2;
-      if (ok(at(mid))) hi = mid;
-      else lo = mid;
-    }
+    const [, hi] = bisect(0, hi0, (l) => ok(at(l)));
     // step off the breakpoint (towards cheaper, still within budget) so that the engine's float32 arithmetic makes
     // the same decisions as this search
     const safe = at(hi * (1 + SAFETY));
@@ -81,15 +75,20 @@ export function calibrateLambda(b: RouteBatch, target: CalibrationTarget, allowe
   if (!ok(zero)) return { ...zero, feasible: false };
   if (ok(top)) return { ...top, feasible: true };
   // largest λ that keeps the accuracy: the cheapest routing that does
-  let lo = 0;
-  let hi = hi0;
-  for (let it = 0; it < 100; it++) {
-    const mid = (lo + hi) / 2;
-    if (ok(at(mid))) lo = mid;
-    else hi = mid;
-  }
+  const [lo] = bisect(0, hi0, (l) => ok(at(l)));
   const safe = at(lo * (1 - SAFETY));
   return { ...(ok(safe) ? safe : at(lo)), feasible: true };
+}
+
+/** Narrows [lo, hi] around the λ where `ok` flips (ok(lo) !== ok(hi)); both ends keep their side. */
+function bisect(lo: number, hi: number, ok: (lambda: number) => boolean): [number, number] {
+  const left = ok(lo);
+  for (let it = 0; it < 100; it++) {
+    const mid = (lo + hi) / 2;
+    if (ok(mid) === left) lo = mid;
+    else hi = mid;
+  }
+  return [lo, hi];
 }
 
 /** Relative step away from a decision breakpoint: far above float32 rounding of the scores. */

@@ -5,7 +5,7 @@ import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptio
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
 import { chooseClusters, selectionDraws } from './select.js';
-import { errorStats, errorVector } from './profile.js';
+import { errorVectors } from './profile.js';
 import { Router, type LearnedMap } from './router.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
@@ -245,11 +245,7 @@ export async function trainLearnedMap(
   epochs: number,
   seed: number,
 ): Promise<LearnedMap> {
-  const psi = new Float32Array(M * K);
-  for (let j = 0; j < M; j++) {
-    const y = Float32Array.from({ length: n }, (_, i) => correct[i * M + j]);
-    psi.set(errorVector(errorStats(clusters, y, K), priorStrength), j * K);
-  }
+  const psi = errorVectors(clusters, correct, M, K, priorStrength);
   const errors = correct.map((v) => 1 - v);
   const order = permutation(n, seed + 17);
   const hold = Math.max(2, Math.round(n * 0.1));

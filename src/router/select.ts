@@ -8,7 +8,7 @@
  */
 import { permutation } from '../data/dataset.js';
 import { deferralArea, routerCurve } from '../eval/metrics.js';
-import { errorStats, errorVector } from './profile.js';
+import { errorVectors, hardGamma } from './profile.js';
 
 export interface Draw {
   /** Train prompts that describe the training LLMs. */
@@ -67,12 +67,9 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
     for (const a of s.priorGrid) {
       let area = 0;
       s.draws.forEach((d, r) => {
-        const psi = new Float32Array(M * k);
-        const fitCl = Int32Array.from(d.fit, (i) => trainCl[i]);
-        for (let j = 0; j < M; j++) psi.set(errorVector(errorStats(fitCl, Float32Array.from(d.fit, (i) => trainY[i * M + j]), k), a), j * k);
+        const psi = errorVectors(Int32Array.from(d.fit, (i) => trainCl[i]), stackRows(trainY, d.fit, valY, 0, M), M, k, a);
         const cl = Int32Array.from([...Array.from(d.evalTrain, (i) => trainCl[i]), ...valCl.subarray(0, v)]);
-        const g = new Float32Array(cl.length * M);
-        for (let i = 0; i < cl.length; i++) for (let j = 0; j < M; j++) g[i * M + j] = psi[j * k + cl[i]];
+        const g = hardGamma(psi, cl, k, M);
         area += deferralArea(routerCurve(g, evalY[r], s.costs, cl.length, M, s.lambdas), cMin, cMax) / s.draws.length;
       });
       best.search.push({ k, priorStrength: a, validationArea: area });

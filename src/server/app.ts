@@ -89,7 +89,14 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     return models;
   };
 
-  const decision = (s: BatchSlice, i: number, allowed?: Set<string>, key?: string) => JSON.parse(decisionJson(s, i, allowed, key));
+  /** The chosen LLM of prompt i of a slice, counted in the decisions metric. */
+  const chosen = (s: BatchSlice, i: number) => {
+    const b = s.batch;
+    const row = s.offset + i;
+    const c = b.choice[row];
+    metrics.decisions.inc({ model: b.models[c] });
+    return { c, row, model: b.models[c], cluster: b.cluster[row], predictedError: b.predictedError[row * b.models.length + c] };
+  };
 
   // Responses are written as JSON text. The candidates block of a nearest-centroid router depends only on the
   // cluster (gamma = Psi[:, k]) and the pool, so it is built once per cluster and pool snapshot and reused.
@@ -114,10 +121,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   };
   const decisionJson = (s: BatchSlice, i: number, allowed?: Set<string>, allowedKey?: string) => {
     const b = s.batch;
-    const m = b.models.length;
-    const row = s.offset + i;
-    const c = b.choice[row];
-    const k = b.cluster[row];
+    const { c, row, cluster: k, predictedError } = chosen(s, i);
     let cands: string;
     if (router.map) cands = candidatesJson(b, row, allowed);
     else {
@@ -128,8 +132,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       if (hit !== undefined) cands = hit;
       else cache.set(key, (cands = candidatesJson(b, row, allowed)));
     }
-    metrics.decisions.inc({ model: b.models[c] });
-    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${b.predictedError[row * m + c]},"cost":${b.costs[c]},"candidates":${cands}}`;
+    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"candidates":${cands}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
@@ -288,10 +291,10 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         const routable = router.snapshot().names.filter((n) => upstreams.has(n));
         if (routable.length === 0) return oai(503, 'no LLM in the pool has an upstream', 'server_error', 'no_upstream');
         const slice = await batcher.route([text], lambda, routable);
-        const d = decision(slice, 0, new Set(routable), routable.join('\u0000'));
+        const d = chosen(slice, 0);
         target = d.model;
         cluster = d.cluster;
-        predicted = d.predicted_error;
+        predicted = d.predictedError;
       } else {
         if (!upstreams.has(body.model)) return oai(404, `model "${body.model}" is neither "uniroute" nor an LLM with an upstream`, 'invalid_request_error', 'model_not_found');
         target = body.model;

@@ -3,7 +3,6 @@
  * Requests with the same λ share a batch; per-request allowed-LLM sets become per-row masks. One batch is in
  * flight at a time on the engine's worker thread while the event loop keeps taking requests.
  */
-import { UnirouteError } from '../errors.js';
 import type { RouteBatch, Router } from '../router/router.js';
 
 export interface BatchSlice {
@@ -101,7 +100,7 @@ export class MicroBatcher {
         for (const p of group)
           router.routeBatch(p.texts, { lambda, models: p.models }).then(
             (batch) => p.resolve({ batch, offset: 0, count: p.texts.length }),
-            (e) => p.reject(e instanceof UnirouteError ? e : e),
+            (e) => p.reject(e),
           );
       }
     } finally {
