@@ -100,6 +100,29 @@ void check_finite(Napi::Env env, const float* p, size_t n, const std::string& na
       throw_range(env, "NON_FINITE", "`" + name + "` has a non-finite value at index " + std::to_string(i));
 }
 
+// The optional difficulty and evidence parts of a pool: psiLogit (m x k), slope, evidence (m x k flags).
+void read_pool_extras(Napi::Env env, Napi::Object o, Pool& p, std::vector<Napi::Value>* keep) {
+  Napi::Value pl = o.Get("psiLogit");
+  if (!pl.IsUndefined() && !pl.IsNull()) {
+    auto a = f32(pl, "psiLogit");
+    need_len(env, a.ElementLength(), p.m * p.k, "psiLogit", "m x k");
+    check_finite(env, a.Data(), a.ElementLength(), "psiLogit");
+    p.psi_logit = a.Data();
+    p.slope = static_cast<float>(number(o.Get("slope"), "slope"));
+    if (keep) keep->push_back(pl);
+  }
+  Napi::Value ev = o.Get("evidence");
+  if (!ev.IsUndefined() && !ev.IsNull()) {
+    auto a = u8(ev, "evidence");
+    need_len(env, a.ElementLength(), p.m * p.k, "evidence", "m x k");
+    p.evidence = a.Data();
+    if (keep) keep->push_back(ev);
+  }
+}
+
+// The CUDA kernels know neither the difficulty slope nor evidence: such pools are scored on the CPU.
+bool cuda_can_score(const Pool& p) { return !p.psi_logit && !p.evidence; }
+
 // UTF-8 copies of a JS string array in one arena.
 struct Texts {
   std::string arena;
@@ -249,6 +272,8 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     const float* centroids = nullptr;
     Pool pool;
     RouteOutputs out;
+    Difficulty diff;
+    bool has_diff = false;
   };
   // route({texts, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, choice, cluster, distance, gamma?})
   RouteJob prep_route(const Napi::CallbackInfo& info, std::vector<Napi::Value>& keep) {
@@ -282,6 +307,25 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
       j.pool.allowed = a.Data();
       keep.push_back(al);
     }
+    read_pool_extras(env, o, j.pool, &keep);
+    if (j.pool.psi_logit) {
+      Napi::Value dv = o.Get("difficulty");
+      if (!dv.IsObject()) throw_type(env, "difficulty", "an object {w, w0, mu} (psiLogit needs it)", dv);
+      Napi::Object d = dv.As<Napi::Object>();
+      auto w = f32(d.Get("w"), "difficulty.w");
+      auto mu = f32(d.Get("mu"), "difficulty.mu");
+      need_len(env, w.ElementLength(), D, "difficulty.w", "dim");
+      need_len(env, mu.ElementLength(), k, "difficulty.mu", "k");
+      check_finite(env, w.Data(), w.ElementLength(), "difficulty.w");
+      check_finite(env, mu.Data(), mu.ElementLength(), "difficulty.mu");
+      j.diff.w = w.Data();
+      j.diff.mu = mu.Data();
+      j.diff.w0 = static_cast<float>(number(d.Get("w0"), "difficulty.w0"));
+      j.has_diff = true;
+      keep.push_back(dv);
+      keep.push_back(d.Get("w"));
+      keep.push_back(d.Get("mu"));
+    }
     auto choice = i32(o.Get("choice"), "choice");
     auto cluster = i32(o.Get("cluster"), "cluster");
     auto dist = f32(o.Get("distance"), "distance");
@@ -304,8 +348,10 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   Napi::Value RouteSync(const Napi::CallbackInfo& info) {
     std::vector<Napi::Value> keep;
     RouteJob j = prep_route(info, keep);
-    throw_status(info.Env(), use_cuda() ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
-                                        : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads()));
+    const Difficulty* diff = j.has_diff ? &j.diff : nullptr;
+    throw_status(info.Env(), use_cuda() && cuda_can_score(j.pool)
+                                 ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
+                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff));
     return info.Env().Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
@@ -313,10 +359,11 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     RouteJob j = prep_route(info, keep);
     auto proj = proj_;
     int t = threads();
-    const bool gpu = use_cuda();
+    const bool gpu = use_cuda() && cuda_can_score(j.pool);
     auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
       return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
-                 : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t);
+                 : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t,
+                               j.has_diff ? &j.diff : nullptr);
     });
     for (auto& v : keep) w->keep(v);
     w->keep(info.This());
@@ -431,7 +478,8 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// scoreSync({clusters: Int32Array | membership: Float32Array, psi, cost, m, k, lambda, allowed?, allowedPerRow?, choice, gamma?})
+// scoreSync({clusters: Int32Array | membership: Float32Array (+ clusters for evidence), psi, cost, m, k, lambda,
+//            allowed?, allowedPerRow?, psiLogit?, slope?, evidence?, resid?, choice, gamma?})
 Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
@@ -458,6 +506,15 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
     need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
     p.allowed = a.Data();
   }
+  read_pool_extras(env, o, p, nullptr);
+  const float* resid = nullptr;
+  Napi::Value rv = o.Get("resid");
+  if (!rv.IsUndefined() && !rv.IsNull()) {
+    auto r = f32(rv, "resid");
+    need_len(env, r.ElementLength(), n, "resid", "choice.length");
+    check_finite(env, r.Data(), r.ElementLength(), "resid");
+    resid = r.Data();
+  }
   float* gamma = nullptr;
   Napi::Value g = o.Get("gamma");
   if (!g.IsUndefined() && !g.IsNull()) {
@@ -466,16 +523,22 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
     gamma = ga.Data();
   }
   Napi::Value cl = o.Get("clusters");
-  if (!cl.IsUndefined()) {
+  const int32_t* clusters = nullptr;
+  if (!cl.IsUndefined() && !cl.IsNull()) {
     auto c = i32(cl, "clusters");
     need_len(env, c.ElementLength(), n, "clusters", "choice.length");
-    throw_status(env, use_cuda() ? cuda::score_batch_hard(p, c.Data(), n, choice.Data(), gamma)
-                                 : score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads()));
+    clusters = c.Data();
+  }
+  Napi::Value zv = o.Get("membership");
+  if (zv.IsUndefined() || zv.IsNull()) {
+    if (!clusters) throw_type(env, "clusters", "an Int32Array (or `membership`)", cl);
+    throw_status(env, use_cuda() && cuda_can_score(p) ? cuda::score_batch_hard(p, clusters, n, choice.Data(), gamma)
+                                                      : score_batch_hard(p, clusters, n, choice.Data(), gamma, threads(), resid));
   } else {
-    auto z = f32(o.Get("membership"), "membership");
+    auto z = f32(zv, "membership");
     need_len(env, z.ElementLength(), n * k, "membership", "n x k");
     check_finite(env, z.Data(), z.ElementLength(), "membership");
-    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads()));
+    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads(), resid, clusters));
   }
   return env.Undefined();
 }

@@ -7,9 +7,11 @@
 namespace uniroute {
 
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
-                   const RouteOutputs& out, int threads) {
+                   const RouteOutputs& out, int threads, const Difficulty* diff) {
   const size_t D = proj.cfg.dim, K = pool.k;
   if (K == 0) return Status::Invalid("the router has no clusters");
+  if (pool.psi_logit && (!diff || !diff->w || !diff->mu))
+    return Status::Invalid("a pool with a difficulty slope needs the difficulty model");
   const std::vector<float> cn = centroid_norms(centroids, K, D);
   return parallel_for(n, threads, 32, [&](size_t b, size_t e, int) {
     FeatureExtractor fx(proj.cfg);
@@ -22,7 +24,13 @@ Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const
       nearest_one(emb.data(), D, centroids, cn.data(), K, &c, &dist);
       out.cluster[i] = c;
       if (out.distance) out.distance[i] = dist;
-      out.choice[i] = score_hard(pool, c, allowed_row(pool, i), out.gamma ? out.gamma + i * pool.m : nullptr);
+      float r = 0.0f;
+      if (pool.psi_logit) {
+        float d = diff->w0;
+        for (size_t t = 0; t < D; ++t) d += diff->w[t] * emb[t];
+        r = d - diff->mu[c];
+      }
+      out.choice[i] = score_hard(pool, c, allowed_row(pool, i), out.gamma ? out.gamma + i * pool.m : nullptr, r);
     }
     return Status::Ok();
   });

@@ -16,8 +16,16 @@ struct RouteOutputs {
   float* gamma = nullptr;      // n x m, optional
 };
 
-// centroids: k x dim (dim = p.cfg.dim); pool.k must equal k.
+// The prompt-difficulty model: d(x) = w . phi(x) + w0, r = d - mu[cluster] (used with Pool::psi_logit).
+struct Difficulty {
+  const float* w = nullptr;   // dim
+  float w0 = 0.0f;
+  const float* mu = nullptr;  // k
+};
+
+// centroids: k x dim (dim = p.cfg.dim); pool.k must equal k. diff: null, or the difficulty model when
+// pool.psi_logit is set.
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
-                   const RouteOutputs& out, int threads);
+                   const RouteOutputs& out, int threads, const Difficulty* diff = nullptr);
 
 }  // namespace uniroute

@@ -1,16 +1,19 @@
 #include "score.h"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
 namespace uniroute {
 
 namespace {
-inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed) {
+// The argmin among the allowed LLMs, restricted to those whose flag in `need` (stride k) is set when not null.
+inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowed, const uint8_t* need) {
   int32_t best = -1;
   float bs = std::numeric_limits<float>::infinity(), bc = 0.0f;
   for (size_t j = 0; j < p.m; ++j) {
     if (allowed && !allowed[j]) continue;
+    if (need && !need[j * p.k]) continue;
     const float s = g[j] + p.lambda * p.cost[j];
     if (best < 0 || s < bs || (s == bs && p.cost[j] < bc)) {
       best = static_cast<int32_t>(j);
@@ -20,6 +23,17 @@ inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allow
   }
   return best;
 }
+
+// Evidence first: among the LLMs with evidence in the prompt's cluster, else among all the allowed ones.
+inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed, int32_t cluster) {
+  if (p.evidence && cluster >= 0) {
+    const int32_t b = argmin_among(p, g, allowed, p.evidence + static_cast<size_t>(cluster));
+    if (b >= 0) return b;
+  }
+  return argmin_among(p, g, allowed, nullptr);
+}
+
+inline float clamp01(float x) { return std::min(1.0f - 1e-6f, std::max(1e-6f, x)); }
 }  // namespace
 
 // Where the predicted errors go: the caller's row, or scratch space (on the stack for up to 256 LLMs).
@@ -39,41 +53,61 @@ struct GammaRow {
   }
 };
 
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma) {
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma, float r) {
   GammaRow row(p.m, gamma);
   float* g = row.g;
-  for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + static_cast<size_t>(cluster)];
-  return argmin_scores(p, g, allowed);
+  const size_t c = static_cast<size_t>(cluster);
+  if (p.psi_logit) {
+    const float shift = p.slope * r;
+    for (size_t j = 0; j < p.m; ++j) g[j] = sigmoidf(p.psi_logit[j * p.k + c] + shift);
+  } else {
+    for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + c];
+  }
+  return argmin_scores(p, g, allowed, cluster);
 }
 
-int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma) {
+int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cluster) {
   GammaRow row(p.m, gamma);
   float* g = row.g;
+  const float shift = p.slope * r;
   for (size_t j = 0; j < p.m; ++j) {
     const float* psi = p.psi + j * p.k;
     float s = 0.0f;
     for (size_t c = 0; c < p.k; ++c) s += z[c] * psi[c];
+    if (p.psi_logit) {
+      const float q = clamp01(s);
+      s = sigmoidf(std::log(q / (1.0f - q)) + shift);
+    }
     g[j] = s;
   }
-  return argmin_scores(p, g, allowed);
+  return argmin_scores(p, g, allowed, cluster);
 }
 
-Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads) {
+Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads,
+                        const float* resid) {
   for (size_t i = 0; i < n; ++i)
     if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
       return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
                              " is outside [0, " + std::to_string(p.k) + ")");
   return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
-      choice[i] = score_hard(p, clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr);
+      choice[i] = score_hard(p, clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
+                             resid ? resid[i] : 0.0f);
     return Status::Ok();
   });
 }
 
-Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads) {
+Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads,
+                        const float* resid, const int32_t* clusters) {
+  if (clusters)
+    for (size_t i = 0; i < n; ++i)
+      if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
+        return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
+                               " is outside [0, " + std::to_string(p.k) + ")");
   return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
-      choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr);
+      choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
+                             resid ? resid[i] : 0.0f, clusters ? clusters[i] : -1);
     return Status::Ok();
   });
 }

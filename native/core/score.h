@@ -1,6 +1,7 @@
 // Scoring: predicted error gamma_m(x) = z(x) . Psi_m, score = gamma + lambda * c_m, route = argmin over allowed m.
 #pragma once
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -16,17 +17,33 @@ struct Pool {
   float lambda = 0.0f;
   const uint8_t* allowed = nullptr;  // null (all), m (shared) or n x m (per prompt) flags
   bool allowed_per_row = false;
+  // Prompt difficulty (optional): when psi_logit (m x k, logit of psi) is set, a prompt with within-cluster
+  // difficulty r gets gamma = sigmoid(psi_logit + slope * r) under hard assignment.
+  const float* psi_logit = nullptr;
+  float slope = 0.0f;
+  // Evidence (optional, m x k flags): among the allowed LLMs, those with evidence in the prompt's cluster are
+  // preferred; the others compete only when none of the allowed LLMs has evidence there.
+  const uint8_t* evidence = nullptr;
 };
 
-// Ties: lower score, then lower cost, then lower index. Returns -1 when no LLM is allowed.
-// gamma (m floats) receives every LLM's predicted error when not null.
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed_row, float* gamma);
-int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed_row, float* gamma);
+// The one argmin (every decision goes through it): the lowest score = gamma + lambda * cost among the allowed LLMs
+// (those with evidence first, see Pool::evidence); ties go to the lower cost, then the lower index. Returns -1 when
+// no LLM is allowed. gamma (m floats) receives every LLM's predicted error when not null.
+// r: the prompt's within-cluster difficulty (used when p.psi_logit is set).
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed_row, float* gamma, float r = 0.0f);
+// Soft: gamma_m = z . psi_m (then shifted by slope * r in logit space when p.psi_logit is set); evidence is read
+// in `cluster` (the nearest centroid) when p.evidence is set.
+int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed_row, float* gamma, float r = 0.0f,
+                   int32_t cluster = -1);
 
-// clusters: n ids in [0, k). choice: n out. gamma: n x m out or null.
-Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads);
-// Z: n x k membership weights (rows of the learned map; each row sums to 1).
-Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads);
+// clusters: n ids in [0, k). choice: n out. gamma: n x m out or null. resid: n or null.
+Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads,
+                        const float* resid = nullptr);
+// Z: n x k membership weights (rows of the learned map; each row sums to 1). clusters (for evidence), resid: n or null.
+Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads,
+                        const float* resid = nullptr, const int32_t* clusters = nullptr);
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 inline const uint8_t* allowed_row(const Pool& p, size_t i) {
   if (!p.allowed) return nullptr;

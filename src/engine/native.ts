@@ -23,6 +23,12 @@ export interface NativeRouteArgs {
   lambda: number;
   allowed?: Uint8Array | null;
   allowedPerRow?: boolean;
+  /** logit Ψ (m x k) and the common slope: γ = σ(logit Ψ + slope·r), r from the difficulty model. */
+  psiLogit?: Float32Array;
+  slope?: number;
+  difficulty?: { w: Float32Array; w0: number; mu: Float32Array };
+  /** m x k flags: LLMs with evidence in the prompt's cluster are preferred. */
+  evidence?: Uint8Array | null;
   choice: Int32Array;
   cluster: Int32Array;
   distance: Float32Array;
@@ -73,6 +79,11 @@ export interface NativeScoreArgs {
   lambda: number;
   allowed?: Uint8Array | null;
   allowedPerRow?: boolean;
+  psiLogit?: Float32Array;
+  slope?: number;
+  evidence?: Uint8Array | null;
+  /** Per prompt r = d − μ (with psiLogit). */
+  resid?: Float32Array | null;
   choice: Int32Array;
   gamma?: Float32Array | null;
 }

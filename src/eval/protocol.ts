@@ -10,7 +10,9 @@ import { HashedEmbedder } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid } from '../router/fit.js';
 import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
-import { errorVectors, hardGamma } from '../router/profile.js';
+import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
+import { Router, type LearnedMap } from '../router/router.js';
+import { psiMatrix, residOfRows } from '../router/evidence.js';
 import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 
 export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;
@@ -30,6 +32,10 @@ export interface EvalOptions extends CostOptions {
   mapEpochs?: number;
   /** K-means restarts (the lowest objective wins; unsupervised). */
   kmeansRestarts?: number;
+  /** The prompt-difficulty feature (default true, as in fit). */
+  difficulty?: boolean;
+  /** Outcomes in a cluster below which an unseen LLM has no evidence there (default 1, as in the router). */
+  minEvidence?: number;
   /** Override the K grid searched on validation (default: the paper's 3 … N_val/50). */
   kGrid?: number[];
   /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
@@ -163,8 +169,42 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     }
     return c;
   };
-  const psiTrainOnTrain = (cl: Int32Array, k: number, a: number) => errorVectors(cl, Ytr_tr, Mtr, k, a);
-  const psiUnseen = (valCl: Int32Array, v: number, k: number, a: number) => errorVectors(valCl.subarray(0, v), Yu_va.subarray(0, v * Mu), Mu, k, a);
+  // the prompt-difficulty model, fitted once on the train prompts with the training LLMs' outcomes
+  const dm: DifficultyModel | undefined = opts.difficulty === false ? undefined : fitDifficulty(Etr, D, Ytr_tr, Mtr, seed);
+  const priorCache = new Map<number, ReturnType<typeof fitPrior>>();
+  const priorOf = (k: number, trainCl: Int32Array) => {
+    let p = priorCache.get(k);
+    if (!p) priorCache.set(k, (p = fitPrior(trainCl, Ytr_tr, Mtr, k, dm)));
+    return p;
+  };
+  /**
+   * The shipped router for this split: the fitted parts (embedder, centroids, prior, map) and the unseen LLMs
+   * added from their first v validation outcomes, exactly as `uniroute add-model` adds them.
+   */
+  const unseenRouter = (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, valCl: Int32Array, v: number, a: number, map?: LearnedMap) => {
+    const prior: PsiPrior = priorOf(k, trainCl).prior;
+    const clusterShare = new Float32Array(k);
+    for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
+    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, map, minEvidence: opts.minEvidence ?? (process.env.PROTO_MINEV ? Number(process.env.PROTO_MINEV) : undefined) });
+    unseen.forEach((name, j) => {
+      const y = Float32Array.from({ length: v }, (_, i) => Yu_va[i * Mu + j]);
+      router.addModelFromClusters(name, cUnseen[j], valCl.subarray(0, v), y);
+    });
+    return router;
+  };
+  /** The deferral curve of a router on the test prompts: its own decisions at each λ. */
+  const shippedCurve = (router: Router): CurvePoint[] =>
+    lambdas.map((lambda) => {
+      const b = router.routeEmbeddings(Ete, { lambda });
+      let cs = 0;
+      let qs = 0;
+      for (let i = 0; i < nTest; i++) {
+        const j = b.choice[i];
+        cs += cUnseen[j];
+        qs += Yu_te[i * Mu + j];
+      }
+      return { lambda, cost: cs / nTest, quality: qs / nTest };
+    });
 
   // kNN neighbours: validation prompts among train prompts (for k), test prompts among validation prompts
   const kLadder = [5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300];
@@ -211,15 +251,15 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       out.chosen.prior_strength = bestPrior;
     }
     const c = await clusters(bestK);
-    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(testCurve(hardGamma(psiUnseen(c.valCl, v, bestK, bestPrior), c.testCl, bestK, Mu)));
+    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
     if (methods.has('uniroute-kmeans-no-shrinkage'))
-      res['uniroute-kmeans-no-shrinkage'] = result(testCurve(hardGamma(psiUnseen(c.valCl, v, bestK, 0), c.testCl, bestK, Mu)));
+      res['uniroute-kmeans-no-shrinkage'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
     if (methods.has('uniroute-learned-map')) {
       let params = mapCache.get(bestK);
       const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
       if (!params) {
         // trained on the training LLMs' errors on the train prompts, Psi from the same (App. G.2); 10 % held out
-        const psi = psiTrainOnTrain(c.trainCl, bestK, prior);
+        const { psi } = psiMatrix(c.trainCl, Ytr_tr, Mtr, bestK, prior, priorOf(bestK, c.trainCl).prior);
         const hold = Math.max(2, Math.round(nTr * 0.1));
         const Y = errorsOf(Ytr_tr);
         const r = await callAsync(() =>
@@ -237,17 +277,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         params = r.params;
         mapCache.set(bestK, params);
       }
-      const Z = new Float32Array(nTest * bestK);
-      native().mlpForward(params, cfg, Ete, nTest, Z);
-      const psiU = psiUnseen(c.valCl, v, bestK, bestPrior);
-      const g = new Float32Array(nTest * Mu);
-      for (let i = 0; i < nTest; i++)
-        for (let j = 0; j < Mu; j++) {
-          let s = 0;
-          for (let k = 0; k < bestK; k++) s += Z[i * bestK + k] * psiU[j * bestK + k];
-          g[i * Mu + j] = s;
-        }
-      res['uniroute-learned-map'] = result(testCurve(g));
+      res['uniroute-learned-map'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
     }
     if (methods.has('knn') && simAllTrain) {
       // k chosen the same way: neighbours among the v train prompts of each draw, evaluated on the same prompts

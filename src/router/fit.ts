@@ -5,7 +5,7 @@ import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptio
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
 import { chooseClusters, selectionDraws } from './select.js';
-import { errorVectors } from './profile.js';
+import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { Router, type LearnedMap } from './router.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
@@ -31,6 +31,10 @@ export interface FitOptions extends CostOptions {
   method?: 'kmeans' | 'learned-map';
   /** Learned-map training epochs (the paper: 5) with early stopping on 10 % of the train prompts. */
   mapEpochs?: number;
+  /** The prompt-difficulty feature (default true): one logit slope on a ridge model of the embedding. */
+  difficulty?: boolean;
+  /** Outcomes in a cluster below which an LLM has no evidence there (default 1; 0 disables). */
+  minEvidence?: number;
   /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
   embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
@@ -42,7 +46,9 @@ export interface FitReport {
   clusters: number;
   kSearch: Array<{ k: number; priorStrength: number; validationArea: number }>;
   priorStrength: number;
-  models: Array<{ name: string; costPerQuery: number; validationOutcomes: number }>;
+  /** The difficulty model's cross-validated R² and its logit slope (absent without it). */
+  difficulty?: { r2: number; ridge: number; slope: number };
+  models: Array<{ name: string; costPerQuery: number; validationOutcomes: number; coverage: number }>;
   embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
 }
@@ -132,6 +138,15 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     return idx;
   };
 
+  // the prompt-difficulty model (independent of K), fitted on the train prompts and the training LLMs' outcomes
+  let dm: DifficultyModel | undefined;
+  if (opts.difficulty !== false) {
+    progress('difficulty', 0, 1);
+    dm = fitDifficulty(trainEmb, D, trainY, M, seed);
+    progress('difficulty', 1, 1);
+  }
+  const priorFor = (clusters: Int32Array, k: number) => fitPrior(clusters, trainY, M, k, dm);
+
   // K and the shrinkage strength chosen without test data, budget-matched to the validation outcomes that each
   // LLM's error vector will come from (src/router/select.ts)
   const kSearch: FitReport['kSearch'] = [];
@@ -140,7 +155,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   if (opts.clusters === undefined || opts.clusters === 'auto') {
     const grid = clusterGrid(nVal, trainTexts.length);
     let done = 0;
-    const kmCache = new Map<number, { trainCl: Int32Array; valCl: Int32Array }>();
+    const kmCache = new Map<number, import('./select.js').SelectionClusters>();
     const sel = await chooseClusters({
       grid,
       priorGrid: opts.priorStrength === undefined ? [0, 1, 4, 16] : [opts.priorStrength],
@@ -149,7 +164,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
         let c = kmCache.get(k);
         if (!c) {
           const km = await cluster(k);
-          c = { trainCl: km.assignments, valCl: assign(valEmb, km.centroids, k) };
+          const valCl = assign(valEmb, km.centroids, k);
+          const pf = priorFor(km.assignments, k);
+          c = { trainCl: km.assignments, valCl, prior: pf.prior, trainResid: pf.trainResid, valResid: residOfRows(pf.prior, valEmb, D, valCl) };
           kmCache.set(k, c);
         }
         return c;
@@ -176,10 +193,13 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   progress('clusters', 0, 1);
   const km = await cluster(K);
   progress('clusters', 1, 1);
+  const { prior } = priorFor(km.assignments, K);
+  const clusterShare = new Float32Array(K);
+  for (const c of km.assignments) clusterShare[c] += 1 / km.assignments.length;
   let map: LearnedMap | undefined;
   if (opts.method === 'learned-map') {
     progress('learned map', 0, 1);
-    map = await trainLearnedMap(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed);
+    map = await trainLearnedMap(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed, prior);
     progress('learned map', 1, 1);
   }
   const router = new Router({
@@ -189,6 +209,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     centroids: km.centroids,
     k: K,
     priorStrength,
+    prior,
+    clusterShare,
+    minEvidence: opts.minEvidence,
     info: {
       fittedAt: new Date().toISOString(),
       seed,
@@ -204,14 +227,15 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     progress('profiles', j, M);
     const y = column(valY, j);
     const seen = y.reduce((a, v) => a + (Number.isNaN(v) ? 0 : 1), 0);
+    let info: import('./router.js').ModelInfo;
     if (seen === 0) {
       // an LLM with no validation outcome falls back to its training outcomes rather than being dropped
       const tc = km.assignments;
-      router.addModelFromClusters(m, costs[j], tc, column(trainY, j));
+      info = router.addModelFromClusters(m, costs[j], tc, column(trainY, j));
     } else {
-      router.addModelFromClusters(m, costs[j], valClusters, y);
+      info = router.addModelFromClusters(m, costs[j], valClusters, y);
     }
-    reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen });
+    reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen, coverage: info.coverage });
   });
   progress('profiles', M, M);
   return {
@@ -222,6 +246,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       clusters: K,
       priorStrength,
       kSearch,
+      ...(prior.difficulty && dm ? { difficulty: { r2: dm.r2, ridge: dm.ridge, slope: prior.difficulty.slope } } : {}),
       models: reportModels,
       embedder: spec.kind === 'hashed-lsa' ? { keptBuckets: spec.keptBuckets, rank: spec.rank } : { dim: spec.dim },
       seconds: (Date.now() - t0) / 1000,
@@ -244,8 +269,9 @@ export async function trainLearnedMap(
   priorStrength: number,
   epochs: number,
   seed: number,
+  prior?: PsiPrior,
 ): Promise<LearnedMap> {
-  const psi = errorVectors(clusters, correct, M, K, priorStrength);
+  const { psi } = psiMatrix(clusters, correct, M, K, priorStrength, prior);
   const errors = correct.map((v) => 1 - v);
   const order = permutation(n, seed + 17);
   const hold = Math.max(2, Math.round(n * 0.1));

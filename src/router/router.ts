@@ -14,10 +14,19 @@ import {
   type HashedEmbedderSpec,
 } from '../embed/embedder.js';
 import { decodeArtifact, encodeArtifact, writeFileAtomic, type TensorMap } from './artifact.js';
-import { errorStats, errorVector, overallError, type ErrorStats } from './profile.js';
+import {
+  difficultyOf,
+  logit,
+  overallErrorOf,
+  psiRow,
+  statsOf,
+  totalOutcomes,
+  type OutcomeStats,
+  type PsiPrior,
+} from './evidence.js';
 import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
 
-export interface PoolEntry extends ErrorStats {
+export interface PoolEntry extends OutcomeStats {
   name: string;
   costPerQuery: number;
 }
@@ -27,7 +36,12 @@ export interface ModelInfo {
   costPerQuery: number;
   outcomes: number;
   overallError: number;
+  /** Ψ: the posterior mean error per cluster. */
   errorVector: number[];
+  /** Outcomes per cluster. */
+  counts: number[];
+  /** Share of the fitted prompts that fall in clusters where this LLM has evidence (>= minEvidence outcomes). */
+  coverage: number;
 }
 
 export interface Outcome {
@@ -41,6 +55,16 @@ export interface RouteOptions {
   lambda?: number;
   /** The allowed LLMs: one list for every prompt, or one list per prompt. Default: the whole pool. */
   models?: string[] | string[][];
+  /**
+   * Risk aversion κ >= 0: route on Ψ + κ·sd (the posterior's upper side) so that thinly evidenced LLMs are not
+   * trusted blindly. Default 0 (the posterior mean).
+   */
+  risk?: number;
+  /**
+   * 'prefer' (default): a candidate with fewer than minEvidence outcomes in the prompt's cluster is chosen only when
+   * no allowed candidate has evidence there. 'ignore': every allowed candidate competes on its predicted error.
+   */
+  evidence?: 'prefer' | 'ignore';
 }
 
 export interface RouteBatch {
@@ -54,6 +78,23 @@ export interface RouteBatch {
   distance: Float32Array;
   /** n x m predicted errors, row-major. */
   predictedError: Float32Array;
+  /** The snapshot's Ψ, its posterior sd and outcome counts (m x k), for explanations. */
+  psi: Float32Array;
+  sd: Float32Array;
+  counts: Float32Array;
+  k: number;
+  minEvidence: number;
+}
+
+export interface Candidate {
+  model: string;
+  predictedError: number;
+  cost: number;
+  /** The LLM's outcomes in the prompt's cluster, and whether they count as evidence (>= minEvidence). */
+  outcomes: number;
+  evidence: boolean;
+  /** An approximate 95 % interval of the predicted error (the posterior of Ψ in the cluster, ± 1.96 sd). */
+  interval: [number, number];
 }
 
 export interface RouteDecision {
@@ -62,15 +103,24 @@ export interface RouteDecision {
   distance: number;
   predictedError: number;
   cost: number;
-  candidates: Array<{ model: string; predictedError: number; cost: number }>;
+  candidates: Candidate[];
 }
 
 interface Snapshot {
   names: string[];
   index: Map<string, number>;
   psi: Float32Array;
+  sd: Float32Array;
+  counts: Float32Array;
+  /** logit Ψ (with a difficulty model), evidence flags (m x k, with minEvidence > 0). */
+  psiLogit: Float32Array | null;
+  evidence: Uint8Array | null;
   cost: Float32Array;
+  /** Ψ + κ·sd (and its logit) per κ asked for, a few kept. */
+  risky: Map<number, { psi: Float32Array; psiLogit: Float32Array | null }>;
 }
+
+const logitOf = (psi: Float32Array) => psi.map((p) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p))));
 
 /** The learned cluster map (paper §5.2): z(x) = softmax(f(φ(x))) over the K clusters. */
 export interface LearnedMap {
@@ -88,6 +138,12 @@ export interface RouterState {
   info?: Record<string, unknown>;
   pool?: PoolEntry[];
   map?: LearnedMap;
+  /** The fitted prior of Ψ (two-factor cluster logits, difficulty model); absent in routers fitted before it. */
+  prior?: PsiPrior;
+  /** Share of the train prompts in each cluster (for coverage). */
+  clusterShare?: Float32Array;
+  /** Outcomes in a cluster below which an LLM has no evidence there (default 1; 0 disables). */
+  minEvidence?: number;
 }
 
 export class Router {
@@ -100,6 +156,9 @@ export class Router {
   defaultLambda: number;
   info: Record<string, unknown>;
   readonly map: LearnedMap | undefined;
+  readonly prior: PsiPrior | undefined;
+  readonly clusterShare: Float32Array | undefined;
+  minEvidence: number;
   private pool: PoolEntry[] = [];
   private snap: Snapshot | undefined;
 
@@ -124,6 +183,13 @@ export class Router {
         throw new UnirouteError('DIMENSION_MISMATCH', `the learned map maps ${c.in} -> ${c.out}; the router has dim ${this.dim} and ${this.k} clusters`);
     }
     this.map = s.map;
+    if (s.prior) checkPrior(s.prior, this.k, this.dim);
+    this.prior = s.prior;
+    if (s.clusterShare && s.clusterShare.length !== this.k)
+      throw new UnirouteError('DIMENSION_MISMATCH', `clusterShare has ${s.clusterShare.length} values for ${this.k} clusters`);
+    this.clusterShare = s.clusterShare;
+    this.minEvidence = s.minEvidence ?? 1;
+    checkMinEvidence(this.minEvidence);
     for (const e of s.pool ?? []) this.insert(e);
   }
 
@@ -138,13 +204,27 @@ export class Router {
   }
 
   models(): ModelInfo[] {
-    return this.pool.map((e) => ({
+    return this.pool.map((e) => this.info_(e));
+  }
+
+  private info_(e: PoolEntry): ModelInfo {
+    return {
       name: e.name,
       costPerQuery: e.costPerQuery,
-      outcomes: e.counts.reduce((a, b) => a + b, 0),
-      overallError: overallError(e),
-      errorVector: Array.from(errorVector(e, this.priorStrength)),
-    }));
+      outcomes: totalOutcomes(e),
+      overallError: overallErrorOf(e),
+      errorVector: Array.from(psiRow(e, this.priorStrength, this.prior).psi),
+      counts: Array.from(e.counts),
+      coverage: this.coverageOf(e),
+    };
+  }
+
+  /** Share of the fitted prompts in clusters where the stats hold evidence (uniform shares without a record). */
+  coverageOf(e: OutcomeStats): number {
+    const need = Math.max(this.minEvidence, 1e-9);
+    let cov = 0;
+    for (let c = 0; c < this.k; c++) if (e.counts[c] >= need) cov += this.clusterShare ? this.clusterShare[c] : 1 / this.k;
+    return Math.min(1, cov);
   }
 
   /** Adds an LLM from its outcomes on validation prompts (texts, or embeddings for a precomputed router). */
@@ -181,11 +261,12 @@ export class Router {
     checkName(name);
     if (this.has(name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${name}" is already in the pool; remove it first`);
     checkCost(name, costPerQuery);
-    const stats = errorStats(clusters, correct, this.k);
-    if (!(stats.counts.reduce((a, b) => a + b, 0) > 0))
+    const stats = statsOf(this.k, clusters, correct);
+    if (!(totalOutcomes(stats) > 0))
       throw new UnirouteError('INVALID_ARGUMENT', `LLM "${name}" has no usable outcome`);
-    this.insert({ name, costPerQuery, ...stats });
-    return this.models().find((m) => m.name === name)!;
+    const e = { name, costPerQuery, ...stats };
+    this.insert(e);
+    return this.info_(e);
   }
 
   removeModel(name: string): void {
@@ -206,7 +287,14 @@ export class Router {
     checkName(e.name);
     if (this.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" is already in the pool`);
     checkCost(e.name, e.costPerQuery);
+    checkStats(e, this.k);
     this.insert(e);
+  }
+
+  setMinEvidence(n: number): void {
+    checkMinEvidence(n);
+    this.minEvidence = n;
+    this.snap = undefined;
   }
 
   setPriorStrength(a: number): void {
@@ -218,6 +306,7 @@ export class Router {
   private insert(e: PoolEntry): void {
     if (e.errorSums.length !== this.k || e.counts.length !== this.k)
       throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has statistics for ${e.counts.length} clusters; the router has ${this.k}`);
+    checkStats(e, this.k);
     this.pool = [...this.pool, e];
     this.snap = undefined;
   }
@@ -226,14 +315,32 @@ export class Router {
   snapshot(): Snapshot {
     if (this.snap) return this.snap;
     const m = this.pool.length;
-    const psi = new Float32Array(m * this.k);
+    const K = this.k;
+    const psi = new Float32Array(m * K);
+    const sd = new Float32Array(m * K);
+    const counts = new Float32Array(m * K);
     const cost = new Float32Array(m);
     this.pool.forEach((e, j) => {
-      errorVector(e, this.priorStrength, psi.subarray(j * this.k, (j + 1) * this.k));
+      const row = psiRow(e, this.priorStrength, this.prior);
+      psi.set(row.psi, j * K);
+      sd.set(row.sd, j * K);
+      counts.set(e.counts, j * K);
       cost[j] = e.costPerQuery;
     });
+    let evidence: Uint8Array | null = null;
+    if (this.minEvidence > 0) evidence = Uint8Array.from(counts, (c) => (c >= this.minEvidence ? 1 : 0));
     const names = this.pool.map((e) => e.name);
-    this.snap = { names, index: new Map(names.map((n, i) => [n, i])), psi, cost };
+    this.snap = {
+      names,
+      index: new Map(names.map((n, i) => [n, i])),
+      psi,
+      sd,
+      counts,
+      psiLogit: this.prior?.difficulty ? logitOf(psi) : null,
+      evidence,
+      cost,
+      risky: new Map(),
+    };
     return this.snap;
   }
 
@@ -246,6 +353,25 @@ export class Router {
     if (typeof lambda !== 'number' || !Number.isFinite(lambda) || lambda < 0)
       throw new UnirouteError('INVALID_ARGUMENT', `Expected a finite number >= 0 for \`lambda\` but received ${String(lambda)}`);
     const m = s.names.length;
+    const risk = opts.risk ?? 0;
+    if (typeof risk !== 'number' || !Number.isFinite(risk) || risk < 0)
+      throw new UnirouteError('INVALID_ARGUMENT', `Expected a finite number >= 0 for \`risk\` but received ${String(risk)}`);
+    if (opts.evidence !== undefined && opts.evidence !== 'prefer' && opts.evidence !== 'ignore')
+      throw new UnirouteError('INVALID_ARGUMENT', `Expected "prefer" or "ignore" for \`evidence\` but received ${JSON.stringify(opts.evidence)}`);
+    let psi = s.psi;
+    let psiLogit = s.psiLogit;
+    if (risk > 0) {
+      let r = s.risky.get(risk);
+      if (!r) {
+        const p = s.psi.map((v, t) => Math.min(1, v + risk * s.sd[t]));
+        r = { psi: p, psiLogit: s.psiLogit ? logitOf(p) : null };
+        if (s.risky.size >= 8) s.risky.delete(s.risky.keys().next().value!);
+        s.risky.set(risk, r);
+      }
+      psi = r.psi;
+      psiLogit = r.psiLogit;
+    }
+    const evidence = opts.evidence === 'ignore' ? null : s.evidence;
     let allowed: Uint8Array | null = null;
     let allowedPerRow = false;
     const toMask = (list: unknown, out: Uint8Array, where: string) => {
@@ -274,6 +400,9 @@ export class Router {
       lambda,
       allowed,
       allowedPerRow,
+      psi,
+      psiLogit,
+      evidence,
       out: {
         choice: new Int32Array(n),
         cluster: new Int32Array(n),
@@ -292,20 +421,37 @@ export class Router {
       cluster: p.out.cluster,
       distance: p.out.distance,
       predictedError: p.out.gamma,
+      psi: p.psi,
+      sd: p.s.sd,
+      counts: p.s.counts,
+      k: this.k,
+      minEvidence: this.minEvidence,
     };
   }
 
-  private routeArgs(texts: string[], p: ReturnType<Router['prepare']>): NativeRouteArgs {
+  /** The pool part of a native call: Ψ (or its risk-adjusted form), costs, λ, masks, slope and evidence. */
+  private poolArgs(p: ReturnType<Router['prepare']>) {
+    const d = this.prior?.difficulty;
     return {
-      texts,
-      centroids: this.centroids,
-      k: this.k,
-      psi: p.s.psi,
+      psi: p.psi,
       cost: p.s.cost,
       m: p.s.names.length,
       lambda: p.lambda,
       allowed: p.allowed,
       allowedPerRow: p.allowedPerRow,
+      evidence: p.evidence,
+      ...(d && p.psiLogit ? { psiLogit: p.psiLogit, slope: d.slope } : {}),
+    };
+  }
+
+  private routeArgs(texts: string[], p: ReturnType<Router['prepare']>): NativeRouteArgs {
+    const d = this.prior?.difficulty;
+    return {
+      texts,
+      centroids: this.centroids,
+      k: this.k,
+      ...this.poolArgs(p),
+      ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
       ...p.out,
     };
   }
@@ -350,22 +496,35 @@ export class Router {
       const map = this.map;
       call(() => native().mlpForward(map.params, map.config, embeddings, n, membership!));
     }
+    const resid = n > 0 ? this.residuals(embeddings, p.out.cluster, membership) : null;
     if (n > 0)
       call(() =>
         native().scoreSync({
-          ...(membership ? { membership } : { clusters: p.out.cluster }),
-          psi: p.s.psi,
-          cost: p.s.cost,
-          m: p.s.names.length,
+          ...(membership ? { membership } : {}),
+          clusters: p.out.cluster,
           k: this.k,
-          lambda: p.lambda,
-          allowed: p.allowed,
-          allowedPerRow: p.allowedPerRow,
+          ...this.poolArgs(p),
+          resid: p.psiLogit ? resid : null,
           choice: p.out.choice,
           gamma: p.out.gamma,
         }),
       );
     return this.batchResult(p);
+  }
+
+  /** r = d(x) − μ of each prompt (μ of its cluster, or mixed by the learned map's weights); null without a model. */
+  residuals(embeddings: Float32Array, clusters: Int32Array, membership?: Float32Array): Float32Array | null {
+    const d = this.prior?.difficulty;
+    if (!d) return null;
+    const r = difficultyOf(embeddings, this.dim, d.w, d.w0);
+    for (let i = 0; i < r.length; i++) {
+      if (membership) {
+        let mu = 0;
+        for (let c = 0; c < this.k; c++) mu += membership[i * this.k + c] * d.mu[c];
+        r[i] -= mu;
+      } else r[i] -= d.mu[clusters[i]];
+    }
+    return r;
   }
 
   /**
@@ -417,6 +576,14 @@ export class Router {
       'pool.counts': { data: counts, shape: [m, this.k] },
     };
     if (this.map) tensors['map.params'] = { data: this.map.params, shape: [this.map.params.length] };
+    if (this.prior) {
+      tensors['prior.cluster_logit'] = { data: this.prior.clusterLogit, shape: [this.k] };
+      if (this.prior.difficulty) {
+        tensors['prior.difficulty_w'] = { data: this.prior.difficulty.w, shape: [this.dim] };
+        tensors['prior.difficulty_mu'] = { data: this.prior.difficulty.mu, shape: [this.k] };
+      }
+    }
+    if (this.clusterShare) tensors['prior.cluster_share'] = { data: this.clusterShare, shape: [this.k] };
     if (this.hashed) {
       const B = 2 ** (this.embedderSpec as HashedEmbedderSpec).bucketsLog2;
       tensors['embedder.projection'] = { data: this.hashed.projection, shape: [B, this.dim] };
@@ -427,6 +594,8 @@ export class Router {
       clusters: this.k,
       priorStrength: this.priorStrength,
       defaultLambda: this.defaultLambda,
+      minEvidence: this.minEvidence,
+      ...(this.prior?.difficulty ? { difficulty: { w0: this.prior.difficulty.w0, slope: this.prior.difficulty.slope } } : {}),
       pool: this.pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
       clusterMap: this.map ? { kind: 'learned', config: this.map.config } : { kind: 'nearest-centroid' },
       info: this.info,
@@ -476,12 +645,25 @@ export class Router {
       if (!(t instanceof Float32Array)) bad('the learned map\'s parameters are missing');
       map = { config: manifest.clusterMap.config, params: t as Float32Array };
     }
+    let prior: PsiPrior | undefined;
+    if (tensors['prior.cluster_logit']) {
+      prior = { clusterLogit: need('prior.cluster_logit', k) as Float32Array };
+      if (manifest.difficulty) {
+        const { w0, slope } = manifest.difficulty;
+        if (typeof w0 !== 'number' || typeof slope !== 'number') bad('the difficulty model lacks its offset or slope');
+        prior.difficulty = { w: need('prior.difficulty_w', spec.dim) as Float32Array, mu: need('prior.difficulty_mu', k) as Float32Array, w0, slope };
+      }
+    }
+    const clusterShare = tensors['prior.cluster_share'] ? (need('prior.cluster_share', k) as Float32Array) : undefined;
     return new Router({
       embedder: spec,
       hashed,
       map,
       centroids,
       k,
+      prior,
+      clusterShare,
+      minEvidence: manifest.minEvidence ?? 1,
       priorStrength: manifest.priorStrength ?? 0,
       defaultLambda: manifest.defaultLambda ?? 0,
       info: manifest.info ?? {},
@@ -509,15 +691,41 @@ export class Router {
   }
 }
 
+/**
+ * Explains each decision: every pooled LLM's predicted error and cost, its outcomes in the prompt's cluster, whether
+ * they count as evidence, and an approximate 95 % interval (Ψ ± 1.96 sd in the cluster, moved by the prompt's
+ * difficulty as the prediction is).
+ */
 export function explain(b: RouteBatch): RouteDecision[] {
   const m = b.models.length;
+  const K = b.k;
   const out: RouteDecision[] = new Array(b.choice.length);
+  const lg = (p: number) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p)));
   for (let i = 0; i < b.choice.length; i++) {
     const c = b.choice[i];
-    const candidates = b.models.map((model, j) => ({ model, predictedError: b.predictedError[i * m + j], cost: b.costs[j] }));
+    const k = b.cluster[i];
+    // the prompt's shift in logit space (one for every LLM), read back from any candidate's prediction
+    const g0 = b.predictedError[i * m];
+    const p0 = b.psi[k];
+    const shift = Math.abs(g0 - p0) > 1e-6 ? lg(g0) - lg(p0) : 0;
+    const move = (p: number) => (shift === 0 ? p : 1 / (1 + Math.exp(-(lg(p) + shift))));
+    const candidates: Candidate[] = b.models.map((model, j) => {
+      const t = j * K + k;
+      const n = b.counts[t];
+      const lo = Math.max(0, b.psi[t] - 1.96 * b.sd[t]);
+      const hi = Math.min(1, b.psi[t] + 1.96 * b.sd[t]);
+      return {
+        model,
+        predictedError: b.predictedError[i * m + j],
+        cost: b.costs[j],
+        outcomes: n,
+        evidence: n >= b.minEvidence,
+        interval: [move(lo), move(hi)],
+      };
+    });
     out[i] = {
       model: b.models[c],
-      cluster: b.cluster[i],
+      cluster: k,
       distance: b.distance[i],
       predictedError: b.predictedError[i * m + c],
       cost: b.costs[c],
@@ -540,4 +748,37 @@ function checkCost(name: string, c: unknown): void {
 function checkPriorStrength(a: unknown): void {
   if (typeof a !== 'number' || !Number.isFinite(a) || a < 0)
     throw new UnirouteError('INVALID_ARGUMENT', `priorStrength must be a finite number >= 0 (got ${String(a)})`);
+}
+
+function checkMinEvidence(n: unknown): void {
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+    throw new UnirouteError('INVALID_ARGUMENT', `minEvidence must be a finite number >= 0 (got ${String(n)})`);
+}
+
+/** Sums and counts: k finite values each, counts >= sums >= 0. */
+function checkStats(e: OutcomeStats & { name?: string }, k: number): void {
+  const who = e.name ? `LLM "${e.name}"` : 'an LLM';
+  if (!(e.errorSums instanceof Float32Array) || !(e.counts instanceof Float32Array) || e.errorSums.length !== k || e.counts.length !== k)
+    throw new UnirouteError('DIMENSION_MISMATCH', `${who} needs ${k} error sums and ${k} counts (Float32Array)`);
+  for (let c = 0; c < k; c++) {
+    const s = e.errorSums[c];
+    const n = e.counts[c];
+    if (!Number.isFinite(s) || !Number.isFinite(n) || s < 0 || n < 0 || s > n + 1e-3)
+      throw new UnirouteError('INVALID_ARGUMENT', `${who} has invalid statistics in cluster ${c}: error sum ${s}, count ${n} (need 0 <= sum <= count, finite)`);
+  }
+}
+
+function checkPrior(p: PsiPrior, k: number, dim: number): void {
+  const finite = (a: Float32Array, name: string, len: number) => {
+    if (!(a instanceof Float32Array) || a.length !== len)
+      throw new UnirouteError('DIMENSION_MISMATCH', `the prior's ${name} has ${a?.length ?? 0} values, expected ${len}`);
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) throw new UnirouteError('NON_FINITE', `the prior's ${name} has a non-finite value at ${i}`);
+  };
+  finite(p.clusterLogit, 'cluster logits', k);
+  if (p.difficulty) {
+    finite(p.difficulty.w, 'difficulty weights', dim);
+    finite(p.difficulty.mu, 'difficulty means', k);
+    if (!Number.isFinite(p.difficulty.w0) || !Number.isFinite(p.difficulty.slope))
+      throw new UnirouteError('NON_FINITE', "the prior's difficulty offset and slope must be finite");
+  }
 }

@@ -8,7 +8,7 @@
  */
 import { permutation } from '../data/dataset.js';
 import { deferralArea, routerCurve } from '../eval/metrics.js';
-import { errorVectors, hardGamma } from './profile.js';
+import { gammaOf, psiMatrix, type PsiPrior } from './evidence.js';
 
 export interface Draw {
   /** Train prompts that describe the training LLMs. */
@@ -33,11 +33,22 @@ export function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: 
   return out;
 }
 
+export interface SelectionClusters {
+  trainCl: Int32Array;
+  valCl: Int32Array;
+  prior?: PsiPrior;
+  trainResid?: Float32Array | null;
+  valResid?: Float32Array | null;
+}
+
 export interface SelectionInput {
   grid: number[];
   priorGrid: number[];
-  /** Cluster ids of the train prompts and of the (first v) validation prompts for K clusters. */
-  clusters: (k: number) => Promise<{ trainCl: Int32Array; valCl: Int32Array }>;
+  /**
+   * Cluster ids of the train prompts and of the (first v) validation prompts for K clusters; with a prior, also the
+   * prompts' within-cluster difficulty r (out of fold for the train prompts).
+   */
+  clusters: (k: number) => Promise<SelectionClusters>;
   /** Training LLMs' correctness: train prompts (nTr x M) and validation prompts (v x M); NaN = no outcome. */
   trainY: Float32Array;
   valY: Float32Array;
@@ -63,13 +74,18 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
   const cMax = Math.max(...s.costs);
   const best: SelectionResult = { k: s.grid[0], priorStrength: s.priorGrid[0], area: -Infinity, search: [] };
   for (const k of s.grid) {
-    const { trainCl, valCl } = await s.clusters(k);
+    const { trainCl, valCl, prior, trainResid, valResid } = await s.clusters(k);
+    const slope = prior?.difficulty?.slope ?? 0;
     for (const a of s.priorGrid) {
       let area = 0;
       s.draws.forEach((d, r) => {
-        const psi = errorVectors(Int32Array.from(d.fit, (i) => trainCl[i]), stackRows(trainY, d.fit, valY, 0, M), M, k, a);
+        const { psi } = psiMatrix(Int32Array.from(d.fit, (i) => trainCl[i]), stackRows(trainY, d.fit, valY, 0, M), M, k, a, prior);
         const cl = Int32Array.from([...Array.from(d.evalTrain, (i) => trainCl[i]), ...valCl.subarray(0, v)]);
-        const g = hardGamma(psi, cl, k, M);
+        const resid =
+          prior?.difficulty && trainResid && valResid
+            ? Float32Array.from([...Array.from(d.evalTrain, (i) => trainResid[i]), ...valResid.subarray(0, v)])
+            : null;
+        const g = gammaOf(psi, cl, k, M, slope, resid);
         area += deferralArea(routerCurve(g, evalY[r], s.costs, cl.length, M, s.lambdas), cMin, cMax) / s.draws.length;
       });
       best.search.push({ k, priorStrength: a, validationArea: area });

@@ -1,0 +1,485 @@
+/**
+ * What the fitted model knows beyond clusters, and how an LLM's Ψ is built from evidence.
+ *
+ * - **Cluster prior**, a two-factor logistic model fitted once on the training LLMs:
+ *   logit P(error of LLM m on a prompt of cluster k) = β_k + α_m. β_k is how hard cluster k is for everyone. An
+ *   LLM's ability α_m comes from its own outcomes wherever they fall, so an LLM graded on one benchmark only is
+ *   predicted elsewhere from how hard those clusters are for the others, shifted by its skill where its outcomes
+ *   overlap theirs, never by a copy of its overall error. σ(β_k + α_m) is the shrinkage target of Ψ_m[k].
+ * - **Posterior**: Ψ_m[k] is the mean of Beta(e_k + a·t_k, n_k − e_k + a·(1 − t_k)) (e_k, n_k: the LLM's error
+ *   sum and outcome count in cluster k, t_k the target, a the prior strength); its sd gives an interval and the
+ *   risk-aware score Ψ + κ·sd. A cluster where the LLM has fewer than `minEvidence` outcomes is marked as having no
+ *   evidence, and such a candidate is not preferred over one that has evidence.
+ * - **Prompt difficulty** d(x) = w·φ(x) + w₀, a ridge model on the embedding fitted to the training LLMs'
+ *   residual errors (error − σ(β_k + α_m)), centred per cluster (r = d − μ_k). The predicted error is
+ *   γ_m(x) = σ(logit Ψ_m[k] + b·r) with one slope b for every LLM, fitted on the training LLMs: a hard prompt
+ *   raises a weak LLM's error more than a strong one's, so easy prompts of a cluster go to cheaper LLMs.
+ *   Measured on the protocol (5 seeds): per-LLM linear slopes from a few hundred outcomes were noisier and lost
+ *   0.1–0.4 points; the common logit slope gained (see the README's evaluation), and it keeps the pool's
+ *   statistics to error sums and counts, so outcomes and feedback stay additive.
+ */
+import { UnirouteError } from '../errors.js';
+import { permutation } from '../data/dataset.js';
+
+/** Per LLM, per cluster statistics of its outcomes (additive). */
+export interface OutcomeStats {
+  /** Σ error (1 − correct) per cluster. */
+  errorSums: Float32Array;
+  /** Outcomes per cluster. */
+  counts: Float32Array;
+}
+
+/** The fitted model's prior over Ψ and its difficulty model. */
+export interface PsiPrior {
+  /** β_k (K): logit error of an average training LLM in each cluster. */
+  clusterLogit: Float32Array;
+  /** d(x) = w·φ(x) + w₀, its per-cluster mean μ_k, and the common logit slope b of error on r = d − μ_k. */
+  difficulty?: { w: Float32Array; w0: number; mu: Float32Array; slope: number };
+}
+
+export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+export const logit = (p: number) => Math.log(p / (1 - p));
+
+/** Accumulates per-cluster error sums and counts. correct[i] in [0, 1]; NaN means "no outcome". */
+export function statsOf(k: number, clusters: ArrayLike<number>, correct: ArrayLike<number>): OutcomeStats {
+  if (clusters.length !== correct.length)
+    throw new UnirouteError('DIMENSION_MISMATCH', `${clusters.length} cluster ids but ${correct.length} outcomes`);
+  const errorSums = new Float32Array(k);
+  const counts = new Float32Array(k);
+  for (let i = 0; i < clusters.length; i++) {
+    const y = correct[i];
+    if (Number.isNaN(y)) continue;
+    if (!(y >= 0 && y <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `outcome ${i} is ${y}; \`correct\` must be in [0, 1]`);
+    const c = clusters[i];
+    if (!(Number.isInteger(c) && c >= 0 && c < k)) throw new UnirouteError('INVALID_ARGUMENT', `cluster id ${c} at ${i} is outside [0, ${k})`);
+    errorSums[c] += 1 - y;
+    counts[c] += 1;
+  }
+  return { errorSums, counts };
+}
+
+export function totalOutcomes(s: OutcomeStats): number {
+  let n = 0;
+  for (let c = 0; c < s.counts.length; c++) n += s.counts[c];
+  return n;
+}
+
+export function overallErrorOf(s: OutcomeStats): number {
+  let e = 0;
+  let n = 0;
+  for (let c = 0; c < s.counts.length; c++) {
+    e += s.errorSums[c];
+    n += s.counts[c];
+  }
+  return n > 0 ? e / n : NaN;
+}
+
+/**
+ * An LLM's ability α under the cluster prior: the α with Σ_k n_k σ(β_k + α) = Σ_k e_k (Newton, with a weak
+ * N(0, 3²) prior so that an LLM that never erred stays finite).
+ */
+export function ability(s: OutcomeStats, beta: Float32Array): number {
+  let a = 0;
+  for (let it = 0; it < 50; it++) {
+    let g = -a / 9;
+    let h = 1 / 9;
+    for (let c = 0; c < beta.length; c++) {
+      const n = s.counts[c];
+      if (!(n > 0)) continue;
+      const p = sigmoid(beta[c] + a);
+      g += s.errorSums[c] - n * p;
+      h += n * p * (1 - p);
+    }
+    const step = Math.max(-2, Math.min(2, g / h));
+    a += step;
+    if (Math.abs(step) < 1e-7) break;
+  }
+  return a;
+}
+
+export interface PsiRow {
+  /** Posterior mean error per cluster. */
+  psi: Float32Array;
+  /** Posterior sd per cluster. */
+  sd: Float32Array;
+  /** The shrinkage target per cluster (the two-factor prior for this LLM, or its overall error without one). */
+  target: Float32Array;
+  /** α (0 without a prior). */
+  ability: number;
+}
+
+/**
+ * Ψ of one LLM: per cluster, (e_k + a·t_k) / (n_k + a), the posterior mean of a Beta whose prior is the two-factor
+ * target t_k with strength a; a cluster with no outcome takes t_k. Without a prior (routers fitted before it) t_k
+ * is the LLM's overall error, as before. The sd is the Beta's.
+ */
+export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior): PsiRow {
+  const k = s.counts.length;
+  const psi = new Float32Array(k);
+  const sd = new Float32Array(k);
+  const target = new Float32Array(k);
+  let alpha = 0;
+  if (prior) {
+    alpha = ability(s, prior.clusterLogit);
+    for (let c = 0; c < k; c++) target[c] = sigmoid(prior.clusterLogit[c] + alpha);
+  } else {
+    const o = overallErrorOf(s);
+    target.fill(Number.isNaN(o) ? 0.5 : o);
+  }
+  for (let c = 0; c < k; c++) {
+    const n = s.counts[c];
+    const a = priorStrength;
+    const m = n > 0 ? (s.errorSums[c] + a * target[c]) / (n + a) : target[c];
+    psi[c] = m;
+    sd[c] = Math.sqrt((m * (1 - m)) / (n + a + 1));
+  }
+  return { psi, sd, target, ability: alpha };
+}
+// ---- fitting the prior ------------------------------------------------------------------------------------------
+
+/**
+ * The two-factor model logit P(error) = β_k + α_m on training outcomes: clusters (n), Y (n x M correctness, NaN =
+ * none). Alternating Newton steps on the per-(m, k) sums, with weak priors (β ~ N(β̄, 3²), α ~ N(0, 3²)).
+ */
+export function fitClusterLogits(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number): { beta: Float32Array; alpha: Float64Array } {
+  const n = clusters.length;
+  const E = new Float64Array(M * K);
+  const N = new Float64Array(M * K);
+  let te = 0;
+  let tn = 0;
+  for (let i = 0; i < n; i++) {
+    const c = clusters[i];
+    for (let j = 0; j < M; j++) {
+      const y = Y[i * M + j];
+      if (Number.isNaN(y)) continue;
+      E[j * K + c] += 1 - y;
+      N[j * K + c] += 1;
+      te += 1 - y;
+      tn += 1;
+    }
+  }
+  const pbar = Math.min(0.99, Math.max(0.01, tn > 0 ? te / tn : 0.5));
+  const b0 = logit(pbar);
+  const beta = new Float64Array(K).fill(b0);
+  const alpha = new Float64Array(M);
+  const v = 9;
+  for (let it = 0; it < 50; it++) {
+    let moved = 0;
+    for (let c = 0; c < K; c++) {
+      let g = -(beta[c] - b0) / v;
+      let h = 1 / v;
+      for (let j = 0; j < M; j++) {
+        const cnt = N[j * K + c];
+        if (!cnt) continue;
+        const p = sigmoid(beta[c] + alpha[j]);
+        g += E[j * K + c] - cnt * p;
+        h += cnt * p * (1 - p);
+      }
+      const step = Math.max(-2, Math.min(2, g / h));
+      beta[c] += step;
+      moved = Math.max(moved, Math.abs(step));
+    }
+    for (let j = 0; j < M; j++) {
+      let g = -alpha[j] / v;
+      let h = 1 / v;
+      for (let c = 0; c < K; c++) {
+        const cnt = N[j * K + c];
+        if (!cnt) continue;
+        const p = sigmoid(beta[c] + alpha[j]);
+        g += E[j * K + c] - cnt * p;
+        h += cnt * p * (1 - p);
+      }
+      const step = Math.max(-2, Math.min(2, g / h));
+      alpha[j] += step;
+      moved = Math.max(moved, Math.abs(step));
+    }
+    // identify the scale: mean ability 0
+    let ma = 0;
+    for (let j = 0; j < M; j++) ma += alpha[j] / M;
+    for (let j = 0; j < M; j++) alpha[j] -= ma;
+    for (let c = 0; c < K; c++) beta[c] += ma;
+    if (moved < 1e-6) break;
+  }
+  return { beta: Float32Array.from(beta), alpha };
+}
+
+/**
+ * Per prompt: how much harder it is than usual, mean over the LLMs with an outcome of (error − the LLM's overall
+ * error); NaN where no LLM has one. It does not depend on the clusters, so one difficulty model serves every K.
+ */
+export function difficultyTargets(Y: Float32Array, M: number): Float64Array {
+  const n = Y.length / M;
+  const e = new Float64Array(M);
+  const c = new Float64Array(M);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < M; j++) {
+      const y = Y[i * M + j];
+      if (Number.isNaN(y)) continue;
+      e[j] += 1 - y;
+      c[j]++;
+    }
+  for (let j = 0; j < M; j++) e[j] = c[j] > 0 ? e[j] / c[j] : 0;
+  const t = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    let cnt = 0;
+    for (let j = 0; j < M; j++) {
+      const y = Y[i * M + j];
+      if (Number.isNaN(y)) continue;
+      s += 1 - y - e[j];
+      cnt++;
+    }
+    t[i] = cnt > 0 ? s / cnt : NaN;
+  }
+  return t;
+}
+
+/** Solves (A + λI) x = b for symmetric positive definite A (D x D, row-major) by Cholesky. */
+function ridgeSolve(A: Float64Array, b: Float64Array, D: number, lambda: number): Float64Array<ArrayBufferLike> {
+  const L = new Float64Array(D * D);
+  for (let i = 0; i < D; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = A[i * D + j] + (i === j ? lambda : 0);
+      for (let t = 0; t < j; t++) s -= L[i * D + t] * L[j * D + t];
+      if (i === j) L[i * D + i] = Math.sqrt(Math.max(s, 1e-12));
+      else L[i * D + j] = s / L[j * D + j];
+    }
+  }
+  const y = new Float64Array(D);
+  for (let i = 0; i < D; i++) {
+    let s = b[i];
+    for (let t = 0; t < i; t++) s -= L[i * D + t] * y[t];
+    y[i] = s / L[i * D + i];
+  }
+  const x = new Float64Array(D);
+  for (let i = D - 1; i >= 0; i--) {
+    let s = y[i];
+    for (let t = i + 1; t < D; t++) s -= L[t * D + i] * x[t];
+    x[i] = s / L[i * D + i];
+  }
+  return x;
+}
+
+/** XᵀX and Xᵀy over the rows `rows` of centred X (mean xm) and y (mean ym). */
+function gram(X: Float32Array, y: Float64Array, rows: number[], D: number, xm: Float64Array, ym: number) {
+  const A = new Float64Array(D * D);
+  const b = new Float64Array(D);
+  const xc = new Float64Array(D);
+  for (const i of rows) {
+    for (let d = 0; d < D; d++) xc[d] = X[i * D + d] - xm[d];
+    const yc = y[i] - ym;
+    for (let p = 0; p < D; p++) {
+      const v = xc[p];
+      if (v === 0) continue;
+      b[p] += v * yc;
+      const row = p * D;
+      for (let q = 0; q <= p; q++) A[row + q] += v * xc[q];
+    }
+  }
+  for (let p = 0; p < D; p++) for (let q = 0; q < p; q++) A[q * D + p] = A[p * D + q];
+  return { A, b };
+}
+
+function means(X: Float32Array, y: Float64Array, rows: number[], D: number) {
+  const xm = new Float64Array(D);
+  let ym = 0;
+  for (const i of rows) {
+    for (let d = 0; d < D; d++) xm[d] += X[i * D + d] / rows.length;
+    ym += y[i] / rows.length;
+  }
+  return { xm, ym };
+}
+
+export interface DifficultyModel {
+  w: Float32Array;
+  w0: number;
+  /** Ridge strength chosen by cross-validation, and the out-of-fold R² it reached. */
+  ridge: number;
+  r2: number;
+  /** d of the fitting rows: out of fold (for choices made on those rows), and from the final model. */
+  oof: Float32Array;
+  full: Float32Array;
+}
+
+/**
+ * The prompt-difficulty model: ridge regression of difficultyTargets on the embeddings (n x D), its strength chosen
+ * by 5-fold cross-validation on these rows (no test data). Rows with no outcome are left out of the fit.
+ */
+export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: number, seed: number): DifficultyModel {
+  const target = difficultyTargets(Y, M);
+  const n = target.length;
+  const rows = [...Array(n).keys()].filter((i) => !Number.isNaN(target[i]));
+  const grid = [0.03, 0.1, 0.3, 1, 3, 10, 30];
+  const folds = 5;
+  const perm = permutation(rows.length, seed * 31 + 7);
+  const foldOf = new Int32Array(rows.length);
+  perm.forEach((p, i) => (foldOf[p] = i % folds));
+  const sse = new Float64Array(grid.length);
+  const oofByGrid = grid.map(() => new Float32Array(n).fill(NaN));
+  const ok = rows.length >= 20;
+  if (ok) {
+    for (let f = 0; f < folds; f++) {
+      const tr = rows.filter((_, i) => foldOf[i] !== f);
+      const te = rows.filter((_, i) => foldOf[i] === f);
+      const { xm, ym } = means(X, target, tr, D);
+      const { A, b } = gram(X, target, tr, D, xm, ym);
+      grid.forEach((lam, g) => {
+        const w = ridgeSolve(A, b, D, lam);
+        for (const i of te) {
+          let s = ym;
+          for (let d = 0; d < D; d++) s += w[d] * (X[i * D + d] - xm[d]);
+          oofByGrid[g][i] = s;
+          sse[g] += (s - target[i]) ** 2;
+        }
+      });
+    }
+  }
+  let best = 0;
+  for (let g = 1; g < grid.length; g++) if (sse[g] < sse[best]) best = g;
+  const lam = grid[best];
+  let w: Float64Array<ArrayBufferLike> = new Float64Array(D);
+  let w0 = 0;
+  if (rows.length > 0) {
+    const { xm, ym } = means(X, target, rows, D);
+    const { A, b } = gram(X, target, rows, D, xm, ym);
+    w = ridgeSolve(A, b, D, lam);
+    w0 = ym;
+    for (let d = 0; d < D; d++) w0 -= w[d] * xm[d];
+  }
+  let sst = 0;
+  const ym = rows.reduce((a, i) => a + target[i], 0) / Math.max(1, rows.length);
+  for (const i of rows) sst += (target[i] - ym) ** 2;
+  const wf = Float32Array.from(w);
+  const full = difficultyOf(X, D, wf, w0);
+  const oof = ok ? oofByGrid[best] : full.slice();
+  for (let i = 0; i < n; i++) if (Number.isNaN(oof[i])) oof[i] = full[i];
+  return { w: wf, w0, ridge: lam, r2: ok && sst > 0 ? 1 - sse[best] / sst : 0, oof, full };
+}
+
+/** d(x) for rows of embeddings. */
+export function difficultyOf(E: Float32Array, D: number, w: Float32Array, w0: number): Float32Array {
+  const n = E.length / D;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = w0;
+    for (let d = 0; d < D; d++) s += w[d] * E[i * D + d];
+    out[i] = s;
+  }
+  return out;
+}
+
+/** r = d − μ_k per prompt. */
+export function residualsOf(d: ArrayLike<number>, clusters: ArrayLike<number>, mu: Float32Array): Float32Array {
+  return Float32Array.from({ length: d.length }, (_, i) => d[i] - mu[clusters[i]]);
+}
+
+export interface PriorFit {
+  prior: PsiPrior;
+  /** r = d − μ_k of the fitting rows, out of fold (for choices made on those rows); null without difficulty. */
+  trainResid: Float32Array | null;
+}
+
+/**
+ * Fits the prior for one cluster map: the two-factor cluster logits on the training LLMs' outcomes (clusters: n
+ * ids, Y: n x M), and, with a difficulty model fitted on the same rows, μ_k and the common logit slope.
+ */
+export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: number, dm?: DifficultyModel): PriorFit {
+  const n = clusters.length;
+  const { beta } = fitClusterLogits(clusters, Y, M, K);
+  if (!dm) return { prior: { clusterLogit: beta }, trainResid: null };
+  if (dm.full.length !== n) throw new UnirouteError('DIMENSION_MISMATCH', `difficulty for ${dm.full.length} rows, clusters for ${n}`);
+  const mu = new Float32Array(K);
+  const cnt = new Float32Array(K);
+  for (let i = 0; i < n; i++) {
+    mu[clusters[i]] += dm.full[i];
+    cnt[clusters[i]]++;
+  }
+  for (let c = 0; c < K; c++) mu[c] = cnt[c] > 0 ? mu[c] / cnt[c] : 0;
+  const r = residualsOf(dm.oof, clusters, mu);
+  const slope = fitLogitSlope(clusters, Y, M, K, r);
+  return { prior: { clusterLogit: beta, difficulty: { w: dm.w, w0: dm.w0, mu, slope } }, trainResid: r };
+}
+
+/** r = d − μ_k per row, for rows of embeddings under hard assignment (null without a difficulty model). */
+export function residOfRows(prior: PsiPrior | undefined, E: Float32Array, D: number, clusters: ArrayLike<number>): Float32Array | null {
+  const d = prior?.difficulty;
+  if (!d) return null;
+  return residualsOf(difficultyOf(E, D, d.w, d.w0), clusters, d.mu);
+}
+
+/** Ψ (M x K) and outcome counts (M x K) of every LLM from a correctness matrix (rows x M, NaN = none). */
+export function psiMatrix(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number, priorStrength: number, prior?: PsiPrior) {
+  const rows = clusters.length;
+  const psi = new Float32Array(M * K);
+  const sd = new Float32Array(M * K);
+  const counts = new Float32Array(M * K);
+  const col = new Float32Array(rows);
+  for (let j = 0; j < M; j++) {
+    for (let i = 0; i < rows; i++) col[i] = Y[i * M + j];
+    const s = statsOf(K, clusters, col);
+    const row = psiRow(s, priorStrength, prior);
+    psi.set(row.psi, j * K);
+    sd.set(row.sd, j * K);
+    counts.set(s.counts, j * K);
+  }
+  return { psi, sd, counts };
+}
+
+/**
+ * The common logit slope b₀ of error on r: logit P(error of m on i) = logit Ψ_m[k(i)] + b₀·r_i, fitted by Newton
+ * on the training LLMs' train outcomes with their own cluster means as offsets.
+ */
+export function fitLogitSlope(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number, r: ArrayLike<number>): number {
+  const n = clusters.length;
+  const E = new Float64Array(M * K);
+  const N = new Float64Array(M * K);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < M; j++) {
+      const y = Y[i * M + j];
+      if (Number.isNaN(y)) continue;
+      E[j * K + clusters[i]] += 1 - y;
+      N[j * K + clusters[i]] += 1;
+    }
+  const off = new Float64Array(M * K);
+  for (let t = 0; t < M * K; t++) off[t] = logit(Math.min(0.995, Math.max(0.005, (E[t] + 0.5) / (N[t] + 1))));
+  let b = 0;
+  for (let it = 0; it < 25; it++) {
+    let g = 0;
+    let h = 1e-9;
+    for (let i = 0; i < n; i++) {
+      const ri = r[i];
+      for (let j = 0; j < M; j++) {
+        const y = Y[i * M + j];
+        if (Number.isNaN(y)) continue;
+        const p = sigmoid(off[j * K + clusters[i]] + b * ri);
+        g += (1 - y - p) * ri;
+        h += p * (1 - p) * ri * ri;
+      }
+    }
+    const step = Math.max(-5, Math.min(5, g / h));
+    b += step;
+    if (Math.abs(step) < 1e-6) break;
+  }
+  return b;
+}
+
+
+/**
+ * Predicted errors (rows x M) under hard assignment, as the engine computes them: Ψ[k], or σ(logit Ψ[k] + b·r) with
+ * a difficulty slope. For selection and tests; routing itself runs in the engine.
+ */
+export function gammaOf(psi: Float32Array, clusters: ArrayLike<number>, K: number, M: number, slope = 0, resid?: ArrayLike<number> | null): Float32Array {
+  const g = new Float32Array(clusters.length * M);
+  for (let i = 0; i < clusters.length; i++) {
+    const shift = resid ? slope * resid[i] : 0;
+    for (let j = 0; j < M; j++) {
+      const p = psi[j * K + clusters[i]];
+      if (!resid) g[i * M + j] = p;
+      else {
+        const q = Math.min(1 - 1e-6, Math.max(1e-6, p));
+        g[i * M + j] = sigmoid(Math.log(q / (1 - q)) + shift);
+      }
+    }
+  }
+  return g;
+}
