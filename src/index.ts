@@ -1,7 +1,8 @@
 export { UnirouteError, type ErrorCode } from './errors.js';
-export { Router, explain, type RouteBatch, type RouteDecision, type RouteOptions, type ModelInfo, type Outcome } from './router/router.js';
+export { Router, explain, type RouteBatch, type RouteDecision, type RouteOptions, type ModelInfo, type Outcome, type Candidate } from './router/router.js';
 export { fitRouter, clusterGrid, type FitOptions, type FitReport } from './router/fit.js';
-export { errorStats, errorVector, overallError } from './router/profile.js';
+export { statsOf, psiRow, overallErrorOf, ability, type OutcomeStats, type PsiPrior, type PsiRow } from './router/evidence.js';
+export { argminRows } from './router/decide.js';
 export { HashedEmbedder, type EmbedderSpec } from './embed/embedder.js';
 export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } from './data/dataset.js';
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';

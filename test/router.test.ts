@@ -9,7 +9,7 @@ import { fitRouter } from '../src/router/fit.js';
 import { Router } from '../src/router/router.js';
 import { UnirouteError } from '../src/errors.js';
 import { encodeArtifact } from '../src/router/artifact.js';
-import { errorStats, errorVector } from '../src/router/profile.js';
+import { psiRow, statsOf } from '../src/router/evidence.js';
 import { makeSyntheticDataset, randomTexts } from './helpers.js';
 
 let router: Router;
@@ -127,17 +127,17 @@ describe('routing properties', () => {
 
 describe('error vectors', () => {
   it('plain mean with prior 0, shrinkage toward the overall error otherwise, overall error for empty clusters', () => {
-    const s = errorStats([0, 0, 0, 1], [1, 1, 0, 0], 3);
-    expect(Array.from(errorVector(s, 0))).toEqual([Math.fround(1 / 3), 1, 0.5]);
-    const shrunk = errorVector(s, 2);
+    const s = statsOf(3, [0, 0, 0, 1], [1, 1, 0, 0]);
+    expect(Array.from(psiRow(s, 0).psi)).toEqual([Math.fround(1 / 3), 1, 0.5]);
+    const shrunk = psiRow(s, 2).psi;
     expect(shrunk[1]).toBeCloseTo((1 + 2 * 0.5) / 3, 6);
     expect(shrunk[2]).toBe(0.5);
   });
 
   it('the prior strength moves sparse clusters more than dense ones', () => {
-    const s = errorStats([0, 0, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1, 1, 0], 2);
-    const plain = errorVector(s, 0);
-    const shrunk = errorVector(s, 4);
+    const s = statsOf(2, [0, 0, 0, 0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1, 1, 1, 0]);
+    const plain = psiRow(s, 0).psi;
+    const shrunk = psiRow(s, 4).psi;
     expect(Math.abs(shrunk[1] - plain[1])).toBeGreaterThan(Math.abs(shrunk[0] - plain[0]));
   });
 });

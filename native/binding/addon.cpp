@@ -478,6 +478,46 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// argminSync({predicted: Float32Array (n x m), cost, m, lambda, allowed?, allowedPerRow?, evidence?, k?, clusters?, choice})
+Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+  Napi::Object o = info[0].As<Napi::Object>();
+  const size_t m = count(o.Get("m"), "m", 1, 1 << 20);
+  auto cost = f32(o.Get("cost"), "cost");
+  need_len(env, cost.ElementLength(), m, "cost", "m");
+  check_finite(env, cost.Data(), cost.ElementLength(), "cost");
+  auto choice = i32(o.Get("choice"), "choice");
+  const size_t n = choice.ElementLength();
+  auto g = f32(o.Get("predicted"), "predicted");
+  need_len(env, g.ElementLength(), n * m, "predicted", "n x m");
+  check_finite(env, g.Data(), g.ElementLength(), "predicted");
+  Pool p;
+  p.m = m;
+  p.k = opt_count(o, "k", 1, 1, 1 << 20);
+  p.cost = cost.Data();
+  p.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  Napi::Value al = o.Get("allowed");
+  if (!al.IsUndefined() && !al.IsNull()) {
+    auto a = u8(al, "allowed");
+    p.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
+    need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
+    p.allowed = a.Data();
+  }
+  const int32_t* clusters = nullptr;
+  Napi::Value ev = o.Get("evidence");
+  if (!ev.IsUndefined() && !ev.IsNull()) {
+    auto a = u8(ev, "evidence");
+    need_len(env, a.ElementLength(), m * p.k, "evidence", "m x k");
+    p.evidence = a.Data();
+    auto c = i32(o.Get("clusters"), "clusters");
+    need_len(env, c.ElementLength(), n, "clusters", "choice.length");
+    clusters = c.Data();
+  }
+  throw_status(env, argmin_batch(p, g.Data(), n, choice.Data(), threads(), clusters));
+  return env.Undefined();
+}
+
 // scoreSync({clusters: Int32Array | membership: Float32Array (+ clusters for evidence), psi, cost, m, k, lambda,
 //            allowed?, allowedPerRow?, psiLogit?, slope?, evidence?, resid?, choice, gamma?})
 Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
@@ -712,6 +752,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kmeans", Napi::Function::New(env, KMeans));
   exports.Set("assignSync", Napi::Function::New(env, AssignSync));
   exports.Set("scoreSync", Napi::Function::New(env, ScoreSync));
+  exports.Set("argminSync", Napi::Function::New(env, ArgminSync));
   exports.Set("trainMlp", Napi::Function::New(env, TrainMlp));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

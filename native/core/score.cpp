@@ -9,12 +9,14 @@ namespace uniroute {
 namespace {
 // The argmin among the allowed LLMs, restricted to those whose flag in `need` (stride k) is set when not null.
 inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowed, const uint8_t* need) {
+  // the score in double: at a large lambda, float would round the predicted errors away (lambda * cost ~ 1e8)
   int32_t best = -1;
-  float bs = std::numeric_limits<float>::infinity(), bc = 0.0f;
+  double bs = std::numeric_limits<double>::infinity();
+  float bc = 0.0f;
   for (size_t j = 0; j < p.m; ++j) {
     if (allowed && !allowed[j]) continue;
     if (need && !need[j * p.k]) continue;
-    const float s = g[j] + p.lambda * p.cost[j];
+    const double s = static_cast<double>(g[j]) + static_cast<double>(p.lambda) * static_cast<double>(p.cost[j]);
     if (best < 0 || s < bs || (s == bs && p.cost[j] < bc)) {
       best = static_cast<int32_t>(j);
       bs = s;
@@ -108,6 +110,19 @@ Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice
     for (size_t i = b; i < e; ++i)
       choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
                              resid ? resid[i] : 0.0f, clusters ? clusters[i] : -1);
+    return Status::Ok();
+  });
+}
+
+Status argmin_batch(const Pool& p, const float* gamma, size_t n, int32_t* choice, int threads,
+                    const int32_t* clusters) {
+  if (clusters)
+    for (size_t i = 0; i < n; ++i)
+      if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
+        return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
+                               " is outside [0, " + std::to_string(p.k) + ")");
+  return parallel_for(n, threads, 8192, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) choice[i] = argmin_scores(p, gamma + i * p.m, allowed_row(p, i), clusters ? clusters[i] : -1);
     return Status::Ok();
   });
 }

@@ -43,6 +43,11 @@ Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_
 Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads,
                         const float* resid = nullptr, const int32_t* clusters = nullptr);
 
+// The argmin alone, over predicted errors the caller already has (n x m): every baseline and calibration decision
+// goes through the same rule as the router's. clusters (n, for evidence) may be null.
+Status argmin_batch(const Pool& p, const float* gamma, size_t n, int32_t* choice, int threads,
+                    const int32_t* clusters = nullptr);
+
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 inline const uint8_t* allowed_row(const Pool& p, size_t i) {

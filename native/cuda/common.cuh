@@ -29,9 +29,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // Lexicographic (score, cost, index) minimum across the warp: every lane ends with the winner.
-__device__ __forceinline__ void warp_argmin(float& s, float& c, int& j) {
+__device__ __forceinline__ void warp_argmin(double& s, float& c, int& j) {
   for (int o = 16; o > 0; o >>= 1) {
-    float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+    double s2 = __shfl_xor_sync(0xffffffffu, s, o);
     float c2 = __shfl_xor_sync(0xffffffffu, c, o);
     int j2 = __shfl_xor_sync(0xffffffffu, j, o);
     bool take = j2 >= 0 && (j < 0 || s2 < s || (s2 == s && (c2 < c || (c2 == c && j2 < j))));
@@ -167,13 +167,15 @@ __device__ __forceinline__ void warp_nearest(const float* acc, int D, const floa
 __device__ __forceinline__ int warp_score(const float* psi, const float* cost, int M, int K, int c, float lambda,
                                           const uint8_t* allowed, float* gamma_row) {
   const int lane = threadIdx.x & 31;
-  float bs = INFINITY, bc = 0.0f;
+  // the score in double, as on the CPU (native/core/score.cpp)
+  double bs = INFINITY;
+  float bc = 0.0f;
   int bj = -1;
   for (int m = lane; m < M; m += 32) {
     const float g = psi[static_cast<size_t>(m) * K + c];
     if (gamma_row) gamma_row[m] = g;
     if (allowed && !allowed[m]) continue;
-    const float s = g + lambda * cost[m];
+    const double s = static_cast<double>(g) + static_cast<double>(lambda) * static_cast<double>(cost[m]);
     if (bj < 0 || s < bs || (s == bs && (cost[m] < bc || (cost[m] == bc && m < bj)))) {
       bs = s;
       bc = cost[m];

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
 import { backendInfo, getThreads, setBackend, setThreads } from '../engine/native.js';
-import { loadDataset, readLabels, readModels, readPrompts } from '../data/dataset.js';
+import { addCostRow, costFrom, loadDataset, newCostAcc, readLabels, readModels, readPrompts } from '../data/dataset.js';
 import { fitRouter } from '../router/fit.js';
-import { Router, type RouteBatch } from '../router/router.js';
+import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 
@@ -29,6 +29,10 @@ const costArg = (v: string, prev: Record<string, number> = {}) => {
   if (i <= 0 || !Number.isFinite(c) || c < 0) throw new InvalidArgumentError('--model-cost takes NAME=COST with COST >= 0');
   return { ...prev, [v.slice(0, i)]: c };
 };
+
+const coverageWarning = (name: string, coverage: number) =>
+  `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
+  'elsewhere it is chosen only when no allowed LLM with outcomes there is (route --evidence ignore to change that). Add outcomes on more kinds of prompts.\n';
 
 async function loadRouter(path: string | undefined): Promise<Router> {
   const p = path ?? defaultRouterPath();
@@ -70,6 +74,9 @@ async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<st
   if (dim < 0) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding`);
   return { dim, rows };
 }
+
+/** JSON replacer: numbers (other than costs' magnitudes) to 5 significant decimals, to keep lines short. */
+const round5 = (key: string, v: unknown) => (typeof v === 'number' && key !== 'cost' && !Number.isInteger(v) ? +v.toFixed(5) : v);
 
 function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
   if (!out.write(s)) return once(out, 'drain').then(() => undefined);
@@ -136,6 +143,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       await router.save(o.out);
+      for (const m of report.models) if (m.coverage < 0.5) process.stderr.write(coverageWarning(m.name, m.coverage));
       progress.done(`fitted ${report.clusters} clusters on ${report.trainPrompts} prompts, ${report.models.length} LLMs profiled on ${report.valPrompts} validation prompts in ${report.seconds.toFixed(1)} s -> ${o.out}`);
       await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
     });
@@ -150,6 +158,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines ({"embedding", "correct"} for a router on your own embeddings)')
     .option('--embeddings <jsonl>', 'with --labels, for a router on your own embeddings: {"id", "embedding"} lines')
     .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
+    .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
     .option('--out <file>', 'write the updated router here instead of in place')
     .action(async (o) => {
       if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
@@ -162,10 +171,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         const prompts = new Map((await readPrompts(join(o.data, 'prompts.jsonl'))).map((p) => [p.id, p.text]));
         const emb = router.hashed ? undefined : o.embeddings ? await readEmbeddings(o.embeddings) : undefined;
         if (!router.hashed && !emb) throw new UnirouteError('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
-        let costSum = 0;
-        let costRows = 0;
-        let inChars = 0;
-        let outChars = 0;
+        const acc = newCostAcc();
         const others = new Set<string>();
         for await (const r of readLabels(o.labels)) {
           if (r.model !== o.name) {
@@ -179,21 +185,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             if (!e) throw new UnirouteError('INVALID_ARGUMENT', `${o.embeddings} has no embedding for prompt "${r.promptId}"`);
             outcomes.push({ embedding: e, correct: r.correct });
           } else outcomes.push({ text, correct: r.correct });
-          if (r.costUsd !== undefined) {
-            costSum += r.costUsd;
-            costRows++;
-          }
-          inChars += r.inputChars ?? text.length;
-          outChars += r.outputChars ?? 0;
+          addCostRow(acc, r, text);
         }
         if (outcomes.length === 0)
           throw new UnirouteError('UNKNOWN_MODEL', `${o.labels} has no row for model "${o.name}"${others.size ? ` (it has: ${[...others].slice(0, 10).join(', ')})` : ''}`);
-        if (cost === undefined && costRows > 0) cost = costSum / costRows;
-        if (cost === undefined) {
-          const row = (await readModels(join(o.data, 'models.csv'))).get(o.name);
-          if (row?.priceIn !== undefined && row.priceOut !== undefined)
-            cost = ((inChars / 4) * row.priceIn + (outChars / 4) * row.priceOut) / 1e6 / outcomes.length;
-        }
+        if (cost === undefined)
+          cost = costFrom(o.name, acc, (await readModels(join(o.data, 'models.csv'))).get(o.name), { pricePerBillionParams: o.pricePerBillionParams });
       } else {
         for await (const { rec, line } of jsonLines(o.outcomes)) {
           const what = router.hashed ? 'a string "text"' : 'an "embedding" array';
@@ -208,7 +205,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const dest = o.out ?? o.router;
       await router.save(dest);
       if (!quiet()) process.stderr.write(`added "${o.name}" from ${info.outcomes} outcomes (overall error ${info.overallError.toFixed(3)}, cost ${cost}) -> ${dest}\n`);
-      await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError }) + '\n');
+      if (info.coverage < 0.5) process.stderr.write(coverageWarning(info.name, info.coverage));
+      await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, coverage: info.coverage }) + '\n');
     });
 
   program
@@ -235,7 +233,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       for (const m of router.models()) {
         const line = o.json
           ? JSON.stringify(m)
-          : `${m.name.padEnd(40)} cost/query ${m.costPerQuery.toExponential(3)}  overall error ${m.overallError.toFixed(3)}  outcomes ${m.outcomes}`;
+          : `${m.name.padEnd(40)} cost/query ${m.costPerQuery.toExponential(3)}  overall error ${m.overallError.toFixed(3)}  outcomes ${String(m.outcomes).padStart(5)}  coverage ${(100 * m.coverage).toFixed(0).padStart(3)} %`;
         await writeLine(io.stdout, line + '\n');
       }
     });
@@ -250,7 +248,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
-    .option('--explain', 'add every candidate LLM\'s predicted error and cost to each decision')
+    .option('--explain', 'add every candidate LLM\'s predicted error, cost, outcomes in the prompt\'s cluster, evidence flag and 95 % interval')
+    .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
+    .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
     .action(async (o) => {
       const targets = [o.lambda, o.maxCost, o.minAccuracy].filter((x) => x !== undefined).length;
@@ -274,7 +274,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         let res: RouteBatch | undefined;
         if (ok.length && calibrate && lambda === undefined) {
           if (!byText) throw new UnirouteError('INVALID_ARGUMENT', '--max-cost / --min-accuracy need a router on texts');
-          const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models });
+          const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models, risk: o.risk, evidence: o.evidence });
           lambda = c.lambda;
           if (!quiet() || !c.feasible)
             process.stderr.write(
@@ -282,11 +282,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
                 `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
             );
         }
-        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), { lambda, models: o.models });
+        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence };
+        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);
           ok.forEach((b, i) => e.set(b.embedding!, i * router.dim));
-          res = router.routeEmbeddings(e, { lambda, models: o.models });
+          res = router.routeEmbeddings(e, policy);
         }
         let j = 0;
         let chunk = '';
@@ -296,20 +297,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             chunk += JSON.stringify({ id: b.id ?? null, line: b.line, error: b.error }) + '\n';
             continue;
           }
-          const r = res!;
-          const m = r.models.length;
-          const c = r.choice[j];
-          const rec: Record<string, unknown> = {
-            id: b.id,
-            model: r.models[c],
-            cluster: r.cluster[j],
-            distance: +r.distance[j].toFixed(5),
-            predicted_error: +r.predictedError[j * m + c].toFixed(5),
-            cost: r.costs[c],
-          };
-          if (o.explain)
-            rec.candidates = Object.fromEntries(r.models.map((name, t) => [name, { predicted_error: +r.predictedError[j * m + t].toFixed(5), cost: r.costs[t] }]));
-          chunk += JSON.stringify(rec) + '\n';
+          const rec = { id: b.id, ...decisionRecord(explainRow(res!, j), !!o.explain) };
+          chunk += JSON.stringify(rec, round5) + '\n';
           j++;
           routed++;
         }

@@ -21,7 +21,7 @@ export interface ModelRow {
   paramsB?: number;
 }
 
-interface CostAcc {
+export interface CostAcc {
   costSum: number;
   costRows: number;
   inChars: number;
@@ -150,18 +150,11 @@ export async function loadDataset(dir: string): Promise<Dataset> {
     if (!o) {
       o = new Float32Array(prompts.length).fill(NaN);
       outcomes.set(r.model, o);
-      costAcc.set(r.model, { costSum: 0, costRows: 0, inChars: 0, outChars: 0, rows: 0 });
+      costAcc.set(r.model, newCostAcc());
       models.push(r.model);
     }
     o[i] = r.correct;
-    const a = costAcc.get(r.model)!;
-    a.rows++;
-    if (r.costUsd !== undefined) {
-      a.costSum += r.costUsd;
-      a.costRows++;
-    }
-    a.inChars += r.inputChars ?? prompts[i].text.length;
-    a.outChars += r.outputChars ?? 0;
+    addCostRow(costAcc.get(r.model)!, r, prompts[i].text);
   }
   if (models.length === 0) throw new UnirouteError('BAD_DATASET', `${labels} has no outcome`);
   return { dir, prompts, promptIndex, models, modelRows, outcomes, costAcc };
@@ -179,21 +172,44 @@ export interface CostOptions {
  * parameter proxy (when asked for); otherwise an error naming the LLM.
  */
 export function costPerQuery(ds: Dataset, model: string, opts: CostOptions = {}): number {
+  const a = ds.costAcc.get(model);
+  if (!a && opts.costs?.[model] === undefined) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${model}" has no outcome in ${ds.dir}`);
+  return costFrom(model, a ?? newCostAcc(), ds.modelRows.get(model), opts);
+}
+
+export function newCostAcc(): CostAcc {
+  return { costSum: 0, costRows: 0, inChars: 0, outChars: 0, rows: 0 };
+}
+
+/** Adds one label row to an LLM's cost record (the prompt's length stands in for missing input_chars). */
+export function addCostRow(a: CostAcc, r: LabelRow, promptText: string): void {
+  a.rows++;
+  if (r.costUsd !== undefined) {
+    a.costSum += r.costUsd;
+    a.costRows++;
+  }
+  a.inChars += r.inputChars ?? promptText.length;
+  a.outChars += r.outputChars ?? 0;
+}
+
+/**
+ * The one cost-per-query rule, for fit and add-model alike: explicit > mean cost_usd of the LLM's label rows >
+ * list prices x characters / 4 > parameter proxy (when asked for); otherwise an error naming the LLM.
+ */
+export function costFrom(model: string, a: CostAcc, row: ModelRow | undefined, opts: CostOptions = {}): number {
   const explicit = opts.costs?.[model];
   if (explicit !== undefined) return explicit;
-  const a = ds.costAcc.get(model);
-  if (!a) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${model}" has no outcome in ${ds.dir}`);
   if (a.costRows > 0) return a.costSum / a.costRows;
-  const row = ds.modelRows.get(model);
   let pin = row?.priceIn;
   let pout = row?.priceOut;
   if ((pin === undefined || pout === undefined) && opts.pricePerBillionParams !== undefined && row?.paramsB !== undefined) {
     pin = pout = opts.pricePerBillionParams * row.paramsB;
   }
-  if (pin === undefined || pout === undefined)
+  if (pin === undefined || pout === undefined || a.rows === 0)
     throw new UnirouteError(
       'NO_COST',
-      `no cost for LLM "${model}": labels.csv has no cost_usd for it and models.csv no list price; pass an explicit cost`,
+      `no cost for LLM "${model}": the labels have no cost_usd for it and models.csv no list price; pass an explicit cost` +
+        (row?.paramsB !== undefined && opts.pricePerBillionParams === undefined ? ' (or --price-per-billion-params, since its parameter count is known)' : ''),
     );
   return ((a.inChars / 4) * pin + (a.outChars / 4) * pout) / 1e6 / a.rows;
 }

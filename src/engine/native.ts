@@ -88,6 +88,19 @@ export interface NativeScoreArgs {
   gamma?: Float32Array | null;
 }
 
+export interface NativeArgminArgs {
+  predicted: Float32Array;
+  cost: Float32Array;
+  m: number;
+  lambda: number;
+  allowed?: Uint8Array | null;
+  allowedPerRow?: boolean;
+  k?: number;
+  evidence?: Uint8Array | null;
+  clusters?: Int32Array;
+  choice: Int32Array;
+}
+
 export interface MlpConfig {
   in: number;
   out: number;
@@ -143,6 +156,7 @@ export interface NativeAddon {
     outDistance?: Float32Array | null,
   ): void;
   scoreSync(args: NativeScoreArgs): void;
+  argminSync(args: NativeArgminArgs): void;
   trainMlp(
     points: Float32Array,
     n: number,

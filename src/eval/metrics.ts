@@ -1,4 +1,5 @@
 /** Deferral curves and their normalised area (PAPER.md: "Area", RouterBench AIQ style). */
+import { argminRows } from '../router/decide.js';
 
 export interface CurvePoint {
   cost: number;
@@ -62,7 +63,7 @@ export function lambdaGrid(costs: ArrayLike<number>, steps = 64): number[] {
 
 /**
  * Deferral curve of a router on labelled prompts: for each λ, route every prompt among the LLMs that have an
- * outcome on it (argmin predicted error + λ·cost; ties to the cheaper) and record mean cost and mean quality.
+ * outcome on it (the engine's argmin, src/router/decide.ts) and record mean cost and mean quality.
  * gamma: n x m predicted errors; correct: n x m outcomes (NaN = none).
  */
 export function routerCurve(
@@ -73,29 +74,31 @@ export function routerCurve(
   m: number,
   lambdas = lambdaGrid(costs),
 ): CurvePoint[] {
+  const c32 = Float32Array.from(costs);
+  let allowed: Uint8Array | null = null;
+  for (let t = 0; t < n * m; t++)
+    if (Number.isNaN(correct[t])) {
+      allowed = Uint8Array.from(correct.subarray(0, n * m), (y) => (Number.isNaN(y) ? 0 : 1));
+      break;
+    }
+  // a prompt that no LLM has an outcome on is left out (all-zero row)
+  const rows: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let any = !allowed;
+    for (let j = 0; j < m && !any; j++) any = allowed![i * m + j] === 1;
+    if (any) rows.push(i);
+  }
   const pts: CurvePoint[] = [];
   for (const lambda of lambdas) {
+    const choice = argminRows(gamma, c32, n, m, { lambda, allowed });
     let cs = 0;
     let qs = 0;
-    let cnt = 0;
-    for (let i = 0; i < n; i++) {
-      let best = -1;
-      let bs = Infinity;
-      for (let j = 0; j < m; j++) {
-        const y = correct[i * m + j];
-        if (Number.isNaN(y)) continue;
-        const s = gamma[i * m + j] + lambda * costs[j];
-        if (best < 0 || s < bs || (s === bs && costs[j] < costs[best])) {
-          best = j;
-          bs = s;
-        }
-      }
-      if (best < 0) continue;
+    for (const i of rows) {
+      const best = choice[i];
       cs += costs[best];
       qs += correct[i * m + best];
-      cnt++;
     }
-    if (cnt > 0) pts.push({ lambda, cost: cs / cnt, quality: qs / cnt });
+    if (rows.length > 0) pts.push({ lambda, cost: cs / rows.length, quality: qs / rows.length });
   }
   return pts;
 }

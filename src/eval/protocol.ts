@@ -185,7 +185,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const prior: PsiPrior = priorOf(k, trainCl).prior;
     const clusterShare = new Float32Array(k);
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
-    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, map, minEvidence: opts.minEvidence ?? (process.env.PROTO_MINEV ? Number(process.env.PROTO_MINEV) : undefined) });
+    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, map, minEvidence: opts.minEvidence });
     unseen.forEach((name, j) => {
       const y = Float32Array.from({ length: v }, (_, i) => Yu_va[i * Mu + j]);
       router.addModelFromClusters(name, cUnseen[j], valCl.subarray(0, v), y);

@@ -6,6 +6,7 @@
  */
 import { UnirouteError } from '../errors.js';
 import type { RouteBatch } from './router.js';
+import { argminRows } from './decide.js';
 
 export interface CalibrationTarget {
   /** Mean cost per query at most this (the most accurate routing that fits). */
@@ -22,23 +23,16 @@ export interface Calibration {
   feasible: boolean;
 }
 
-/** Mean cost and predicted accuracy of routing the batch at λ (allowed models as in the batch's choices). */
+/** Mean cost and predicted accuracy of routing the batch at λ (the engine's argmin, with the batch's evidence rule). */
 export function routeStats(b: RouteBatch, lambda: number, allowed?: Uint8Array | null): { meanCost: number; predictedAccuracy: number } {
   const m = b.models.length;
   const n = b.choice.length;
+  const evidence = b.evidenceRule ? { flags: Uint8Array.from(b.counts, (c) => (c >= b.minEvidence ? 1 : 0)), k: b.k, clusters: b.cluster } : null;
+  const choice = argminRows(b.predictedError, b.costs, n, m, { lambda, allowed, evidence });
   let cost = 0;
   let acc = 0;
   for (let i = 0; i < n; i++) {
-    let best = -1;
-    let bs = Infinity;
-    for (let j = 0; j < m; j++) {
-      if (allowed && !allowed[j]) continue;
-      const s = b.predictedError[i * m + j] + lambda * b.costs[j];
-      if (best < 0 || s < bs || (s === bs && b.costs[j] < b.costs[best])) {
-        best = j;
-        bs = s;
-      }
-    }
+    const best = choice[i];
     cost += b.costs[best];
     acc += 1 - b.predictedError[i * m + best];
   }

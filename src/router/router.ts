@@ -84,6 +84,8 @@ export interface RouteBatch {
   counts: Float32Array;
   k: number;
   minEvidence: number;
+  /** Whether this batch's decisions preferred candidates with evidence. */
+  evidenceRule: boolean;
 }
 
 export interface Candidate {
@@ -426,6 +428,7 @@ export class Router {
       counts: p.s.counts,
       k: this.k,
       minEvidence: this.minEvidence,
+      evidenceRule: !!p.evidence,
     };
   }
 
@@ -531,8 +534,8 @@ export class Router {
    * Finds λ for a target on these (unlabelled) prompts: the most accurate routing with mean cost <= maxCost, or
    * the cheapest with mean predicted accuracy >= minAccuracy (paper App. E).
    */
-  async calibrateLambda(texts: string[], target: CalibrationTarget, opts: { models?: string[] } = {}): Promise<Calibration> {
-    const b = await this.routeBatch(texts, { lambda: 0, models: opts.models });
+  async calibrateLambda(texts: string[], target: CalibrationTarget, opts: Omit<RouteOptions, 'lambda' | 'models'> & { models?: string[] } = {}): Promise<Calibration> {
+    const b = await this.routeBatch(texts, { ...opts, lambda: 0 });
     let allowed: Uint8Array | null = null;
     if (opts.models) {
       allowed = new Uint8Array(b.models.length);
@@ -697,42 +700,63 @@ export class Router {
  * difficulty as the prediction is).
  */
 export function explain(b: RouteBatch): RouteDecision[] {
+  return Array.from(b.choice, (_, i) => explainRow(b, i));
+}
+
+const clampedLogit = (p: number) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p)));
+
+/**
+ * The one JSON shape of a decision, shared by the CLI and the HTTP API: {model, cluster, distance, predicted_error,
+ * cost} and, when explained, candidates keyed by LLM: {predicted_error, cost, outcomes, evidence, interval}.
+ */
+export function decisionRecord(d: RouteDecision, withCandidates: boolean): Record<string, unknown> {
+  const rec: Record<string, unknown> = {
+    model: d.model,
+    cluster: d.cluster,
+    distance: d.distance,
+    predicted_error: d.predictedError,
+    cost: d.cost,
+  };
+  if (withCandidates)
+    rec.candidates = Object.fromEntries(
+      d.candidates.map((c) => [c.model, { predicted_error: c.predictedError, cost: c.cost, outcomes: c.outcomes, evidence: c.evidence, interval: c.interval }]),
+    );
+  return rec;
+}
+
+/** The explanation of decision i of a batch. */
+export function explainRow(b: RouteBatch, i: number): RouteDecision {
   const m = b.models.length;
   const K = b.k;
-  const out: RouteDecision[] = new Array(b.choice.length);
-  const lg = (p: number) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p)));
-  for (let i = 0; i < b.choice.length; i++) {
-    const c = b.choice[i];
-    const k = b.cluster[i];
-    // the prompt's shift in logit space (one for every LLM), read back from any candidate's prediction
-    const g0 = b.predictedError[i * m];
-    const p0 = b.psi[k];
-    const shift = Math.abs(g0 - p0) > 1e-6 ? lg(g0) - lg(p0) : 0;
-    const move = (p: number) => (shift === 0 ? p : 1 / (1 + Math.exp(-(lg(p) + shift))));
-    const candidates: Candidate[] = b.models.map((model, j) => {
-      const t = j * K + k;
-      const n = b.counts[t];
-      const lo = Math.max(0, b.psi[t] - 1.96 * b.sd[t]);
-      const hi = Math.min(1, b.psi[t] + 1.96 * b.sd[t]);
-      return {
-        model,
-        predictedError: b.predictedError[i * m + j],
-        cost: b.costs[j],
-        outcomes: n,
-        evidence: n >= b.minEvidence,
-        interval: [move(lo), move(hi)],
-      };
-    });
-    out[i] = {
-      model: b.models[c],
-      cluster: k,
-      distance: b.distance[i],
-      predictedError: b.predictedError[i * m + c],
-      cost: b.costs[c],
-      candidates,
+  const c = b.choice[i];
+  const k = b.cluster[i];
+  // the prompt's shift in logit space (one for every LLM), read back from the first candidate's prediction
+  const g0 = b.predictedError[i * m];
+  const p0 = b.psi[k];
+  const shift = Math.abs(g0 - p0) > 1e-6 ? clampedLogit(g0) - clampedLogit(p0) : 0;
+  const move = (p: number) => (shift === 0 ? p : 1 / (1 + Math.exp(-(clampedLogit(p) + shift))));
+  const candidates: Candidate[] = b.models.map((model, j) => {
+    const t = j * K + k;
+    const n = b.counts[t];
+    const lo = Math.max(0, b.psi[t] - 1.96 * b.sd[t]);
+    const hi = Math.min(1, b.psi[t] + 1.96 * b.sd[t]);
+    return {
+      model,
+      predictedError: b.predictedError[i * m + j],
+      cost: b.costs[j],
+      outcomes: n,
+      evidence: n >= b.minEvidence,
+      interval: [move(lo), move(hi)],
     };
-  }
-  return out;
+  });
+  return {
+    model: b.models[c],
+    cluster: k,
+    distance: b.distance[i],
+    predictedError: b.predictedError[i * m + c],
+    cost: b.costs[c],
+    candidates,
+  };
 }
 
 function checkName(name: unknown): asserts name is string {

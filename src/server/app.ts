@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { UnirouteError } from '../errors.js';
-import type { Router } from '../router/router.js';
+import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
 import type { Upstream } from './upstreams.js';
@@ -98,23 +98,26 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     return { c, row, model: b.models[c], cluster: b.cluster[row], predictedError: b.predictedError[row * b.models.length + c] };
   };
 
-  // Responses are written as JSON text. The candidates block of a nearest-centroid router depends only on the
-  // cluster (gamma = Psi[:, k]) and the pool, so it is built once per cluster and pool snapshot and reused.
-  const candidateCache = new WeakMap<string[], Map<string, string>>();
+  // Responses are written as JSON text. The candidates block of a nearest-centroid router without a difficulty
+  // model depends only on the cluster (gamma = Psi[:, k]) and Ψ, so it is built once per cluster and Ψ and reused.
+  const candidateCache = new WeakMap<Float32Array, Map<string, string>>();
   const quoted = new WeakMap<string[], string[]>();
   const names = (b: BatchSlice['batch']) => {
     let q = quoted.get(b.models);
     if (!q) quoted.set(b.models, (q = b.models.map((m) => JSON.stringify(m))));
     return q;
   };
+  // the candidate fields are those of candidateRecord (src/router/decision.ts), written as text
   const candidatesJson = (b: BatchSlice['batch'], row: number, allowed?: Set<string>) => {
     const m = b.models.length;
     const q = names(b);
+    const d = explainRow(b, row);
     let out = '{';
     let first = true;
     for (let j = 0; j < m; j++) {
       if (allowed && !allowed.has(b.models[j])) continue;
-      out += `${first ? '' : ','}${q[j]}:{"predicted_error":${b.predictedError[row * m + j]},"cost":${b.costs[j]}}`;
+      const c = d.candidates[j];
+      out += `${first ? '' : ','}${q[j]}:{"predicted_error":${c.predictedError},"cost":${c.cost},"outcomes":${c.outcomes},"evidence":${c.evidence},"interval":[${c.interval[0]},${c.interval[1]}]}`;
       first = false;
     }
     return out + '}';
@@ -123,20 +126,25 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     const b = s.batch;
     const { c, row, cluster: k, predictedError } = chosen(s, i);
     let cands: string;
-    if (router.map) cands = candidatesJson(b, row, allowed);
+    // with a learned map or a difficulty model the predicted errors differ per prompt: no per-cluster cache
+    if (router.map || router.prior?.difficulty) cands = candidatesJson(b, row, allowed);
     else {
-      let cache = candidateCache.get(b.models);
-      if (!cache) candidateCache.set(b.models, (cache = new Map()));
+      // keyed by the batch's Ψ: one per pool snapshot and risk setting
+      let cache = candidateCache.get(b.psi);
+      if (!cache) candidateCache.set(b.psi, (cache = new Map()));
       const key = `${k}|${allowedKey ?? ''}`;
       const hit = cache.get(key);
       if (hit !== undefined) cands = hit;
-      else cache.set(key, (cands = candidatesJson(b, row, allowed)));
+      else {
+        if (cache.size >= 4096) cache.clear(); // bounded: one entry per cluster and allowed set
+        cache.set(key, (cands = candidatesJson(b, row, allowed)));
+      }
     }
     return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"candidates":${cands}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
-  app.post<{ Body: { prompt?: string; prompts?: string[]; lambda?: number; models?: string[] } }>(
+  app.post<{ Body: { prompt?: string; prompts?: string[]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore' } }>(
     '/v1/route',
     {
       schema: {
@@ -148,6 +156,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
             prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts },
             lambda: { type: 'number', minimum: 0 },
             models: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 10_000 },
+            risk: { type: 'number', minimum: 0, maximum: 100 },
+            evidence: { type: 'string', enum: ['prefer', 'ignore'] },
           },
           oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }],
         },
@@ -160,7 +170,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       const lambda = checkLambda(b.lambda);
       const models = checkModels(b.models);
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
-      const slice = await batcher.route(texts, lambda, models);
+      const slice = await batcher.route(texts, { lambda, risk: b.risk, evidence: b.evidence }, models);
       const allowed = models ? new Set(models) : undefined;
       const key = models ? [...allowed!].sort().join('\u0000') : undefined;
       let body = `{"lambda":${lambda},"decisions":[`;
@@ -179,6 +189,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       cost_per_query: m.costPerQuery,
       overall_error: m.overallError,
       outcomes: m.outcomes,
+      coverage: m.coverage,
       upstream: upstreams.has(m.name),
     })),
   }));
@@ -247,7 +258,17 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         const info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
         await persist(() => router.removeModel(name));
         reply.status(201);
-        return { id: info.name, cost_per_query: info.costPerQuery, outcomes: info.outcomes, overall_error: info.overallError, error_vector: info.errorVector };
+        return {
+          id: info.name,
+          cost_per_query: info.costPerQuery,
+          outcomes: info.outcomes,
+          overall_error: info.overallError,
+          error_vector: info.errorVector,
+          coverage: info.coverage,
+          ...(info.coverage < 0.5
+            ? { warning: `its outcomes cover clusters holding ${(100 * info.coverage).toFixed(0)} % of the prompts; elsewhere it competes only where no LLM with evidence is allowed` }
+            : {}),
+        };
       });
     },
   );

@@ -12,9 +12,16 @@ export interface BatchSlice {
   count: number;
 }
 
+/** How a request wants its prompts decided (requests with the same policy share a batch). */
+export interface Policy {
+  lambda: number;
+  risk?: number;
+  evidence?: 'prefer' | 'ignore';
+}
+
 interface Pending {
   texts: string[];
-  lambda: number;
+  policy: Policy;
   models?: string[];
   resolve: (s: BatchSlice) => void;
   reject: (e: unknown) => void;
@@ -40,9 +47,10 @@ export class MicroBatcher {
     private readonly opts: BatcherOptions,
   ) {}
 
-  route(texts: string[], lambda: number, models?: string[]): Promise<BatchSlice> {
+  route(texts: string[], policy: Policy | number, models?: string[]): Promise<BatchSlice> {
+    const pol = typeof policy === 'number' ? { lambda: policy } : policy;
     return new Promise((resolve, reject) => {
-      this.queue.push({ texts, lambda, models, resolve, reject });
+      this.queue.push({ texts, policy: pol, models, resolve, reject });
       this.queued += texts.length;
       if (this.queued >= this.opts.maxBatch) this.flush();
       else if (!this.timer)
@@ -63,16 +71,17 @@ export class MicroBatcher {
     const items = this.queue;
     this.queue = [];
     this.queued = 0;
-    const groups = new Map<number, Pending[]>();
+    const groups = new Map<string, Pending[]>();
     for (const p of items) {
-      const g = groups.get(p.lambda);
+      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}`;
+      const g = groups.get(key);
       if (g) g.push(p);
-      else groups.set(p.lambda, [p]);
+      else groups.set(key, [p]);
     }
-    for (const [lambda, group] of groups) void this.run(lambda, group);
+    for (const group of groups.values()) void this.run(group[0].policy, group);
   }
 
-  private async run(lambda: number, group: Pending[]): Promise<void> {
+  private async run(policy: Policy, group: Pending[]): Promise<void> {
     const router = this.getRouter();
     const texts: string[] = [];
     const anyModels = group.some((p) => p.models);
@@ -87,7 +96,7 @@ export class MicroBatcher {
     this.inflight += texts.length;
     this.opts.onBatch?.(texts.length);
     try {
-      const batch = await router.routeBatch(texts, { lambda, models: anyModels ? perRow : undefined });
+      const batch = await router.routeBatch(texts, { ...policy, models: anyModels ? perRow : undefined });
       let offset = 0;
       for (const p of group) {
         p.resolve({ batch, offset, count: p.texts.length });
@@ -98,7 +107,7 @@ export class MicroBatcher {
       else {
         // one request's bad input must not fail its neighbours: retry each on its own
         for (const p of group)
-          router.routeBatch(p.texts, { lambda, models: p.models }).then(
+          router.routeBatch(p.texts, { ...policy, models: p.models }).then(
             (batch) => p.resolve({ batch, offset: 0, count: p.texts.length }),
             (e) => p.reject(e),
           );
