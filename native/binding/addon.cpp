@@ -114,10 +114,23 @@ void read_pool_extras(Napi::Env env, Napi::Object o, Pool& p, std::vector<Napi::
   Napi::Value ev = o.Get("evidence");
   if (!ev.IsUndefined() && !ev.IsNull()) {
     auto a = u8(ev, "evidence");
-    need_len(env, a.ElementLength(), p.m * p.k, "evidence", "m x k");
+    p.ke = opt_count(o, "evidenceCells", 0, 0, 1 << 20);
+    need_len(env, a.ElementLength(), p.m * p.evidence_stride(), "evidence", p.ke ? "m x evidenceCells" : "m x k");
     p.evidence = a.Data();
     if (keep) keep->push_back(ev);
   }
+}
+
+// The prompts' evidence cells for scoring (n), when the pool has evidence cells.
+const int32_t* read_cells(Napi::Env env, Napi::Object o, const Pool& p, size_t n) {
+  Napi::Value cv = o.Get("cells");
+  if (cv.IsUndefined() || cv.IsNull()) {
+    if (p.evidence && p.ke) throw_type(env, "cells", "an Int32Array (the pool has evidence cells)", cv);
+    return nullptr;
+  }
+  auto c = i32(cv, "cells");
+  need_len(env, c.ElementLength(), n, "cells", "choice.length");
+  return c.Data();
 }
 
 // The CUDA kernels know neither the difficulty slope nor evidence: such pools are scored on the CPU.
@@ -274,6 +287,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     RouteOutputs out;
     Difficulty diff;
     bool has_diff = false;
+    EvidenceCells cells;
   };
   // route({texts, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, choice, cluster, distance, gamma?})
   RouteJob prep_route(const Napi::CallbackInfo& info, std::vector<Napi::Value>& keep) {
@@ -326,6 +340,26 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
       keep.push_back(d.Get("w"));
       keep.push_back(d.Get("mu"));
     }
+    Napi::Value ecv = o.Get("evidenceCentroids");
+    if (!ecv.IsUndefined() && !ecv.IsNull()) {
+      const size_t ke = count(o.Get("evidenceCells"), "evidenceCells", 1, 1 << 20);
+      if (j.pool.evidence && j.pool.ke != ke) throw_range(env, "DIMENSION_MISMATCH", "`evidence` and `evidenceCentroids` disagree on the number of cells");
+      auto ec = f32(ecv, "evidenceCentroids");
+      need_len(env, ec.ElementLength(), ke * D, "evidenceCentroids", "evidenceCells x dim");
+      check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
+      j.cells.centroids = ec.Data();
+      j.cells.ke = ke;
+      keep.push_back(ecv);
+      Napi::Value co = o.Get("cellOut");
+      if (!co.IsUndefined() && !co.IsNull()) {
+        auto c = i32(co, "cellOut");
+        need_len(env, c.ElementLength(), n, "cellOut", "texts.length");
+        j.out.cell = c.Data();
+        keep.push_back(co);
+      }
+    } else if (j.pool.evidence && j.pool.ke) {
+      throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
+    }
     auto choice = i32(o.Get("choice"), "choice");
     auto cluster = i32(o.Get("cluster"), "cluster");
     auto dist = f32(o.Get("distance"), "distance");
@@ -351,7 +385,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     const Difficulty* diff = j.has_diff ? &j.diff : nullptr;
     throw_status(info.Env(), use_cuda() && cuda_can_score(j.pool)
                                  ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
-                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff));
+                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff, &j.cells));
     return info.Env().Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
@@ -363,7 +397,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
       return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
                  : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t,
-                               j.has_diff ? &j.diff : nullptr);
+                               j.has_diff ? &j.diff : nullptr, &j.cells);
     });
     for (auto& v : keep) w->keep(v);
     w->keep(info.This());
@@ -478,7 +512,7 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// argminSync({predicted: Float32Array (n x m), cost, m, lambda, allowed?, allowedPerRow?, evidence?, k?, clusters?, choice})
+// argminSync({predicted: Float32Array (n x m), cost, m, lambda, allowed?, allowedPerRow?, evidence?, k?, evidenceCells?, cells?, choice})
 Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
@@ -504,17 +538,15 @@ Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
     need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
     p.allowed = a.Data();
   }
-  const int32_t* clusters = nullptr;
-  Napi::Value ev = o.Get("evidence");
-  if (!ev.IsUndefined() && !ev.IsNull()) {
-    auto a = u8(ev, "evidence");
-    need_len(env, a.ElementLength(), m * p.k, "evidence", "m x k");
-    p.evidence = a.Data();
-    auto c = i32(o.Get("clusters"), "clusters");
-    need_len(env, c.ElementLength(), n, "clusters", "choice.length");
-    clusters = c.Data();
+  read_pool_extras(env, o, p, nullptr);
+  if (p.psi_logit) throw_range(env, "INVALID_ARGUMENT", "argminSync takes predicted errors, not psiLogit");
+  const int32_t* cells = nullptr;
+  if (p.evidence) {
+    auto c = i32(o.Get("cells"), "cells");
+    need_len(env, c.ElementLength(), n, "cells", "choice.length");
+    cells = c.Data();
   }
-  throw_status(env, argmin_batch(p, g.Data(), n, choice.Data(), threads(), clusters));
+  throw_status(env, argmin_batch(p, g.Data(), n, choice.Data(), threads(), cells));
   return env.Undefined();
 }
 
@@ -562,23 +594,25 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
     need_len(env, ga.ElementLength(), n * m, "gamma", "n x m");
     gamma = ga.Data();
   }
-  Napi::Value cl = o.Get("clusters");
-  const int32_t* clusters = nullptr;
-  if (!cl.IsUndefined() && !cl.IsNull()) {
-    auto c = i32(cl, "clusters");
-    need_len(env, c.ElementLength(), n, "clusters", "choice.length");
-    clusters = c.Data();
-  }
+  const int32_t* cells = read_cells(env, o, p, n);
   Napi::Value zv = o.Get("membership");
   if (zv.IsUndefined() || zv.IsNull()) {
-    if (!clusters) throw_type(env, "clusters", "an Int32Array (or `membership`)", cl);
-    throw_status(env, use_cuda() && cuda_can_score(p) ? cuda::score_batch_hard(p, clusters, n, choice.Data(), gamma)
-                                                      : score_batch_hard(p, clusters, n, choice.Data(), gamma, threads(), resid));
+    auto c = i32(o.Get("clusters"), "clusters");
+    need_len(env, c.ElementLength(), n, "clusters", "choice.length");
+    throw_status(env, use_cuda() && cuda_can_score(p) ? cuda::score_batch_hard(p, c.Data(), n, choice.Data(), gamma)
+                                                      : score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads(), resid, cells));
   } else {
     auto z = f32(zv, "membership");
     need_len(env, z.ElementLength(), n * k, "membership", "n x k");
     check_finite(env, z.Data(), z.ElementLength(), "membership");
-    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads(), resid, clusters));
+    // evidence without cells is read in the nearest centroid's cluster
+    const int32_t* ev_cells = cells;
+    if (!ev_cells && p.evidence) {
+      auto c = i32(o.Get("clusters"), "clusters");
+      need_len(env, c.ElementLength(), n, "clusters", "choice.length");
+      ev_cells = c.Data();
+    }
+    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads(), resid, ev_cells));
   }
   return env.Undefined();
 }

@@ -14,6 +14,7 @@ struct RouteOutputs {
   int32_t* cluster = nullptr;  // n
   float* distance = nullptr;   // n
   float* gamma = nullptr;      // n x m, optional
+  int32_t* cell = nullptr;     // n, optional: the evidence cell (with EvidenceCells)
 };
 
 // The prompt-difficulty model: d(x) = w . phi(x) + w0, r = d - mu[cluster] (used with Pool::psi_logit).
@@ -23,9 +24,16 @@ struct Difficulty {
   const float* mu = nullptr;  // k
 };
 
+// The evidence cells: ke x dim centroids of a finer partition (used with Pool::evidence when Pool::ke > 0).
+struct EvidenceCells {
+  const float* centroids = nullptr;
+  size_t ke = 0;
+};
+
 // centroids: k x dim (dim = p.cfg.dim); pool.k must equal k. diff: null, or the difficulty model when
-// pool.psi_logit is set.
+// pool.psi_logit is set. cells: null, or the evidence cells when pool.ke > 0.
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
-                   const RouteOutputs& out, int threads, const Difficulty* diff = nullptr);
+                   const RouteOutputs& out, int threads, const Difficulty* diff = nullptr,
+                   const EvidenceCells* cells = nullptr);
 
 }  // namespace uniroute

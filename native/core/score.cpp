@@ -7,7 +7,7 @@
 namespace uniroute {
 
 namespace {
-// The argmin among the allowed LLMs, restricted to those whose flag in `need` (stride k) is set when not null.
+// The argmin among the allowed LLMs, restricted to those whose flag in `need` (stride p.evidence_stride()) is set.
 inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowed, const uint8_t* need) {
   // the score in double: at a large lambda, float would round the predicted errors away (lambda * cost ~ 1e8)
   int32_t best = -1;
@@ -15,7 +15,7 @@ inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowe
   float bc = 0.0f;
   for (size_t j = 0; j < p.m; ++j) {
     if (allowed && !allowed[j]) continue;
-    if (need && !need[j * p.k]) continue;
+    if (need && !need[j * p.evidence_stride()]) continue;
     const double s = static_cast<double>(g[j]) + static_cast<double>(p.lambda) * static_cast<double>(p.cost[j]);
     if (best < 0 || s < bs || (s == bs && p.cost[j] < bc)) {
       best = static_cast<int32_t>(j);
@@ -26,10 +26,10 @@ inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowe
   return best;
 }
 
-// Evidence first: among the LLMs with evidence in the prompt's cluster, else among all the allowed ones.
-inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed, int32_t cluster) {
-  if (p.evidence && cluster >= 0) {
-    const int32_t b = argmin_among(p, g, allowed, p.evidence + static_cast<size_t>(cluster));
+// Evidence first: among the LLMs with evidence in the prompt's cell, else among all the allowed ones.
+inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed, int32_t cell) {
+  if (p.evidence && cell >= 0) {
+    const int32_t b = argmin_among(p, g, allowed, p.evidence + static_cast<size_t>(cell));
     if (b >= 0) return b;
   }
   return argmin_among(p, g, allowed, nullptr);
@@ -55,7 +55,7 @@ struct GammaRow {
   }
 };
 
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma, float r) {
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
   GammaRow row(p.m, gamma);
   float* g = row.g;
   const size_t c = static_cast<size_t>(cluster);
@@ -65,10 +65,10 @@ int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float
   } else {
     for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + c];
   }
-  return argmin_scores(p, g, allowed, cluster);
+  return argmin_scores(p, g, allowed, cell >= 0 ? cell : (p.ke ? -1 : cluster));
 }
 
-int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cluster) {
+int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
   GammaRow row(p.m, gamma);
   float* g = row.g;
   const float shift = p.slope * r;
@@ -82,47 +82,55 @@ int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float*
     }
     g[j] = s;
   }
-  return argmin_scores(p, g, allowed, cluster);
+  return argmin_scores(p, g, allowed, cell);
 }
 
+namespace {
+Status check_cells(const Pool& p, const int32_t* cells, size_t n) {
+  if (!cells) return Status::Ok();
+  const size_t ke = p.evidence_stride();
+  for (size_t i = 0; i < n; ++i)
+    if (cells[i] < 0 || static_cast<size_t>(cells[i]) >= ke)
+      return Status::Invalid("evidence cell " + std::to_string(cells[i]) + " at index " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(ke) + ")");
+  return Status::Ok();
+}
+}  // namespace
+
 Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads,
-                        const float* resid) {
+                        const float* resid, const int32_t* cells) {
   for (size_t i = 0; i < n; ++i)
     if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
       return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
                              " is outside [0, " + std::to_string(p.k) + ")");
+  Status st = check_cells(p, cells, n);
+  if (!st.ok()) return st;
   return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
       choice[i] = score_hard(p, clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
-                             resid ? resid[i] : 0.0f);
+                             resid ? resid[i] : 0.0f, cells ? cells[i] : -1);
     return Status::Ok();
   });
 }
 
 Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads,
-                        const float* resid, const int32_t* clusters) {
-  if (clusters)
-    for (size_t i = 0; i < n; ++i)
-      if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
-        return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
-                               " is outside [0, " + std::to_string(p.k) + ")");
+                        const float* resid, const int32_t* cells) {
+  Status st = check_cells(p, cells, n);
+  if (!st.ok()) return st;
   return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
       choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
-                             resid ? resid[i] : 0.0f, clusters ? clusters[i] : -1);
+                             resid ? resid[i] : 0.0f, cells ? cells[i] : -1);
     return Status::Ok();
   });
 }
 
 Status argmin_batch(const Pool& p, const float* gamma, size_t n, int32_t* choice, int threads,
-                    const int32_t* clusters) {
-  if (clusters)
-    for (size_t i = 0; i < n; ++i)
-      if (clusters[i] < 0 || static_cast<size_t>(clusters[i]) >= p.k)
-        return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) +
-                               " is outside [0, " + std::to_string(p.k) + ")");
+                    const int32_t* cells) {
+  Status st = check_cells(p, cells, n);
+  if (!st.ok()) return st;
   return parallel_for(n, threads, 8192, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) choice[i] = argmin_scores(p, gamma + i * p.m, allowed_row(p, i), clusters ? clusters[i] : -1);
+    for (size_t i = b; i < e; ++i) choice[i] = argmin_scores(p, gamma + i * p.m, allowed_row(p, i), cells ? cells[i] : -1);
     return Status::Ok();
   });
 }

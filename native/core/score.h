@@ -21,32 +21,37 @@ struct Pool {
   // difficulty r gets gamma = sigmoid(psi_logit + slope * r) under hard assignment.
   const float* psi_logit = nullptr;
   float slope = 0.0f;
-  // Evidence (optional, m x k flags): among the allowed LLMs, those with evidence in the prompt's cluster are
-  // preferred; the others compete only when none of the allowed LLMs has evidence there.
+  // Evidence (optional, m x ke flags over the evidence cells, a finer partition than the clusters; ke = 0 means
+  // the clusters themselves): among the allowed LLMs, those with evidence in the prompt's cell are preferred; the
+  // others compete only when none of the allowed LLMs has evidence there.
   const uint8_t* evidence = nullptr;
+  size_t ke = 0;
+  size_t evidence_stride() const { return ke ? ke : k; }
 };
 
 // The one argmin (every decision goes through it): the lowest score = gamma + lambda * cost among the allowed LLMs
 // (those with evidence first, see Pool::evidence); ties go to the lower cost, then the lower index. Returns -1 when
 // no LLM is allowed. gamma (m floats) receives every LLM's predicted error when not null.
 // r: the prompt's within-cluster difficulty (used when p.psi_logit is set).
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed_row, float* gamma, float r = 0.0f);
+// cell: the prompt's evidence cell (-1: the cluster, when p.ke is 0).
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed_row, float* gamma, float r = 0.0f,
+                   int32_t cell = -1);
 // Soft: gamma_m = z . psi_m (then shifted by slope * r in logit space when p.psi_logit is set); evidence is read
-// in `cluster` (the nearest centroid) when p.evidence is set.
+// in `cell` when p.evidence is set.
 int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed_row, float* gamma, float r = 0.0f,
-                   int32_t cluster = -1);
+                   int32_t cell = -1);
 
-// clusters: n ids in [0, k). choice: n out. gamma: n x m out or null. resid: n or null.
+// clusters: n ids in [0, k). choice: n out. gamma: n x m out or null. resid, cells: n or null.
 Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads,
-                        const float* resid = nullptr);
-// Z: n x k membership weights (rows of the learned map; each row sums to 1). clusters (for evidence), resid: n or null.
+                        const float* resid = nullptr, const int32_t* cells = nullptr);
+// Z: n x k membership weights (rows of the learned map; each row sums to 1). cells (for evidence), resid: n or null.
 Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice, float* gamma, int threads,
-                        const float* resid = nullptr, const int32_t* clusters = nullptr);
+                        const float* resid = nullptr, const int32_t* cells = nullptr);
 
 // The argmin alone, over predicted errors the caller already has (n x m): every baseline and calibration decision
-// goes through the same rule as the router's. clusters (n, for evidence) may be null.
+// goes through the same rule as the router's. cells (n, for evidence) may be null.
 Status argmin_batch(const Pool& p, const float* gamma, size_t n, int32_t* choice, int threads,
-                    const int32_t* clusters = nullptr);
+                    const int32_t* cells = nullptr);
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 

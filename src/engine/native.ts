@@ -27,8 +27,12 @@ export interface NativeRouteArgs {
   psiLogit?: Float32Array;
   slope?: number;
   difficulty?: { w: Float32Array; w0: number; mu: Float32Array };
-  /** m x k flags: LLMs with evidence in the prompt's cluster are preferred. */
+  /** m x k (or m x evidenceCells) flags: LLMs with evidence in the prompt's cluster (cell) are preferred. */
   evidence?: Uint8Array | null;
+  evidenceCells?: number;
+  evidenceCentroids?: Float32Array;
+  /** Receives each prompt's evidence cell (with evidenceCells). */
+  cellOut?: Int32Array;
   choice: Int32Array;
   cluster: Int32Array;
   distance: Float32Array;
@@ -82,6 +86,9 @@ export interface NativeScoreArgs {
   psiLogit?: Float32Array;
   slope?: number;
   evidence?: Uint8Array | null;
+  evidenceCells?: number;
+  /** Per prompt evidence cell (with evidenceCells). */
+  cells?: Int32Array | null;
   /** Per prompt r = d − μ (with psiLogit). */
   resid?: Float32Array | null;
   choice: Int32Array;
@@ -97,7 +104,8 @@ export interface NativeArgminArgs {
   allowedPerRow?: boolean;
   k?: number;
   evidence?: Uint8Array | null;
-  clusters?: Int32Array;
+  evidenceCells?: number;
+  cells?: Int32Array;
   choice: Int32Array;
 }
 

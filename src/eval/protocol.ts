@@ -8,7 +8,7 @@ import { UnirouteError } from '../errors.js';
 import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
-import { clusterGrid } from '../router/fit.js';
+import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
 import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
 import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
@@ -181,14 +181,18 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
    * The shipped router for this split: the fitted parts (embedder, centroids, prior, map) and the unseen LLMs
    * added from their first v validation outcomes, exactly as `uniroute add-model` adds them.
    */
-  const unseenRouter = (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, valCl: Int32Array, v: number, a: number, map?: LearnedMap) => {
+  const cellCache = new Map<number, Awaited<ReturnType<typeof fitEvidenceCells>>>();
+  const unseenRouter = async (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, valCl: Int32Array, v: number, a: number, map?: LearnedMap) => {
     const prior: PsiPrior = priorOf(k, trainCl).prior;
     const clusterShare = new Float32Array(k);
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
-    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, map, minEvidence: opts.minEvidence });
+    if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, seed));
+    const cells = cellCache.get(k);
+    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
+    const valCells = router.cellsOf(Eva.subarray(0, v * D), valCl.subarray(0, v));
     unseen.forEach((name, j) => {
       const y = Float32Array.from({ length: v }, (_, i) => Yu_va[i * Mu + j]);
-      router.addModelFromClusters(name, cUnseen[j], valCl.subarray(0, v), y);
+      router.addModelFromClusters(name, cUnseen[j], valCl.subarray(0, v), y, valCells);
     });
     return router;
   };
@@ -251,9 +255,9 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       out.chosen.prior_strength = bestPrior;
     }
     const c = await clusters(bestK);
-    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
+    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
     if (methods.has('uniroute-kmeans-no-shrinkage'))
-      res['uniroute-kmeans-no-shrinkage'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
+      res['uniroute-kmeans-no-shrinkage'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
     if (methods.has('uniroute-learned-map')) {
       let params = mapCache.get(bestK);
       const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
@@ -277,7 +281,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         params = r.params;
         mapCache.set(bestK, params);
       }
-      res['uniroute-learned-map'] = result(shippedCurve(unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
+      res['uniroute-learned-map'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
     }
     if (methods.has('knn') && simAllTrain) {
       // k chosen the same way: neighbours among the v train prompts of each draw, evaluated on the same prompts

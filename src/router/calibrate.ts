@@ -27,7 +27,7 @@ export interface Calibration {
 export function routeStats(b: RouteBatch, lambda: number, allowed?: Uint8Array | null): { meanCost: number; predictedAccuracy: number } {
   const m = b.models.length;
   const n = b.choice.length;
-  const evidence = b.evidenceRule ? { flags: Uint8Array.from(b.counts, (c) => (c >= b.minEvidence ? 1 : 0)), k: b.k, clusters: b.cluster } : null;
+  const evidence = b.evidenceRule && b.evidenceFlags ? { flags: b.evidenceFlags, cells: b.evidenceStride, cellOf: b.cellOf } : null;
   const choice = argminRows(b.predictedError, b.costs, n, m, { lambda, allowed, evidence });
   let cost = 0;
   let acc = 0;

@@ -10,8 +10,8 @@ export interface ArgminOptions {
   lambda: number;
   /** null (all), m flags (shared) or n x m flags (per prompt). */
   allowed?: Uint8Array | null;
-  /** m x k evidence flags with each prompt's cluster. */
-  evidence?: { flags: Uint8Array; k: number; clusters: Int32Array } | null;
+  /** m x cells evidence flags with each prompt's evidence cell. */
+  evidence?: { flags: Uint8Array; cells: number; cellOf: Int32Array } | null;
 }
 
 /** Decisions for n prompts given their predicted errors (n x m): the index of the chosen LLM, or −1 when none is allowed. */
@@ -27,7 +27,7 @@ export function argminRows(predicted: Float32Array, costs: Float32Array, n: numb
       lambda: o.lambda,
       allowed,
       allowedPerRow: !!allowed && allowed.length === n * m && n * m !== m,
-      ...(o.evidence ? { evidence: o.evidence.flags, k: o.evidence.k, clusters: o.evidence.clusters } : {}),
+      ...(o.evidence ? { evidence: o.evidence.flags, k: o.evidence.cells, cells: o.evidence.cellOf } : {}),
       choice,
     }),
   );

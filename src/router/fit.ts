@@ -6,7 +6,7 @@ import { costPerQuery, permutation, type CostOptions, type Dataset } from '../da
 import { lambdaGrid } from '../eval/metrics.js';
 import { chooseClusters, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
-import { Router, type LearnedMap } from './router.js';
+import { Router, type EvidenceCells, type LearnedMap } from './router.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
 
@@ -33,8 +33,10 @@ export interface FitOptions extends CostOptions {
   mapEpochs?: number;
   /** The prompt-difficulty feature (default true): one logit slope on a ridge model of the embedding. */
   difficulty?: boolean;
-  /** Outcomes in a cluster below which an LLM has no evidence there (default 1; 0 disables). */
+  /** Outcomes in an evidence cell below which an LLM has no evidence there (default 1; 0 disables). */
   minEvidence?: number;
+  /** Evidence cells: a finer k-means partition that tells where an LLM has outcomes (default min(32, train/20); 0 = the clusters). */
+  evidenceCells?: number;
   /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
   embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
@@ -60,6 +62,20 @@ export function clusterGrid(nVal: number, nTrain: number): number[] {
   const g = ladder.filter((k) => k <= hi);
   if (g[g.length - 1] !== hi && hi <= 256) g.push(hi);
   return g;
+}
+
+/**
+ * The evidence cells: a finer k-means partition than the clusters (default min(32, n/20) cells), so that an LLM
+ * graded on one kind of prompt is not taken to have evidence on another kind that shares its cluster. Undefined
+ * when it would be no finer than the K clusters.
+ */
+export async function fitEvidenceCells(E: Float32Array, n: number, D: number, K: number, seed: number, count?: number): Promise<EvidenceCells | undefined> {
+  const want = count ?? Math.min(32, Math.floor(n / 20));
+  if (!(want > K) || want > n) return undefined;
+  const km = await callAsync(() => native().kmeans(E, n, D, want, { seed: seed + 101, nInit: 2 }));
+  const share = new Float32Array(want);
+  for (const c of km.assignments) share[c] += 1 / n;
+  return { centroids: km.centroids, count: want, share };
 }
 
 export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ router: Router; report: FitReport }> {
@@ -194,6 +210,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const km = await cluster(K);
   progress('clusters', 1, 1);
   const { prior } = priorFor(km.assignments, K);
+  if (opts.evidenceCells !== undefined && !(Number.isInteger(opts.evidenceCells) && opts.evidenceCells >= 0))
+    throw new UnirouteError('INVALID_ARGUMENT', `evidenceCells must be a whole number >= 0 (got ${opts.evidenceCells})`);
+  const cells = opts.evidenceCells === 0 ? undefined : await fitEvidenceCells(trainEmb, trainTexts.length, D, K, seed, opts.evidenceCells);
   const clusterShare = new Float32Array(K);
   for (const c of km.assignments) clusterShare[c] += 1 / km.assignments.length;
   let map: LearnedMap | undefined;
@@ -211,6 +230,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     priorStrength,
     prior,
     clusterShare,
+    cells,
     minEvidence: opts.minEvidence,
     info: {
       fittedAt: new Date().toISOString(),
@@ -222,6 +242,8 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     },
   });
   const valClusters = assign(valEmb, km.centroids, K);
+  const valCells = cells ? assign(valEmb, cells.centroids, cells.count) : undefined;
+  const trainCells = cells ? assign(trainEmb, cells.centroids, cells.count) : undefined;
   const reportModels: FitReport['models'] = [];
   models.forEach((m, j) => {
     progress('profiles', j, M);
@@ -231,9 +253,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     if (seen === 0) {
       // an LLM with no validation outcome falls back to its training outcomes rather than being dropped
       const tc = km.assignments;
-      info = router.addModelFromClusters(m, costs[j], tc, column(trainY, j));
+      info = router.addModelFromClusters(m, costs[j], tc, column(trainY, j), trainCells);
     } else {
-      info = router.addModelFromClusters(m, costs[j], valClusters, y);
+      info = router.addModelFromClusters(m, costs[j], valClusters, y, valCells);
     }
     reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen, coverage: info.coverage });
   });

@@ -29,6 +29,16 @@ import { calibrateLambda, type Calibration, type CalibrationTarget } from './cal
 export interface PoolEntry extends OutcomeStats {
   name: string;
   costPerQuery: number;
+  /** Outcomes per evidence cell (a finer partition than the clusters), when the model has cells. */
+  cellCounts?: Float32Array;
+}
+
+/** A finer partition of the prompt space than the clusters, used only to tell where an LLM has outcomes. */
+export interface EvidenceCells {
+  centroids: Float32Array;
+  count: number;
+  /** Share of the train prompts in each cell. */
+  share: Float32Array;
 }
 
 export interface ModelInfo {
@@ -40,7 +50,7 @@ export interface ModelInfo {
   errorVector: number[];
   /** Outcomes per cluster. */
   counts: number[];
-  /** Share of the fitted prompts that fall in clusters where this LLM has evidence (>= minEvidence outcomes). */
+  /** Share of the fitted prompts that fall in cells (or clusters) where this LLM has evidence (>= minEvidence outcomes). */
   coverage: number;
 }
 
@@ -86,13 +96,17 @@ export interface RouteBatch {
   minEvidence: number;
   /** Whether this batch's decisions preferred candidates with evidence. */
   evidenceRule: boolean;
+  /** The snapshot's evidence flags (m x evidenceStride; null when minEvidence is 0) and each prompt's column in them. */
+  evidenceFlags: Uint8Array | null;
+  evidenceStride: number;
+  cellOf: Int32Array;
 }
 
 export interface Candidate {
   model: string;
   predictedError: number;
   cost: number;
-  /** The LLM's outcomes in the prompt's cluster, and whether they count as evidence (>= minEvidence). */
+  /** The LLM's outcomes in the prompt's cluster, and whether it has evidence where the prompt lies (its cell). */
   outcomes: number;
   evidence: boolean;
   /** An approximate 95 % interval of the predicted error (the posterior of Ψ in the cluster, ± 1.96 sd). */
@@ -114,12 +128,34 @@ interface Snapshot {
   psi: Float32Array;
   sd: Float32Array;
   counts: Float32Array;
-  /** logit Ψ (with a difficulty model), evidence flags (m x k, with minEvidence > 0). */
+  /** logit Ψ (with a difficulty model), evidence flags (m x cells or m x k, with minEvidence > 0). */
   psiLogit: Float32Array | null;
   evidence: Uint8Array | null;
   cost: Float32Array;
   /** Ψ + κ·sd (and its logit) per κ asked for, a few kept. */
   risky: Map<number, { psi: Float32Array; psiLogit: Float32Array | null }>;
+}
+
+/**
+ * Where an LLM has evidence, by cell: at least minEvidence outcomes, and outcomes per unit of prompt mass
+ * (count / share) at least EVIDENCE_DENSITY of the LLM's own typical rate (the median over the cells it touched).
+ * An LLM sampled from the whole prompt distribution has about the same rate everywhere; one graded on a single
+ * benchmark has its full rate on that benchmark's cells and a small one in cells it only grazes (a few prompts of
+ * its benchmark in a cell of another), where it has no evidence.
+ */
+export const EVIDENCE_DENSITY = 0.3;
+export function evidenceFlags(cellCounts: Float32Array, share: Float32Array, minEvidence: number): Uint8Array {
+  const E = cellCounts.length;
+  const rates: number[] = [];
+  for (let c = 0; c < E; c++) if (cellCounts[c] > 0 && share[c] > 0) rates.push(cellCounts[c] / share[c]);
+  rates.sort((a, b) => a - b);
+  const typical = rates.length ? rates[Math.floor((rates.length - 1) / 2)] : 0;
+  const out = new Uint8Array(E);
+  for (let c = 0; c < E; c++) {
+    const n = cellCounts[c];
+    out[c] = n >= minEvidence && n > 0 && (share[c] <= 0 || n / share[c] >= EVIDENCE_DENSITY * typical) ? 1 : 0;
+  }
+  return out;
 }
 
 const logitOf = (psi: Float32Array) => psi.map((p) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p))));
@@ -144,7 +180,9 @@ export interface RouterState {
   prior?: PsiPrior;
   /** Share of the train prompts in each cluster (for coverage). */
   clusterShare?: Float32Array;
-  /** Outcomes in a cluster below which an LLM has no evidence there (default 1; 0 disables). */
+  /** Evidence cells (default: the clusters themselves). */
+  cells?: EvidenceCells;
+  /** Outcomes in a cell below which an LLM has no evidence there (default 1; 0 disables). */
   minEvidence?: number;
 }
 
@@ -160,6 +198,7 @@ export class Router {
   readonly map: LearnedMap | undefined;
   readonly prior: PsiPrior | undefined;
   readonly clusterShare: Float32Array | undefined;
+  readonly cells: EvidenceCells | undefined;
   minEvidence: number;
   private pool: PoolEntry[] = [];
   private snap: Snapshot | undefined;
@@ -190,6 +229,14 @@ export class Router {
     if (s.clusterShare && s.clusterShare.length !== this.k)
       throw new UnirouteError('DIMENSION_MISMATCH', `clusterShare has ${s.clusterShare.length} values for ${this.k} clusters`);
     this.clusterShare = s.clusterShare;
+    if (s.cells) {
+      const c = s.cells;
+      if (!Number.isInteger(c.count) || c.count < 1 || c.centroids.length !== c.count * this.dim || c.share.length !== c.count)
+        throw new UnirouteError('DIMENSION_MISMATCH', `evidence cells: ${c.count} cells need ${c.count} x ${this.dim} centroids and ${c.count} shares`);
+      for (let i = 0; i < c.centroids.length; i++)
+        if (!Number.isFinite(c.centroids[i])) throw new UnirouteError('NON_FINITE', `evidence cell centroids have a non-finite value at ${i}`);
+    }
+    this.cells = s.cells;
     this.minEvidence = s.minEvidence ?? 1;
     checkMinEvidence(this.minEvidence);
     for (const e of s.pool ?? []) this.insert(e);
@@ -221,12 +268,27 @@ export class Router {
     };
   }
 
-  /** Share of the fitted prompts in clusters where the stats hold evidence (uniform shares without a record). */
-  coverageOf(e: OutcomeStats): number {
+  /** Share of the fitted prompts in cells (or clusters) where the LLM has evidence (uniform shares without a record). */
+  coverageOf(e: OutcomeStats & { cellCounts?: Float32Array }): number {
     const need = Math.max(this.minEvidence, 1e-9);
     let cov = 0;
-    for (let c = 0; c < this.k; c++) if (e.counts[c] >= need) cov += this.clusterShare ? this.clusterShare[c] : 1 / this.k;
+    if (this.cells && e.cellCounts) {
+      const f = evidenceFlags(e.cellCounts, this.cells.share, need);
+      for (let c = 0; c < f.length; c++) if (f[c]) cov += this.cells.share[c];
+    } else {
+      for (let c = 0; c < this.k; c++) if (e.counts[c] >= need) cov += this.clusterShare ? this.clusterShare[c] : 1 / this.k;
+    }
     return Math.min(1, cov);
+  }
+
+  /** The evidence cell of each row of embeddings (the cluster when the model has no cells). */
+  cellsOf(embeddings: Float32Array, clusters: Int32Array): Int32Array {
+    if (!this.cells) return clusters;
+    const n = embeddings.length / this.dim;
+    const out = new Int32Array(n);
+    const c = this.cells;
+    if (n > 0) call(() => native().assignSync(embeddings, n, this.dim, c.centroids, c.count, out, null));
+    return out;
   }
 
   /** Adds an LLM from its outcomes on validation prompts (texts, or embeddings for a precomputed router). */
@@ -243,30 +305,43 @@ export class Router {
       if (!(y >= 0 && y <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `outcomes[${i}].correct must be a number in [0, 1]`);
       correct[i] = y;
     });
-    let clusters: Int32Array;
+    let emb: Float32Array;
     if (this.hashed) {
       const texts = outcomes.map((o) => o.text as string);
       checkTexts(texts, 'outcomes[].text');
-      clusters = (await this.assignTexts(texts)).cluster;
+      emb = await this.hashed.embed(texts);
     } else {
       const rows = outcomes.map((o, i) => {
         if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `outcomes[${i}].embedding is required by a precomputed-embedding router`);
         return o.embedding;
       });
-      clusters = this.assignEmbeddings(embeddingsFromRows(rows, this.dim, 'outcomes[].embedding')).cluster;
+      emb = embeddingsFromRows(rows, this.dim, 'outcomes[].embedding');
     }
-    return this.addModelFromClusters(name, opts.costPerQuery, clusters, correct);
+    const clusters = this.assignEmbeddings(emb).cluster;
+    return this.addModelFromClusters(name, opts.costPerQuery, clusters, correct, this.cells ? this.cellsOf(emb, clusters) : undefined);
   }
 
-  /** Adds an LLM from the cluster ids of its validation prompts and its outcomes on them (NaN = no outcome). */
-  addModelFromClusters(name: string, costPerQuery: number, clusters: Int32Array, correct: Float32Array): ModelInfo {
+  /**
+   * Adds an LLM from the cluster ids of its validation prompts and its outcomes on them (NaN = no outcome), with
+   * the prompts' evidence cells when the model has cells (without them, the LLM counts as having evidence in every
+   * cell of a cluster where it has outcomes).
+   */
+  addModelFromClusters(name: string, costPerQuery: number, clusters: Int32Array, correct: Float32Array, cells?: Int32Array): ModelInfo {
     checkName(name);
     if (this.has(name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${name}" is already in the pool; remove it first`);
     checkCost(name, costPerQuery);
     const stats = statsOf(this.k, clusters, correct);
     if (!(totalOutcomes(stats) > 0))
       throw new UnirouteError('INVALID_ARGUMENT', `LLM "${name}" has no usable outcome`);
-    const e = { name, costPerQuery, ...stats };
+    const e: PoolEntry = { name, costPerQuery, ...stats };
+    if (this.cells && cells) {
+      if (cells.length !== clusters.length) throw new UnirouteError('DIMENSION_MISMATCH', `${cells.length} evidence cells for ${clusters.length} outcomes`);
+      e.cellCounts = new Float32Array(this.cells.count);
+      cells.forEach((c, i) => {
+        if (!(c >= 0 && c < this.cells!.count)) throw new UnirouteError('INVALID_ARGUMENT', `evidence cell ${c} at ${i} is outside [0, ${this.cells!.count})`);
+        if (!Number.isNaN(correct[i])) e.cellCounts![c] += 1;
+      });
+    }
     this.insert(e);
     return this.info_(e);
   }
@@ -282,7 +357,7 @@ export class Router {
   exportModel(name: string): PoolEntry {
     const e = this.pool.find((x) => x.name === name);
     if (!e) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
-    return { ...e, errorSums: e.errorSums.slice(), counts: e.counts.slice() };
+    return { ...e, errorSums: e.errorSums.slice(), counts: e.counts.slice(), ...(e.cellCounts ? { cellCounts: e.cellCounts.slice() } : {}) };
   }
 
   importModel(e: PoolEntry): void {
@@ -309,6 +384,12 @@ export class Router {
     if (e.errorSums.length !== this.k || e.counts.length !== this.k)
       throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has statistics for ${e.counts.length} clusters; the router has ${this.k}`);
     checkStats(e, this.k);
+    if (e.cellCounts !== undefined) {
+      if (!this.cells || !(e.cellCounts instanceof Float32Array) || e.cellCounts.length !== this.cells.count)
+        throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has evidence counts for ${e.cellCounts?.length} cells; the router has ${this.cells?.count ?? 0}`);
+      if (!e.cellCounts.every((v) => Number.isFinite(v) && v >= 0))
+        throw new UnirouteError('INVALID_ARGUMENT', `LLM "${e.name}" has an evidence count that is negative or not finite`);
+    }
     this.pool = [...this.pool, e];
     this.snap = undefined;
   }
@@ -330,7 +411,16 @@ export class Router {
       cost[j] = e.costPerQuery;
     });
     let evidence: Uint8Array | null = null;
-    if (this.minEvidence > 0) evidence = Uint8Array.from(counts, (c) => (c >= this.minEvidence ? 1 : 0));
+    const E = this.cells?.count ?? K;
+    if (this.minEvidence > 0) {
+      evidence = new Uint8Array(m * E);
+      this.pool.forEach((e, j) => {
+        const row = evidence!.subarray(j * E, (j + 1) * E);
+        if (!this.cells) for (let c = 0; c < K; c++) row[c] = e.counts[c] >= this.minEvidence ? 1 : 0;
+        else if (e.cellCounts) row.set(evidenceFlags(e.cellCounts, this.cells.share, this.minEvidence));
+        else row.fill(1); // an entry from before the cells: evidence everywhere, as before
+      });
+    }
     const names = this.pool.map((e) => e.name);
     this.snap = {
       names,
@@ -410,6 +500,7 @@ export class Router {
         cluster: new Int32Array(n),
         distance: new Float32Array(n),
         gamma: new Float32Array(n * m),
+        cell: new Int32Array(this.cells ? n : 0),
       },
     };
   }
@@ -429,6 +520,9 @@ export class Router {
       k: this.k,
       minEvidence: this.minEvidence,
       evidenceRule: !!p.evidence,
+      evidenceFlags: p.s.evidence,
+      evidenceStride: this.cells?.count ?? this.k,
+      cellOf: this.cells ? p.out.cell : p.out.cluster,
     };
   }
 
@@ -443,6 +537,7 @@ export class Router {
       allowed: p.allowed,
       allowedPerRow: p.allowedPerRow,
       evidence: p.evidence,
+      ...(p.evidence && this.cells ? { evidenceCells: this.cells.count } : {}),
       ...(d && p.psiLogit ? { psiLogit: p.psiLogit, slope: d.slope } : {}),
     };
   }
@@ -455,7 +550,11 @@ export class Router {
       k: this.k,
       ...this.poolArgs(p),
       ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...p.out,
+      ...(this.cells ? { evidenceCells: this.cells.count, evidenceCentroids: this.cells.centroids, cellOut: p.out.cell } : {}),
+      choice: p.out.choice,
+      cluster: p.out.cluster,
+      distance: p.out.distance,
+      gamma: p.out.gamma,
     };
   }
 
@@ -500,6 +599,8 @@ export class Router {
       call(() => native().mlpForward(map.params, map.config, embeddings, n, membership!));
     }
     const resid = n > 0 ? this.residuals(embeddings, p.out.cluster, membership) : null;
+    if (this.cells && n > 0) p.out.cell.set(this.cellsOf(embeddings, p.out.cluster));
+    // (texts: the fused kernel writes the cells)
     if (n > 0)
       call(() =>
         native().scoreSync({
@@ -508,6 +609,7 @@ export class Router {
           k: this.k,
           ...this.poolArgs(p),
           resid: p.psiLogit ? resid : null,
+          ...(p.evidence && this.cells ? { cells: p.out.cell } : {}),
           choice: p.out.choice,
           gamma: p.out.gamma,
         }),
@@ -587,6 +689,15 @@ export class Router {
       }
     }
     if (this.clusterShare) tensors['prior.cluster_share'] = { data: this.clusterShare, shape: [this.k] };
+    if (this.cells) {
+      const E = this.cells.count;
+      tensors['evidence.centroids'] = { data: this.cells.centroids, shape: [E, this.dim] };
+      tensors['evidence.share'] = { data: this.cells.share, shape: [E] };
+      // -1 marks an entry with no cell counts (evidence everywhere)
+      const cc = new Float32Array(m * E);
+      this.pool.forEach((e, j) => (e.cellCounts ? cc.set(e.cellCounts, j * E) : cc.fill(-1, j * E, (j + 1) * E)));
+      tensors['pool.cell_counts'] = { data: cc, shape: [m, E] };
+    }
     if (this.hashed) {
       const B = 2 ** (this.embedderSpec as HashedEmbedderSpec).bucketsLog2;
       tensors['embedder.projection'] = { data: this.hashed.projection, shape: [B, this.dim] };
@@ -598,6 +709,7 @@ export class Router {
       priorStrength: this.priorStrength,
       defaultLambda: this.defaultLambda,
       minEvidence: this.minEvidence,
+      ...(this.cells ? { evidenceCells: this.cells.count } : {}),
       ...(this.prior?.difficulty ? { difficulty: { w0: this.prior.difficulty.w0, slope: this.prior.difficulty.slope } } : {}),
       pool: this.pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
       clusterMap: this.map ? { kind: 'learned', config: this.map.config } : { kind: 'nearest-centroid' },
@@ -658,6 +770,14 @@ export class Router {
       }
     }
     const clusterShare = tensors['prior.cluster_share'] ? (need('prior.cluster_share', k) as Float32Array) : undefined;
+    let cells: EvidenceCells | undefined;
+    let cellCounts: Float32Array | undefined;
+    if (tensors['evidence.centroids']) {
+      const E = manifest.evidenceCells;
+      if (!Number.isInteger(E) || E < 1) bad('evidenceCells is missing or not a positive integer');
+      cells = { count: E, centroids: need('evidence.centroids', E * spec.dim) as Float32Array, share: need('evidence.share', E) as Float32Array };
+      cellCounts = need('pool.cell_counts', pool.length * E) as Float32Array;
+    }
     return new Router({
       embedder: spec,
       hashed,
@@ -666,6 +786,7 @@ export class Router {
       k,
       prior,
       clusterShare,
+      cells,
       minEvidence: manifest.minEvidence ?? 1,
       priorStrength: manifest.priorStrength ?? 0,
       defaultLambda: manifest.defaultLambda ?? 0,
@@ -675,6 +796,7 @@ export class Router {
         costPerQuery: p.costPerQuery,
         errorSums: sums.slice(j * k, (j + 1) * k),
         counts: counts.slice(j * k, (j + 1) * k),
+        ...(cells && cellCounts && cellCounts[j * cells.count] >= 0 ? { cellCounts: cellCounts.slice(j * cells.count, (j + 1) * cells.count) } : {}),
       })),
     });
   }
@@ -745,7 +867,7 @@ export function explainRow(b: RouteBatch, i: number): RouteDecision {
       predictedError: b.predictedError[i * m + j],
       cost: b.costs[j],
       outcomes: n,
-      evidence: n >= b.minEvidence,
+      evidence: b.evidenceFlags ? b.evidenceFlags[j * b.evidenceStride + b.cellOf[i]] === 1 : true,
       interval: [move(lo), move(hi)],
     };
   });
