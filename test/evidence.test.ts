@@ -1,0 +1,245 @@
+/**
+ * Ψ from evidence: the two-factor prior, the prompt-difficulty slope, the posterior and risk, the evidence rule,
+ * and that every way of routing (texts, embeddings, the eval protocol's curve) makes the same decisions.
+ */
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { loadDataset } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Router, explain } from '../src/router/router.js';
+import { defaultRouterPath } from '../src/defaults.js';
+import {
+  fitClusterLogits,
+  fitDifficulty,
+  gammaOf,
+  psiRow,
+  sigmoid,
+  statsOf,
+  type PsiPrior,
+} from '../src/router/evidence.js';
+import { argminRows } from '../src/router/decide.js';
+import { mulberry32 } from '../src/engine/reference.js';
+import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, makeSyntheticDataset, randomTexts } from './helpers.js';
+
+/** A router on 2-d precomputed embeddings with two clusters at (1, 0) and (0, 1). */
+function tinyRouter(prior?: PsiPrior, extra: Partial<ConstructorParameters<typeof Router>[0]> = {}) {
+  return new Router({
+    embedder: { kind: 'precomputed', dim: 2 },
+    centroids: Float32Array.from([1, 0, 0, 1]),
+    k: 2,
+    priorStrength: 4,
+    prior,
+    ...extra,
+  });
+}
+const at = (rows: number[][]) => Float32Array.from(rows.flat());
+
+describe('the two-factor cluster prior', () => {
+  it('recovers which cluster is hard and which LLM is strong from incomplete outcomes', () => {
+    const rand = mulberry32(5);
+    const beta = [-2, 0.5, 1.5];
+    const alpha = [-1, 0, 1];
+    const n = 3000;
+    const clusters = Int32Array.from({ length: n }, (_, i) => i % 3);
+    const Y = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < 3; j++) {
+        // LLM 2 has no outcome in cluster 2
+        Y[i * 3 + j] = j === 2 && clusters[i] === 2 ? NaN : rand() < sigmoid(beta[clusters[i]] + alpha[j]) ? 0 : 1;
+      }
+    const fit = fitClusterLogits(clusters, Y, 3, 3);
+    expect(fit.beta[0]).toBeLessThan(fit.beta[1]);
+    expect(fit.beta[1]).toBeLessThan(fit.beta[2]);
+    expect(fit.alpha[0]).toBeLessThan(fit.alpha[1]);
+    expect(fit.alpha[1]).toBeLessThan(fit.alpha[2]);
+    // the weak LLM's predicted error in the cluster it never saw comes from that cluster's difficulty
+    const s = statsOf(3, Array.from(clusters).filter((c) => c !== 2), Array.from({ length: 2000 }, (_, t) => Y[[...clusters.keys()].filter((i) => clusters[i] !== 2)[t] * 3 + 2]));
+    const row = psiRow(s, 4, { clusterLogit: fit.beta });
+    const truth = sigmoid(beta[2] + alpha[2]);
+    const overall = (s.errorSums[0] + s.errorSums[1]) / (s.counts[0] + s.counts[1]);
+    expect(Math.abs(row.psi[2] - truth)).toBeLessThan(0.08);
+    expect(Math.abs(row.psi[2] - truth)).toBeLessThan(Math.abs(overall - truth) / 3);
+  });
+
+  it('without a prior, an empty cluster takes the overall error (routers fitted before it)', () => {
+    const s = statsOf(3, [0, 0, 1], [1, 0, 0]);
+    expect(psiRow(s, 0).psi[2]).toBeCloseTo(2 / 3, 6);
+  });
+});
+
+describe('the posterior of Ψ', () => {
+  it('its interval narrows as outcomes are added', () => {
+    const widths = [4, 40, 400].map((n) => {
+      const s = statsOf(1, new Array(n).fill(0), Array.from({ length: n }, (_, i) => (i % 4 === 0 ? 0 : 1)));
+      return psiRow(s, 4).sd[0];
+    });
+    expect(widths[1]).toBeLessThan(widths[0]);
+    expect(widths[2]).toBeLessThan(widths[1]);
+  });
+
+  it('risk changes a decision where evidence is thin, and the explanation shows the outcomes behind it', () => {
+    const r = tinyRouter(undefined, { priorStrength: 1 });
+    // thin: 3 outcomes, all correct; thick: 300 outcomes, 90 % correct; same cost
+    r.addModelFromClusters('thin', 1, Int32Array.from([0, 0, 0, 1]), Float32Array.from([1, 1, 1, 0]));
+    const thick = Array.from({ length: 300 }, (_, i) => (i % 10 === 0 ? 0 : 1));
+    r.addModelFromClusters('thick', 1, new Int32Array(300 + 300).fill(0).fill(1, 300), Float32Array.from([...thick, ...thick]));
+    const x = at([[1, 0]]);
+    expect(r.routeEmbeddings(x, { lambda: 0 }).choice[0]).toBe(0);
+    expect(r.routeEmbeddings(x, { lambda: 0, risk: 2 }).choice[0]).toBe(1);
+    const [d] = explain(r.routeEmbeddings(x, { lambda: 0 }));
+    expect(d.candidates.map((c) => c.outcomes)).toEqual([3, 300]);
+    const [lo0, hi0] = d.candidates[0].interval;
+    const [lo1, hi1] = d.candidates[1].interval;
+    expect(hi0 - lo0).toBeGreaterThan(3 * (hi1 - lo1));
+    expect(lo0).toBeLessThanOrEqual(d.candidates[0].predictedError);
+    expect(hi0).toBeGreaterThanOrEqual(d.candidates[0].predictedError);
+    expect(() => r.routeEmbeddings(x, { risk: -1 })).toThrow(/risk/);
+  });
+});
+
+describe('evidence first', () => {
+  it('an LLM with no outcome in a cluster is not preferred there, unless evidence is ignored or nobody has any', () => {
+    const r = tinyRouter({ clusterLogit: Float32Array.from([0, 0]) });
+    // "specialist" was only graded in cluster 0, where it is perfect; "generalist" in both, 70 % correct
+    r.addModelFromClusters('specialist', 0.1, new Int32Array(50), new Float32Array(50).fill(1));
+    const g = Array.from({ length: 100 }, (_, i) => (i % 10 < 7 ? 1 : 0));
+    r.addModelFromClusters('generalist', 0.1, Int32Array.from({ length: 100 }, (_, i) => i % 2), Float32Array.from(g));
+    const x = at([[1, 0], [0, 1]]);
+    const pref = r.routeEmbeddings(x, { lambda: 0 });
+    expect(Array.from(pref.choice)).toEqual([0, 1]);
+    // ignoring evidence, the specialist's strong ability carries it into cluster 1 through the prior
+    const ign = r.routeEmbeddings(x, { lambda: 0, evidence: 'ignore' });
+    expect(ign.choice[1]).toBe(0);
+    // only the specialist allowed: it is chosen even without evidence
+    expect(r.routeEmbeddings(x, { lambda: 0, models: ['specialist'] }).choice[1]).toBe(0);
+    const [, d1] = explain(pref);
+    expect(d1.candidates[0]).toMatchObject({ model: 'specialist', outcomes: 0, evidence: false });
+    expect(d1.candidates[1]).toMatchObject({ model: 'generalist', evidence: true });
+    expect(r.models()[0].coverage).toBeLessThan(0.6);
+  });
+
+  it('the engine argmin keeps the tie rule: lower score, then lower cost, then the first listed', () => {
+    const costs = Float32Array.from([1, 0.5, 0.5]);
+    const g = Float32Array.from([0.2, 0.2, 0.2, 0.3, 0.3, 0.3]);
+    expect(Array.from(argminRows(g, costs, 2, 3, { lambda: 0 }))).toEqual([1, 1]);
+    expect(Array.from(argminRows(g, costs, 2, 3, { lambda: 0, allowed: Uint8Array.from([1, 0, 1]) }))).toEqual([2, 2]);
+    // at a huge lambda the predicted errors still break a tie in cost (scores in double)
+    const g2 = Float32Array.from([0.3, 0.1]);
+    expect(argminRows(g2, Float32Array.from([0.1, 0.1]), 1, 2, { lambda: 1e9 })[0]).toBe(1);
+  });
+});
+
+describe('prompt difficulty', () => {
+  it('the ridge model finds a planted difficulty direction, with its strength chosen by cross-validation', () => {
+    const rand = mulberry32(9);
+    const n = 800;
+    const D = 8;
+    const E = Float32Array.from({ length: n * D }, () => rand() - 0.5);
+    const Y = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) for (let j = 0; j < 3; j++) Y[i * 3 + j] = rand() < sigmoid(3 * E[i * D] + j - 1) ? 0 : 1;
+    const dm = fitDifficulty(E, D, Y, 3, 1);
+    expect(dm.r2).toBeGreaterThan(0.2);
+    expect(Math.abs(dm.w[0])).toBeGreaterThan(5 * Math.max(...Array.from(dm.w.subarray(1), Math.abs)));
+  });
+
+  it('a fitted router with a difficulty slope predicts the same errors through texts and embeddings, and as the formula says', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(900, 21));
+    const { router, report } = await fitRouter(ds, { seed: 3, embedder: { bucketsLog2: 14, dim: 32 } });
+    expect(router.prior?.difficulty).toBeDefined();
+    expect(report.difficulty).toBeDefined();
+    const texts = randomTexts(300, 5);
+    const a = await router.routeBatch(texts, { lambda: 0.05 });
+    const emb = await router.hashed!.embed(texts);
+    const b = router.routeEmbeddings(emb, { lambda: 0.05 });
+    expect(Array.from(b.choice)).toEqual(Array.from(a.choice));
+    expect(Array.from(b.cluster)).toEqual(Array.from(a.cluster));
+    for (let t = 0; t < a.predictedError.length; t++) expect(b.predictedError[t]).toBeCloseTo(a.predictedError[t], 5);
+    const r = router.residuals(emb, b.cluster)!;
+    const m = b.models.length;
+    const g = gammaOf(router.snapshot().psi, b.cluster, router.k, m, router.prior!.difficulty!.slope, r);
+    for (let t = 0; t < g.length; t++) expect(a.predictedError[t]).toBeCloseTo(g[t], 5);
+    // the difficulty term moves predictions within a cluster
+    const inCluster0 = [...b.cluster.keys()].filter((i) => b.cluster[i] === b.cluster[0]);
+    const spread = new Set(inCluster0.map((i) => a.predictedError[i * m].toFixed(6)));
+    expect(spread.size).toBeGreaterThan(1);
+    // and survives a save / load
+    const again = Router.fromArtifact(router.toArtifact(), 'mem');
+    const c = await again.routeBatch(texts, { lambda: 0.05 });
+    expect(Array.from(c.choice)).toEqual(Array.from(a.choice));
+    expect(Array.from(c.predictedError)).toEqual(Array.from(a.predictedError));
+  });
+});
+
+describe('statistics are checked on every path', () => {
+  it('NaN sums, negative counts or sums above counts are refused', () => {
+    const r = tinyRouter();
+    const bad = (errorSums: number[], counts: number[]) => () =>
+      r.importModel({ name: 'x', costPerQuery: 1, errorSums: Float32Array.from(errorSums), counts: Float32Array.from(counts) });
+    expect(bad([NaN, 0], [1, 1])).toThrow(/invalid statistics/);
+    expect(bad([0, 0], [-1, 1])).toThrow(/invalid statistics/);
+    expect(bad([3, 0], [1, 1])).toThrow(/invalid statistics/);
+    expect(r.size).toBe(0);
+  });
+});
+
+if (!HAS_SHARED_DATA) console.warn(SKIP_REASON);
+
+describe.skipIf(!HAS_SHARED_DATA)('coverage on real data', () => {
+  it('the built-in router sends >= 95 % of each data set\'s prompts to LLMs with outcomes on that prompt\'s benchmark', async () => {
+    const router = await Router.load(defaultRouterPath());
+    for (const name of ['routerbench', 'zeroeval']) {
+      const ds = await loadDataset(join(SHARED_DATA, name));
+      const has = new Map<string, Set<string>>();
+      for (const m of ds.models) {
+        const o = ds.outcomes.get(m)!;
+        ds.prompts.forEach((p, i) => {
+          if (Number.isNaN(o[i])) return;
+          if (!has.has(p.benchmark!)) has.set(p.benchmark!, new Set());
+          has.get(p.benchmark!)!.add(m);
+        });
+      }
+      for (const lambda of [0, 50, 1000]) {
+        const b = await router.routeBatch(ds.prompts.map((p) => p.text), { lambda });
+        let ok = 0;
+        ds.prompts.forEach((p, i) => (ok += has.get(p.benchmark!)!.has(b.models[b.choice[i]]) ? 1 : 0));
+        console.log(`built-in router, ${name}, lambda ${lambda}: ${((100 * ok) / ds.prompts.length).toFixed(1)} % to LLMs with outcomes on the benchmark`);
+        expect(ok / ds.prompts.length).toBeGreaterThanOrEqual(0.95);
+      }
+    }
+  }, 60_000);
+
+  it('zeroeval: an LLM graded on one benchmark only is predicted on the others from evidence, closer than a copy of its overall error', async () => {
+    const ds = await loadDataset(join(SHARED_DATA, 'zeroeval'));
+    const complete = ds.models.filter((m) => ds.outcomes.get(m)!.every((v) => !Number.isNaN(v)));
+    const held = complete.filter((_, i) => i % 6 === 1).slice(0, 5);
+    const { router } = await fitRouter(ds, { seed: 1, pricePerBillionParams: 0.0125, trainModels: ds.models.filter((m) => !held.includes(m)) });
+    const texts = ds.prompts.map((p) => p.text);
+    const emb = await router.hashed!.embed(texts);
+    const { cluster } = router.assignEmbeddings(emb);
+    let maeNew = 0;
+    let maeCopy = 0;
+    let cells = 0;
+    for (const m of held) {
+      const o = ds.outcomes.get(m)!;
+      const gsm = [...ds.prompts.keys()].filter((i) => ds.prompts[i].benchmark === 'gsm');
+      await router.addModel(m, { costPerQuery: 0.001, outcomes: gsm.map((i) => ({ text: texts[i], correct: o[i] })) });
+      const copy = gsm.reduce((a, i) => a + 1 - o[i], 0) / gsm.length;
+      const psi = router.models().find((x) => x.name === m)!.errorVector;
+      // per (cluster, other benchmark) cell: the mean true error of the LLM against the prediction
+      for (const bench of ['crux', 'math-l5'])
+        for (let k = 0; k < router.k; k++) {
+          const idx = [...ds.prompts.keys()].filter((i) => ds.prompts[i].benchmark === bench && cluster[i] === k);
+          if (idx.length < 20) continue;
+          const truth = idx.reduce((a, i) => a + 1 - o[i], 0) / idx.length;
+          maeNew += Math.abs(psi[k] - truth);
+          maeCopy += Math.abs(copy - truth);
+          cells++;
+        }
+      router.removeModel(m);
+    }
+    maeNew /= cells;
+    maeCopy /= cells;
+    console.log(`held-out benchmarks, ${held.length} LLMs graded on GSM8K only: MAE of Ψ ${maeNew.toFixed(4)} vs overall-error copy ${maeCopy.toFixed(4)} (${cells} cluster x benchmark cells)`);
+    expect(maeNew).toBeLessThan(maeCopy);
+  }, 120_000);
+});
