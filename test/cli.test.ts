@@ -25,7 +25,7 @@ beforeAll(() => {
 
 describe('uniroute CLI', () => {
   it('--help on every command', () => {
-    for (const cmd of [[], ['fit'], ['add-model'], ['remove-model'], ['models'], ['route'], ['info']]) {
+    for (const cmd of [[], ['fit'], ['add-model'], ['remove-model'], ['models'], ['route'], ['info'], ['suggest-labels']]) {
       const r = run([...cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/Usage: uniroute/);
@@ -56,6 +56,27 @@ describe('uniroute CLI', () => {
     const first = JSON.parse(explained.out.split('\n')[0]);
     expect(Object.keys(first.candidates)).toHaveLength(5);
     expect(['big-all', 'mid-all']).toContain(first.model);
+    // each candidate: predicted error, cost, its outcomes in the prompt's cluster, evidence, a 95 % interval
+    for (const c of Object.values<any>(first.candidates)) {
+      expect(Object.keys(c).sort()).toEqual(['cost', 'evidence', 'interval', 'outcomes', 'predicted_error']);
+      expect(c.interval[0]).toBeLessThanOrEqual(c.predicted_error + 1e-5);
+      expect(c.interval[1]).toBeGreaterThanOrEqual(c.predicted_error - 1e-5);
+    }
+    // risk aversion moves decisions toward LLMs with more evidence (cheap-code has 90 outcomes, the others 100+)
+    const risky = run(['route', '--router', routerFile, '--lambda', '0.1', '--risk', '3'], input);
+    expect(risky.code, risky.err).toBe(0);
+    expect(run(['route', '--router', routerFile, '--risk', '-1'], input).code).not.toBe(0);
+    // suggest-labels: deterministic for a seed, no prompt twice, ready to send
+    const cand = join(tmp, 'candidates.jsonl');
+    writeFileSync(cand, input + input); // every prompt twice: one candidate each
+    const s1 = run(['suggest-labels', '--router', routerFile, '--candidates', cand, '--budget', '20', '--model', 'new-llm', '--seed', '4']);
+    expect(s1.code, s1.err).toBe(0);
+    const picked = s1.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(picked).toHaveLength(20);
+    expect(new Set(picked.map((p) => p.id)).size).toBe(20);
+    for (const p of picked) expect(typeof p.text).toBe('string');
+    expect(run(['suggest-labels', '--router', routerFile, '--candidates', cand, '--budget', '20', '--model', 'new-llm', '--seed', '4']).out).toBe(s1.out);
+    expect(run(['suggest-labels', '--router', routerFile, '--candidates', cand, '--budget', '0']).code).not.toBe(0);
     const rm = run(['remove-model', '--router', routerFile, '--name', 'cheap-code']);
     expect(rm.code).toBe(0);
     expect(run(['models', '--router', routerFile, '--json']).out.trim().split('\n')).toHaveLength(4);

@@ -243,3 +243,27 @@ describe.skipIf(!HAS_SHARED_DATA)('coverage on real data', () => {
     expect(maeNew).toBeLessThan(maeCopy);
   }, 120_000);
 });
+
+describe('suggest-labels', () => {
+  it('is deterministic for a seed, never suggests a prompt twice, spends where traffic is, and takes the pool into account', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(600, 31));
+    const { router } = await fitRouter(ds, { seed: 2, embedder: { bucketsLog2: 14, dim: 32 }, trainModels: ['big-all', 'mid-all', 'cheap-math'] });
+    const cand = randomTexts(400, 12);
+    const a = await router.suggestLabels(cand, { budget: 60, seed: 3 });
+    const b = await router.suggestLabels(cand, { budget: 60, seed: 3 });
+    expect(a).toEqual(b);
+    expect(a).toHaveLength(60);
+    expect(new Set(a.map((p) => p.index)).size).toBe(60);
+    expect(a.filter((p) => p.reason === 'coverage')).toHaveLength(30);
+    // every cluster with traffic gets labels
+    const { cluster } = await router.assignTexts(cand);
+    for (let k = 0; k < router.k; k++) if (cluster.filter((c) => c === k).length >= 40) expect(a.some((p) => p.cluster === k)).toBe(true);
+    // more than the candidates: all of them, once
+    const all = await router.suggestLabels(cand.slice(0, 30), { budget: 100 });
+    expect(all.map((p) => p.index).sort((x, y) => x - y)).toEqual([...Array(30).keys()]);
+    // an LLM already well described where it is far from winning gets its labels elsewhere than a new one
+    const other = await router.suggestLabels(cand, { budget: 60, seed: 3, model: 'cheap-math' });
+    expect(other.map((p) => p.index)).not.toEqual(a.map((p) => p.index));
+    await expect(router.suggestLabels(cand, { budget: 0 })).rejects.toThrow(/budget/);
+  });
+});

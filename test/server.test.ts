@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
-import { Router } from '../src/router/router.js';
+import { Router, decisionRecord, explain } from '../src/router/router.js';
 import { buildApp } from '../src/server/app.js';
 import { parseUpstreams } from '../src/server/upstreams.js';
 import { makeSyntheticDataset, randomTexts } from './helpers.js';
@@ -47,6 +47,28 @@ describe('/v1/route', () => {
     expect(typeof d.distance).toBe('number');
     expect(Object.keys(d.candidates).sort()).toEqual(router.snapshot().names.slice().sort());
     expect(d.predicted_error).toBe(d.candidates[d.model].predicted_error);
+  });
+
+  it('the decision has the library\'s explanation: outcomes, evidence and interval per candidate; risk and evidence options', async () => {
+    const texts = randomTexts(5, 8);
+    const r = await post('/v1/route', { prompts: texts, lambda: 0.1, risk: 1.5, evidence: 'ignore' });
+    expect(r.statusCode, r.body).toBe(200);
+    const direct = explain(await router.routeBatch(texts, { lambda: 0.1, risk: 1.5, evidence: 'ignore' }));
+    r.json().decisions.forEach((d: any, i: number) => {
+      expect(d).toMatchObject(JSON.parse(JSON.stringify(decisionRecord(direct[i], true))));
+    });
+    expect((await post('/v1/route', { prompt: 'x y z', risk: -1 })).statusCode).toBe(400);
+    expect((await post('/v1/route', { prompt: 'x y z', evidence: 'maybe' })).statusCode).toBe(400);
+  });
+
+  it('suggests which prompts to label for an LLM', async () => {
+    const prompts = randomTexts(40, 2);
+    const r = await post('/v1/models/new-llm/suggest', { prompts, budget: 10, seed: 2 });
+    expect(r.statusCode, r.body).toBe(200);
+    const idx = r.json().suggestions.map((x: any) => x.index);
+    expect(idx).toEqual((await router.suggestLabels(prompts, { budget: 10, seed: 2, model: 'new-llm' })).map((p) => p.index));
+    expect(new Set(idx).size).toBe(10);
+    expect((await post('/v1/models/new-llm/suggest', { prompts, budget: 0 })).statusCode).toBe(400);
   });
 
   it('routes a batch in order and honours the allowed models', async () => {

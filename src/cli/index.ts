@@ -239,6 +239,48 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     });
 
   program
+    .command('suggest-labels')
+    .description('pick the candidate prompts whose outcomes would most improve routing for a new (or thinly evidenced) LLM; writes them as JSONL, ready to send to it')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .requiredOption('--candidates <jsonl>', 'candidate prompts: {"id", "text"} lines ({"id", "embedding"} for a router on your own embeddings), e.g. a sample of your traffic')
+    .requiredOption('--budget <n>', 'how many prompts to suggest', intArg('--budget', 1))
+    .option('--model <name>', 'the LLM to label for: one in the pool (its outcomes so far count) or a new name')
+    .option('--cost <usd>', 'the new LLM\'s cost per query (to favour prompts where it is close to winning)', numArg('--cost'))
+    .option('--lambda <l>', 'the routing the labels should improve (default: the router\'s)', numArg('--lambda'))
+    .option('--seed <n>', 'random seed', intArg('--seed'), 1)
+    .option('--output <file>', 'output JSONL, or - for stdout', '-')
+    .action(async (o) => {
+      const router = await loadRouter(o.router);
+      const recs: any[] = [];
+      const seen = new Set<string>();
+      for await (const { rec, line } of jsonLines(o.candidates)) {
+        if (rec?.id === undefined) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs an "id"`);
+        if (router.hashed ? typeof rec.text !== 'string' || !rec.text.trim() : !Array.isArray(rec.embedding) || rec.embedding.length !== router.dim)
+          throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.hashed ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
+        // the same prompt twice is one candidate
+        const key = router.hashed ? rec.text : String(rec.id);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        recs.push(rec);
+      }
+      if (recs.length === 0) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates} has no candidate prompt`);
+      const cand = router.hashed ? recs.map((r) => r.text as string) : Float32Array.from(recs.flatMap((r) => r.embedding as number[]));
+      const picks = await router.suggestLabels(cand, { budget: o.budget, model: o.model, costPerQuery: o.cost, lambda: o.lambda, seed: o.seed });
+      const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
+      for (const p of picks) await writeLine(out, JSON.stringify({ ...recs[p.index], cluster: p.cluster, reason: p.reason }) + '\n');
+      if (out !== io.stdout) {
+        out.end();
+        await once(out, 'finish');
+      }
+      if (!quiet())
+        process.stderr.write(
+          `suggested ${picks.length} of ${recs.length} candidates${picks.length < o.budget ? ' (all of them)' : ''}` +
+            ` for ${o.model ? `"${o.model}"` : 'a new LLM'}: ${picks.filter((p) => p.reason === 'coverage').length} spread over the traffic, ` +
+            `${picks.filter((p) => p.reason === 'value').length} where a label narrows the posterior most\n`,
+        );
+    });
+
+  program
     .command('route')
     .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
     .option('--router <file>', 'router file (default: the built-in router)')
@@ -357,9 +399,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--title <text>', 'report title')
     .option('--log-cost', 'log-scale cost axis in the SVG')
     .action(async (o) => {
-      const { evaluate, ALL_METHODS } = await import('../eval/protocol.js');
+      const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../eval/protocol.js');
       const { writeReport, markdownTable } = await import('../eval/report.js');
-      const known = new Set<string>([...ALL_METHODS, 'uniroute-kmeans-no-shrinkage']);
+      const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);
       for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);

@@ -16,7 +16,9 @@ import { psiMatrix, residOfRows } from '../router/evidence.js';
 import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 
 export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;
-export type MethodName = (typeof ALL_METHODS)[number] | 'uniroute-kmeans-no-shrinkage';
+export type MethodName = (typeof ALL_METHODS)[number] | 'uniroute-kmeans-no-shrinkage' | 'uniroute-kmeans-suggested';
+/** Methods run when asked for (or by default): the ablation without shrinkage, and suggested labels. */
+export const EXTRA_METHODS = ['uniroute-kmeans-no-shrinkage', 'uniroute-kmeans-suggested'] as const;
 
 export interface EvalOptions extends CostOptions {
   seeds?: number;
@@ -93,7 +95,7 @@ function dotProducts(A: Float32Array, nA: number, B: Float32Array, nB: number, D
 
 /** Runs the protocol for one seed. */
 export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Promise<SeedResult> {
-  const methods = new Set(opts.methods ?? [...ALL_METHODS, 'uniroute-kmeans-no-shrinkage']);
+  const methods = new Set(opts.methods ?? [...ALL_METHODS, ...EXTRA_METHODS]);
   const prior = opts.priorStrength ?? 1;
   const n = ds.prompts.length;
   const complete = ds.models.filter((m) => ds.outcomes.get(m)!.every((v) => !Number.isNaN(v)));
@@ -182,17 +184,32 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
    * added from their first v validation outcomes, exactly as `uniroute add-model` adds them.
    */
   const cellCache = new Map<number, Awaited<ReturnType<typeof fitEvidenceCells>>>();
-  const unseenRouter = async (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, valCl: Int32Array, v: number, a: number, map?: LearnedMap) => {
+  /** The fitted parts of this split as a router with an empty pool. */
+  const fittedRouter = async (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, a: number, map?: LearnedMap) => {
     const prior: PsiPrior = priorOf(k, trainCl).prior;
     const clusterShare = new Float32Array(k);
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
     if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, seed));
     const cells = cellCache.get(k);
-    const router = new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
-    const valCells = router.cellsOf(Eva.subarray(0, v * D), valCl.subarray(0, v));
+    return new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
+  };
+  const rowsOf = (idx: Int32Array, A: Float32Array, w: number) => {
+    const out = new Float32Array(idx.length * w);
+    idx.forEach((r, i) => out.set(A.subarray(r * w, (r + 1) * w), i * w));
+    return out;
+  };
+  /**
+   * The shipped router for this split: the fitted parts and the unseen LLMs added from their outcomes on the
+   * validation prompts `rows` (default: the first v), exactly as `uniroute add-model` adds them.
+   */
+  const unseenRouter = async (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, valCl: Int32Array, v: number, a: number, map?: LearnedMap, rows?: Int32Array) => {
+    const router = await fittedRouter(k, C, trainCl, a, map);
+    const idx = rows ?? Int32Array.from({ length: v }, (_, i) => i);
+    const cl = Int32Array.from(idx, (i) => valCl[i]);
+    const valCells = router.cellsOf(rowsOf(idx, Eva, D), cl);
     unseen.forEach((name, j) => {
-      const y = Float32Array.from({ length: v }, (_, i) => Yu_va[i * Mu + j]);
-      router.addModelFromClusters(name, cUnseen[j], valCl.subarray(0, v), y, valCells);
+      const y = Float32Array.from(idx, (i) => Yu_va[i * Mu + j]);
+      router.addModelFromClusters(name, cUnseen[j], cl, y, valCells);
     });
     return router;
   };
@@ -256,6 +273,13 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     }
     const c = await clusters(bestK);
     if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
+    if (methods.has('uniroute-kmeans-suggested')) {
+      // the same router, the unseen LLMs described by v prompts that suggest-labels picks from the validation pool
+      // (nothing known about them yet: coverage of the traffic, then where a label narrows the posterior most)
+      const fitted = await fittedRouter(bestK, c.C, c.trainCl, bestPrior);
+      const picks = v >= vMax ? Int32Array.from({ length: vMax }, (_, i) => i) : Int32Array.from(await fitted.suggestLabels(Eva, { budget: v, seed }), (p) => p.index);
+      res['uniroute-kmeans-suggested'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, picks)));
+    }
     if (methods.has('uniroute-kmeans-no-shrinkage'))
       res['uniroute-kmeans-no-shrinkage'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
     if (methods.has('uniroute-learned-map')) {

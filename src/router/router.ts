@@ -25,6 +25,7 @@ import {
   type PsiPrior,
 } from './evidence.js';
 import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
+import { pickSuggestions, type SuggestOptions, type Suggestion } from './suggest.js';
 
 export interface PoolEntry extends OutcomeStats {
   name: string;
@@ -644,6 +645,21 @@ export class Router {
       for (const m of opts.models) allowed[b.models.indexOf(m)] = 1;
     }
     return calibrateLambda(b, target, allowed);
+  }
+
+  /**
+   * Which of these candidate prompts (texts, or rows of embeddings for a precomputed router) to label next for an
+   * LLM (src/router/suggest.ts): indices into the candidates, in the order picked.
+   */
+  async suggestLabels(candidates: string[] | Float32Array, opts: SuggestOptions): Promise<Suggestion[]> {
+    const emb = candidates instanceof Float32Array ? checkEmbeddings(candidates, this.dim, 'candidates') : await this.requireHashed().embed(candidates);
+    const n = emb.length / this.dim;
+    if (n === 0) throw new UnirouteError('INVALID_ARGUMENT', 'suggesting labels needs at least one candidate prompt');
+    const { cluster } = this.assignEmbeddings(emb);
+    const cell = this.cellsOf(emb, cluster);
+    const others = this.pool.filter((e) => e.name !== opts.model).map((e) => e.name);
+    const batch = others.length ? this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, evidence: 'ignore' }) : null;
+    return pickSuggestions(this, cluster, cell, batch, opts);
   }
 
   /** Routes texts and explains each decision: every pooled LLM's predicted error and cost. */

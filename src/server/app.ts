@@ -273,6 +273,33 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     },
   );
 
+  // which prompts to label next for an LLM (in the pool or new): read-only, like /v1/route
+  app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number } }>(
+    '/v1/models/:name/suggest',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['prompts', 'budget'],
+          additionalProperties: false,
+          properties: {
+            prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts * 16 },
+            budget: { type: 'integer', minimum: 1, maximum: 100_000 },
+            cost_per_query: { type: 'number', minimum: 0 },
+            lambda: { type: 'number', minimum: 0 },
+            seed: { type: 'integer', minimum: 0 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      b.prompts.forEach((t, i) => checkPrompt(t, `\`prompts[${i}]\``));
+      const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed });
+      return { model: req.params.name, suggestions: picks.map((p) => ({ index: p.index, cluster: p.cluster, reason: p.reason })) };
+    },
+  );
+
   app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req) =>
     serial(async () => {
       const name = req.params.name;
