@@ -84,16 +84,16 @@ describe('the posterior of Ψ', () => {
     const thick = Array.from({ length: 300 }, (_, i) => (i % 10 === 0 ? 0 : 1));
     r.addModelFromClusters('thick', 1, new Int32Array(300 + 300).fill(0).fill(1, 300), Float32Array.from([...thick, ...thick]));
     const x = at([[1, 0]]);
-    expect(r.routeEmbeddings(x, { lambda: 0 }).choice[0]).toBe(0);
-    expect(r.routeEmbeddings(x, { lambda: 0, risk: 2 }).choice[0]).toBe(1);
-    const [d] = explain(r.routeEmbeddings(x, { lambda: 0 }));
+    expect(r.routeEmbeddingsSync(x, { lambda: 0 }).choice[0]).toBe(0);
+    expect(r.routeEmbeddingsSync(x, { lambda: 0, risk: 2 }).choice[0]).toBe(1);
+    const [d] = explain(r.routeEmbeddingsSync(x, { lambda: 0 }));
     expect(d.candidates.map((c) => c.outcomes)).toEqual([3, 300]);
     const [lo0, hi0] = d.candidates[0].interval;
     const [lo1, hi1] = d.candidates[1].interval;
     expect(hi0 - lo0).toBeGreaterThan(3 * (hi1 - lo1));
     expect(lo0).toBeLessThanOrEqual(d.candidates[0].predictedError);
     expect(hi0).toBeGreaterThanOrEqual(d.candidates[0].predictedError);
-    expect(() => r.routeEmbeddings(x, { risk: -1 })).toThrow(/risk/);
+    expect(() => r.routeEmbeddingsSync(x, { risk: -1 })).toThrow(/risk/);
   });
 });
 
@@ -105,13 +105,13 @@ describe('evidence first', () => {
     const g = Array.from({ length: 100 }, (_, i) => (i % 10 < 7 ? 1 : 0));
     r.addModelFromClusters('generalist', 0.1, Int32Array.from({ length: 100 }, (_, i) => i % 2), Float32Array.from(g));
     const x = at([[1, 0], [0, 1]]);
-    const pref = r.routeEmbeddings(x, { lambda: 0 });
+    const pref = r.routeEmbeddingsSync(x, { lambda: 0 });
     expect(Array.from(pref.choice)).toEqual([0, 1]);
     // ignoring evidence, the specialist's strong ability carries it into cluster 1 through the prior
-    const ign = r.routeEmbeddings(x, { lambda: 0, evidence: 'ignore' });
+    const ign = r.routeEmbeddingsSync(x, { lambda: 0, evidence: 'ignore' });
     expect(ign.choice[1]).toBe(0);
     // only the specialist allowed: it is chosen even without evidence
-    expect(r.routeEmbeddings(x, { lambda: 0, models: ['specialist'] }).choice[1]).toBe(0);
+    expect(r.routeEmbeddingsSync(x, { lambda: 0, models: ['specialist'] }).choice[1]).toBe(0);
     const [, d1] = explain(pref);
     expect(d1.candidates[0]).toMatchObject({ model: 'specialist', outcomes: 0, evidence: false });
     expect(d1.candidates[1]).toMatchObject({ model: 'generalist', evidence: true });
@@ -150,7 +150,7 @@ describe('prompt difficulty', () => {
     const texts = randomTexts(300, 5);
     const a = await router.routeBatch(texts, { lambda: 0.05 });
     const emb = await router.hashed!.embed(texts);
-    const b = router.routeEmbeddings(emb, { lambda: 0.05 });
+    const b = router.routeEmbeddingsSync(emb, { lambda: 0.05 });
     expect(Array.from(b.choice)).toEqual(Array.from(a.choice));
     expect(Array.from(b.cluster)).toEqual(Array.from(a.cluster));
     for (let t = 0; t < a.predictedError.length; t++) expect(b.predictedError[t]).toBeCloseTo(a.predictedError[t], 5);
@@ -266,4 +266,57 @@ describe('suggest-labels', () => {
     expect(other.map((p) => p.index)).not.toEqual(a.map((p) => p.index));
     await expect(router.suggestLabels(cand, { budget: 0 })).rejects.toThrow(/budget/);
   });
+});
+
+describe('one decision path, off the event loop', () => {
+  it('the learned map routes the same through texts, embeddings, and without the n x m matrix', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(600, 41));
+    const { router } = await fitRouter(ds, { seed: 5, method: 'learned-map', embedder: { bucketsLog2: 13, dim: 32 } });
+    expect(router.map).toBeDefined();
+    const texts = randomTexts(500, 6);
+    const a = await router.routeBatch(texts, { lambda: 0.1 });
+    const b = await router.routeEmbeddings(await router.hashed!.embed(texts), { lambda: 0.1 });
+    const c = await router.routeBatch(texts, { lambda: 0.1, explain: false });
+    const s = router.routeBatchSync(texts, { lambda: 0.1 });
+    expect(Array.from(b.choice)).toEqual(Array.from(a.choice));
+    expect(Array.from(c.choice)).toEqual(Array.from(a.choice));
+    expect(Array.from(s.choice)).toEqual(Array.from(a.choice));
+    expect(c.predictedError.length).toBe(0);
+    const m = a.models.length;
+    a.choice.forEach((j, i) => expect(c.chosenError[i]).toBeCloseTo(a.predictedError[i * m + j], 6));
+    // the map mixes clusters: predictions are not one cluster's column
+    expect(new Set(Array.from({ length: 50 }, (_, i) => a.predictedError[i * m].toFixed(5))).size).toBeGreaterThan(3);
+  });
+
+  it('batch routing with the learned map holds flat memory on a long stream', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'uniroute-mem-')), 'map.uniroute');
+    const ds = await loadDataset(makeSyntheticDataset(600, 43));
+    const { router } = await fitRouter(ds, { seed: 5, method: 'learned-map', embedder: { bucketsLog2: 13, dim: 32 } });
+    await router.save(file);
+    const script = `
+      import { Router } from ${JSON.stringify(join(__dirname, '..', 'dist', 'src', 'router', 'router.js'))};
+      const r = await Router.load(${JSON.stringify(file)});
+      const words = ['integral', 'python', 'empire', 'solve', 'loop', 'king', 'sum', 'class', 'war', 'prime'];
+      const n = Number(process.argv[1]);
+      let chosen = 0;
+      for (let b = 0; b < n; b += 4096) {
+        const texts = Array.from({ length: Math.min(4096, n - b) }, (_, i) => 'Question: ' + words[(b + i) % 10] + ' ' + words[(b + 3 * i) % 7] + ' ' + (b + i));
+        const res = await r.routeBatch(texts, { explain: false });
+        chosen += res.choice.length;
+      }
+      console.log(JSON.stringify({ chosen, maxRSS: process.resourceUsage().maxRSS }));`;
+    const run = (n: number) => {
+      const out = spawnSync(process.execPath, ['--input-type=module', '-e', script, String(n)], { encoding: 'utf8', timeout: 120_000 });
+      expect(out.status, out.stderr).toBe(0);
+      return JSON.parse(out.stdout.trim().split('\n').pop()!);
+    };
+    const small = run(20_000);
+    const big = run(200_000);
+    expect(big.chosen).toBe(200_000);
+    console.log(`learned-map stream: peak RSS ${(small.maxRSS / 1024).toFixed(0)} MB for 20k prompts, ${(big.maxRSS / 1024).toFixed(0)} MB for 200k`);
+    expect(big.maxRSS - small.maxRSS).toBeLessThan(48 * 1024); // KB: ten times the prompts, no more than noise
+  }, 120_000);
 });

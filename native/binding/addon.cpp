@@ -376,6 +376,13 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
       j.out.gamma = ga.Data();
       keep.push_back(g);
     }
+    Napi::Value ch = o.Get("chosen");
+    if (!ch.IsUndefined() && !ch.IsNull()) {
+      auto ca = f32(ch, "chosen");
+      need_len(env, ca.ElementLength(), n, "chosen", "texts.length");
+      j.out.chosen = ca.Data();
+      keep.push_back(ch);
+    }
     for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
     return j;
   }
@@ -405,6 +412,144 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     return w->promise();
   }
 };
+
+MlpConfig mlp_config(Napi::Env env, Napi::Value v);
+
+// routeVectors({embeddings, dim, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, psiLogit?, slope?,
+//   difficulty?: {w, w0, mu}, evidence?, evidenceCells?, evidenceCentroids?, map?: {params, config},
+//   choice, cluster, distance, gamma?, chosen?, cellOut?}) -> Promise: decisions for rows of embeddings, off the
+// event loop, in bounded chunks.
+Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::vector<Napi::Value> keep;
+  struct Job {
+    VectorRoute a;
+    Pool pool;
+    RouteOutputs out;
+    Difficulty diff;
+    EvidenceCells cells;
+    std::shared_ptr<MlpConfig> map;
+  } j;
+  const size_t D = count(o.Get("dim"), "dim", 1, 1 << 20);
+  const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
+  auto X = f32(o.Get("embeddings"), "embeddings");
+  if (X.ElementLength() % D) throw_range(env, "DIMENSION_MISMATCH", "`embeddings` is not a whole number of rows of `dim` values");
+  const size_t n = X.ElementLength() / D;
+  check_finite(env, X.Data(), X.ElementLength(), "embeddings");
+  auto C = f32(o.Get("centroids"), "centroids");
+  auto psi = f32(o.Get("psi"), "psi");
+  auto cost = f32(o.Get("cost"), "cost");
+  need_len(env, C.ElementLength(), k * D, "centroids", "k x dim");
+  need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
+  need_len(env, cost.ElementLength(), m, "cost", "m");
+  check_finite(env, C.Data(), C.ElementLength(), "centroids");
+  check_finite(env, psi.Data(), psi.ElementLength(), "psi");
+  check_finite(env, cost.Data(), cost.ElementLength(), "cost");
+  j.pool.m = m;
+  j.pool.k = k;
+  j.pool.psi = psi.Data();
+  j.pool.cost = cost.Data();
+  j.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  Napi::Value al = o.Get("allowed");
+  if (!al.IsUndefined() && !al.IsNull()) {
+    auto a = u8(al, "allowed");
+    j.pool.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
+    need_len(env, a.ElementLength(), j.pool.allowed_per_row ? n * m : m, "allowed", j.pool.allowed_per_row ? "n x m" : "m");
+    j.pool.allowed = a.Data();
+    keep.push_back(al);
+  }
+  read_pool_extras(env, o, j.pool, &keep);
+  if (j.pool.psi_logit) {
+    Napi::Value dv = o.Get("difficulty");
+    if (!dv.IsObject()) throw_type(env, "difficulty", "an object {w, w0, mu} (psiLogit needs it)", dv);
+    Napi::Object d = dv.As<Napi::Object>();
+    auto w = f32(d.Get("w"), "difficulty.w");
+    auto mu = f32(d.Get("mu"), "difficulty.mu");
+    need_len(env, w.ElementLength(), D, "difficulty.w", "dim");
+    need_len(env, mu.ElementLength(), k, "difficulty.mu", "k");
+    check_finite(env, w.Data(), w.ElementLength(), "difficulty.w");
+    check_finite(env, mu.Data(), mu.ElementLength(), "difficulty.mu");
+    j.diff.w = w.Data();
+    j.diff.mu = mu.Data();
+    j.diff.w0 = static_cast<float>(number(d.Get("w0"), "difficulty.w0"));
+    j.a.diff = &j.diff;
+    keep.push_back(d.Get("w"));
+    keep.push_back(d.Get("mu"));
+  }
+  Napi::Value ecv = o.Get("evidenceCentroids");
+  if (!ecv.IsUndefined() && !ecv.IsNull()) {
+    const size_t ke = count(o.Get("evidenceCells"), "evidenceCells", 1, 1 << 20);
+    if (j.pool.evidence && j.pool.ke != ke) throw_range(env, "DIMENSION_MISMATCH", "`evidence` and `evidenceCentroids` disagree on the number of cells");
+    auto ec = f32(ecv, "evidenceCentroids");
+    need_len(env, ec.ElementLength(), ke * D, "evidenceCentroids", "evidenceCells x dim");
+    check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
+    j.cells.centroids = ec.Data();
+    j.cells.ke = ke;
+    j.a.cells = &j.cells;
+    keep.push_back(ecv);
+  } else if (j.pool.evidence && j.pool.ke) {
+    throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
+  }
+  Napi::Value mv = o.Get("map");
+  if (!mv.IsUndefined() && !mv.IsNull()) {
+    if (!mv.IsObject()) throw_type(env, "map", "an object {params, config}", mv);
+    Napi::Object mo = mv.As<Napi::Object>();
+    j.map = std::make_shared<MlpConfig>(mlp_config(env, mo.Get("config")));
+    Status vs = mlp_validate(*j.map);
+    if (!vs.ok()) throw_range(env, "INVALID_ARGUMENT", vs.message);
+    if (j.map->in != D || j.map->out != k || j.map->head != Head::Mixture)
+      throw_range(env, "DIMENSION_MISMATCH", "the learned map must map dim -> k with a mixture head");
+    auto P = f32(mo.Get("params"), "map.params");
+    need_len(env, P.ElementLength(), j.map->param_count(), "map.params", "the network's parameter count");
+    check_finite(env, P.Data(), P.ElementLength(), "map.params");
+    j.a.map = j.map.get();
+    j.a.map_params = P.Data();
+    keep.push_back(mo.Get("params"));
+  }
+  auto choice = i32(o.Get("choice"), "choice");
+  auto cluster = i32(o.Get("cluster"), "cluster");
+  auto dist = f32(o.Get("distance"), "distance");
+  need_len(env, choice.ElementLength(), n, "choice", "rows");
+  need_len(env, cluster.ElementLength(), n, "cluster", "rows");
+  need_len(env, dist.ElementLength(), n, "distance", "rows");
+  j.out.choice = choice.Data();
+  j.out.cluster = cluster.Data();
+  j.out.distance = dist.Data();
+  for (const char* key : {"gamma", "chosen", "cellOut"}) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) continue;
+    if (std::string(key) == "cellOut") {
+      auto c = i32(v, key);
+      need_len(env, c.ElementLength(), n, key, "rows");
+      j.out.cell = c.Data();
+    } else {
+      auto f = f32(v, key);
+      need_len(env, f.ElementLength(), std::string(key) == "gamma" ? n * m : n, key, std::string(key) == "gamma" ? "rows x m" : "rows");
+      (std::string(key) == "gamma" ? j.out.gamma : j.out.chosen) = f.Data();
+    }
+    keep.push_back(v);
+  }
+  j.a.X = X.Data();
+  j.a.n = n;
+  j.a.dim = D;
+  j.a.centroids = C.Data();
+  for (const char* key : {"embeddings", "centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+  const int t = threads();
+  if (o.Get("sync").ToBoolean()) {  // small batches: on the calling thread
+    throw_status(env, route_vectors(j.a, j.pool, j.out, t));
+    return env.Undefined();
+  }
+  auto job = std::make_shared<Job>(j);
+  // the pointers inside the copy point at the copy's own parts
+  if (job->a.diff) job->a.diff = &job->diff;
+  if (job->a.cells) job->a.cells = &job->cells;
+  auto* w = new Worker(env, [job, t] { return route_vectors(job->a, job->pool, job->out, t); });
+  for (auto& v : keep) w->keep(v);
+  w->Queue();
+  return w->promise();
+}
 
 // fitEmbedder(texts, {bucketsLog2, dim, charN, seed, minDf, powerIters, oversample}) -> Promise<{projection, scale, ...}>
 Napi::Value FitEmbedder(const Napi::CallbackInfo& info) {
@@ -787,6 +932,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("assignSync", Napi::Function::New(env, AssignSync));
   exports.Set("scoreSync", Napi::Function::New(env, ScoreSync));
   exports.Set("argminSync", Napi::Function::New(env, ArgminSync));
+  exports.Set("routeVectors", Napi::Function::New(env, RouteVectors));
   exports.Set("trainMlp", Napi::Function::New(env, TrainMlp));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

@@ -15,6 +15,7 @@ struct RouteOutputs {
   float* distance = nullptr;   // n
   float* gamma = nullptr;      // n x m, optional
   int32_t* cell = nullptr;     // n, optional: the evidence cell (with EvidenceCells)
+  float* chosen = nullptr;     // n, optional: the chosen LLM's predicted error (without the n x m gamma)
 };
 
 // The prompt-difficulty model: d(x) = w . phi(x) + w0, r = d - mu[cluster] (used with Pool::psi_logit).
@@ -35,5 +36,22 @@ struct EvidenceCells {
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
                    const RouteOutputs& out, int threads, const Difficulty* diff = nullptr,
                    const EvidenceCells* cells = nullptr);
+
+struct MlpConfig;
+
+// Decisions for rows of embeddings already in memory (precomputed, or a learned map's input): nearest centroid,
+// the learned map's membership when `map` is set (soft scores), difficulty, evidence cell, argmin. Runs in chunks
+// of `chunk` rows, so memory beyond the outputs stays bounded whatever n is.
+struct VectorRoute {
+  const float* X = nullptr;  // n x dim
+  size_t n = 0, dim = 0;
+  const float* centroids = nullptr;  // k x dim
+  const MlpConfig* map = nullptr;
+  const float* map_params = nullptr;
+  const Difficulty* diff = nullptr;
+  const EvidenceCells* cells = nullptr;
+  size_t chunk = 8192;
+};
+Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs& out, int threads);
 
 }  // namespace uniroute

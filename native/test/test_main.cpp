@@ -167,6 +167,103 @@ static void test_score() {
   CHECK(!score_batch_hard(p, cl.data(), n, ch.data(), nullptr, 1).ok(), "out-of-range cluster accepted");
 }
 
+
+// Difficulty slope, evidence-first argmin, and the chunked vector route against the same pieces called one by one.
+static void test_evidence_and_vectors() {
+  const size_t m = 4, k = 3, d = 6, n = 41, ke = 5;
+  auto psi_raw = random_matrix(m, k, 21);
+  std::vector<float> psi(m * k), logit(m * k), cost = {0.4f, 0.1f, 0.2f, 0.3f};
+  for (size_t i = 0; i < m * k; ++i) {
+    psi[i] = 1.0f / (1.0f + std::exp(psi_raw[i]));
+    logit[i] = std::log(psi[i] / (1.0f - psi[i]));
+  }
+  auto X = random_matrix(n, d, 22);
+  auto C = random_matrix(k, d, 23);
+  auto E = random_matrix(ke, d, 24);
+  auto w = random_matrix(1, d, 25);
+  std::vector<float> mu = {0.1f, -0.2f, 0.05f};
+  std::vector<uint8_t> evidence(m * ke, 1);
+  for (size_t c = 0; c < ke; c += 2) evidence[1 * ke + c] = 0;  // the cheapest LLM lacks evidence in even cells
+  Pool p;
+  p.m = m;
+  p.k = k;
+  p.psi = psi.data();
+  p.cost = cost.data();
+  p.lambda = 0.5f;
+  p.psi_logit = logit.data();
+  p.slope = 1.7f;
+  p.evidence = evidence.data();
+  p.ke = ke;
+  Difficulty diff;
+  diff.w = w.data();
+  diff.w0 = 0.05f;
+  diff.mu = mu.data();
+  EvidenceCells cells;
+  cells.centroids = E.data();
+  cells.ke = ke;
+  std::vector<int32_t> ch(n), cl(n), cell(n), ch_ref(n, -9), cl_ref(n), cell_ref(n);
+  std::vector<float> dist(n), gam(n * m), chosen(n), gam_ref(n * m);
+  RouteOutputs out;
+  out.choice = ch.data();
+  out.cluster = cl.data();
+  out.distance = dist.data();
+  out.gamma = gam.data();
+  out.cell = cell.data();
+  out.chosen = chosen.data();
+  VectorRoute a;
+  a.X = X.data();
+  a.n = n;
+  a.dim = d;
+  a.centroids = C.data();
+  a.diff = &diff;
+  a.cells = &cells;
+  a.chunk = 7;  // chunk boundaries inside the batch
+  CHECK(route_vectors(a, p, out, 2).ok(), "route_vectors failed");
+  CHECK(assign_nearest(X.data(), n, d, C.data(), k, cl_ref.data(), nullptr, 1).ok(), "assign failed");
+  CHECK(assign_nearest(X.data(), n, d, E.data(), ke, cell_ref.data(), nullptr, 1).ok(), "assign cells failed");
+  std::vector<float> r(n);
+  for (size_t i = 0; i < n; ++i) {
+    float dd = diff.w0;
+    for (size_t t = 0; t < d; ++t) dd += w[t] * X[i * d + t];
+    r[i] = dd - mu[cl_ref[i]];
+  }
+  CHECK(score_batch_hard(p, cl_ref.data(), n, ch_ref.data(), gam_ref.data(), 1, r.data(), cell_ref.data()).ok(), "score failed");
+  CHECK(cl == cl_ref && cell == cell_ref && ch == ch_ref, "chunked vector route differs from assign + score");
+  double maxerr = 0;
+  for (size_t t = 0; t < n * m; ++t) maxerr = std::max(maxerr, double(std::fabs(gam[t] - gam_ref[t])));
+  CHECK(maxerr < 1e-5, "vector route gamma differs by %g", maxerr);
+  size_t bad = 0, evid = 0;
+  for (size_t i = 0; i < n; ++i) {
+    // reference: sigmoid(logit + slope r), evidence first, then the plain argmin
+    int32_t best = -1;
+    double bs = 1e30;
+    for (int pass = 0; pass < 2 && best < 0; ++pass)
+      for (size_t j = 0; j < m; ++j) {
+        if (pass == 0 && !evidence[j * ke + cell_ref[i]]) continue;
+        const double g = 1.0 / (1.0 + std::exp(-(logit[j * k + cl_ref[i]] + p.slope * r[i])));
+        bad += std::fabs(g - gam[i * m + j]) > 1e-5;
+        const double sc = g + p.lambda * cost[j];
+        if (sc < bs) { bs = sc; best = int32_t(j); }
+      }
+    bad += best != ch[i];
+    bad += std::fabs(chosen[i] - gam[i * m + ch[i]]) > 0;
+    evid += ch[i] == 1 && cell_ref[i] % 2 == 0;
+  }
+  CHECK(bad == 0, "difficulty / evidence scoring disagrees with the reference %zu times", bad);
+  CHECK(evid == 0, "an LLM without evidence was chosen over ones with evidence");
+  // argmin alone, over the same predicted errors, makes the same decisions
+  std::vector<int32_t> ch3(n);
+  Pool q = p;
+  q.psi_logit = nullptr;
+  CHECK(argmin_batch(q, gam.data(), n, ch3.data(), 2, cell_ref.data()).ok() && ch3 == ch, "argmin_batch differs");
+  // statuses, not crashes
+  cell_ref[5] = int32_t(ke);
+  CHECK(!argmin_batch(q, gam.data(), n, ch3.data(), 1, cell_ref.data()).ok(), "out-of-range cell accepted");
+  Pool noDiff = p;
+  CHECK(!route_vectors(VectorRoute{X.data(), n, d, C.data(), nullptr, nullptr, nullptr, &cells, 7}, noDiff, out, 1).ok(),
+        "a slope without a difficulty model accepted");
+}
+
 static std::vector<std::string> synthetic_texts(size_t n) {
   const char* topics[3][6] = {{"integral", "derivative", "equation", "solve", "algebra", "number"},
                               {"python", "function", "return", "list", "loop", "code"},
@@ -434,6 +531,7 @@ int main() {
   test_assign();
   test_kmeans();
   test_score();
+  test_evidence_and_vectors();
   test_embed_and_route();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

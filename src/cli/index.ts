@@ -324,12 +324,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
                 `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
             );
         }
-        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence };
+        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain };
         if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);
           ok.forEach((b, i) => e.set(b.embedding!, i * router.dim));
-          res = router.routeEmbeddings(e, policy);
+          res = await router.routeEmbeddings(e, policy);
         }
         let j = 0;
         let chunk = '';

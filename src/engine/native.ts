@@ -37,6 +37,7 @@ export interface NativeRouteArgs {
   cluster: Int32Array;
   distance: Float32Array;
   gamma?: Float32Array | null;
+  chosen?: Float32Array | null;
 }
 
 export interface NativeEmbedder {
@@ -93,6 +94,33 @@ export interface NativeScoreArgs {
   resid?: Float32Array | null;
   choice: Int32Array;
   gamma?: Float32Array | null;
+}
+
+export interface NativeVectorRouteArgs {
+  embeddings: Float32Array;
+  dim: number;
+  centroids: Float32Array;
+  k: number;
+  psi: Float32Array;
+  cost: Float32Array;
+  m: number;
+  lambda: number;
+  allowed?: Uint8Array | null;
+  allowedPerRow?: boolean;
+  psiLogit?: Float32Array;
+  slope?: number;
+  difficulty?: { w: Float32Array; w0: number; mu: Float32Array };
+  evidence?: Uint8Array | null;
+  evidenceCells?: number;
+  evidenceCentroids?: Float32Array;
+  map?: { params: Float32Array; config: MlpConfig };
+  choice: Int32Array;
+  cluster: Int32Array;
+  distance: Float32Array;
+  gamma?: Float32Array | null;
+  chosen?: Float32Array | null;
+  cellOut?: Int32Array;
+  sync?: boolean;
 }
 
 export interface NativeArgminArgs {
@@ -165,6 +193,8 @@ export interface NativeAddon {
   ): void;
   scoreSync(args: NativeScoreArgs): void;
   argminSync(args: NativeArgminArgs): void;
+  /** Decisions for rows of embeddings, in bounded chunks; a Promise unless `sync`. */
+  routeVectors(args: NativeVectorRouteArgs): Promise<void> | undefined;
   trainMlp(
     points: Float32Array,
     n: number,

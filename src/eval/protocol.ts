@@ -214,9 +214,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     return router;
   };
   /** The deferral curve of a router on the test prompts: its own decisions at each λ. */
-  const shippedCurve = (router: Router): CurvePoint[] =>
-    lambdas.map((lambda) => {
-      const b = router.routeEmbeddings(Ete, { lambda });
+  const shippedCurve = async (router: Router): Promise<CurvePoint[]> => {
+    const pts: CurvePoint[] = [];
+    for (const lambda of lambdas) {
+      const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
       let cs = 0;
       let qs = 0;
       for (let i = 0; i < nTest; i++) {
@@ -224,8 +225,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         cs += cUnseen[j];
         qs += Yu_te[i * Mu + j];
       }
-      return { lambda, cost: cs / nTest, quality: qs / nTest };
-    });
+      pts.push({ lambda, cost: cs / nTest, quality: qs / nTest });
+    }
+    return pts;
+  };
 
   // kNN neighbours: validation prompts among train prompts (for k), test prompts among validation prompts
   const kLadder = [5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300];
@@ -272,16 +275,16 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       out.chosen.prior_strength = bestPrior;
     }
     const c = await clusters(bestK);
-    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
+    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
     if (methods.has('uniroute-kmeans-suggested')) {
       // the same router, the unseen LLMs described by v prompts that suggest-labels picks from the validation pool
       // (nothing known about them yet: coverage of the traffic, then where a label narrows the posterior most)
       const fitted = await fittedRouter(bestK, c.C, c.trainCl, bestPrior);
       const picks = v >= vMax ? Int32Array.from({ length: vMax }, (_, i) => i) : Int32Array.from(await fitted.suggestLabels(Eva, { budget: v, seed }), (p) => p.index);
-      res['uniroute-kmeans-suggested'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, picks)));
+      res['uniroute-kmeans-suggested'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, picks)));
     }
     if (methods.has('uniroute-kmeans-no-shrinkage'))
-      res['uniroute-kmeans-no-shrinkage'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
+      res['uniroute-kmeans-no-shrinkage'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
     if (methods.has('uniroute-learned-map')) {
       let params = mapCache.get(bestK);
       const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
@@ -305,7 +308,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         params = r.params;
         mapCache.set(bestK, params);
       }
-      res['uniroute-learned-map'] = result(shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
+      res['uniroute-learned-map'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
     }
     if (methods.has('knn') && simAllTrain) {
       // k chosen the same way: neighbours among the v train prompts of each draw, evaluated on the same prompts

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { UnirouteError } from '../errors.js';
-import { call, callAsync, native, type MlpConfig, type NativeRouteArgs } from '../engine/native.js';
+import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeVectorRouteArgs } from '../engine/native.js';
 import {
   HashedEmbedder,
   checkEmbeddings,
@@ -76,6 +76,11 @@ export interface RouteOptions {
    * no allowed candidate has evidence there. 'ignore': every allowed candidate competes on its predicted error.
    */
   evidence?: 'prefer' | 'ignore';
+  /**
+   * Keep every candidate's predicted error (the n x m `predictedError` matrix, for explanations and calibration).
+   * Default true; false keeps only the chosen LLM's (`chosenError`), so memory stays O(n) on huge batches.
+   */
+  explain?: boolean;
 }
 
 export interface RouteBatch {
@@ -87,8 +92,10 @@ export interface RouteBatch {
   choice: Int32Array;
   cluster: Int32Array;
   distance: Float32Array;
-  /** n x m predicted errors, row-major. */
+  /** n x m predicted errors, row-major (empty when routed with explain: false). */
   predictedError: Float32Array;
+  /** The chosen LLM's predicted error, per prompt. */
+  chosenError: Float32Array;
   /** The snapshot's Ψ, its posterior sd and outcome counts (m x k), for explanations. */
   psi: Float32Array;
   sd: Float32Array;
@@ -500,7 +507,8 @@ export class Router {
         choice: new Int32Array(n),
         cluster: new Int32Array(n),
         distance: new Float32Array(n),
-        gamma: new Float32Array(n * m),
+        gamma: new Float32Array(opts.explain === false ? 0 : n * m),
+        chosen: new Float32Array(n),
         cell: new Int32Array(this.cells ? n : 0),
       },
     };
@@ -515,6 +523,7 @@ export class Router {
       cluster: p.out.cluster,
       distance: p.out.distance,
       predictedError: p.out.gamma,
+      chosenError: p.out.chosen,
       psi: p.psi,
       sd: p.s.sd,
       counts: p.s.counts,
@@ -555,7 +564,28 @@ export class Router {
       choice: p.out.choice,
       cluster: p.out.cluster,
       distance: p.out.distance,
-      gamma: p.out.gamma,
+      gamma: p.out.gamma.length ? p.out.gamma : null,
+      chosen: p.out.chosen,
+    };
+  }
+
+  private vectorArgs(embeddings: Float32Array, p: ReturnType<Router['prepare']>, sync: boolean): NativeVectorRouteArgs {
+    const d = this.prior?.difficulty;
+    return {
+      embeddings,
+      dim: this.dim,
+      centroids: this.centroids,
+      k: this.k,
+      ...this.poolArgs(p),
+      ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
+      ...(this.cells ? { evidenceCells: this.cells.count, evidenceCentroids: this.cells.centroids, cellOut: p.out.cell } : {}),
+      ...(this.map ? { map: { params: this.map.params, config: this.map.config } } : {}),
+      choice: p.out.choice,
+      cluster: p.out.cluster,
+      distance: p.out.distance,
+      gamma: p.out.gamma.length ? p.out.gamma : null,
+      chosen: p.out.chosen,
+      sync,
     };
   }
 
@@ -579,42 +609,28 @@ export class Router {
   routeBatchSync(texts: string[], opts: RouteOptions = {}): RouteBatch {
     const h = this.requireHashed();
     checkTexts(texts);
-    if (this.map) return this.routeEmbeddings(h.embedSync(texts), opts);
+    if (this.map) return this.routeEmbeddingsSync(h.embedSync(texts), opts);
     const p = this.prepare(texts.length, opts);
     if (texts.length > 0) call(() => h.nativeHandle.routeSync(this.routeArgs(texts, p)));
     return this.batchResult(p);
   }
 
-  /** Routes rows of precomputed embeddings (n x dim, row-major). */
-  routeEmbeddings(embeddings: Float32Array, opts: RouteOptions = {}): RouteBatch {
+  /**
+   * Routes rows of embeddings (n x dim, row-major: precomputed, or the learned map's input) in the engine, off the
+   * event loop, in bounded chunks: nearest centroid, the learned map, difficulty, evidence, argmin.
+   */
+  async routeEmbeddings(embeddings: Float32Array, opts: RouteOptions = {}): Promise<RouteBatch> {
     checkEmbeddings(embeddings, this.dim);
-    const n = embeddings.length / this.dim;
-    const p = this.prepare(n, opts);
-    const a = this.assignEmbeddings(embeddings);
-    p.out.cluster.set(a.cluster);
-    p.out.distance.set(a.distance);
-    let membership: Float32Array | undefined;
-    if (this.map && n > 0) {
-      membership = new Float32Array(n * this.k);
-      const map = this.map;
-      call(() => native().mlpForward(map.params, map.config, embeddings, n, membership!));
-    }
-    const resid = n > 0 ? this.residuals(embeddings, p.out.cluster, membership) : null;
-    if (this.cells && n > 0) p.out.cell.set(this.cellsOf(embeddings, p.out.cluster));
-    // (texts: the fused kernel writes the cells)
-    if (n > 0)
-      call(() =>
-        native().scoreSync({
-          ...(membership ? { membership } : {}),
-          clusters: p.out.cluster,
-          k: this.k,
-          ...this.poolArgs(p),
-          resid: p.psiLogit ? resid : null,
-          ...(p.evidence && this.cells ? { cells: p.out.cell } : {}),
-          choice: p.out.choice,
-          gamma: p.out.gamma,
-        }),
-      );
+    const p = this.prepare(embeddings.length / this.dim, opts);
+    if (embeddings.length > 0) await callAsync(() => native().routeVectors(this.vectorArgs(embeddings, p, false))!);
+    return this.batchResult(p);
+  }
+
+  /** The same on the calling thread (a few prompts). */
+  routeEmbeddingsSync(embeddings: Float32Array, opts: RouteOptions = {}): RouteBatch {
+    checkEmbeddings(embeddings, this.dim);
+    const p = this.prepare(embeddings.length / this.dim, opts);
+    if (embeddings.length > 0) call(() => native().routeVectors(this.vectorArgs(embeddings, p, true)));
     return this.batchResult(p);
   }
 
@@ -658,7 +674,7 @@ export class Router {
     const { cluster } = this.assignEmbeddings(emb);
     const cell = this.cellsOf(emb, cluster);
     const others = this.pool.filter((e) => e.name !== opts.model).map((e) => e.name);
-    const batch = others.length ? this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, evidence: 'ignore' }) : null;
+    const batch = others.length ? await this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, evidence: 'ignore' }) : null;
     return pickSuggestions(this, cluster, cell, batch, opts);
   }
 
@@ -868,6 +884,8 @@ export function explainRow(b: RouteBatch, i: number): RouteDecision {
   const K = b.k;
   const c = b.choice[i];
   const k = b.cluster[i];
+  if (b.predictedError.length === 0)
+    return { model: b.models[c], cluster: k, distance: b.distance[i], predictedError: b.chosenError[i], cost: b.costs[c], candidates: [] };
   // the prompt's shift in logit space (one for every LLM), read back from the first candidate's prediction
   const g0 = b.predictedError[i * m];
   const p0 = b.psi[k];

@@ -95,7 +95,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     const row = s.offset + i;
     const c = b.choice[row];
     metrics.decisions.inc({ model: b.models[c] });
-    return { c, row, model: b.models[c], cluster: b.cluster[row], predictedError: b.predictedError[row * b.models.length + c] };
+    return { c, row, model: b.models[c], cluster: b.cluster[row], predictedError: b.chosenError[row] };
   };
 
   // Responses are written as JSON text. The candidates block of a nearest-centroid router without a difficulty
