@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'NATIVE_UNAVAILABLE'
   | 'BACKEND_UNAVAILABLE'
   | 'OUT_OF_MEMORY'
+  | 'EMBEDDER_FAILED'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -33,6 +34,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   NATIVE_UNAVAILABLE: 500,
   BACKEND_UNAVAILABLE: 503,
   OUT_OF_MEMORY: 503,
+  EMBEDDER_FAILED: 502,
   INTERNAL: 500,
 };
 

@@ -11,6 +11,7 @@ import { fitRouter } from '../router/fit.js';
 import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
+import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
 const intArg = (name: string, min = 0) => (v: string) => {
   const n = Number(v);
@@ -29,6 +30,13 @@ const costArg = (v: string, prev: Record<string, number> = {}) => {
   if (i <= 0 || !Number.isFinite(c) || c < 0) throw new InvalidArgumentError('--model-cost takes NAME=COST with COST >= 0');
   return { ...prev, [v.slice(0, i)]: c };
 };
+
+/** A remote embedder from `openai:MODEL@BASE_URL`; warns when the key variable is unset (a local server needs none). */
+function remoteFrom(spec: string, keyEnv: string, warn: boolean): RemoteEmbedder {
+  const r = new RemoteEmbedder(parseEmbedderArg(spec, keyEnv));
+  if (warn && !process.env[keyEnv]) process.stderr.write(`note: ${keyEnv} is not set; requests to the embedding endpoint carry no API key\n`);
+  return r;
+}
 
 const coverageWarning = (name: string, coverage: number) =>
   `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
@@ -78,6 +86,18 @@ async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<st
 /** JSON replacer: numbers (other than costs' magnitudes) to 5 significant decimals, to keep lines short. */
 const round5 = (key: string, v: unknown) => (typeof v === 'number' && key !== 'cost' && !Number.isInteger(v) ? +v.toFixed(5) : v);
 
+/** Every dataset prompt's embedding from a {"id", "embedding"} file, in dataset order. */
+async function promptEmbeddingsOf(ds: { prompts: Array<{ id: string }> }, file: string) {
+  const e = await readEmbeddings(file);
+  const data = new Float32Array(ds.prompts.length * e.dim);
+  ds.prompts.forEach((p, i) => {
+    const v = e.rows.get(p.id);
+    if (!v) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding for prompt "${p.id}"`);
+    data.set(v, i * e.dim);
+  });
+  return { spec: { kind: 'precomputed' as const, dim: e.dim }, data };
+}
+
 function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
   if (!out.write(s)) return once(out, 'drain').then(() => undefined);
 }
@@ -113,20 +133,18 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .addOption(new Option('--method <m>', 'cluster map: nearest centroid (kmeans) or the learned map').choices(['kmeans', 'learned-map']).default('kmeans'))
     .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
     .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
+    .option('--embedder <spec>', 'embed through an OpenAI-compatible endpoint instead: openai:MODEL@BASE_URL (recorded in the router; route and serve use it too)')
+    .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .action(async (o) => {
+      if (o.embedder && o.embeddings) throw new UnirouteError('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
+      const remote = o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, !quiet()) : undefined;
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
       const ds = await loadDataset(o.data);
       let embeddings: { dim: number; data: Float32Array; name?: string } | undefined;
       if (o.embeddings) {
-        const e = await readEmbeddings(o.embeddings);
-        const data = new Float32Array(ds.prompts.length * e.dim);
-        ds.prompts.forEach((p, i) => {
-          const v = e.rows.get(p.id);
-          if (!v) throw new UnirouteError('INVALID_ARGUMENT', `${o.embeddings} has no embedding for prompt "${p.id}"`);
-          data.set(v, i * e.dim);
-        });
-        embeddings = { dim: e.dim, data, name: o.embeddingName };
+        const pe = await promptEmbeddingsOf(ds, o.embeddings);
+        embeddings = { dim: pe.spec.dim, data: pe.data, name: o.embeddingName };
       }
       const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
       const { router, report } = await fitRouter(ds, {
@@ -139,6 +157,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         costs: o.modelCost,
         pricePerBillionParams: o.pricePerBillionParams,
         embeddings,
+        remoteEmbedder: remote,
         method: o.method,
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
@@ -169,8 +188,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       if (o.labels) {
         if (!o.data) throw new UnirouteError('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
         const prompts = new Map((await readPrompts(join(o.data, 'prompts.jsonl'))).map((p) => [p.id, p.text]));
-        const emb = router.hashed ? undefined : o.embeddings ? await readEmbeddings(o.embeddings) : undefined;
-        if (!router.hashed && !emb) throw new UnirouteError('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
+        const emb = router.takesText ? undefined : o.embeddings ? await readEmbeddings(o.embeddings) : undefined;
+        if (!router.takesText && !emb) throw new UnirouteError('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
         const acc = newCostAcc();
         const others = new Set<string>();
         for await (const r of readLabels(o.labels)) {
@@ -193,10 +212,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           cost = costFrom(o.name, acc, (await readModels(join(o.data, 'models.csv'))).get(o.name), { pricePerBillionParams: o.pricePerBillionParams });
       } else {
         for await (const { rec, line } of jsonLines(o.outcomes)) {
-          const what = router.hashed ? 'a string "text"' : 'an "embedding" array';
-          if ((router.hashed ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
+          const what = router.takesText ? 'a string "text"' : 'an "embedding" array';
+          if ((router.takesText ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
             throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
-          outcomes.push(router.hashed ? { text: rec.text, correct: Number(rec.correct) } : { embedding: rec.embedding, correct: Number(rec.correct) });
+          outcomes.push(router.takesText ? { text: rec.text, correct: Number(rec.correct) } : { embedding: rec.embedding, correct: Number(rec.correct) });
         }
       }
       if (cost === undefined)
@@ -255,16 +274,16 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const seen = new Set<string>();
       for await (const { rec, line } of jsonLines(o.candidates)) {
         if (rec?.id === undefined) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs an "id"`);
-        if (router.hashed ? typeof rec.text !== 'string' || !rec.text.trim() : !Array.isArray(rec.embedding) || rec.embedding.length !== router.dim)
-          throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.hashed ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
+        if (router.takesText ? typeof rec.text !== 'string' || !rec.text.trim() : !Array.isArray(rec.embedding) || rec.embedding.length !== router.dim)
+          throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.takesText ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
         // the same prompt twice is one candidate
-        const key = router.hashed ? rec.text : String(rec.id);
+        const key = router.takesText ? rec.text : String(rec.id);
         if (seen.has(key)) continue;
         seen.add(key);
         recs.push(rec);
       }
       if (recs.length === 0) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates} has no candidate prompt`);
-      const cand = router.hashed ? recs.map((r) => r.text as string) : Float32Array.from(recs.flatMap((r) => r.embedding as number[]));
+      const cand = router.takesText ? recs.map((r) => r.text as string) : Float32Array.from(recs.flatMap((r) => r.embedding as number[]));
       const picks = await router.suggestLabels(cand, { budget: o.budget, model: o.model, costPerQuery: o.cost, lambda: o.lambda, seed: o.seed });
       const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
       for (const p of picks) await writeLine(out, JSON.stringify({ ...recs[p.index], cluster: p.cluster, reason: p.reason }) + '\n');
@@ -309,7 +328,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       let routed = 0;
       let failed = 0;
       type Item = { line: number; id: unknown; text?: string; embedding?: number[]; error?: { code: string; message: string } };
-      const byText = !!router.hashed;
+      const byText = !!router.takesText;
       let batch: Item[] = [];
       const flush = async () => {
         const ok = batch.filter((b) => !b.error);
@@ -398,6 +417,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
     .option('--title <text>', 'report title')
     .option('--log-cost', 'log-scale cost axis in the SVG')
+    .option('--embedder <spec>', 'embed every prompt once through an OpenAI-compatible endpoint: openai:MODEL@BASE_URL')
+    .option('--embeddings <jsonl>', 'or your own prompt embeddings: {"id", "embedding"} lines, one per prompt')
+    .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .action(async (o) => {
       const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../eval/protocol.js');
       const { writeReport, markdownTable } = await import('../eval/report.js');
@@ -416,6 +438,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         methods: o.methods,
         dim: o.dim,
         pricePerBillionParams: o.pricePerBillionParams,
+        remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,
+        promptEmbeddings: o.embeddings ? await promptEmbeddingsOf(ds, o.embeddings) : undefined,
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       (report.settings as any).seconds = (Date.now() - t0) / 1000;

@@ -1,6 +1,10 @@
-/** Embedders: the native hashed n-gram LSA embedder, or caller-supplied (precomputed) embeddings of any dimension. */
+/**
+ * Embedders behind one interface: the native hashed n-gram LSA embedder, caller-supplied (precomputed) embeddings of
+ * any dimension, or a remote OpenAI-compatible endpoint (remote.ts).
+ */
 import { UnirouteError } from '../errors.js';
 import { call, callAsync, native, type NativeEmbedder } from '../engine/native.js';
+import type { RemoteEmbedderSpec } from './remote.js';
 
 export interface HashedEmbedderSpec {
   kind: 'hashed-lsa';
@@ -20,7 +24,13 @@ export interface PrecomputedEmbedderSpec {
   name?: string;
 }
 
-export type EmbedderSpec = HashedEmbedderSpec | PrecomputedEmbedderSpec;
+export type EmbedderSpec = HashedEmbedderSpec | PrecomputedEmbedderSpec | RemoteEmbedderSpec;
+
+/** What turns prompt texts into embeddings: the native hashed embedder or a remote endpoint. */
+export interface TextEmbedder {
+  readonly dim: number;
+  embed(texts: string[]): Promise<Float32Array>;
+}
 
 export interface HashedFitOptions {
   bucketsLog2?: number;

@@ -6,7 +6,8 @@
  */
 import { UnirouteError } from '../errors.js';
 import { callAsync, native, type MlpConfig } from '../engine/native.js';
-import { HashedEmbedder } from '../embed/embedder.js';
+import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
+import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
 import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
@@ -36,6 +37,13 @@ export interface EvalOptions extends CostOptions {
   kmeansRestarts?: number;
   /** The prompt-difficulty feature (default true, as in fit). */
   difficulty?: boolean;
+  /** A remote embedder: every prompt embedded once through it instead of fitting the hashed embedder per seed. */
+  remoteEmbedder?: RemoteEmbedder;
+  /**
+   * The vectors of every prompt (dataset order) instead of the hashed embedder: your own (`precomputed`), or set by
+   * evaluate() from remoteEmbedder.
+   */
+  promptEmbeddings?: { spec: EmbedderSpec; data: Float32Array; remote?: RemoteEmbedder };
   /** Outcomes in a cluster below which an unseen LLM has no evidence there (default 1, as in the router). */
   minEvidence?: number;
   /** Override the K grid searched on validation (default: the paper's 3 … N_val/50). */
@@ -114,11 +122,20 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   const trainIdx = pperm.subarray(nTest + vMax);
   const nTr = trainIdx.length;
 
-  // embedder on train prompt texts only
-  const emb = await HashedEmbedder.fit(Array.from(trainIdx, (i) => ds.prompts[i].text), { seed, dim: opts.dim ?? 256 });
-  const D = emb.dim;
-  const embed = (idx: Int32Array) => emb.embed(Array.from(idx, (i) => ds.prompts[i].text));
+  // the embedder: fitted on train prompt texts only, or the remote endpoint's vectors of every prompt (computed once)
+  const given = opts.promptEmbeddings;
+  const emb = given ? undefined : await HashedEmbedder.fit(Array.from(trainIdx, (i) => ds.prompts[i].text), { seed, dim: opts.dim ?? 256 });
+  const D = given ? given.spec.dim : emb!.dim;
+  if (given && given.data.length !== n * D)
+    throw new UnirouteError('DIMENSION_MISMATCH', `${given.data.length / D} prompt embeddings for ${n} prompts`);
+  const embed = async (idx: Int32Array) => {
+    if (!given) return emb!.embed(Array.from(idx, (i) => ds.prompts[i].text));
+    const out = new Float32Array(idx.length * D);
+    idx.forEach((p, i) => out.set(given.data.subarray(p * D, (p + 1) * D), i * D));
+    return out;
+  };
   const [Etr, Eva, Ete] = await Promise.all([embed(trainIdx), embed(valIdx), embed(testIdx)]);
+  const embedderParts = given ? { embedder: given.spec, remote: given.remote } : { embedder: emb!.spec, hashed: emb };
   const correct = (models: string[], idx: Int32Array) => {
     const M = models.length;
     const Y = new Float32Array(idx.length * M);
@@ -191,7 +208,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
     if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, seed));
     const cells = cellCache.get(k);
-    return new Router({ embedder: emb.spec, hashed: emb, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
+    return new Router({ ...embedderParts, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
   };
   const rowsOf = (idx: Int32Array, A: Float32Array, w: number) => {
     const out = new Float32Array(idx.length * w);
@@ -416,6 +433,11 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
   const seeds = opts.seeds ?? 5;
   const first = opts.firstSeed ?? 1;
   const results: SeedResult[] = [];
+  if (opts.remoteEmbedder && !opts.promptEmbeddings) {
+    opts.onProgress?.('embedding (remote)', 0, ds.prompts.length);
+    const data = await opts.remoteEmbedder.embed(ds.prompts.map((p) => p.text));
+    opts = { ...opts, promptEmbeddings: { spec: opts.remoteEmbedder.spec, remote: opts.remoteEmbedder, data } };
+  }
   for (let s = 0; s < seeds; s++) {
     opts.onProgress?.('seeds', s, seeds);
     results.push(await runSeed(ds, first + s, opts));

@@ -7,6 +7,7 @@ import { lambdaGrid } from '../eval/metrics.js';
 import { chooseClusters, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { Router, type EvidenceCells, type LearnedMap } from './router.js';
+import type { RemoteEmbedder } from '../embed/remote.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
 
@@ -37,6 +38,8 @@ export interface FitOptions extends CostOptions {
   minEvidence?: number;
   /** Evidence cells: a finer k-means partition that tells where an LLM has outcomes (default min(32, train/20); 0 = the clusters). */
   evidenceCells?: number;
+  /** A remote OpenAI-compatible embedding endpoint instead of the built-in embedder (recorded in the model). */
+  remoteEmbedder?: RemoteEmbedder;
   /** Caller's embeddings, one row per dataset prompt (in dataset order), instead of the built-in embedder. */
   embeddings?: { dim: number; data: Float32Array; name?: string };
   onProgress?: Progress;
@@ -103,8 +106,18 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   let spec: EmbedderSpec;
   let trainEmb: Float32Array;
   let valEmb: Float32Array;
-  if (opts.embeddings) {
-    const { dim, data, name } = opts.embeddings;
+  let remote: RemoteEmbedder | undefined;
+  let given = opts.embeddings;
+  if (opts.remoteEmbedder) {
+    if (given) throw new UnirouteError('INVALID_ARGUMENT', 'give either embeddings or a remote embedder, not both');
+    remote = opts.remoteEmbedder;
+    progress('embedding (remote)', 0, n);
+    const data = await remote.embed(ds.prompts.map((p) => p.text));
+    progress('embedding (remote)', n, n);
+    given = { dim: remote.dim, data };
+  }
+  if (given) {
+    const { dim, data, name } = given;
     if (!Number.isInteger(dim) || dim < 1) throw new UnirouteError('INVALID_ARGUMENT', `embedding dimension must be a positive integer (got ${dim})`);
     checkEmbeddings(data, dim);
     if (data.length !== n * dim)
@@ -114,7 +127,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       idx.forEach((p, i) => out.set(data.subarray(p * dim, (p + 1) * dim), i * dim));
       return out;
     };
-    spec = { kind: 'precomputed', dim, ...(name ? { name } : {}) };
+    spec = remote ? remote.spec : { kind: 'precomputed', dim, ...(name ? { name } : {}) };
     trainEmb = rows(trainIdx);
     valEmb = rows(valIdx);
   } else {
@@ -224,6 +237,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const router = new Router({
     embedder: spec,
     hashed: embedder,
+    remote,
     map,
     centroids: km.centroids,
     k: K,

@@ -12,7 +12,9 @@ import {
   embeddingsFromRows,
   type EmbedderSpec,
   type HashedEmbedderSpec,
+  type TextEmbedder,
 } from '../embed/embedder.js';
+import { RemoteEmbedder, type RemoteEmbedderSpec } from '../embed/remote.js';
 import { decodeArtifact, encodeArtifact, writeFileAtomic, type TensorMap } from './artifact.js';
 import {
   difficultyOf,
@@ -177,6 +179,8 @@ export interface LearnedMap {
 export interface RouterState {
   embedder: EmbedderSpec;
   hashed?: HashedEmbedder;
+  /** The remote endpoint of an `openai` embedder. */
+  remote?: RemoteEmbedder;
   centroids: Float32Array;
   k: number;
   priorStrength: number;
@@ -197,6 +201,7 @@ export interface RouterState {
 export class Router {
   readonly embedderSpec: EmbedderSpec;
   readonly hashed: HashedEmbedder | undefined;
+  readonly remote: RemoteEmbedder | undefined;
   readonly centroids: Float32Array;
   readonly k: number;
   readonly dim: number;
@@ -214,6 +219,12 @@ export class Router {
   constructor(s: RouterState) {
     this.embedderSpec = s.embedder;
     this.hashed = s.hashed;
+    this.remote = s.remote;
+    if (s.embedder.kind === 'openai') {
+      if (!s.remote) throw new UnirouteError('INVALID_ARGUMENT', 'an openai-embedder router needs its remote embedder');
+      if (s.remote.dim !== s.embedder.dim)
+        throw new UnirouteError('DIMENSION_MISMATCH', `the remote embedder gives ${s.remote.dim}-d vectors; the router was fitted on ${s.embedder.dim}`);
+    }
     this.dim = s.embedder.dim;
     this.k = s.k;
     if (!Number.isInteger(s.k) || s.k < 1) throw new UnirouteError('INVALID_ARGUMENT', `k must be a positive integer, got ${s.k}`);
@@ -314,10 +325,10 @@ export class Router {
       correct[i] = y;
     });
     let emb: Float32Array;
-    if (this.hashed) {
+    if (this.takesText) {
       const texts = outcomes.map((o) => o.text as string);
       checkTexts(texts, 'outcomes[].text');
-      emb = await this.hashed.embed(texts);
+      emb = await this.embedTexts(texts);
     } else {
       const rows = outcomes.map((o, i) => {
         if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `outcomes[${i}].embedding is required by a precomputed-embedding router`);
@@ -589,15 +600,37 @@ export class Router {
     };
   }
 
+  /** Whether the router embeds prompt texts itself (hashed or remote embedder), rather than taking embeddings. */
+  get takesText(): boolean {
+    return !!(this.hashed || this.remote);
+  }
+
+  /** The router's text embedder. */
+  get textEmbedder(): TextEmbedder | undefined {
+    return this.hashed ?? this.remote;
+  }
+
+  /** Embeds prompt texts with the router's embedder (native hashed, or the remote endpoint). */
+  async embedTexts(texts: string[]): Promise<Float32Array> {
+    const e = this.textEmbedder;
+    if (!e) throw new UnirouteError('INVALID_ARGUMENT', `this router takes precomputed ${this.dim}-d embeddings, not texts: use routeEmbeddings()`);
+    checkTexts(texts);
+    return e.embed(texts);
+  }
+
   private requireHashed(): HashedEmbedder {
     if (!this.hashed)
-      throw new UnirouteError('INVALID_ARGUMENT', `this router takes precomputed ${this.dim}-d embeddings, not texts: use routeEmbeddings()`);
+      throw new UnirouteError(
+        'INVALID_ARGUMENT',
+        this.remote ? 'this router embeds through a remote endpoint: use the async routeBatch()' : `this router takes precomputed ${this.dim}-d embeddings, not texts: use routeEmbeddings()`,
+      );
     return this.hashed;
   }
 
   /** Routes a batch of prompt texts off the event loop. */
   async routeBatch(texts: string[], opts: RouteOptions = {}): Promise<RouteBatch> {
-    const h = this.requireHashed();
+    if (!this.hashed) return this.routeEmbeddings(await this.embedTexts(texts), opts);
+    const h = this.hashed;
     checkTexts(texts);
     if (this.map) return this.routeEmbeddings(await h.embed(texts), opts);
     const p = this.prepare(texts.length, opts);
@@ -668,7 +701,7 @@ export class Router {
    * LLM (src/router/suggest.ts): indices into the candidates, in the order picked.
    */
   async suggestLabels(candidates: string[] | Float32Array, opts: SuggestOptions): Promise<Suggestion[]> {
-    const emb = candidates instanceof Float32Array ? checkEmbeddings(candidates, this.dim, 'candidates') : await this.requireHashed().embed(candidates);
+    const emb = candidates instanceof Float32Array ? checkEmbeddings(candidates, this.dim, 'candidates') : await this.embedTexts(candidates);
     const n = emb.length / this.dim;
     if (n === 0) throw new UnirouteError('INVALID_ARGUMENT', 'suggesting labels needs at least one candidate prompt');
     const { cluster } = this.assignEmbeddings(emb);
@@ -684,7 +717,7 @@ export class Router {
   }
 
   async assignTexts(texts: string[]): Promise<{ cluster: Int32Array; distance: Float32Array }> {
-    const emb = await this.requireHashed().embed(texts);
+    const emb = await this.embedTexts(texts);
     return this.assignEmbeddings(emb);
   }
 
@@ -756,7 +789,8 @@ export class Router {
       throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${why}`);
     };
     const spec = manifest?.embedder as EmbedderSpec;
-    if (!spec || (spec.kind !== 'hashed-lsa' && spec.kind !== 'precomputed')) bad('unknown embedder kind');
+    if (!spec || (spec.kind !== 'hashed-lsa' && spec.kind !== 'precomputed' && spec.kind !== 'openai')) bad('unknown embedder kind');
+    if (!Number.isInteger(spec.dim) || spec.dim < 1 || spec.dim > 65536) bad(`the embedding dimension ${String(spec.dim)} is not a whole number in [1, 65536]`);
     if (expect?.embedder) {
       for (const [key, v] of Object.entries(expect.embedder))
         if (v !== undefined && (spec as any)[key] !== v)
@@ -777,6 +811,12 @@ export class Router {
     const centroids = need('centroids', k * spec.dim) as Float32Array;
     const sums = need('pool.error_sums', pool.length * k) as Float32Array;
     const counts = need('pool.counts', pool.length * k) as Float32Array;
+    let remote: RemoteEmbedder | undefined;
+    if (spec.kind === 'openai') {
+      if (typeof spec.model !== 'string' || typeof spec.baseUrl !== 'string') bad('the openai embedder lacks its model or base URL');
+      // UNIROUTE_EMBEDDER_URL points the router at another server of the same model
+      remote = new RemoteEmbedder({ ...(spec as RemoteEmbedderSpec), baseUrl: process.env.UNIROUTE_EMBEDDER_URL ?? spec.baseUrl });
+    }
     let hashed: HashedEmbedder | undefined;
     if (spec.kind === 'hashed-lsa') {
       const B = 2 ** spec.bucketsLog2;
@@ -813,6 +853,7 @@ export class Router {
     return new Router({
       embedder: spec,
       hashed,
+      remote,
       map,
       centroids,
       k,

@@ -6,6 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { UnirouteError } from '../errors.js';
+import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
@@ -144,7 +145,9 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
-  app.post<{ Body: { prompt?: string; prompts?: string[]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore' } }>(
+  app.post<{
+    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore' };
+  }>(
     '/v1/route',
     {
       schema: {
@@ -154,27 +157,43 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
           properties: {
             prompt: { type: 'string' },
             prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts },
+            // a router on your own embeddings takes vectors instead of texts
+            embedding: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 },
+            embeddings: { type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 }, minItems: 1, maxItems: maxPrompts },
             lambda: { type: 'number', minimum: 0 },
             models: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 10_000 },
             risk: { type: 'number', minimum: 0, maximum: 100 },
             evidence: { type: 'string', enum: ['prefer', 'ignore'] },
           },
-          oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }],
+          oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }, { required: ['embedding'] }, { required: ['embeddings'] }],
         },
       },
     },
     async (req, reply) => {
       const b = req.body;
-      const texts = b.prompt !== undefined ? [b.prompt] : b.prompts!;
-      texts.forEach((t, i) => checkPrompt(t, b.prompt !== undefined ? '`prompt`' : `\`prompts[${i}]\``));
       const lambda = checkLambda(b.lambda);
       const models = checkModels(b.models);
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
-      const slice = await batcher.route(texts, { lambda, risk: b.risk, evidence: b.evidence }, models);
+      const policy = { lambda, risk: b.risk, evidence: b.evidence };
+      let slice: BatchSlice;
+      let count: number;
+      if (b.embedding !== undefined || b.embeddings !== undefined) {
+        if (router.takesText) throw new UnirouteError('INVALID_ARGUMENT', 'this router embeds prompt texts itself: send "prompt" or "prompts"');
+        const rows = b.embedding !== undefined ? [b.embedding] : b.embeddings!;
+        const batch = await router.routeEmbeddings(embeddingsFromRows(rows, router.dim, b.embedding !== undefined ? 'embedding' : 'embeddings'), { ...policy, models });
+        slice = { batch, offset: 0, count: rows.length };
+        count = rows.length;
+      } else {
+        if (!router.takesText) throw new UnirouteError('INVALID_ARGUMENT', `this router takes your own ${router.dim}-d embeddings: send "embedding" or "embeddings"`);
+        const texts = b.prompt !== undefined ? [b.prompt] : b.prompts!;
+        texts.forEach((t, i) => checkPrompt(t, b.prompt !== undefined ? '`prompt`' : `\`prompts[${i}]\``));
+        slice = await batcher.route(texts, policy, models);
+        count = texts.length;
+      }
       const allowed = models ? new Set(models) : undefined;
       const key = models ? [...allowed!].sort().join('\u0000') : undefined;
       let body = `{"lambda":${lambda},"decisions":[`;
-      for (let i = 0; i < texts.length; i++) body += (i ? ',' : '') + decisionJson(slice, i, allowed, key);
+      for (let i = 0; i < count; i++) body += (i ? ',' : '') + decisionJson(slice, i, allowed, key);
       reply.type('application/json; charset=utf-8');
       return body + ']}';
     },
@@ -224,7 +243,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     }
   };
 
-  app.post<{ Body: { name: string; cost_per_query: number; outcomes: Array<{ text: string; correct: number }> } }>(
+  app.post<{ Body: { name: string; cost_per_query: number; outcomes: Array<{ text?: string; embedding?: number[]; correct: number }> } }>(
     '/v1/models',
     {
       onRequest: admin,
@@ -242,9 +261,13 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
               maxItems: maxOutcomes,
               items: {
                 type: 'object',
-                required: ['text', 'correct'],
+                required: ['correct'],
                 additionalProperties: false,
-                properties: { text: { type: 'string', minLength: 1 }, correct: { type: 'number', minimum: 0, maximum: 1 } },
+                properties: {
+                  text: { type: 'string', minLength: 1 },
+                  embedding: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 },
+                  correct: { type: 'number', minimum: 0, maximum: 1 },
+                },
               },
             },
           },
@@ -253,7 +276,10 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       const { name, cost_per_query, outcomes } = req.body;
-      outcomes.forEach((o, i) => checkPrompt(o.text, `\`outcomes[${i}].text\``));
+      outcomes.forEach((o, i) => {
+        if (router.takesText) checkPrompt(o.text as string, `\`outcomes[${i}].text\``);
+        else if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `\`outcomes[${i}].embedding\` is required: this router takes your own embeddings`);
+      });
       return serial(async () => {
         const info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
         await persist(() => router.removeModel(name));
