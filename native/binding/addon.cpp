@@ -100,6 +100,17 @@ void check_finite(Napi::Env env, const float* p, size_t n, const std::string& na
       throw_range(env, "NON_FINITE", "`" + name + "` has a non-finite value at index " + std::to_string(i));
 }
 
+// The allowed-LLM mask: none, one for every row (m) or one per row (n x m, allowedPerRow).
+void read_allowed(Napi::Env env, Napi::Object o, Pool& p, size_t n, std::vector<Napi::Value>* keep) {
+  Napi::Value al = o.Get("allowed");
+  if (al.IsUndefined() || al.IsNull()) return;
+  auto a = u8(al, "allowed");
+  p.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
+  need_len(env, a.ElementLength(), p.allowed_per_row ? n * p.m : p.m, "allowed", p.allowed_per_row ? "n x m" : "m");
+  p.allowed = a.Data();
+  if (keep) keep->push_back(al);
+}
+
 // The optional difficulty and evidence parts of a pool: psiLogit (m x k), slope, evidence (m x k flags).
 void read_pool_extras(Napi::Env env, Napi::Object o, Pool& p, std::vector<Napi::Value>* keep) {
   Napi::Value pl = o.Get("psiLogit");
@@ -131,6 +142,101 @@ const int32_t* read_cells(Napi::Env env, Napi::Object o, const Pool& p, size_t n
   auto c = i32(cv, "cells");
   need_len(env, c.ElementLength(), n, "cells", "choice.length");
   return c.Data();
+}
+
+// The parts of a routing call after the embedding, shared by the text and the vector routes: centroids, the pool
+// (Ψ, costs, λ, masks, slope, evidence), the difficulty model, the evidence cells, and the output arrays (n rows).
+struct RouteParts {
+  const float* centroids = nullptr;
+  Pool pool;
+  RouteOutputs out;
+  Difficulty diff;
+  bool has_diff = false;
+  EvidenceCells cells;
+};
+RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, std::vector<Napi::Value>& keep) {
+  RouteParts p;
+  const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
+  auto C = f32(o.Get("centroids"), "centroids");
+  auto psi = f32(o.Get("psi"), "psi");
+  auto cost = f32(o.Get("cost"), "cost");
+  need_len(env, C.ElementLength(), k * D, "centroids", "k x dim");
+  need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
+  need_len(env, cost.ElementLength(), m, "cost", "m");
+  check_finite(env, C.Data(), C.ElementLength(), "centroids");
+  check_finite(env, psi.Data(), psi.ElementLength(), "psi");
+  check_finite(env, cost.Data(), cost.ElementLength(), "cost");
+  p.centroids = C.Data();
+  p.pool.m = m;
+  p.pool.k = k;
+  p.pool.psi = psi.Data();
+  p.pool.cost = cost.Data();
+  p.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  read_allowed(env, o, p.pool, n, &keep);
+  read_pool_extras(env, o, p.pool, &keep);
+  if (p.pool.psi_logit) {
+    Napi::Value dv = o.Get("difficulty");
+    if (!dv.IsObject()) throw_type(env, "difficulty", "an object {w, w0, mu} (psiLogit needs it)", dv);
+    Napi::Object d = dv.As<Napi::Object>();
+    auto w = f32(d.Get("w"), "difficulty.w");
+    auto mu = f32(d.Get("mu"), "difficulty.mu");
+    need_len(env, w.ElementLength(), D, "difficulty.w", "dim");
+    need_len(env, mu.ElementLength(), k, "difficulty.mu", "k");
+    check_finite(env, w.Data(), w.ElementLength(), "difficulty.w");
+    check_finite(env, mu.Data(), mu.ElementLength(), "difficulty.mu");
+    p.diff.w = w.Data();
+    p.diff.mu = mu.Data();
+    p.diff.w0 = static_cast<float>(number(d.Get("w0"), "difficulty.w0"));
+    p.has_diff = true;
+    keep.push_back(dv);
+    keep.push_back(d.Get("w"));
+    keep.push_back(d.Get("mu"));
+  }
+  Napi::Value ecv = o.Get("evidenceCentroids");
+  if (!ecv.IsUndefined() && !ecv.IsNull()) {
+    const size_t ke = count(o.Get("evidenceCells"), "evidenceCells", 1, 1 << 20);
+    if (p.pool.evidence && p.pool.ke != ke) throw_range(env, "DIMENSION_MISMATCH", "`evidence` and `evidenceCentroids` disagree on the number of cells");
+    auto ec = f32(ecv, "evidenceCentroids");
+    need_len(env, ec.ElementLength(), ke * D, "evidenceCentroids", "evidenceCells x dim");
+    check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
+    p.cells.centroids = ec.Data();
+    p.cells.ke = ke;
+    keep.push_back(ecv);
+    Napi::Value co = o.Get("cellOut");
+    if (!co.IsUndefined() && !co.IsNull()) {
+      auto c = i32(co, "cellOut");
+      need_len(env, c.ElementLength(), n, "cellOut", "rows");
+      p.out.cell = c.Data();
+      keep.push_back(co);
+    }
+  } else if (p.pool.evidence && p.pool.ke) {
+    throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
+  }
+  auto choice = i32(o.Get("choice"), "choice");
+  auto cluster = i32(o.Get("cluster"), "cluster");
+  auto dist = f32(o.Get("distance"), "distance");
+  need_len(env, choice.ElementLength(), n, "choice", "rows");
+  need_len(env, cluster.ElementLength(), n, "cluster", "rows");
+  need_len(env, dist.ElementLength(), n, "distance", "rows");
+  p.out.choice = choice.Data();
+  p.out.cluster = cluster.Data();
+  p.out.distance = dist.Data();
+  Napi::Value g = o.Get("gamma");
+  if (!g.IsUndefined() && !g.IsNull()) {
+    auto ga = f32(g, "gamma");
+    need_len(env, ga.ElementLength(), n * m, "gamma", "rows x m");
+    p.out.gamma = ga.Data();
+    keep.push_back(g);
+  }
+  Napi::Value ch = o.Get("chosen");
+  if (!ch.IsUndefined() && !ch.IsNull()) {
+    auto ca = f32(ch, "chosen");
+    need_len(env, ca.ElementLength(), n, "chosen", "rows");
+    p.out.chosen = ca.Data();
+    keep.push_back(ch);
+  }
+  for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+  return p;
 }
 
 // The CUDA kernels know neither the difficulty slope nor evidence: such pools are scored on the CPU.
@@ -280,14 +386,8 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     return w->promise();
   }
 
-  struct RouteJob {
+  struct RouteJob : RouteParts {
     std::shared_ptr<Texts> texts = std::make_shared<Texts>();
-    const float* centroids = nullptr;
-    Pool pool;
-    RouteOutputs out;
-    Difficulty diff;
-    bool has_diff = false;
-    EvidenceCells cells;
   };
   // route({texts, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, choice, cluster, distance, gamma?})
   RouteJob prep_route(const Napi::CallbackInfo& info, std::vector<Napi::Value>& keep) {
@@ -297,93 +397,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     RouteJob j;
     j.texts->load(o.Get("texts"), "texts");
     const size_t n = j.texts->size(), D = proj_->cfg.dim;
-    const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
-    auto C = f32(o.Get("centroids"), "centroids");
-    auto psi = f32(o.Get("psi"), "psi");
-    auto cost = f32(o.Get("cost"), "cost");
-    need_len(env, C.ElementLength(), k * D, "centroids", "k x dim");
-    need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
-    need_len(env, cost.ElementLength(), m, "cost", "m");
-    check_finite(env, C.Data(), C.ElementLength(), "centroids");
-    check_finite(env, psi.Data(), psi.ElementLength(), "psi");
-    check_finite(env, cost.Data(), cost.ElementLength(), "cost");
-    j.centroids = C.Data();
-    j.pool.m = m;
-    j.pool.k = k;
-    j.pool.psi = psi.Data();
-    j.pool.cost = cost.Data();
-    j.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
-    Napi::Value al = o.Get("allowed");
-    if (!al.IsUndefined() && !al.IsNull()) {
-      auto a = u8(al, "allowed");
-      j.pool.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
-      need_len(env, a.ElementLength(), j.pool.allowed_per_row ? n * m : m, "allowed", j.pool.allowed_per_row ? "n x m" : "m");
-      j.pool.allowed = a.Data();
-      keep.push_back(al);
-    }
-    read_pool_extras(env, o, j.pool, &keep);
-    if (j.pool.psi_logit) {
-      Napi::Value dv = o.Get("difficulty");
-      if (!dv.IsObject()) throw_type(env, "difficulty", "an object {w, w0, mu} (psiLogit needs it)", dv);
-      Napi::Object d = dv.As<Napi::Object>();
-      auto w = f32(d.Get("w"), "difficulty.w");
-      auto mu = f32(d.Get("mu"), "difficulty.mu");
-      need_len(env, w.ElementLength(), D, "difficulty.w", "dim");
-      need_len(env, mu.ElementLength(), k, "difficulty.mu", "k");
-      check_finite(env, w.Data(), w.ElementLength(), "difficulty.w");
-      check_finite(env, mu.Data(), mu.ElementLength(), "difficulty.mu");
-      j.diff.w = w.Data();
-      j.diff.mu = mu.Data();
-      j.diff.w0 = static_cast<float>(number(d.Get("w0"), "difficulty.w0"));
-      j.has_diff = true;
-      keep.push_back(dv);
-      keep.push_back(d.Get("w"));
-      keep.push_back(d.Get("mu"));
-    }
-    Napi::Value ecv = o.Get("evidenceCentroids");
-    if (!ecv.IsUndefined() && !ecv.IsNull()) {
-      const size_t ke = count(o.Get("evidenceCells"), "evidenceCells", 1, 1 << 20);
-      if (j.pool.evidence && j.pool.ke != ke) throw_range(env, "DIMENSION_MISMATCH", "`evidence` and `evidenceCentroids` disagree on the number of cells");
-      auto ec = f32(ecv, "evidenceCentroids");
-      need_len(env, ec.ElementLength(), ke * D, "evidenceCentroids", "evidenceCells x dim");
-      check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
-      j.cells.centroids = ec.Data();
-      j.cells.ke = ke;
-      keep.push_back(ecv);
-      Napi::Value co = o.Get("cellOut");
-      if (!co.IsUndefined() && !co.IsNull()) {
-        auto c = i32(co, "cellOut");
-        need_len(env, c.ElementLength(), n, "cellOut", "texts.length");
-        j.out.cell = c.Data();
-        keep.push_back(co);
-      }
-    } else if (j.pool.evidence && j.pool.ke) {
-      throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
-    }
-    auto choice = i32(o.Get("choice"), "choice");
-    auto cluster = i32(o.Get("cluster"), "cluster");
-    auto dist = f32(o.Get("distance"), "distance");
-    need_len(env, choice.ElementLength(), n, "choice", "texts.length");
-    need_len(env, cluster.ElementLength(), n, "cluster", "texts.length");
-    need_len(env, dist.ElementLength(), n, "distance", "texts.length");
-    j.out.choice = choice.Data();
-    j.out.cluster = cluster.Data();
-    j.out.distance = dist.Data();
-    Napi::Value g = o.Get("gamma");
-    if (!g.IsUndefined() && !g.IsNull()) {
-      auto ga = f32(g, "gamma");
-      need_len(env, ga.ElementLength(), n * m, "gamma", "texts.length x m");
-      j.out.gamma = ga.Data();
-      keep.push_back(g);
-    }
-    Napi::Value ch = o.Get("chosen");
-    if (!ch.IsUndefined() && !ch.IsNull()) {
-      auto ca = f32(ch, "chosen");
-      need_len(env, ca.ElementLength(), n, "chosen", "texts.length");
-      j.out.chosen = ca.Data();
-      keep.push_back(ch);
-    }
-    for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+    static_cast<RouteParts&>(j) = read_route_parts(env, o, n, D, keep);
     return j;
   }
   Napi::Value RouteSync(const Napi::CallbackInfo& info) {
@@ -424,127 +438,45 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
   Napi::Object o = info[0].As<Napi::Object>();
   std::vector<Napi::Value> keep;
-  struct Job {
-    VectorRoute a;
-    Pool pool;
-    RouteOutputs out;
-    Difficulty diff;
-    EvidenceCells cells;
-    std::shared_ptr<MlpConfig> map;
-  } j;
   const size_t D = count(o.Get("dim"), "dim", 1, 1 << 20);
-  const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
   auto X = f32(o.Get("embeddings"), "embeddings");
   if (X.ElementLength() % D) throw_range(env, "DIMENSION_MISMATCH", "`embeddings` is not a whole number of rows of `dim` values");
   const size_t n = X.ElementLength() / D;
   check_finite(env, X.Data(), X.ElementLength(), "embeddings");
-  auto C = f32(o.Get("centroids"), "centroids");
-  auto psi = f32(o.Get("psi"), "psi");
-  auto cost = f32(o.Get("cost"), "cost");
-  need_len(env, C.ElementLength(), k * D, "centroids", "k x dim");
-  need_len(env, psi.ElementLength(), m * k, "psi", "m x k");
-  need_len(env, cost.ElementLength(), m, "cost", "m");
-  check_finite(env, C.Data(), C.ElementLength(), "centroids");
-  check_finite(env, psi.Data(), psi.ElementLength(), "psi");
-  check_finite(env, cost.Data(), cost.ElementLength(), "cost");
-  j.pool.m = m;
-  j.pool.k = k;
-  j.pool.psi = psi.Data();
-  j.pool.cost = cost.Data();
-  j.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
-  Napi::Value al = o.Get("allowed");
-  if (!al.IsUndefined() && !al.IsNull()) {
-    auto a = u8(al, "allowed");
-    j.pool.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
-    need_len(env, a.ElementLength(), j.pool.allowed_per_row ? n * m : m, "allowed", j.pool.allowed_per_row ? "n x m" : "m");
-    j.pool.allowed = a.Data();
-    keep.push_back(al);
-  }
-  read_pool_extras(env, o, j.pool, &keep);
-  if (j.pool.psi_logit) {
-    Napi::Value dv = o.Get("difficulty");
-    if (!dv.IsObject()) throw_type(env, "difficulty", "an object {w, w0, mu} (psiLogit needs it)", dv);
-    Napi::Object d = dv.As<Napi::Object>();
-    auto w = f32(d.Get("w"), "difficulty.w");
-    auto mu = f32(d.Get("mu"), "difficulty.mu");
-    need_len(env, w.ElementLength(), D, "difficulty.w", "dim");
-    need_len(env, mu.ElementLength(), k, "difficulty.mu", "k");
-    check_finite(env, w.Data(), w.ElementLength(), "difficulty.w");
-    check_finite(env, mu.Data(), mu.ElementLength(), "difficulty.mu");
-    j.diff.w = w.Data();
-    j.diff.mu = mu.Data();
-    j.diff.w0 = static_cast<float>(number(d.Get("w0"), "difficulty.w0"));
-    j.a.diff = &j.diff;
-    keep.push_back(d.Get("w"));
-    keep.push_back(d.Get("mu"));
-  }
-  Napi::Value ecv = o.Get("evidenceCentroids");
-  if (!ecv.IsUndefined() && !ecv.IsNull()) {
-    const size_t ke = count(o.Get("evidenceCells"), "evidenceCells", 1, 1 << 20);
-    if (j.pool.evidence && j.pool.ke != ke) throw_range(env, "DIMENSION_MISMATCH", "`evidence` and `evidenceCentroids` disagree on the number of cells");
-    auto ec = f32(ecv, "evidenceCentroids");
-    need_len(env, ec.ElementLength(), ke * D, "evidenceCentroids", "evidenceCells x dim");
-    check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
-    j.cells.centroids = ec.Data();
-    j.cells.ke = ke;
-    j.a.cells = &j.cells;
-    keep.push_back(ecv);
-  } else if (j.pool.evidence && j.pool.ke) {
-    throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
-  }
+  struct Job : RouteParts {
+    VectorRoute a;
+    std::shared_ptr<MlpConfig> map;
+  };
+  auto job = std::make_shared<Job>();
+  static_cast<RouteParts&>(*job) = read_route_parts(env, o, n, D, keep);
   Napi::Value mv = o.Get("map");
   if (!mv.IsUndefined() && !mv.IsNull()) {
     if (!mv.IsObject()) throw_type(env, "map", "an object {params, config}", mv);
     Napi::Object mo = mv.As<Napi::Object>();
-    j.map = std::make_shared<MlpConfig>(mlp_config(env, mo.Get("config")));
-    Status vs = mlp_validate(*j.map);
+    job->map = std::make_shared<MlpConfig>(mlp_config(env, mo.Get("config")));
+    Status vs = mlp_validate(*job->map);
     if (!vs.ok()) throw_range(env, "INVALID_ARGUMENT", vs.message);
-    if (j.map->in != D || j.map->out != k || j.map->head != Head::Mixture)
+    if (job->map->in != D || job->map->out != job->pool.k || job->map->head != Head::Mixture)
       throw_range(env, "DIMENSION_MISMATCH", "the learned map must map dim -> k with a mixture head");
     auto P = f32(mo.Get("params"), "map.params");
-    need_len(env, P.ElementLength(), j.map->param_count(), "map.params", "the network's parameter count");
+    need_len(env, P.ElementLength(), job->map->param_count(), "map.params", "the network's parameter count");
     check_finite(env, P.Data(), P.ElementLength(), "map.params");
-    j.a.map = j.map.get();
-    j.a.map_params = P.Data();
+    job->a.map = job->map.get();
+    job->a.map_params = P.Data();
     keep.push_back(mo.Get("params"));
   }
-  auto choice = i32(o.Get("choice"), "choice");
-  auto cluster = i32(o.Get("cluster"), "cluster");
-  auto dist = f32(o.Get("distance"), "distance");
-  need_len(env, choice.ElementLength(), n, "choice", "rows");
-  need_len(env, cluster.ElementLength(), n, "cluster", "rows");
-  need_len(env, dist.ElementLength(), n, "distance", "rows");
-  j.out.choice = choice.Data();
-  j.out.cluster = cluster.Data();
-  j.out.distance = dist.Data();
-  for (const char* key : {"gamma", "chosen", "cellOut"}) {
-    Napi::Value v = o.Get(key);
-    if (v.IsUndefined() || v.IsNull()) continue;
-    if (std::string(key) == "cellOut") {
-      auto c = i32(v, key);
-      need_len(env, c.ElementLength(), n, key, "rows");
-      j.out.cell = c.Data();
-    } else {
-      auto f = f32(v, key);
-      need_len(env, f.ElementLength(), std::string(key) == "gamma" ? n * m : n, key, std::string(key) == "gamma" ? "rows x m" : "rows");
-      (std::string(key) == "gamma" ? j.out.gamma : j.out.chosen) = f.Data();
-    }
-    keep.push_back(v);
-  }
-  j.a.X = X.Data();
-  j.a.n = n;
-  j.a.dim = D;
-  j.a.centroids = C.Data();
-  for (const char* key : {"embeddings", "centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+  keep.push_back(o.Get("embeddings"));
+  job->a.X = X.Data();
+  job->a.n = n;
+  job->a.dim = D;
+  job->a.centroids = job->centroids;
+  job->a.diff = job->has_diff ? &job->diff : nullptr;
+  job->a.cells = job->cells.centroids ? &job->cells : nullptr;
   const int t = threads();
   if (o.Get("sync").ToBoolean()) {  // small batches: on the calling thread
-    throw_status(env, route_vectors(j.a, j.pool, j.out, t));
+    throw_status(env, route_vectors(job->a, job->pool, job->out, t));
     return env.Undefined();
   }
-  auto job = std::make_shared<Job>(j);
-  // the pointers inside the copy point at the copy's own parts
-  if (job->a.diff) job->a.diff = &job->diff;
-  if (job->a.cells) job->a.cells = &job->cells;
   auto* w = new Worker(env, [job, t] { return route_vectors(job->a, job->pool, job->out, t); });
   for (auto& v : keep) w->keep(v);
   w->Queue();
@@ -676,13 +608,7 @@ Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
   p.k = opt_count(o, "k", 1, 1, 1 << 20);
   p.cost = cost.Data();
   p.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
-  Napi::Value al = o.Get("allowed");
-  if (!al.IsUndefined() && !al.IsNull()) {
-    auto a = u8(al, "allowed");
-    p.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
-    need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
-    p.allowed = a.Data();
-  }
+  read_allowed(env, o, p, n, nullptr);
   read_pool_extras(env, o, p, nullptr);
   if (p.psi_logit) throw_range(env, "INVALID_ARGUMENT", "argminSync takes predicted errors, not psiLogit");
   const int32_t* cells = nullptr;
@@ -716,13 +642,7 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
   p.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
   auto choice = i32(o.Get("choice"), "choice");
   const size_t n = choice.ElementLength();
-  Napi::Value al = o.Get("allowed");
-  if (!al.IsUndefined() && !al.IsNull()) {
-    auto a = u8(al, "allowed");
-    p.allowed_per_row = o.Get("allowedPerRow").ToBoolean();
-    need_len(env, a.ElementLength(), p.allowed_per_row ? n * m : m, "allowed", p.allowed_per_row ? "n x m" : "m");
-    p.allowed = a.Data();
-  }
+  read_allowed(env, o, p, n, nullptr);
   read_pool_extras(env, o, p, nullptr);
   const float* resid = nullptr;
   Napi::Value rv = o.Get("resid");

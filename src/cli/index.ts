@@ -1,6 +1,5 @@
 /** The `uniroute` command. */
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -11,6 +10,7 @@ import { fitRouter } from '../router/fit.js';
 import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
+import { jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
 const intArg = (name: string, min = 0) => (v: string) => {
@@ -47,22 +47,6 @@ async function loadRouter(path: string | undefined): Promise<Router> {
   if (!path && !existsSync(p))
     throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
   return Router.load(p);
-}
-
-/** Parsed JSON records of a JSONL file ('-' = stdin) with their line numbers; a malformed line is an error. */
-async function* jsonLines(file: string): AsyncGenerator<{ rec: any; line: number }> {
-  if (file !== '-' && !existsSync(file)) throw new UnirouteError('NOT_FOUND', `${file} does not exist`);
-  const rl = createInterface({ input: file === '-' ? process.stdin : createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  let line = 0;
-  for await (const raw of rl) {
-    line++;
-    if (!raw.trim()) continue;
-    try {
-      yield { rec: JSON.parse(raw), line };
-    } catch {
-      throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: malformed JSON`);
-    }
-  }
 }
 
 /** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
@@ -320,11 +304,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const router = await loadRouter(o.router);
       let lambda: number | undefined = o.lambda;
       const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
-      const input = o.input === '-' ? process.stdin : createReadStream(o.input, 'utf8');
       const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
-      const rl = createInterface({ input, crlfDelay: Infinity });
-      let line = 0;
       let routed = 0;
       let failed = 0;
       type Item = { line: number; id: unknown; text?: string; embedding?: number[]; error?: { code: string; message: string } };
@@ -367,13 +348,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         await writeLine(out, chunk);
         progress.update('routed', routed + failed);
       };
-      for await (const raw of rl) {
-        line++;
-        if (!raw.trim()) continue;
-        let rec: any;
+      for await (const { rec, line, malformed } of jsonLines(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
         const item: Item = { line, id: null };
-        try {
-          rec = JSON.parse(raw);
+        if (malformed) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: malformed JSON` };
+        else {
           item.id = rec?.id ?? null;
           if (!byText) {
             const e = rec?.embedding;
@@ -384,8 +362,6 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           } else if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
           else if (rec.text.trim() === '') item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
           else item.text = rec.text;
-        } catch {
-          item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: malformed JSON` };
         }
         batch.push(item);
         if (batch.length >= o.batchSize) await flush();

@@ -4,9 +4,9 @@
  */
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
 import { UnirouteError } from '../errors.js';
+import { jsonLines } from './jsonl.js';
 
 export interface Prompt {
   id: string;
@@ -48,20 +48,9 @@ const num = (v: unknown): number | undefined => {
 };
 
 export async function readPrompts(file: string): Promise<Prompt[]> {
-  if (!existsSync(file)) throw new UnirouteError('BAD_DATASET', `${file} does not exist`);
-  const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   const out: Prompt[] = [];
   const seen = new Set<string>();
-  let line = 0;
-  for await (const raw of rl) {
-    line++;
-    if (raw.trim() === '') continue;
-    let o: any;
-    try {
-      o = JSON.parse(raw);
-    } catch (e) {
-      throw new UnirouteError('BAD_DATASET', `${file}:${line}: malformed JSON (${(e as Error).message})`);
-    }
+  for await (const { rec: o, line } of jsonLines(file, 'BAD_DATASET')) {
     const id = o?.id;
     if ((typeof id !== 'string' && typeof id !== 'number') || typeof o.text !== 'string')
       throw new UnirouteError('BAD_DATASET', `${file}:${line}: each line needs an "id" and a string "text"`);

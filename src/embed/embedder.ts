@@ -3,7 +3,7 @@
  * any dimension, or a remote OpenAI-compatible endpoint (remote.ts).
  */
 import { UnirouteError } from '../errors.js';
-import { call, callAsync, native, type NativeEmbedder } from '../engine/native.js';
+import { call, callAsync, native, type NativeEmbedder, type NativeFitEmbedderOptions } from '../engine/native.js';
 import type { RemoteEmbedderSpec } from './remote.js';
 
 export interface HashedEmbedderSpec {
@@ -32,14 +32,8 @@ export interface TextEmbedder {
   embed(texts: string[]): Promise<Float32Array>;
 }
 
-export interface HashedFitOptions {
-  bucketsLog2?: number;
-  dim?: number;
-  charN?: number;
-  seed?: number;
-  minDf?: number;
-  powerIters?: number;
-}
+/** Options of fitting the hashed embedder: the engine's, less the oversampling. */
+export type HashedFitOptions = Omit<NativeFitEmbedderOptions, 'oversample'>;
 
 /** Throws a clear error for anything that is not a non-empty string array. */
 export function checkTexts(texts: unknown, name = 'texts'): asserts texts is string[] {

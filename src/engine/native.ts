@@ -13,8 +13,8 @@ export interface NativeEmbedderOptions {
   scale: Float32Array;
 }
 
-export interface NativeRouteArgs {
-  texts: string[];
+/** The parts of a routing call after the embedding (native/binding: read_route_parts). */
+export interface NativeRouteParts {
   centroids: Float32Array;
   k: number;
   psi: Float32Array;
@@ -38,6 +38,10 @@ export interface NativeRouteArgs {
   distance: Float32Array;
   gamma?: Float32Array | null;
   chosen?: Float32Array | null;
+}
+
+export interface NativeRouteArgs extends NativeRouteParts {
+  texts: string[];
 }
 
 export interface NativeEmbedder {
@@ -96,30 +100,10 @@ export interface NativeScoreArgs {
   gamma?: Float32Array | null;
 }
 
-export interface NativeVectorRouteArgs {
+export interface NativeVectorRouteArgs extends NativeRouteParts {
   embeddings: Float32Array;
   dim: number;
-  centroids: Float32Array;
-  k: number;
-  psi: Float32Array;
-  cost: Float32Array;
-  m: number;
-  lambda: number;
-  allowed?: Uint8Array | null;
-  allowedPerRow?: boolean;
-  psiLogit?: Float32Array;
-  slope?: number;
-  difficulty?: { w: Float32Array; w0: number; mu: Float32Array };
-  evidence?: Uint8Array | null;
-  evidenceCells?: number;
-  evidenceCentroids?: Float32Array;
   map?: { params: Float32Array; config: MlpConfig };
-  choice: Int32Array;
-  cluster: Int32Array;
-  distance: Float32Array;
-  gamma?: Float32Array | null;
-  chosen?: Float32Array | null;
-  cellOut?: Int32Array;
   sync?: boolean;
 }
 

@@ -163,36 +163,26 @@ export function fitClusterLogits(clusters: ArrayLike<number>, Y: Float32Array, M
   const beta = new Float64Array(K).fill(b0);
   const alpha = new Float64Array(M);
   const v = 9;
+  // one Newton step for a factor: x[a] over the cells (a, b) of the other factor y, with N(center, v) prior
+  const step = (x: Float64Array, y: Float64Array, a: number, cellOf: (a: number, b: number) => number, center: number) => {
+    let g = -(x[a] - center) / v;
+    let h = 1 / v;
+    for (let b = 0; b < y.length; b++) {
+      const t = cellOf(a, b);
+      const cnt = N[t];
+      if (!cnt) continue;
+      const p = sigmoid(x[a] + y[b]);
+      g += E[t] - cnt * p;
+      h += cnt * p * (1 - p);
+    }
+    const d = Math.max(-2, Math.min(2, g / h));
+    x[a] += d;
+    return Math.abs(d);
+  };
   for (let it = 0; it < 50; it++) {
     let moved = 0;
-    for (let c = 0; c < K; c++) {
-      let g = -(beta[c] - b0) / v;
-      let h = 1 / v;
-      for (let j = 0; j < M; j++) {
-        const cnt = N[j * K + c];
-        if (!cnt) continue;
-        const p = sigmoid(beta[c] + alpha[j]);
-        g += E[j * K + c] - cnt * p;
-        h += cnt * p * (1 - p);
-      }
-      const step = Math.max(-2, Math.min(2, g / h));
-      beta[c] += step;
-      moved = Math.max(moved, Math.abs(step));
-    }
-    for (let j = 0; j < M; j++) {
-      let g = -alpha[j] / v;
-      let h = 1 / v;
-      for (let c = 0; c < K; c++) {
-        const cnt = N[j * K + c];
-        if (!cnt) continue;
-        const p = sigmoid(beta[c] + alpha[j]);
-        g += E[j * K + c] - cnt * p;
-        h += cnt * p * (1 - p);
-      }
-      const step = Math.max(-2, Math.min(2, g / h));
-      alpha[j] += step;
-      moved = Math.max(moved, Math.abs(step));
-    }
+    for (let c = 0; c < K; c++) moved = Math.max(moved, step(beta, alpha, c, (c_, j) => j * K + c_, b0));
+    for (let j = 0; j < M; j++) moved = Math.max(moved, step(alpha, beta, j, (j_, c) => j_ * K + c, 0));
     // identify the scale: mean ability 0
     let ma = 0;
     for (let j = 0; j < M; j++) ma += alpha[j] / M;
