@@ -201,6 +201,10 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
     check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
     p.cells.centroids = ec.Data();
     p.cells.ke = ke;
+    auto st = i32(o.Get("evidenceStart"), "evidenceStart");
+    need_len(env, st.ElementLength(), k + 1, "evidenceStart", "k + 1");
+    p.cells.start = st.Data();
+    keep.push_back(o.Get("evidenceStart"));
     keep.push_back(ecv);
     Napi::Value co = o.Get("cellOut");
     if (!co.IsUndefined() && !co.IsNull()) {

@@ -15,6 +15,13 @@ Status check_parts(const Pool& pool, const Difficulty* diff, const EvidenceCells
     return Status::Invalid("a pool with a difficulty slope needs the difficulty model");
   if (pool.evidence && pool.ke > 0 && (!cells || !cells->centroids || cells->ke != pool.ke))
     return Status::Invalid("a pool with evidence cells needs their centroids");
+  if (cells && cells->centroids) {
+    if (!cells->start) return Status::Invalid("evidence cells need their cluster offsets");
+    if (cells->start[0] != 0 || static_cast<size_t>(cells->start[pool.k]) != cells->ke)
+      return Status::Invalid("evidence cell offsets must run from 0 to the number of cells");
+    for (size_t c = 0; c < pool.k; ++c)
+      if (cells->start[c + 1] <= cells->start[c]) return Status::Invalid("every cluster needs at least one evidence cell");
+  }
   return Status::Ok();
 }
 
@@ -49,8 +56,11 @@ struct Decider {
     }
     int32_t cell = -1;
     if (en) {
+      // the nearest of the prompt's cluster's cells
+      const size_t b = static_cast<size_t>(cells->start[c]), e = static_cast<size_t>(cells->start[c + 1]);
       float unused;
-      nearest_one(emb, D, cells->centroids, en, cells->ke, &cell, &unused);
+      nearest_one(emb, D, cells->centroids + b * D, en + b, e - b, &cell, &unused);
+      cell += static_cast<int32_t>(b);
       if (out.cell) out.cell[i] = cell;
     }
     float* row = out.gamma ? out.gamma + i * m : g;

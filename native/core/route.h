@@ -25,10 +25,12 @@ struct Difficulty {
   const float* mu = nullptr;  // k
 };
 
-// The evidence cells: ke x dim centroids of a finer partition (used with Pool::evidence when Pool::ke > 0).
+// The evidence cells: ke x dim centroids of a finer partition (used with Pool::evidence when Pool::ke > 0), nested
+// in the clusters: cluster c holds the cells start[c] ... start[c + 1] - 1 (k + 1 offsets, rising, start[k] = ke).
 struct EvidenceCells {
   const float* centroids = nullptr;
   size_t ke = 0;
+  const int32_t* start = nullptr;
 };
 
 // centroids: k x dim (dim = p.cfg.dim); pool.k must equal k. diff: null, or the difficulty model when

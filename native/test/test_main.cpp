@@ -198,9 +198,11 @@ static void test_evidence_and_vectors() {
   diff.w = w.data();
   diff.w0 = 0.05f;
   diff.mu = mu.data();
+  std::vector<int32_t> start = {0, 2, 4, 5};  // cells nest in the k = 3 clusters
   EvidenceCells cells;
   cells.centroids = E.data();
   cells.ke = ke;
+  cells.start = start.data();
   std::vector<int32_t> ch(n), cl(n), cell(n), ch_ref(n, -9), cl_ref(n), cell_ref(n);
   std::vector<float> dist(n), gam(n * m), chosen(n), gam_ref(n * m);
   RouteOutputs out;
@@ -220,7 +222,13 @@ static void test_evidence_and_vectors() {
   a.chunk = 7;  // chunk boundaries inside the batch
   CHECK(route_vectors(a, p, out, 2).ok(), "route_vectors failed");
   CHECK(assign_nearest(X.data(), n, d, C.data(), k, cl_ref.data(), nullptr, 1).ok(), "assign failed");
-  CHECK(assign_nearest(X.data(), n, d, E.data(), ke, cell_ref.data(), nullptr, 1).ok(), "assign cells failed");
+  bool cells_ok = true;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t c = cl_ref[i];
+    cells_ok &= assign_nearest(X.data() + i * d, 1, d, E.data() + start[c] * d, size_t(start[c + 1] - start[c]), &cell_ref[i], nullptr, 1).ok();
+    cell_ref[i] += start[c];
+  }
+  CHECK(cells_ok, "assign cells failed");
   std::vector<float> r(n);
   for (size_t i = 0; i < n; ++i) {
     float dd = diff.w0;
@@ -262,6 +270,9 @@ static void test_evidence_and_vectors() {
   Pool noDiff = p;
   CHECK(!route_vectors(VectorRoute{X.data(), n, d, C.data(), nullptr, nullptr, nullptr, &cells, 7}, noDiff, out, 1).ok(),
         "a slope without a difficulty model accepted");
+  std::vector<int32_t> bad_start = {0, 3, 3, 5};  // a cluster without a cell
+  cells.start = bad_start.data();
+  CHECK(!route_vectors(a, p, out, 1).ok(), "evidence cell offsets that leave a cluster empty accepted");
 }
 
 static std::vector<std::string> synthetic_texts(size_t n) {

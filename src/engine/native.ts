@@ -31,6 +31,8 @@ export interface NativeRouteParts {
   evidence?: Uint8Array | null;
   evidenceCells?: number;
   evidenceCentroids?: Float32Array;
+  /** K + 1 offsets: the cells of each cluster. */
+  evidenceStart?: Int32Array;
   /** Receives each prompt's evidence cell (with evidenceCells). */
   cellOut?: Int32Array;
   choice: Int32Array;

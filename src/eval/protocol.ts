@@ -206,7 +206,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const prior: PsiPrior = priorOf(k, trainCl).prior;
     const clusterShare = new Float32Array(k);
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
-    if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, seed));
+    if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, trainCl, seed));
     const cells = cellCache.get(k);
     return new Router({ ...embedderParts, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
   };

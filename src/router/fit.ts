@@ -68,17 +68,52 @@ export function clusterGrid(nVal: number, nTrain: number): number[] {
 }
 
 /**
- * The evidence cells: a finer k-means partition than the clusters (default min(32, n/20) cells), so that an LLM
- * graded on one kind of prompt is not taken to have evidence on another kind that shares its cluster. Undefined
- * when it would be no finer than the K clusters.
+ * The evidence cells: each cluster split by k-means into cells (about `count` in all, min(32, n/20) by default, in
+ * proportion to the clusters' sizes), so that an LLM graded on one kind of prompt is not taken to have evidence on
+ * another kind that shares its cluster. Cells nest in clusters, so a prompt's cell is searched among its cluster's
+ * few cells only. Undefined when it would be no finer than the K clusters.
  */
-export async function fitEvidenceCells(E: Float32Array, n: number, D: number, K: number, seed: number, count?: number): Promise<EvidenceCells | undefined> {
+export async function fitEvidenceCells(
+  E: Float32Array,
+  n: number,
+  D: number,
+  K: number,
+  clusters: Int32Array,
+  seed: number,
+  count?: number,
+): Promise<EvidenceCells | undefined> {
   const want = count ?? Math.min(32, Math.floor(n / 20));
   if (!(want > K) || want > n) return undefined;
-  const km = await callAsync(() => native().kmeans(E, n, D, want, { seed: seed + 101, nInit: 2 }));
-  const share = new Float32Array(want);
-  for (const c of km.assignments) share[c] += 1 / n;
-  return { centroids: km.centroids, count: want, share };
+  const rows: number[][] = Array.from({ length: K }, () => []);
+  clusters.forEach((c, i) => rows[c].push(i));
+  const parts: Float32Array[] = [];
+  const shares: number[] = [];
+  const start = new Int32Array(K + 1);
+  for (let c = 0; c < K; c++) {
+    const nc = rows[c].length;
+    const kc = Math.max(1, Math.min(nc, Math.round((want * nc) / n)));
+    const X = new Float32Array(nc * D);
+    rows[c].forEach((r, i) => X.set(E.subarray(r * D, (r + 1) * D), i * D));
+    if (nc === 0) {
+      parts.push(new Float32Array(D)); // an empty cluster keeps one (unused) cell
+      shares.push(0);
+    } else if (kc === 1) {
+      const m = new Float32Array(D);
+      for (let i = 0; i < nc; i++) for (let d = 0; d < D; d++) m[d] += X[i * D + d] / nc;
+      parts.push(m);
+      shares.push(nc / n);
+    } else {
+      const km = await callAsync(() => native().kmeans(X, nc, D, kc, { seed: seed + 101 + c, nInit: 2 }));
+      parts.push(km.centroids);
+      const cnt = new Float64Array(kc);
+      for (const a of km.assignments) cnt[a]++;
+      for (let t = 0; t < kc; t++) shares.push(cnt[t] / n);
+    }
+    start[c + 1] = start[c] + parts[c].length / D;
+  }
+  const centroids = new Float32Array(start[K] * D);
+  parts.forEach((p, c) => centroids.set(p, start[c] * D));
+  return { centroids, count: start[K], share: Float32Array.from(shares), start };
 }
 
 export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ router: Router; report: FitReport }> {
@@ -225,7 +260,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const { prior } = priorFor(km.assignments, K);
   if (opts.evidenceCells !== undefined && !(Number.isInteger(opts.evidenceCells) && opts.evidenceCells >= 0))
     throw new UnirouteError('INVALID_ARGUMENT', `evidenceCells must be a whole number >= 0 (got ${opts.evidenceCells})`);
-  const cells = opts.evidenceCells === 0 ? undefined : await fitEvidenceCells(trainEmb, trainTexts.length, D, K, seed, opts.evidenceCells);
+  const cells = opts.evidenceCells === 0 ? undefined : await fitEvidenceCells(trainEmb, trainTexts.length, D, K, km.assignments, seed, opts.evidenceCells);
   const clusterShare = new Float32Array(K);
   for (const c of km.assignments) clusterShare[c] += 1 / km.assignments.length;
   let map: LearnedMap | undefined;

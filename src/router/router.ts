@@ -36,12 +36,17 @@ export interface PoolEntry extends OutcomeStats {
   cellCounts?: Float32Array;
 }
 
-/** A finer partition of the prompt space than the clusters, used only to tell where an LLM has outcomes. */
+/**
+ * A finer partition of the prompt space than the clusters, used only to tell where an LLM has outcomes: each
+ * cluster c split into the cells start[c] … start[c + 1] − 1.
+ */
 export interface EvidenceCells {
   centroids: Float32Array;
   count: number;
   /** Share of the train prompts in each cell. */
   share: Float32Array;
+  /** K + 1 offsets: the cells of cluster c. */
+  start: Int32Array;
 }
 
 export interface ModelInfo {
@@ -252,6 +257,10 @@ export class Router {
       const c = s.cells;
       if (!Number.isInteger(c.count) || c.count < 1 || c.centroids.length !== c.count * this.dim || c.share.length !== c.count)
         throw new UnirouteError('DIMENSION_MISMATCH', `evidence cells: ${c.count} cells need ${c.count} x ${this.dim} centroids and ${c.count} shares`);
+      const st = c.start;
+      let ok = st instanceof Int32Array && st.length === this.k + 1 && st[0] === 0 && st[this.k] === c.count;
+      for (let i = 0; ok && i < this.k; i++) ok = st[i + 1] > st[i];
+      if (!ok) throw new UnirouteError('DIMENSION_MISMATCH', `evidence cells: the ${this.k + 1} cluster offsets must rise from 0 to ${c.count}, each cluster with a cell`);
       for (let i = 0; i < c.centroids.length; i++)
         if (!Number.isFinite(c.centroids[i])) throw new UnirouteError('NON_FINITE', `evidence cell centroids have a non-finite value at ${i}`);
     }
@@ -304,9 +313,26 @@ export class Router {
   cellsOf(embeddings: Float32Array, clusters: Int32Array): Int32Array {
     if (!this.cells) return clusters;
     const n = embeddings.length / this.dim;
+    const D = this.dim;
+    const { centroids, start } = this.cells;
     const out = new Int32Array(n);
-    const c = this.cells;
-    if (n > 0) call(() => native().assignSync(embeddings, n, this.dim, c.centroids, c.count, out, null));
+    for (let i = 0; i < n; i++) {
+      // the nearest of the prompt's cluster's cells (squared distance, ties to the lower index, as the engine)
+      let best = start[clusters[i]];
+      let bd = Infinity;
+      for (let c = start[clusters[i]]; c < start[clusters[i] + 1]; c++) {
+        let d2 = 0;
+        for (let t = 0; t < D; t++) {
+          const v = embeddings[i * D + t] - centroids[c * D + t];
+          d2 += v * v;
+        }
+        if (d2 < bd) {
+          bd = d2;
+          best = c;
+        }
+      }
+      out[i] = best;
+    }
     return out;
   }
 
@@ -571,13 +597,18 @@ export class Router {
       k: this.k,
       ...this.poolArgs(p),
       ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...(this.cells ? { evidenceCells: this.cells.count, evidenceCentroids: this.cells.centroids, cellOut: p.out.cell } : {}),
+      ...this.cellArgs(p),
       choice: p.out.choice,
       cluster: p.out.cluster,
       distance: p.out.distance,
       gamma: p.out.gamma.length ? p.out.gamma : null,
       chosen: p.out.chosen,
     };
+  }
+
+  private cellArgs(p: ReturnType<Router['prepare']>) {
+    const c = this.cells;
+    return c ? { evidenceCells: c.count, evidenceCentroids: c.centroids, evidenceStart: c.start, cellOut: p.out.cell } : {};
   }
 
   private vectorArgs(embeddings: Float32Array, p: ReturnType<Router['prepare']>, sync: boolean): NativeVectorRouteArgs {
@@ -589,7 +620,7 @@ export class Router {
       k: this.k,
       ...this.poolArgs(p),
       ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...(this.cells ? { evidenceCells: this.cells.count, evidenceCentroids: this.cells.centroids, cellOut: p.out.cell } : {}),
+      ...this.cellArgs(p),
       ...(this.map ? { map: { params: this.map.params, config: this.map.config } } : {}),
       choice: p.out.choice,
       cluster: p.out.cluster,
@@ -758,6 +789,7 @@ export class Router {
       const E = this.cells.count;
       tensors['evidence.centroids'] = { data: this.cells.centroids, shape: [E, this.dim] };
       tensors['evidence.share'] = { data: this.cells.share, shape: [E] };
+      tensors['evidence.start'] = { data: this.cells.start, shape: [this.k + 1] };
       // -1 marks an entry with no cell counts (evidence everywhere)
       const cc = new Float32Array(m * E);
       this.pool.forEach((e, j) => (e.cellCounts ? cc.set(e.cellCounts, j * E) : cc.fill(-1, j * E, (j + 1) * E)));
@@ -847,7 +879,14 @@ export class Router {
     if (tensors['evidence.centroids']) {
       const E = manifest.evidenceCells;
       if (!Number.isInteger(E) || E < 1) bad('evidenceCells is missing or not a positive integer');
-      cells = { count: E, centroids: need('evidence.centroids', E * spec.dim) as Float32Array, share: need('evidence.share', E) as Float32Array };
+      const start = need('evidence.start', k + 1);
+      if (!(start instanceof Int32Array)) bad('evidence.start is not I32');
+      cells = {
+        count: E,
+        centroids: need('evidence.centroids', E * spec.dim) as Float32Array,
+        share: need('evidence.share', E) as Float32Array,
+        start: start as Int32Array,
+      };
       cellCounts = need('pool.cell_counts', pool.length * E) as Float32Array;
     }
     return new Router({
