@@ -14,6 +14,7 @@ import { readPrompts } from '../src/data/dataset.js';
 import { backendInfo, getThreads, native, setBackend, setThreads } from '../src/engine/native.js';
 import { referenceAssign, referenceEmbed, referenceFeatures, referenceScore } from '../src/engine/reference.js';
 import { Router } from '../src/router/router.js';
+import { lineChart } from '../src/plot/svg.js';
 import { defaultRouterPath } from '../src/defaults.js';
 
 const args = new Set(process.argv.slice(2));
@@ -174,38 +175,23 @@ if (!asJson) process.stdout.write(md);
 
 /** Throughput of end-to-end routing against batch size, one line per backend and thread count (log-log). */
 function chart(rs: Row[]): string {
-  const W = 640;
-  const H = 380;
-  const m = { l: 80, r: 170, t: 36, b: 50 };
-  const pw = W - m.l - m.r;
-  const ph = H - m.t - m.b;
-  const xs = rs.map((r) => r.batch);
-  const ys = rs.map((r) => r.prompts_per_s);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [Math.min(...ys) / 1.5, Math.max(...ys) * 1.5];
-  const tx = (x: number) => m.l + (Math.log(x / x0) / Math.log(x1 / x0 || 2)) * pw;
-  const ty = (y: number) => m.t + (1 - Math.log(y / y0) / Math.log(y1 / y0)) * ph;
   const series = new Map<string, Row[]>();
   for (const r of rs) series.set(`${r.backend} ×${r.threads}`, [...(series.get(`${r.backend} ×${r.threads}`) ?? []), r]);
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd'];
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${m.l + pw / 2}" y="20" text-anchor="middle" font-size="14">End-to-end routing throughput against batch size</text>`,
-    `<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`,
-    `<text x="${m.l + pw / 2}" y="${H - 12}" text-anchor="middle">prompts per batch (log)</text>`,
-    `<text transform="translate(16 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">prompts/s (log)</text>`,
-  ];
-  for (const b of [...new Set(xs)]) out.push(`<text x="${tx(b)}" y="${m.t + ph + 16}" text-anchor="middle">${b}</text>`);
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 * (y1 / y0) ** (i / 4);
-    out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${ty(y)}" y2="${ty(y)}" stroke="#eee"/><text x="${m.l - 6}" y="${ty(y) + 4}" text-anchor="end">${Math.round(y).toLocaleString('en-US')}</text>`);
-  }
-  [...series.entries()].forEach(([name, s], i) => {
-    const pts = s.sort((a, b) => a.batch - b.batch).map((r) => `${tx(r.batch).toFixed(1)},${ty(r.prompts_per_s).toFixed(1)}`);
-    out.push(`<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${pts.join(' ')}"/>`);
-    out.push(`<text x="${m.l + pw + 12}" y="${m.t + 14 + i * 18}" fill="${colors[i % colors.length]}">${name}</text>`);
+  return lineChart({
+    title: 'End-to-end routing throughput against batch size',
+    xLabel: 'prompts per batch (log)',
+    yLabel: 'prompts/s (log)',
+    xLog: true,
+    yLog: true,
+    width: 640,
+    height: 380,
+    legendWidth: 170,
+    xTicks: [...new Set(rs.map((r) => r.batch))],
+    xFormat: (x) => String(x),
+    yFormat: (y) => Math.round(y).toLocaleString('en-US'),
+    series: [...series.entries()].map(([name, s]) => ({
+      name,
+      points: s.sort((a, b) => a.batch - b.batch).map((r) => ({ x: r.batch, y: r.prompts_per_s })),
+    })),
   });
-  out.push('</svg>');
-  return out.join('\n');
 }
