@@ -151,3 +151,41 @@ describe('uniroute eval', () => {
     expect(bad.stderr).toMatch(/unknown method "magic"/);
   });
 });
+
+describe('the evaluation measures the shipped path', () => {
+  it('each UniRoute curve point is what the Router decides for the test prompts\' texts at that lambda (K-means and learned map)', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(500, 23));
+    const seen: Array<{ method: string; v: number; curve: Array<{ lambda?: number; cost: number; quality: number }> }> = [];
+    const audits: Parameters<NonNullable<Parameters<typeof runSeed>[2]['onRouter']>>[0][] = [];
+    const res = await runSeed(ds, 2, {
+      methods: ['uniroute-kmeans', 'uniroute-learned-map'],
+      valPrompts: [60, 120],
+      dim: 32,
+      kGrid: [3, 4],
+      lambdaSteps: 12,
+      onRouter: (a) => audits.push(a),
+    });
+    expect(audits.map((a) => `${a.method}@${a.valPrompts}`).sort()).toEqual(
+      ['uniroute-kmeans@60', 'uniroute-kmeans@120', 'uniroute-learned-map@60', 'uniroute-learned-map@120'].sort(),
+    );
+    for (const a of audits) {
+      const texts = Array.from(a.testIdx, (i) => ds.prompts[i].text);
+      const curve = res.byValSize[a.valPrompts][a.method]!.curve;
+      expect(curve).toHaveLength(a.lambdas.length);
+      for (const [t, lambda] of a.lambdas.entries()) {
+        // the texts go through the fused kernel (K-means) or the map's path: the router users run
+        const b = await a.router.routeBatch(texts, { lambda, explain: false });
+        let cost = 0;
+        let quality = 0;
+        b.choice.forEach((j, i) => {
+          cost += a.router.snapshot().cost[j];
+          quality += ds.outcomes.get(a.unseen[j])![a.testIdx[i]];
+        });
+        expect(curve[t].cost).toBeCloseTo(cost / texts.length, 6); // float32 costs in the snapshot
+        expect(curve[t].quality).toBeCloseTo(quality / texts.length, 12);
+      }
+      seen.push({ method: a.method, v: a.valPrompts, curve });
+    }
+    expect(seen.length).toBe(4);
+  }, 60_000);
+});

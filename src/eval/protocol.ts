@@ -51,6 +51,8 @@ export interface EvalOptions extends CostOptions {
   /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
   priorGrid?: number[];
   onProgress?: (stage: string, done: number, total: number) => void;
+  /** Audits: called with each UniRoute router whose decisions make a curve (the test prompts, the λ values). */
+  onRouter?: (a: { method: MethodName; valPrompts: number; router: Router; testIdx: Int32Array; lambdas: number[]; unseen: string[] }) => void;
 }
 
 export interface MethodResult {
@@ -231,7 +233,9 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     return router;
   };
   /** The deferral curve of a router on the test prompts: its own decisions at each λ. */
+  let audit: { method: MethodName; v: number } = { method: 'uniroute-kmeans', v: 0 };
   const shippedCurve = async (router: Router): Promise<CurvePoint[]> => {
+    opts.onRouter?.({ method: audit.method, valPrompts: audit.v, router, testIdx, lambdas, unseen });
     const pts: CurvePoint[] = [];
     for (const lambda of lambdas) {
       const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
@@ -292,7 +296,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       out.chosen.prior_strength = bestPrior;
     }
     const c = await clusters(bestK);
+    const as = (method: MethodName) => (audit = { method, v });
+    as('uniroute-kmeans');
     if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
+    as('uniroute-kmeans-suggested');
     if (methods.has('uniroute-kmeans-suggested')) {
       // the same router, the unseen LLMs described by v prompts that suggest-labels picks from the validation pool
       // (nothing known about them yet: coverage of the traffic, then where a label narrows the posterior most)
@@ -300,8 +307,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       const picks = v >= vMax ? Int32Array.from({ length: vMax }, (_, i) => i) : Int32Array.from(await fitted.suggestLabels(Eva, { budget: v, seed }), (p) => p.index);
       res['uniroute-kmeans-suggested'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, picks)));
     }
+    as('uniroute-kmeans-no-shrinkage');
     if (methods.has('uniroute-kmeans-no-shrinkage'))
       res['uniroute-kmeans-no-shrinkage'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
+    as('uniroute-learned-map');
     if (methods.has('uniroute-learned-map')) {
       let params = mapCache.get(bestK);
       const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
