@@ -161,6 +161,7 @@ describe('bad input gets a coded error, never a crash', () => {
     await expectCode(() => router.removeModel('ghost'), 'UNKNOWN_MODEL', /ghost/);
     await expectCode(router.addModel('big-all', { costPerQuery: 1, outcomes: [{ text: 'a', correct: 1 }] }), 'DUPLICATE_MODEL');
     await expectCode(router.addModel('x', { costPerQuery: NaN, outcomes: [{ text: 'a', correct: 1 }] }), 'NO_COST', /"x"/);
+    await expectCode(router.addModel('x', { costPerQuery: 1e39, outcomes: [{ text: 'a', correct: 1 }] }), 'NO_COST', /1e\+30/);
     await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [] }), 'INVALID_ARGUMENT');
     await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [{ text: 'a', correct: 2 }] }), 'INVALID_ARGUMENT', /correct/);
     await expectCode(router.addModel('x', { costPerQuery: 1, outcomes: [{ text: '', correct: 1 }] }), 'EMPTY_TEXT');

@@ -1000,9 +1000,11 @@ function checkName(name: unknown): asserts name is string {
     throw new UnirouteError('INVALID_ARGUMENT', 'an LLM name must be a non-empty string of at most 256 characters');
 }
 
+/** Costs are scored in float32: beyond 1e30 (or any non-finite value) a cost would poison every decision. */
+const MAX_COST = 1e30;
 function checkCost(name: string, c: unknown): void {
-  if (typeof c !== 'number' || !Number.isFinite(c) || c < 0)
-    throw new UnirouteError('NO_COST', `LLM "${name}" needs a finite cost per query >= 0 (got ${String(c)})`);
+  if (typeof c !== 'number' || !Number.isFinite(c) || c < 0 || c > MAX_COST)
+    throw new UnirouteError('NO_COST', `LLM "${name}" needs a cost per query in [0, ${MAX_COST}] (got ${String(c)})`);
 }
 
 function checkPriorStrength(a: unknown): void {
