@@ -7,7 +7,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/protocol.js';
-import { labelEfficiencyTable, markdownTable, writeReport } from '../src/eval/report.js';
+import { labelEfficiencyTable, markdownTable, operatingPointLine, writeReport } from '../src/eval/report.js';
 import { Progress } from '../src/cli/progress.js';
 
 const argv = process.argv.slice(2);
@@ -39,7 +39,7 @@ for (const s of sets) {
   sections.push(
     `### ${s.title}\n\n` +
       `${seeds} seeds, ${Math.round(st.unseen_fraction * 100)} % of the LLMs unseen, ${st.split_sizes.val} validation / ${st.split_sizes.test} test prompts ` +
-      `(${secs.toFixed(0)} s on this machine). Mean ± sd over seeds.\n\n${markdownTable(report)}\n\n` +
+      `(${secs.toFixed(0)} s on this machine). Mean ± sd over seeds.\n\n${markdownTable(report)}\n\n${operatingPointLine(report)}\n\n` +
       `Area by number of validation prompts per unseen LLM (label efficiency):\n\n${labelEfficiencyTable(report)}\n\n` +
       `![deferral curves](docs/results/${s.name}/deferral.svg)\n`,
   );

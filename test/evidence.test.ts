@@ -18,6 +18,7 @@ import {
   type PsiPrior,
 } from '../src/router/evidence.js';
 import { argminRows } from '../src/router/decide.js';
+import { chooseOperatingPoint } from '../src/router/operating.js';
 import { mulberry32 } from '../src/engine/reference.js';
 import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, makeSyntheticDataset, randomTexts } from './helpers.js';
 
@@ -319,4 +320,32 @@ describe('one decision path, off the event loop', () => {
     console.log(`learned-map stream: peak RSS ${(small.maxRSS / 1024).toFixed(0)} MB for 20k prompts, ${(big.maxRSS / 1024).toFixed(0)} MB for 200k`);
     expect(big.maxRSS - small.maxRSS).toBeLessThan(48 * 1024); // KB: ten times the prompts, no more than noise
   }, 120_000);
+});
+
+describe('the default operating point', () => {
+  it('is chosen at fit time within a point of the best single LLM, cheaper than lambda 0, and used when no lambda is given', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(900, 51));
+    const { router, report } = await fitRouter(ds, { seed: 4, embedder: { bucketsLog2: 13, dim: 32 } });
+    const op = report.operatingPoint!;
+    expect(op.bestSingle?.model).toBe('big-all');
+    expect(op.expectedAccuracy).toBeGreaterThanOrEqual(op.bestSingle!.accuracy - 0.01 - 1e-9);
+    expect(op.expectedCost).toBeLessThanOrEqual(op.costAtZero + 1e-12);
+    expect(router.defaultLambda).toBe(op.lambda);
+    // here the cheap specialists are 5 points below big-all: a 6-point tolerance buys a cheaper point
+    const E = await router.hashed!.embed(ds.prompts.map((p) => p.text));
+    const Y = Float32Array.from(ds.prompts.flatMap((_, i) => router.snapshot().names.map((m) => ds.outcomes.get(m)![i])));
+    const loose = await chooseOperatingPoint(router, E, Y, 0.06);
+    expect(loose.expectedCost).toBeLessThan(0.6 * loose.costAtZero);
+    expect(loose.expectedAccuracy).toBeGreaterThanOrEqual(loose.bestSingle!.accuracy - 0.06 - 1e-9);
+    const texts = randomTexts(200, 3);
+    const dflt = await router.routeBatch(texts);
+    const explicit = await router.routeBatch(texts, { lambda: op.lambda });
+    const zero = await router.routeBatch(texts, { lambda: 0 });
+    expect(Array.from(dflt.choice)).toEqual(Array.from(explicit.choice));
+    const mean = (b: typeof dflt) => b.choice.reduce((a, j) => a + b.costs[j], 0) / b.choice.length;
+    expect(mean(dflt)).toBeLessThanOrEqual(mean(zero));
+    // kept in the file; an explicit default wins over the search
+    expect(Router.fromArtifact(router.toArtifact(), 'mem').defaultLambda).toBe(op.lambda);
+    expect((await fitRouter(ds, { seed: 4, embedder: { bucketsLog2: 13, dim: 32 }, defaultLambda: 0 })).router.defaultLambda).toBe(0);
+  });
 });

@@ -38,6 +38,19 @@ function remoteFrom(spec: string, keyEnv: string, warn: boolean): RemoteEmbedder
   return r;
 }
 
+/** Which λ is in force when none is given, and what it was expected to cost and score. */
+function operatingPointText(router: Router): string {
+  const op = router.info.operatingPoint as
+    | { lambda: number; expectedCost: number; expectedAccuracy: number; costAtZero: number; accuracyAtZero: number; prompts: number }
+    | undefined;
+  if (!op) return `default lambda ${router.defaultLambda} (no operating point was chosen for this router)`;
+  return (
+    `default lambda ${op.lambda.toPrecision(4)}: on ${op.prompts} train prompts, mean cost ${op.expectedCost.toExponential(3)} ` +
+    `(${((100 * op.expectedCost) / op.costAtZero).toFixed(0)} % of lambda 0's) at accuracy ${op.expectedAccuracy.toFixed(3)} ` +
+    `(lambda 0: ${op.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
+  );
+}
+
 const coverageWarning = (name: string, coverage: number) =>
   `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
   'elsewhere it is chosen only when no allowed LLM with outcomes there is (route --evidence ignore to change that). Add outcomes on more kinds of prompts.\n';
@@ -233,6 +246,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--json', 'one JSON object per LLM, with its error vector')
     .action(async (o) => {
       const router = await loadRouter(o.router);
+      if (!o.json) await writeLine(process.stderr, operatingPointText(router) + '\n');
       for (const m of router.models()) {
         const line = o.json
           ? JSON.stringify(m)
@@ -398,7 +412,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .action(async (o) => {
       const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../eval/protocol.js');
-      const { writeReport, markdownTable } = await import('../eval/report.js');
+      const { writeReport, markdownTable, operatingPointLine } = await import('../eval/report.js');
       const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);
       for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
       const progress = new Progress(!quiet());
@@ -421,7 +435,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       (report.settings as any).seconds = (Date.now() - t0) / 1000;
       const files = await writeReport(o.out, report, o.title ?? `Deferral curves: ${o.data}`, !!o.logCost);
       progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
-      await writeLine(io.stdout, markdownTable(report) + '\n');
+      await writeLine(io.stdout, markdownTable(report) + '\n' + (report.operating_point ? operatingPointLine(report) + '\n' : ''));
     });
 
   program

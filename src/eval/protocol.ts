@@ -11,6 +11,7 @@ import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
 import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
+import { chooseOperatingPoint } from '../router/operating.js';
 import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
 import { psiMatrix, residOfRows } from '../router/evidence.js';
@@ -74,6 +75,8 @@ export interface SeedResult {
   split: { train: Int32Array; val: Int32Array; test: Int32Array };
   /** Per validation size: per method. */
   byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
+  /** UniRoute (K-means)'s default operating point on the test prompts, against λ = 0. */
+  operatingPoint?: { lambda: number; costRatio: number; accuracyDiff: number };
 }
 
 const ladder = (lo: number, hi: number, values: number[]) => {
@@ -298,7 +301,26 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const c = await clusters(bestK);
     const as = (method: MethodName) => (audit = { method, v });
     as('uniroute-kmeans');
-    if (methods.has('uniroute-kmeans')) res['uniroute-kmeans'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior)));
+    if (methods.has('uniroute-kmeans')) {
+      const router = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior);
+      res['uniroute-kmeans'] = result(await shippedCurve(router));
+      if (v === vMax) {
+        // the default operating point, chosen on the validation prompts, against λ = 0 on the test prompts
+        const op = await chooseOperatingPoint(router, Eva.subarray(0, v * D), Yu_va.subarray(0, v * Mu));
+        const onTest = async (lambda: number) => {
+          const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
+          let cs = 0;
+          let qs = 0;
+          b.choice.forEach((j, i) => {
+            cs += cUnseen[j];
+            qs += Yu_te[i * Mu + j];
+          });
+          return { cost: cs / nTest, accuracy: qs / nTest };
+        };
+        const [d, z] = [await onTest(op.lambda), await onTest(0)];
+        out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.accuracy - z.accuracy };
+      }
+    }
     as('uniroute-kmeans-suggested');
     if (methods.has('uniroute-kmeans-suggested')) {
       // the same router, the unseen LLMs described by v prompts that suggest-labels picks from the validation pool
@@ -435,6 +457,8 @@ export interface Report {
   methods: Record<string, { audc: Summary; qnc: Summary & { reached: number; of: number }; peak_accuracy: Summary; aiq: Summary; curve: CurvePoint[] }>;
   label_efficiency: { val_prompts: number[]; methods: Record<string, Array<{ val_prompts: number; audc: Summary }>> };
   seeds: Array<{ seed: number; chosen: Record<string, number>; unseen: string[]; audc: Record<string, number> }>;
+  /** UniRoute (K-means)'s default operating point on test prompts: cost relative to λ = 0, accuracy difference. */
+  operating_point?: { cost_ratio: Summary; accuracy_diff: Summary };
 }
 
 /** Runs every seed and aggregates: mean and sd of each metric, curves averaged on a common cost grid. */
@@ -490,6 +514,14 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
     },
     methods,
     label_efficiency: le,
+    ...(results.every((r) => r.operatingPoint)
+      ? {
+          operating_point: {
+            cost_ratio: summary(results.map((r) => r.operatingPoint!.costRatio)),
+            accuracy_diff: summary(results.map((r) => r.operatingPoint!.accuracyDiff)),
+          },
+        }
+      : {}),
     seeds: results.map((r) => ({
       seed: r.seed,
       chosen: r.chosen,

@@ -20,6 +20,17 @@ export function markdownTable(r: Report): string {
   return lines.join('\n');
 }
 
+/** The default operating point's line: its cost relative to λ = 0 and its accuracy difference, on test prompts. */
+export function operatingPointLine(r: Report): string {
+  const o = r.operating_point;
+  if (!o) return '';
+  return (
+    `Default operating point (uniroute-kmeans, chosen on validation prompts): on test prompts it costs ` +
+    `${(100 * o.cost_ratio.mean).toFixed(1)} % ± ${(100 * o.cost_ratio.sd).toFixed(1)} of λ = 0's cost, at ` +
+    `${(100 * o.accuracy_diff.mean).toFixed(2)} ± ${(100 * o.accuracy_diff.sd).toFixed(2)} points of accuracy.`
+  );
+}
+
 export function labelEfficiencyTable(r: Report): string {
   const sizes = r.label_efficiency.val_prompts;
   const lines = [`| method | ${sizes.map((v) => `${v} prompts`).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`];
@@ -37,6 +48,8 @@ export function markdownReport(r: Report, title: string): string {
       'Area: mean quality over the unseen LLMs\' cost range (non-decreasing curve). QNC: cost to match the most accurate unseen LLM, as a share of its cost.',
     '',
     markdownTable(r),
+    '',
+    operatingPointLine(r),
     '',
     r.label_efficiency.val_prompts.length > 1 ? `## Label efficiency (area by validation prompts per unseen LLM)\n\n${labelEfficiencyTable(r)}\n` : '',
   ].join('\n');

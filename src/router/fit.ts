@@ -8,6 +8,7 @@ import { chooseClusters, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { Router, type EvidenceCells, type LearnedMap } from './router.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
+import { chooseOperatingPoint, type OperatingPoint } from './operating.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
 
@@ -34,6 +35,8 @@ export interface FitOptions extends CostOptions {
   mapEpochs?: number;
   /** The prompt-difficulty feature (default true): one logit slope on a ridge model of the embedding. */
   difficulty?: boolean;
+  /** The λ used when none is given; default: chosen at fit time (src/router/operating.ts). */
+  defaultLambda?: number;
   /** Outcomes in an evidence cell below which an LLM has no evidence there (default 1; 0 disables). */
   minEvidence?: number;
   /** Evidence cells: a finer k-means partition that tells where an LLM has outcomes (default min(32, train/20); 0 = the clusters). */
@@ -53,6 +56,8 @@ export interface FitReport {
   priorStrength: number;
   /** The difficulty model's cross-validated R² and its logit slope (absent without it). */
   difficulty?: { r2: number; ridge: number; slope: number };
+  /** The default λ chosen on train prompts (absent when given explicitly). */
+  operatingPoint?: OperatingPoint;
   models: Array<{ name: string; costPerQuery: number; validationOutcomes: number; coverage: number }>;
   embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
@@ -309,9 +314,31 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen, coverage: info.coverage });
   });
   progress('profiles', M, M);
+  // the default operating point, on train prompts (they did not describe the pool: the validation prompts did)
+  let operatingPoint: OperatingPoint | undefined;
+  if (opts.defaultLambda !== undefined) {
+    if (!(Number.isFinite(opts.defaultLambda) && opts.defaultLambda >= 0))
+      throw new UnirouteError('INVALID_ARGUMENT', `the default lambda must be a finite number >= 0 (got ${opts.defaultLambda})`);
+    router.defaultLambda = opts.defaultLambda;
+  } else {
+    progress('operating point', 0, 1);
+    const nTr = trainTexts.length;
+    const rows = permutation(nTr, seed + 29).subarray(0, Math.min(nTr, 3000));
+    const E = new Float32Array(rows.length * D);
+    const Y = new Float32Array(rows.length * M);
+    rows.forEach((r, i) => {
+      E.set(trainEmb.subarray(r * D, (r + 1) * D), i * D);
+      Y.set(trainY.subarray(r * M, (r + 1) * M), i * M);
+    });
+    operatingPoint = await chooseOperatingPoint(router, E, Y);
+    router.defaultLambda = operatingPoint.lambda;
+    router.info = { ...router.info, operatingPoint };
+    progress('operating point', 1, 1);
+  }
   return {
     router,
     report: {
+      operatingPoint,
       trainPrompts: trainTexts.length,
       valPrompts: nVal,
       clusters: K,

@@ -1,0 +1,78 @@
+/**
+ * The default operating point: the λ a router uses when none is given. Chosen on labelled prompts that did not
+ * describe the pool (train prompts at fit time; the validation prompts in `uniroute eval`): the cheapest λ whose
+ * accuracy is within `tolerance` (1 point) of the best single LLM's; when no λ reaches it, the λ of the best
+ * accuracy. λ = 0 (lowest predicted error) stays available by asking for it.
+ */
+import { lambdaGrid } from '../eval/metrics.js';
+import type { Router } from './router.js';
+
+export interface OperatingPoint {
+  lambda: number;
+  /** On the prompts it was chosen on: mean cost and accuracy at the point, at λ = 0, and of the best single LLM. */
+  expectedCost: number;
+  expectedAccuracy: number;
+  costAtZero: number;
+  accuracyAtZero: number;
+  bestSingle: { model: string; accuracy: number; cost: number } | null;
+  prompts: number;
+}
+
+/**
+ * E: rows of embeddings; Y: their outcomes for the router's LLMs (rows x m in the pool's order, NaN = none).
+ * A prompt counts when the chosen LLM has an outcome on it.
+ */
+export async function chooseOperatingPoint(router: Router, E: Float32Array, Y: Float32Array, tolerance = 0.01): Promise<OperatingPoint> {
+  const snap = router.snapshot();
+  const m = snap.names.length;
+  const n = E.length / router.dim;
+  const costs = snap.cost;
+  const at = async (lambda: number) => {
+    const b = await router.routeEmbeddings(E, { lambda, explain: false });
+    let c = 0;
+    let q = 0;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const j = b.choice[i];
+      const y = Y[i * m + j];
+      if (Number.isNaN(y)) continue;
+      c += costs[j];
+      q += y;
+      k++;
+    }
+    return { lambda, cost: k ? c / k : NaN, accuracy: k ? q / k : NaN };
+  };
+  // the best single LLM among those with outcomes on (nearly) every prompt
+  let bestSingle: OperatingPoint['bestSingle'] = null;
+  for (let j = 0; j < m; j++) {
+    let q = 0;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const y = Y[i * m + j];
+      if (Number.isNaN(y)) continue;
+      q += y;
+      k++;
+    }
+    if (k >= 0.9 * n && k > 0 && (!bestSingle || q / k > bestSingle.accuracy)) bestSingle = { model: snap.names[j], accuracy: q / k, cost: costs[j] };
+  }
+  const points = [];
+  for (const lambda of lambdaGrid(costs, 48)) points.push(await at(lambda));
+  const ok = points.filter((p) => Number.isFinite(p.accuracy));
+  const zero = points[0];
+  const bestAcc = Math.max(...ok.map((p) => p.accuracy));
+  const target = (bestSingle ? bestSingle.accuracy : bestAcc) - tolerance;
+  const within = ok.filter((p) => p.accuracy >= target - 1e-12);
+  // the cheapest point that keeps the accuracy; ties to the larger λ
+  const pick = within.length
+    ? within.reduce((a, p) => (p.cost < a.cost - 1e-15 || (Math.abs(p.cost - a.cost) <= 1e-15 && p.lambda > a.lambda) ? p : a))
+    : ok.reduce((a, p) => (p.accuracy > a.accuracy ? p : a));
+  return {
+    lambda: pick.lambda,
+    expectedCost: pick.cost,
+    expectedAccuracy: pick.accuracy,
+    costAtZero: zero.cost,
+    accuracyAtZero: zero.accuracy,
+    bestSingle,
+    prompts: n,
+  };
+}
