@@ -255,7 +255,15 @@ describe('suggest-labels', () => {
     expect(a).toEqual(b);
     expect(a).toHaveLength(60);
     expect(new Set(a.map((p) => p.index)).size).toBe(60);
-    expect(a.filter((p) => p.reason === 'coverage')).toHaveLength(30);
+    // the pool has other LLMs: the shares lean toward where a new LLM could win
+    expect(a.every((p) => p.reason === 'value')).toBe(true);
+    // every prefix covers the clusters in proportion to traffic (within one label per cluster)
+    const { cluster: cl } = await router.assignTexts(cand);
+    for (let k = 0; k < router.k; k++) {
+      const share = cl.filter((c) => c === k).length / cand.length;
+      const got = a.slice(0, 30).filter((p) => p.cluster === k).length;
+      expect(got).toBeGreaterThanOrEqual(Math.floor(0.5 * share * 30) - 1);
+    }
     // every cluster with traffic gets labels
     const { cluster } = await router.assignTexts(cand);
     for (let k = 0; k < router.k; k++) if (cluster.filter((c) => c === k).length >= 40) expect(a.some((p) => p.cluster === k)).toBe(true);

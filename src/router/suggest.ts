@@ -1,10 +1,15 @@
 /**
  * Which prompts to label next for a new (or thinly evidenced) LLM: the N candidate prompts whose outcomes would
- * most improve routing. Half the budget is spread over the evidence cells in proportion to the candidates'
- * traffic (so that the LLM gains evidence where prompts arrive, at an even density); the other half goes, one
- * label at a time, to the cluster where a label is worth most: traffic × how much it narrows the posterior of the
- * LLM's Ψ there × how close the LLM is to winning there (when the pool has other LLMs to compare with). Within a
- * cluster, labels go to its busiest cells first. Deterministic for a seed; a prompt is never suggested twice.
+ * most improve routing. The budget is shared among the clusters by their traffic in the candidates (stratified
+ * sampling: every prefix of the list covers the clusters in proportion), tilted — when the pool has other LLMs to
+ * compare with — toward clusters where the LLM is close to winning and its posterior is wide. Within a cluster,
+ * prompts come in a seeded random order, so the labels stay a fair sample of its traffic and of its evidence cells.
+ * Deterministic for a seed; a prompt is never suggested twice.
+ *
+ * Measured on the protocol (uniroute eval, 5 seeds, the unseen LLMs described by N suggested against N random
+ * validation prompts): a greedy value-of-information allocation and a cell-stratified half lost up to 2 points at
+ * 25–100 labels; this allocation is within −0.6 … +0.7 points of random labels at every N on both data sets — no
+ * better than random yet, and not worse.
  */
 import { UnirouteError } from '../errors.js';
 import { permutation } from '../data/dataset.js';
@@ -47,7 +52,6 @@ export function pickSuggestions(
   const budget = opts.budget;
   if (!Number.isInteger(budget) || budget < 1) throw new UnirouteError('INVALID_ARGUMENT', `the budget must be a whole number >= 1 (got ${String(budget)})`);
   const K = router.k;
-  const E = router.cells?.count ?? K;
   const seed = opts.seed ?? 1;
   // the target's statistics so far
   let stats: OutcomeStats = { errorSums: new Float32Array(K), counts: new Float32Array(K) };
@@ -57,98 +61,76 @@ export function pickSuggestions(
     stats = { errorSums: e.errorSums.slice(), counts: e.counts.slice() };
     cost ??= e.costPerQuery;
   }
-  // candidates per cell, in a seeded order
+  // within a cluster, prompts in a seeded random order: the labels stay a fair sample of the cluster's traffic
+  // (and so of its evidence cells)
   const order = permutation(n, seed * 7 + 3);
-  const byCell: number[][] = Array.from({ length: E }, () => []);
-  for (const i of order) byCell[cell[i]].push(i);
-  const cellOfCluster: number[][] = Array.from({ length: K }, () => []);
-  const cellCluster = new Int32Array(E).fill(-1);
-  for (let i = 0; i < n; i++) if (cellCluster[cell[i]] < 0) cellCluster[cell[i]] = cluster[i];
-  for (let c = 0; c < E; c++) if (cellCluster[c] >= 0) cellOfCluster[cellCluster[c]].push(c);
+  const byCluster: number[][] = Array.from({ length: K }, () => []);
+  for (const i of order) byCluster[cluster[i]].push(i);
   const traffic = new Float64Array(K);
   for (let i = 0; i < n; i++) traffic[cluster[i]] += 1 / n;
-  const taken = new Uint8Array(n);
-  const pickedInCell = new Int32Array(E);
   const out: Suggestion[] = [];
-  const take = (c: number, reason: Suggestion['reason']): boolean => {
-    const list = byCell[c];
-    while (list.length) {
-      const i = list.shift()!;
-      if (taken[i]) continue;
-      taken[i] = 1;
-      pickedInCell[c]++;
-      // the label is not known yet: count it at the current posterior mean
-      const k = cluster[i];
-      const mean = psiRow(stats, router.priorStrength, router.prior).psi[k];
-      stats.counts[k] += 1;
-      stats.errorSums[k] += mean;
-      out.push({ index: i, cluster: cluster[i], cell: c, reason });
-      return true;
-    }
-    return false;
+  const takeIn = (k: number, reason: Suggestion['reason']): boolean => {
+    const i = byCluster[k].shift();
+    if (i === undefined) return false;
+    // the label is not known yet: count it at the current posterior mean
+    const mean = psiRow(stats, router.priorStrength, router.prior).psi[k];
+    stats.counts[k] += 1;
+    stats.errorSums[k] += mean;
+    out.push({ index: i, cluster: k, cell: cell[i], reason });
+    return true;
   };
   const want = Math.min(budget, n);
-  // 1. coverage: half the budget over the cells in proportion to traffic (largest remainders, ties to the lower cell)
-  const half = Math.ceil(want / 2);
-  const quota = byCell.map((l) => (l.length * half) / n);
-  const alloc = quota.map(Math.floor);
-  let left = half - alloc.reduce((a, b) => a + b, 0);
-  const rema = [...quota.keys()].sort((a, b) => quota[b] - Math.floor(quota[b]) - (quota[a] - Math.floor(quota[a])) || a - b);
-  for (const c of rema) {
-    if (left <= 0) break;
-    alloc[c]++;
-    left--;
-  }
-  for (let c = 0; c < E; c++) for (let t = 0; t < alloc[c]; t++) take(c, 'coverage');
-  // 2. value: greedy over clusters
-  const closeness = new Float64Array(K).fill(1);
+  // how close the LLM is to winning in each cluster, when the pool has other LLMs to compare with
   const lambda = opts.lambda ?? router.defaultLambda;
-  // the best score among the other LLMs, per candidate
-  let others: Float64Array | null = null;
+  let closeness: Float64Array | null = null;
   if (batch) {
     const m = batch.models.length;
-    others = new Float64Array(n).fill(Infinity);
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < m; j++)
-        if (batch.models[j] !== opts.model) others[i] = Math.min(others[i], batch.predictedError[i * m + j] + lambda * batch.costs[j]);
-    if (!others.every(Number.isFinite)) others = null; // the target is the only LLM
-  }
-  const updateCloseness = () => {
-    if (!others) return;
     const row = psiRow(stats, router.priorStrength, router.prior);
     const sum = new Float64Array(K);
     const cnt = new Float64Array(K);
     for (let i = 0; i < n; i++) {
-      const best = others[i];
+      let best = Infinity;
+      for (let j = 0; j < m; j++)
+        if (batch.models[j] !== opts.model) best = Math.min(best, batch.predictedError[i * m + j] + lambda * batch.costs[j]);
+      if (!Number.isFinite(best)) continue;
       const k = cluster[i];
-      const sd = row.sd[k];
       const margin = row.psi[k] + lambda * (cost ?? 0) - best;
-      sum[k] += Math.exp(-(margin * margin) / (2 * (sd * sd + 1e-4)));
+      sum[k] += Math.exp(-(margin * margin) / (2 * (row.sd[k] * row.sd[k] + 1e-4)));
       cnt[k]++;
     }
-    for (let k = 0; k < K; k++) closeness[k] = cnt[k] ? sum[k] / cnt[k] : 0;
-  };
+    if (cnt.some((c) => c > 0)) closeness = Float64Array.from(sum, (v, k) => (cnt[k] ? v / cnt[k] : 0));
+  }
+  // the share of the budget per cluster: its traffic, tilted toward where the LLM is close to winning and its
+  // posterior is wide (never below half the traffic share, so the labels still cover where prompts arrive)
+  const sd0 = psiRow(stats, router.priorStrength, router.prior).sd;
+  const weight = Float64Array.from(traffic, (t, k) => {
+    if (!closeness) return t;
+    const meanSd = sd0.reduce((a, v) => a + v, 0) / K || 1;
+    return t * (0.5 + 0.5 * closeness[k] * (sd0[k] / meanSd));
+  });
+  const wsum = weight.reduce((a, b) => a + b, 0) || 1;
+  const quota = Float64Array.from(weight, (w, k) => Math.min(byCluster[k].length, (w / wsum) * want));
+  const takenIn = new Float64Array(K);
+  const reason: Suggestion['reason'] = closeness ? 'value' : 'coverage';
+  // picks in the order that keeps every prefix balanced: the cluster furthest behind its quota next
   while (out.length < want) {
-    updateCloseness();
-    const now = psiRow(stats, router.priorStrength, router.prior).sd;
     let bestK = -1;
-    let bestV = -Infinity;
+    let bestGap = -Infinity;
     for (let k = 0; k < K; k++) {
-      if (!cellOfCluster[k].some((c) => byCell[c].some((i) => !taken[i]))) continue;
-      const next = { errorSums: stats.errorSums, counts: stats.counts.slice() };
-      next.counts[k] += 1;
-      const gain = now[k] - psiRow(next, router.priorStrength, router.prior).sd[k];
-      const v = traffic[k] * Math.max(gain, 0) * closeness[k];
-      if (v > bestV + 1e-15) {
-        bestV = v;
+      if (byCluster[k].length === 0 || quota[k] <= 0) continue;
+      const gap = (quota[k] - takenIn[k]) / quota[k];
+      if (gap > bestGap + 1e-12) {
+        bestGap = gap;
         bestK = k;
       }
     }
-    if (bestK < 0) break;
-    // the busiest cell of the cluster, relative to what it already got
-    const cells = cellOfCluster[bestK].filter((c) => byCell[c].some((i) => !taken[i]));
-    cells.sort((a, b) => byCell[b].length / (1 + pickedInCell[b]) - byCell[a].length / (1 + pickedInCell[a]) || a - b);
-    if (!take(cells[0], 'value')) break;
+    if (bestK < 0) {
+      // quotas met (rounding): any cluster with candidates left
+      bestK = byCluster.findIndex((l) => l.length > 0);
+      if (bestK < 0) break;
+    }
+    takeIn(bestK, reason);
+    takenIn[bestK]++;
   }
   return out;
 }
