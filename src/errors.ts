@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'OUT_OF_MEMORY'
   | 'EMBEDDER_FAILED'
+  | 'IO_ERROR'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -35,6 +36,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   BACKEND_UNAVAILABLE: 503,
   OUT_OF_MEMORY: 503,
   EMBEDDER_FAILED: 502,
+  IO_ERROR: 500,
   INTERNAL: 500,
 };
 

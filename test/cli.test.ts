@@ -103,13 +103,26 @@ describe('uniroute CLI', () => {
       [['add-model', '--router', routerFile, '--name', 'x', '--labels', join(data, 'labels.csv'), '--data', data], /UNKNOWN_MODEL: .*no row for model "x"/],
       [['fit', '--data', join(tmp, 'nowhere'), '--out', join(tmp, 'x')], /BAD_DATASET/],
       [['route', '--router', routerFile, '--lambda', 'abc'], /lambda/],
+      // bad values found by the action, and by a subcommand's parser: a message, status 2, before any work
+      [['fit', '--data', data, '--clusters', '0', '--out', join(tmp, 'x')], /INVALID_ARGUMENT: --clusters must be a whole number >= 1/],
+      [['fit', '--data', data, '--clusters', 'abc', '--out', join(tmp, 'x')], /--clusters/],
+      [['fit', '--data', data, '--seed', '-3', '--out', join(tmp, 'x')], /--seed/],
+      [['route', '--router', routerFile, '--risk', '-1'], /--risk/],
+      // an output that cannot be written: one coded line, no stack trace
+      [['route', '--router', routerFile, '--output', '/proc/nonexistent/x'], /IO_ERROR: cannot write \/proc\/nonexistent\/x/],
     ];
     for (const [args, msg] of cases) {
       const r = run(args, '{"id":1,"text":"hello"}\n');
       expect(r.code, args.join(' ')).not.toBe(0);
       expect(r.err).toMatch(msg);
       expect(r.err.trim().split('\n').length, r.err).toBeLessThanOrEqual(2);
+      expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+      if (/--(clusters|seed|risk)/.test(args.join(' '))) expect(r.code, args.join(' ')).toBe(2);
     }
+    // an empty input says so
+    const empty = run(['route', '--router', routerFile], '');
+    expect(empty.code).toBe(0);
+    expect(empty.err).toMatch(/no prompt line/);
     expect(readFileSync(routerFile).equals(before)).toBe(true);
   });
 

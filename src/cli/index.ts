@@ -95,6 +95,23 @@ async function promptEmbeddingsOf(ds: { prompts: Array<{ id: string }> }, file: 
   return { spec: { kind: 'precomputed' as const, dim: e.dim }, data };
 }
 
+/**
+ * Opens an output file for streaming: a file that cannot be created is a coded one-line error before any work,
+ * and a later write error ends the command with one too (never an unhandled 'error' event).
+ */
+async function openOutput(path: string): Promise<NodeJS.WritableStream> {
+  const ws = createWriteStream(path);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', (e) => reject(new UnirouteError('IO_ERROR', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+  });
+  ws.on('error', (e) => {
+    process.stderr.write(`uniroute: IO_ERROR: writing ${path} failed: ${(e as NodeJS.ErrnoException).code ?? e.message}\n`);
+    process.exit(1);
+  });
+  return ws;
+}
+
 function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
   if (!out.write(s)) return once(out, 'drain').then(() => undefined);
 }
@@ -283,7 +300,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       if (recs.length === 0) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates} has no candidate prompt`);
       const cand = router.takesText ? recs.map((r) => r.text as string) : Float32Array.from(recs.flatMap((r) => r.embedding as number[]));
       const picks = await router.suggestLabels(cand, { budget: o.budget, model: o.model, costPerQuery: o.cost, lambda: o.lambda, seed: o.seed });
-      const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
+      const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       for (const p of picks) await writeLine(out, JSON.stringify({ ...recs[p.index], cluster: p.cluster, reason: p.reason }) + '\n');
       if (out !== io.stdout) {
         out.end();
@@ -318,7 +335,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const router = await loadRouter(o.router);
       let lambda: number | undefined = o.lambda;
       const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
-      const out: NodeJS.WritableStream = o.output === '-' ? io.stdout : createWriteStream(o.output);
+      const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
       let routed = 0;
       let failed = 0;
@@ -386,6 +403,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         await once(out, 'finish');
       }
       progress.done(quiet() ? undefined : `routed ${routed} prompts${failed ? `, ${failed} lines failed` : ''}`);
+      if (routed + failed === 0) process.stderr.write(`uniroute: ${o.input === '-' ? 'standard input' : o.input} has no prompt line: nothing routed\n`);
       if (failed) {
         process.stderr.write(`uniroute: ${failed} input line(s) could not be routed (see their "error" records)\n`);
         process.exitCode = 2;
@@ -519,12 +537,20 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
 /** Runs the CLI; resolves to the exit status. Errors print one line on stderr. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // every command, not only the root: a subcommand's parse error must come back here (exit status 2), not exit 1
+  for (const c of [program, ...program.commands]) {
+    c.exitOverride();
+    c.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  }
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
+    // a bad value found by an action (commander printed those it found while parsing)
+    if (err instanceof InvalidArgumentError && !(err as { printed?: boolean }).printed) {
+      process.stderr.write(`uniroute: INVALID_ARGUMENT: ${err.message}\n`);
+      return 2;
+    }
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UnirouteError) {
       process.stderr.write(`uniroute: ${err.code}: ${err.message}\n`);
