@@ -168,3 +168,14 @@ describe('scoring', () => {
     expect(b).toEqual(a);
   });
 });
+
+describe('an exception deep in the engine reaches JS as an error', () => {
+  it('a network far too large for memory fails with an error, and the process goes on', () => {
+    const config = { in: 4, out: 3, hidden: Array(8).fill(65536), batchnorm: false, inputBn: false, head: 'mixture' as const };
+    expect(() => native().mlpForward(new Float32Array(10), config, new Float32Array(4), 1, new Float32Array(3))).toThrow(/alloc|parameter/);
+    // the addon still works afterwards
+    const out = new Int32Array(1);
+    native().assignSync(Float32Array.from([1, 0]), 1, 2, Float32Array.from([0, 0, 1, 0]), 2, out, null);
+    expect(out[0]).toBe(1);
+  });
+});
