@@ -65,3 +65,40 @@ export function fromNative(err: unknown): UnirouteError {
 export function fail(code: ErrorCode, message: string): never {
   throw new UnirouteError(code, message);
 }
+
+/** The known names closest to a mistyped one (edit distance, case-insensitive), for "did you mean" hints. */
+export function closest(name: string, known: Iterable<string>, most = 3): string[] {
+  const a = name.toLowerCase();
+  const dist = (b: string) => {
+    const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let diag = prev[0];
+      prev[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const up = prev[j];
+        prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+        diag = up;
+      }
+    }
+    return prev[b.length];
+  };
+  const scored = [...known].map((k) => {
+    const kl = k.toLowerCase();
+    // a name contained in the other counts as close
+    const d = kl.includes(a) || a.includes(kl) ? Math.abs(kl.length - a.length) * 0.1 : dist(kl);
+    return { k, d };
+  });
+  const limit = Math.max(2, Math.floor(a.length / 3));
+  return scored
+    .filter((x) => x.d <= limit)
+    .sort((x, y) => x.d - y.d || x.k.localeCompare(y.k))
+    .slice(0, most)
+    .map((x) => x.k);
+}
+
+/** " (did you mean "a" or "b"?)" or "" — appended to an unknown-name message. */
+export function didYouMean(name: string, known: Iterable<string>): string {
+  const c = closest(name, known);
+  if (c.length === 0) return '';
+  return ` (did you mean ${c.map((x) => `"${x}"`).join(' or ')}?)`;
+}

@@ -126,6 +126,32 @@ describe('uniroute CLI', () => {
     expect(readFileSync(routerFile).equals(before)).toBe(true);
   });
 
+  it('everyday edits: --exclude-models, add-model --replace, did-you-mean for LLM names', () => {
+    const file = join(tmp, 'edits.uniroute');
+    const fit = run(['fit', '--data', data, '--exclude-models', 'cheap-code', '--clusters', '3', '--out', file, '--quiet']);
+    expect(fit.code, fit.err).toBe(0);
+    const names = run(['models', '--router', file, '--json']).out.trim().split('\n').map((l) => JSON.parse(l).name);
+    expect(names).not.toContain('cheap-code');
+    expect(names).toHaveLength(4);
+    const typo = run(['fit', '--data', data, '--exclude-models', 'cheap-cod', '--out', join(tmp, 'z')]);
+    expect(typo.code).not.toBe(0);
+    expect(typo.err).toMatch(/did you mean "cheap-code"/);
+    const outcomes = join(tmp, 'edit-outcomes.jsonl');
+    writeFileSync(outcomes, randomTexts(40, 2).map((text, i) => JSON.stringify({ text, correct: i % 2 })).join('\n'));
+    const again = run(['add-model', '--router', file, '--name', 'mid-all', '--outcomes', outcomes, '--cost', '0.3']);
+    expect(again.code).not.toBe(0);
+    expect(again.err).toMatch(/DUPLICATE_MODEL: .*--replace/);
+    const replaced = run(['add-model', '--router', file, '--name', 'mid-all', '--outcomes', outcomes, '--cost', '0.3', '--replace', '--quiet']);
+    expect(replaced.code, replaced.err).toBe(0);
+    const mid = run(['models', '--router', file, '--json']).out.trim().split('\n').map((l) => JSON.parse(l)).find((m) => m.name === 'mid-all');
+    expect(mid.outcomes).toBe(40);
+    expect(mid.costPerQuery).toBeCloseTo(0.3, 6);
+    const wrong = run(['route', '--router', file, '--models', 'big-al'], '{"id":1,"text":"hello"}\n');
+    expect(wrong.err).toMatch(/did you mean "big-all"/);
+    const rm = run(['remove-model', '--router', file, '--name', 'Big-All']);
+    expect(rm.err).toMatch(/did you mean "big-all"/);
+  });
+
   it('a dataset missing a column is refused with the column named', () => {
     const bad = makeSyntheticDataset(30, 1);
     writeFileSync(join(bad, 'labels.csv'), 'prompt_id,model\np0,a\n');

@@ -137,6 +137,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .requiredOption('--data <dir>', 'dataset folder')
     .requiredOption('--out <file>', 'where to write the router (.gz to compress)')
     .option('--train-models <list>', 'comma-separated training LLMs (default: all in labels.csv)', listArg)
+    .option('--exclude-models <list>', 'comma-separated LLMs to leave out (e.g. one to add later as unseen)', listArg)
     .option('--clusters <k>', 'number of clusters, or "auto"', 'auto')
     .option('--seed <n>', 'random seed', intArg('--seed'), 1)
     .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors', numArg('--val-fraction'), 0.25)
@@ -163,6 +164,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
       const { router, report } = await fitRouter(ds, {
         trainModels: o.trainModels,
+        excludeModels: o.excludeModels,
         clusters,
         seed: o.seed,
         valFraction: o.valFraction,
@@ -193,6 +195,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
     .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
     .option('--out <file>', 'write the updated router here instead of in place')
+    .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
     .action(async (o) => {
       if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
       if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
@@ -234,6 +237,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       }
       if (cost === undefined)
         throw new UnirouteError('NO_COST', `no cost for LLM "${o.name}": pass --cost (no cost_usd in the labels and no list price in models.csv)`);
+      if (router.has(o.name)) {
+        if (!o.replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${o.name}" is already in the pool: pass --replace to replace it`);
+        router.removeModel(o.name);
+      }
       const info = await router.addModel(o.name, { costPerQuery: cost, outcomes });
       const dest = o.out ?? o.router;
       await router.save(dest);
@@ -421,6 +428,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--val-prompts <list>', 'validation prompts per unseen LLM; a list (25,50,100,200,400) sweeps label efficiency', (v: string) => v.split(',').map((x) => intArg('--val-prompts', 1)(x.trim())))
     .option('--test-fraction <f>', 'share of prompts held out for testing', numArg('--test-fraction'), 0.3)
     .option('--methods <list>', 'methods to run (default: all)', listArg)
+    .option('--exclude-models <list>', 'comma-separated LLMs to leave out of the protocol', listArg)
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
     .option('--title <text>', 'report title')
@@ -444,6 +452,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         valPrompts: o.valPrompts,
         testFraction: o.testFraction,
         methods: o.methods,
+        excludeModels: o.excludeModels,
         dim: o.dim,
         pricePerBillionParams: o.pricePerBillionParams,
         remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,

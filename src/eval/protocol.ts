@@ -4,7 +4,7 @@
  * each unseen LLM only by its validation outcomes; route test prompts among the unseen LLMs; trace deferral curves.
  * Hyper-parameters (K, k) are chosen on validation prompts with the training LLMs, never on test data.
  */
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, didYouMean } from '../errors.js';
 import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
@@ -36,6 +36,8 @@ export interface EvalOptions extends CostOptions {
   mapEpochs?: number;
   /** K-means restarts (the lowest objective wins; unsupervised). */
   kmeansRestarts?: number;
+  /** LLMs left out of the protocol entirely. */
+  excludeModels?: string[];
   /** The prompt-difficulty feature (default true, as in fit). */
   difficulty?: boolean;
   /** A remote embedder: every prompt embedded once through it instead of fitting the hashed embedder per seed. */
@@ -111,7 +113,9 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   const methods = new Set(opts.methods ?? [...ALL_METHODS, ...EXTRA_METHODS]);
   const prior = opts.priorStrength ?? 1;
   const n = ds.prompts.length;
-  const complete = ds.models.filter((m) => ds.outcomes.get(m)!.every((v) => !Number.isNaN(v)));
+  for (const m of opts.excludeModels ?? [])
+    if (!ds.outcomes.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `excluded LLM "${m}" has no outcome in ${ds.dir}${didYouMean(m, ds.models)}`);
+  const complete = ds.models.filter((m) => !(opts.excludeModels ?? []).includes(m) && ds.outcomes.get(m)!.every((v) => !Number.isNaN(v)));
   if (complete.length < 2) throw new UnirouteError('BAD_DATASET', 'the protocol needs at least 2 LLMs with outcomes on every prompt');
   const mperm = permutation(complete.length, seed * 7919 + 1);
   const nUnseen = Math.min(complete.length - 1, Math.max(1, Math.round(complete.length * (opts.unseenFraction ?? 0.5))));

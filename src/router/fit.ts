@@ -1,5 +1,5 @@
 /** Fitting a router from a dataset: embedder, clusters (K chosen on validation prompts), training LLMs' profiles. */
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, didYouMean } from '../errors.js';
 import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
@@ -13,6 +13,8 @@ import { chooseOperatingPoint, type OperatingPoint } from './operating.js';
 export type Progress = (stage: string, done: number, total: number) => void;
 
 export interface FitOptions extends CostOptions {
+  /** LLMs left out of the training LLMs (applied after trainModels). */
+  excludeModels?: string[];
   /** Training LLMs (default: every LLM in the dataset). */
   trainModels?: string[];
   /** Number of clusters, or 'auto' to choose K on the validation prompts (default). */
@@ -125,10 +127,13 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const t0 = Date.now();
   const progress = opts.onProgress ?? (() => undefined);
   const seed = opts.seed ?? 1;
-  const models = opts.trainModels ?? ds.models;
+  for (const m of opts.excludeModels ?? [])
+    if (!ds.outcomes.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `excluded LLM "${m}" has no outcome in ${ds.dir}${didYouMean(m, ds.models)}`);
+  const models = (opts.trainModels ?? ds.models).filter((m) => !(opts.excludeModels ?? []).includes(m));
   if (models.length === 0) throw new UnirouteError('INVALID_ARGUMENT', 'no training LLM');
   for (const m of models)
-    if (!ds.outcomes.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `training LLM "${m}" has no outcome in ${ds.dir} (known: ${ds.models.join(', ')})`);
+    if (!ds.outcomes.has(m))
+      throw new UnirouteError('UNKNOWN_MODEL', `training LLM "${m}" has no outcome in ${ds.dir}${didYouMean(m, ds.models) || ` (${ds.models.length} LLMs have outcomes there)`}`);
   const costs = models.map((m) => costPerQuery(ds, m, opts));
 
   // Prompt split: validation (Psi of the pool) and train (embedder, clusters).

@@ -3,7 +3,7 @@
  * cost per query. route(x) = argmin_m Psi_m[k(x)] + lambda * cost_m over the allowed LLMs (Proposition 1).
  */
 import { promises as fs } from 'node:fs';
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, didYouMean } from '../errors.js';
 import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeVectorRouteArgs } from '../engine/native.js';
 import {
   HashedEmbedder,
@@ -393,7 +393,11 @@ export class Router {
 
   removeModel(name: string): void {
     const i = this.pool.findIndex((e) => e.name === name);
-    if (i < 0) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool (pool: ${this.pool.map((e) => e.name).join(', ') || 'empty'})`);
+    if (i < 0)
+      throw new UnirouteError(
+        'UNKNOWN_MODEL',
+        `LLM "${name}" is not in the pool${didYouMean(name, this.pool.map((e) => e.name)) || ` (${this.pool.length} LLMs; \`uniroute models\` lists them)`}`,
+      );
     this.pool = this.pool.filter((_, j) => j !== i);
     this.snap = undefined;
   }
@@ -401,7 +405,7 @@ export class Router {
   /** A copy of an LLM's entry (to undo a removal). */
   exportModel(name: string): PoolEntry {
     const e = this.pool.find((x) => x.name === name);
-    if (!e) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+    if (!e) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool${didYouMean(name, this.pool.map((x) => x.name))}`);
     return { ...e, errorSums: e.errorSums.slice(), counts: e.counts.slice(), ...(e.cellCounts ? { cellCounts: e.cellCounts.slice() } : {}) };
   }
 
@@ -516,7 +520,8 @@ export class Router {
         throw new UnirouteError('INVALID_ARGUMENT', `\`${where}\` must be a non-empty list of LLM names`);
       for (const name of list) {
         const j = s.index.get(name);
-        if (j === undefined) throw new UnirouteError('UNKNOWN_MODEL', `\`${where}\` names "${String(name)}", which is not in the pool`);
+        if (j === undefined)
+          throw new UnirouteError('UNKNOWN_MODEL', `\`${where}\` names "${String(name)}", which is not in the pool${didYouMean(String(name), s.names)}`);
         out[j] = 1;
       }
     };

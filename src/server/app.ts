@@ -5,7 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, didYouMean } from '../errors.js';
 import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
@@ -86,7 +86,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const checkModels = (models: string[] | undefined) => {
     if (!models) return undefined;
     const known = router.snapshot().index;
-    for (const m of models) if (!known.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `\`models\` names "${m}", which is not in the pool`);
+    for (const m of models)
+      if (!known.has(m)) throw new UnirouteError('UNKNOWN_MODEL', `\`models\` names "${m}", which is not in the pool${didYouMean(m, known.keys())}`);
     return models;
   };
 
