@@ -167,6 +167,11 @@ describe('uniroute CLI', () => {
     const info = JSON.parse(run(['info', '--json']).out);
     expect(info.router.models).toBeGreaterThan(10);
     expect(info.backend).toBe("cpu");
+    // without --json: a short summary a person reads, with the operating point in force
+    const human = run(['info']).out;
+    expect(human.trim().split('\n').length).toBeLessThanOrEqual(10);
+    expect(human).toMatch(/pool\s+\d+ LLMs/);
+    expect(human).toMatch(/operating\s+default lambda [0-9.]+/);
   });
 });
 

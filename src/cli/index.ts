@@ -521,6 +521,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .action(async (o) => {
       const b = backendInfo();
       const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version };
+      let summary: string[] = ['router     none (the built-in router is missing)'];
       try {
         const router = await loadRouter(o.router);
         info.router = {
@@ -531,13 +532,28 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           models: router.size,
           priorStrength: router.priorStrength,
           defaultLambda: router.defaultLambda,
+          evidenceCells: router.cells?.count ?? null,
+          difficulty: router.prior?.difficulty ? { slope: router.prior.difficulty.slope } : null,
           fit: router.info,
         };
+        summary = [
+          `router     ${o.router ?? defaultRouterPath()}`,
+          `embedder   ${router.embedderSpec.kind}, ${router.dim} dimensions${'model' in router.embedderSpec ? ` (${router.embedderSpec.model} at ${router.embedderSpec.baseUrl})` : ''}`,
+          `clusters   ${router.k} (${router.map ? 'learned map' : 'k-means'}), ${router.cells ? `${router.cells.count} evidence cells` : 'evidence by cluster'}, prior strength ${router.priorStrength}` +
+            (router.prior?.difficulty ? `, difficulty slope ${router.prior.difficulty.slope.toFixed(2)}` : ''),
+          `pool       ${router.size} LLMs (uniroute models lists them)`,
+          `operating  ${operatingPointText(router)}`,
+        ];
       } catch (e) {
         if (o.router) throw e;
         info.router = null; // no built-in router: the engine report still stands
       }
-      await writeLine(io.stdout, (o.json ? JSON.stringify(info) : JSON.stringify(info, null, 2)) + '\n');
+      if (o.json) {
+        await writeLine(io.stdout, JSON.stringify(info) + '\n');
+        return;
+      }
+      const cuda = b.cuda.available ? `${b.cuda.device?.name} (usable)` : b.cuda.compiled ? `compiled, not usable: ${b.cuda.reason}` : 'not compiled';
+      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
     });
 
   return program;
