@@ -146,6 +146,10 @@ describe('uniroute CLI', () => {
     const mid = run(['models', '--router', file, '--json']).out.trim().split('\n').map((l) => JSON.parse(l)).find((m) => m.name === 'mid-all');
     expect(mid.outcomes).toBe(40);
     expect(mid.costPerQuery).toBeCloseTo(0.3, 6);
+    // route ends with a summary: prompts, rate, mean cost and predicted error, the mix of LLMs
+    const summary = run(['route', '--router', file, '--output', join(tmp, 'routed.jsonl')], randomTexts(30, 4).map((text, i) => JSON.stringify({ id: i, text })).join('\n'));
+    expect(summary.code, summary.err).toBe(0);
+    expect(summary.err).toMatch(/routed 30 prompts in [0-9.]+ s \([0-9,]+\/s\); mean cost [0-9.e+-]+, mean predicted error [0-9.]+; \S+ [0-9.]+ %/);
     const wrong = run(['route', '--router', file, '--models', 'big-al'], '{"id":1,"text":"hello"}\n');
     expect(wrong.err).toMatch(/did you mean "big-all"/);
     const rm = run(['remove-model', '--router', file, '--name', 'Big-All']);

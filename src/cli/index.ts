@@ -345,6 +345,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
       let routed = 0;
+      const t0 = Date.now();
+      const share = new Map<string, number>();
+      let costSum = 0;
+      let errSum = 0;
       let failed = 0;
       type Item = { line: number; id: unknown; text?: string; embedding?: number[]; error?: { code: string; message: string } };
       const byText = !!router.takesText;
@@ -377,7 +381,11 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             chunk += JSON.stringify({ id: b.id ?? null, line: b.line, error: b.error }) + '\n';
             continue;
           }
-          const rec = { id: b.id, ...decisionRecord(explainRow(res!, j), !!o.explain) };
+          const d = explainRow(res!, j);
+          share.set(d.model, (share.get(d.model) ?? 0) + 1);
+          costSum += d.cost;
+          errSum += d.predictedError;
+          const rec = { id: b.id, ...decisionRecord(d, !!o.explain) };
           chunk += JSON.stringify(rec, round5) + '\n';
           j++;
           routed++;
@@ -409,7 +417,22 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         out.end();
         await once(out, 'finish');
       }
-      progress.done(quiet() ? undefined : `routed ${routed} prompts${failed ? `, ${failed} lines failed` : ''}`);
+      const secs = (Date.now() - t0) / 1000;
+      const top = [...share].sort((a, b) => b[1] - a[1]);
+      const mix = top
+        .slice(0, 4)
+        .map(([m, c]) => `${m} ${((100 * c) / Math.max(1, routed)).toFixed(1)} %`)
+        .join(', ');
+      progress.done(
+        quiet()
+          ? undefined
+          : `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s)` +
+              `${failed ? `, ${failed} lines failed` : ''}` +
+              (routed
+                ? `; mean cost ${(costSum / routed).toExponential(3)}, mean predicted error ${(errSum / routed).toFixed(3)}; ` +
+                  `${mix}${top.length > 4 ? `, ${top.length - 4} more LLMs` : ''}`
+                : ''),
+      );
       if (routed + failed === 0) process.stderr.write(`uniroute: ${o.input === '-' ? 'standard input' : o.input} has no prompt line: nothing routed\n`);
       if (failed) {
         process.stderr.write(`uniroute: ${failed} input line(s) could not be routed (see their "error" records)\n`);
