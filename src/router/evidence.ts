@@ -141,13 +141,16 @@ export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior)
  * The two-factor model logit P(error) = β_k + α_m on training outcomes: clusters (n), Y (n x M correctness, NaN =
  * none). Alternating Newton steps on the per-(m, k) sums, with weak priors (β ~ N(β̄, 3²), α ~ N(0, 3²)).
  */
-export function fitClusterLogits(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number): { beta: Float32Array; alpha: Float64Array } {
-  const n = clusters.length;
+/**
+ * Error sums E and outcome counts N per (LLM, cluster), M x K row-major, of a correctness matrix (rows x M, NaN =
+ * none), with the totals over every cell.
+ */
+function errorTable(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number) {
   const E = new Float64Array(M * K);
   const N = new Float64Array(M * K);
   let te = 0;
   let tn = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < clusters.length; i++) {
     const c = clusters[i];
     for (let j = 0; j < M; j++) {
       const y = Y[i * M + j];
@@ -158,6 +161,11 @@ export function fitClusterLogits(clusters: ArrayLike<number>, Y: Float32Array, M
       tn += 1;
     }
   }
+  return { E, N, te, tn };
+}
+
+export function fitClusterLogits(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number): { beta: Float32Array; alpha: Float64Array } {
+  const { E, N, te, tn } = errorTable(clusters, Y, M, K);
   const pbar = Math.min(0.99, Math.max(0.01, tn > 0 ? te / tn : 0.5));
   const b0 = logit(pbar);
   const beta = new Float64Array(K).fill(b0);
@@ -421,15 +429,7 @@ export function psiMatrix(clusters: ArrayLike<number>, Y: Float32Array, M: numbe
  */
 export function fitLogitSlope(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number, r: ArrayLike<number>): number {
   const n = clusters.length;
-  const E = new Float64Array(M * K);
-  const N = new Float64Array(M * K);
-  for (let i = 0; i < n; i++)
-    for (let j = 0; j < M; j++) {
-      const y = Y[i * M + j];
-      if (Number.isNaN(y)) continue;
-      E[j * K + clusters[i]] += 1 - y;
-      N[j * K + clusters[i]] += 1;
-    }
+  const { E, N } = errorTable(clusters, Y, M, K);
   const off = new Float64Array(M * K);
   for (let t = 0; t < M * K; t++) off[t] = logit(Math.min(0.995, Math.max(0.005, (E[t] + 0.5) / (N[t] + 1))));
   let b = 0;
@@ -452,7 +452,6 @@ export function fitLogitSlope(clusters: ArrayLike<number>, Y: Float32Array, M: n
   }
   return b;
 }
-
 
 /**
  * Predicted errors (rows x M) under hard assignment, as the engine computes them: Ψ[k], or σ(logit Ψ[k] + b·r) with
