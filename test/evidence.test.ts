@@ -13,6 +13,7 @@ import {
   fitDifficulty,
   gammaOf,
   psiRow,
+  residOfRows,
   sigmoid,
   statsOf,
   type PsiPrior,
@@ -155,7 +156,7 @@ describe('prompt difficulty', () => {
     expect(Array.from(b.choice)).toEqual(Array.from(a.choice));
     expect(Array.from(b.cluster)).toEqual(Array.from(a.cluster));
     for (let t = 0; t < a.predictedError.length; t++) expect(b.predictedError[t]).toBeCloseTo(a.predictedError[t], 5);
-    const r = router.residuals(emb, b.cluster)!;
+    const r = residOfRows(router.prior, emb, router.dim, b.cluster)!;
     const m = b.models.length;
     const g = gammaOf(router.snapshot().psi, b.cluster, router.k, m, router.prior!.difficulty!.slope, r);
     for (let t = 0; t < g.length; t++) expect(a.predictedError[t]).toBeCloseTo(g[t], 5);

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { UnirouteError, didYouMean } from '../errors.js';
-import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeVectorRouteArgs } from '../engine/native.js';
+import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeRouteParts, type NativeVectorRouteArgs } from '../engine/native.js';
 import {
   HashedEmbedder,
   checkEmbeddings,
@@ -17,7 +17,6 @@ import {
 import { RemoteEmbedder, type RemoteEmbedderSpec } from '../embed/remote.js';
 import { decodeArtifact, encodeArtifact, writeFileAtomic, type TensorMap } from './artifact.js';
 import {
-  difficultyOf,
   logit,
   overallErrorOf,
   psiRow,
@@ -296,16 +295,26 @@ export class Router {
     };
   }
 
+  /**
+   * Where an LLM has evidence: one flag per evidence cell (per cluster without cells). An entry with no cell counts
+   * has evidence in every cell of a cluster where it has at least `need` outcomes.
+   */
+  private evidenceRow(e: OutcomeStats & { cellCounts?: Float32Array }, need: number): Uint8Array {
+    if (this.cells && e.cellCounts) return evidenceFlags(e.cellCounts, this.cells.share, need);
+    const byCluster = Uint8Array.from(e.counts, (n) => (n >= need ? 1 : 0));
+    if (!this.cells) return byCluster;
+    const { start, count } = this.cells;
+    const row = new Uint8Array(count);
+    for (let k = 0; k < this.k; k++) row.fill(byCluster[k], start[k], start[k + 1]);
+    return row;
+  }
+
   /** Share of the fitted prompts in cells (or clusters) where the LLM has evidence (uniform shares without a record). */
   coverageOf(e: OutcomeStats & { cellCounts?: Float32Array }): number {
-    const need = Math.max(this.minEvidence, 1e-9);
+    const flags = this.evidenceRow(e, Math.max(this.minEvidence, 1e-9));
+    const share = this.cells ? this.cells.share : this.clusterShare;
     let cov = 0;
-    if (this.cells && e.cellCounts) {
-      const f = evidenceFlags(e.cellCounts, this.cells.share, need);
-      for (let c = 0; c < f.length; c++) if (f[c]) cov += this.cells.share[c];
-    } else {
-      for (let c = 0; c < this.k; c++) if (e.counts[c] >= need) cov += this.clusterShare ? this.clusterShare[c] : 1 / this.k;
-    }
+    for (let c = 0; c < flags.length; c++) if (flags[c]) cov += share ? share[c] : 1 / flags.length;
     return Math.min(1, cov);
   }
 
@@ -463,12 +472,7 @@ export class Router {
     const E = this.cells?.count ?? K;
     if (this.minEvidence > 0) {
       evidence = new Uint8Array(m * E);
-      this.pool.forEach((e, j) => {
-        const row = evidence!.subarray(j * E, (j + 1) * E);
-        if (!this.cells) for (let c = 0; c < K; c++) row[c] = e.counts[c] >= this.minEvidence ? 1 : 0;
-        else if (e.cellCounts) row.set(evidenceFlags(e.cellCounts, this.cells.share, this.minEvidence));
-        else row.fill(1); // an entry from before the cells: evidence everywhere, as before
-      });
+      this.pool.forEach((e, j) => evidence!.set(this.evidenceRow(e, this.minEvidence), j * E));
     }
     const names = this.pool.map((e) => e.name);
     this.snap = {
@@ -594,15 +598,16 @@ export class Router {
     };
   }
 
-  private routeArgs(texts: string[], p: ReturnType<Router['prepare']>): NativeRouteArgs {
+  /** Everything a native route takes after the embedding (native/binding: read_route_parts). */
+  private routeParts(p: ReturnType<Router['prepare']>): NativeRouteParts {
     const d = this.prior?.difficulty;
+    const c = this.cells;
     return {
-      texts,
       centroids: this.centroids,
       k: this.k,
       ...this.poolArgs(p),
       ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...this.cellArgs(p),
+      ...(c ? { evidenceCells: c.count, evidenceCentroids: c.centroids, evidenceStart: c.start, cellOut: p.out.cell } : {}),
       choice: p.out.choice,
       cluster: p.out.cluster,
       distance: p.out.distance,
@@ -611,29 +616,13 @@ export class Router {
     };
   }
 
-  private cellArgs(p: ReturnType<Router['prepare']>) {
-    const c = this.cells;
-    return c ? { evidenceCells: c.count, evidenceCentroids: c.centroids, evidenceStart: c.start, cellOut: p.out.cell } : {};
+  private routeArgs(texts: string[], p: ReturnType<Router['prepare']>): NativeRouteArgs {
+    return { texts, ...this.routeParts(p) };
   }
 
   private vectorArgs(embeddings: Float32Array, p: ReturnType<Router['prepare']>, sync: boolean): NativeVectorRouteArgs {
-    const d = this.prior?.difficulty;
-    return {
-      embeddings,
-      dim: this.dim,
-      centroids: this.centroids,
-      k: this.k,
-      ...this.poolArgs(p),
-      ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...this.cellArgs(p),
-      ...(this.map ? { map: { params: this.map.params, config: this.map.config } } : {}),
-      choice: p.out.choice,
-      cluster: p.out.cluster,
-      distance: p.out.distance,
-      gamma: p.out.gamma.length ? p.out.gamma : null,
-      chosen: p.out.chosen,
-      sync,
-    };
+    const map = this.map ? { map: { params: this.map.params, config: this.map.config } } : {};
+    return { embeddings, dim: this.dim, ...this.routeParts(p), ...map, sync };
   }
 
   /** Whether the router embeds prompt texts itself (hashed or remote embedder), rather than taking embeddings. */
@@ -665,10 +654,10 @@ export class Router {
 
   /** Routes a batch of prompt texts off the event loop. */
   async routeBatch(texts: string[], opts: RouteOptions = {}): Promise<RouteBatch> {
-    if (!this.hashed) return this.routeEmbeddings(await this.embedTexts(texts), opts);
+    // the fused kernel serves a hashed router with nearest centroids; the others embed, then route the vectors
+    if (!this.hashed || this.map) return this.routeEmbeddings(await this.embedTexts(texts), opts);
     const h = this.hashed;
     checkTexts(texts);
-    if (this.map) return this.routeEmbeddings(await h.embed(texts), opts);
     const p = this.prepare(texts.length, opts);
     if (texts.length > 0) await callAsync(() => h.nativeHandle.route(this.routeArgs(texts, p)));
     return this.batchResult(p);
@@ -701,21 +690,6 @@ export class Router {
     const p = this.prepare(embeddings.length / this.dim, opts);
     if (embeddings.length > 0) call(() => native().routeVectors(this.vectorArgs(embeddings, p, true)));
     return this.batchResult(p);
-  }
-
-  /** r = d(x) − μ of each prompt (μ of its cluster, or mixed by the learned map's weights); null without a model. */
-  residuals(embeddings: Float32Array, clusters: Int32Array, membership?: Float32Array): Float32Array | null {
-    const d = this.prior?.difficulty;
-    if (!d) return null;
-    const r = difficultyOf(embeddings, this.dim, d.w, d.w0);
-    for (let i = 0; i < r.length; i++) {
-      if (membership) {
-        let mu = 0;
-        for (let c = 0; c < this.k; c++) mu += membership[i * this.k + c] * d.mu[c];
-        r[i] -= mu;
-      } else r[i] -= d.mu[clusters[i]];
-    }
-    return r;
   }
 
   /**
