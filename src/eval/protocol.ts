@@ -241,20 +241,22 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   };
   /** The deferral curve of a router on the test prompts: its own decisions at each λ. */
   let audit: { method: MethodName; v: number } = { method: 'uniroute-kmeans', v: 0 };
+  /** The router's own decisions on the test prompts at λ: mean cost and mean quality. */
+  const testPoint = async (router: Router, lambda: number): Promise<CurvePoint> => {
+    const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
+    let cs = 0;
+    let qs = 0;
+    for (let i = 0; i < nTest; i++) {
+      const j = b.choice[i];
+      cs += cUnseen[j];
+      qs += Yu_te[i * Mu + j];
+    }
+    return { lambda, cost: cs / nTest, quality: qs / nTest };
+  };
   const shippedCurve = async (router: Router): Promise<CurvePoint[]> => {
     opts.onRouter?.({ method: audit.method, valPrompts: audit.v, router, testIdx, lambdas, unseen });
     const pts: CurvePoint[] = [];
-    for (const lambda of lambdas) {
-      const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
-      let cs = 0;
-      let qs = 0;
-      for (let i = 0; i < nTest; i++) {
-        const j = b.choice[i];
-        cs += cUnseen[j];
-        qs += Yu_te[i * Mu + j];
-      }
-      pts.push({ lambda, cost: cs / nTest, quality: qs / nTest });
-    }
+    for (const lambda of lambdas) pts.push(await testPoint(router, lambda));
     return pts;
   };
 
@@ -311,18 +313,8 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       if (v === vMax) {
         // the default operating point, chosen on the validation prompts, against λ = 0 on the test prompts
         const op = await chooseOperatingPoint(router, Eva.subarray(0, v * D), Yu_va.subarray(0, v * Mu));
-        const onTest = async (lambda: number) => {
-          const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
-          let cs = 0;
-          let qs = 0;
-          b.choice.forEach((j, i) => {
-            cs += cUnseen[j];
-            qs += Yu_te[i * Mu + j];
-          });
-          return { cost: cs / nTest, accuracy: qs / nTest };
-        };
-        const [d, z] = [await onTest(op.lambda), await onTest(0)];
-        out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.accuracy - z.accuracy };
+        const [d, z] = [await testPoint(router, op.lambda), await testPoint(router, 0)];
+        out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.quality - z.quality };
       }
     }
     as('uniroute-kmeans-suggested');
