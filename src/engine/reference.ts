@@ -131,7 +131,8 @@ export function referenceScore(
   let bc = 0;
   for (let j = 0; j < m; j++) {
     if (allowed && !allowed[j]) continue;
-    const s = Math.fround(psi[j * k + cluster] + Math.fround(lambda * cost[j]));
+    // as the engine: float32 inputs and λ, the score in double (native/core/score.cpp)
+    const s = psi[j * k + cluster] + Math.fround(lambda) * cost[j];
     if (best < 0 || s < bs || (s === bs && cost[j] < bc)) {
       best = j;
       bs = s;
