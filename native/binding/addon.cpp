@@ -144,6 +144,18 @@ const int32_t* read_cells(Napi::Env env, Napi::Object o, const Pool& p, size_t n
   return c.Data();
 }
 
+// An optional output array: null when the key is absent, else checked to hold `want` elements (and kept alive).
+template <typename T, napi_typedarray_type TT>
+T* opt_out(Napi::Env env, Napi::Object o, const char* key, size_t want, const std::string& shape, const char* tname,
+           std::vector<Napi::Value>& keep) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  auto a = typed<T, TT>(v, key, tname);
+  need_len(env, a.ElementLength(), want, key, shape);
+  keep.push_back(v);
+  return a.Data();
+}
+
 // The parts of a routing call after the embedding, shared by the text and the vector routes: centroids, the pool
 // (Ψ, costs, λ, masks, slope, evidence), the difficulty model, the evidence cells, and the output arrays (n rows).
 struct RouteParts {
@@ -206,13 +218,7 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
     p.cells.start = st.Data();
     keep.push_back(o.Get("evidenceStart"));
     keep.push_back(ecv);
-    Napi::Value co = o.Get("cellOut");
-    if (!co.IsUndefined() && !co.IsNull()) {
-      auto c = i32(co, "cellOut");
-      need_len(env, c.ElementLength(), n, "cellOut", "rows");
-      p.out.cell = c.Data();
-      keep.push_back(co);
-    }
+    p.out.cell = opt_out<int32_t, napi_int32_array>(env, o, "cellOut", n, "rows", "an Int32Array", keep);
   } else if (p.pool.evidence && p.pool.ke) {
     throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
   }
@@ -225,20 +231,8 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
   p.out.choice = choice.Data();
   p.out.cluster = cluster.Data();
   p.out.distance = dist.Data();
-  Napi::Value g = o.Get("gamma");
-  if (!g.IsUndefined() && !g.IsNull()) {
-    auto ga = f32(g, "gamma");
-    need_len(env, ga.ElementLength(), n * m, "gamma", "rows x m");
-    p.out.gamma = ga.Data();
-    keep.push_back(g);
-  }
-  Napi::Value ch = o.Get("chosen");
-  if (!ch.IsUndefined() && !ch.IsNull()) {
-    auto ca = f32(ch, "chosen");
-    need_len(env, ca.ElementLength(), n, "chosen", "rows");
-    p.out.chosen = ca.Data();
-    keep.push_back(ch);
-  }
+  p.out.gamma = opt_out<float, napi_float32_array>(env, o, "gamma", n * m, "rows x m", "a Float32Array", keep);
+  p.out.chosen = opt_out<float, napi_float32_array>(env, o, "chosen", n, "rows", "a Float32Array", keep);
   for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
   return p;
 }
