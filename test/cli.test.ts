@@ -216,6 +216,6 @@ describe('uniroute route --max-cost / --min-accuracy', () => {
     expect(costs.reduce((a: number, x: number) => a + x, 0) / costs.length).toBeLessThanOrEqual(0.3 + 1e-12);
     const bad = run(['route', '--router', routerFile, '--max-cost', '0.3', '--lambda', '1'], input);
     expect(bad.code).not.toBe(0);
-    expect(bad.err).toMatch(/at most one of --lambda, --max-cost and --min-accuracy/);
+    expect(bad.err).toMatch(/at most one of --lambda, --max-cost, --min-accuracy and --max-error/);
   });
 });

@@ -125,6 +125,35 @@ describe('routing properties', () => {
   });
 });
 
+describe('the quality floor (maxError)', () => {
+  it('picks the cheapest allowed LLM whose predicted error is <= eps, else the lowest predicted error', async () => {
+    const texts = probe.slice(0, 60);
+    for (const eps of [0.05, 0.15, 0.3, 0.6, 1]) {
+      for (const models of [undefined, ['cheap-math', 'mid-all', 'big-all']]) {
+        const d = await router.route(texts, { maxError: eps, models, evidence: 'ignore' });
+        for (const x of d) {
+          const cands = x.candidates.filter((c) => !models || models.includes(c.model));
+          const ok = cands.filter((c) => c.predictedError <= eps);
+          if (ok.length) {
+            expect(x.predictedError).toBeLessThanOrEqual(eps);
+            expect(x.cost).toBe(Math.min(...ok.map((c) => c.cost)));
+          } else expect(x.predictedError).toBe(Math.min(...cands.map((c) => c.predictedError)));
+        }
+      }
+    }
+    // eps = 1 is the cheapest LLM; eps = 0 (nobody is perfect) the lowest predicted error, as at lambda 0
+    const cheapest = await router.route(texts, { maxError: 1, evidence: 'ignore' });
+    for (const x of cheapest) expect(x.cost).toBe(Math.min(...x.candidates.map((c) => c.cost)));
+    const none = await router.routeBatch(texts, { maxError: 0 });
+    const zero = await router.routeBatch(texts, { lambda: 0 });
+    expect([...none.choice]).toEqual([...zero.choice]);
+    // a tighter floor never gets cheaper
+    const costOf = async (eps: number) => (await router.route(texts, { maxError: eps, evidence: 'ignore' })).reduce((a, x) => a + x.cost, 0);
+    expect(await costOf(0.1)).toBeGreaterThanOrEqual(await costOf(0.4));
+    for (const bad of [-0.1, 1.5, NaN]) await expectCode(router.routeBatch(texts, { maxError: bad }), 'INVALID_ARGUMENT', /maxError/);
+  });
+});
+
 describe('error vectors', () => {
   it('plain mean with prior 0, shrinkage toward the overall error otherwise, overall error for empty clusters', () => {
     const s = statsOf(3, [0, 0, 0, 1], [1, 1, 0, 0]);

@@ -3,13 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
-import OpenAI from 'openai';
+import type { FastifyInstance } from 'fastify';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
 import { Router, decisionRecord, explain } from '../src/router/router.js';
 import { buildApp } from '../src/server/app.js';
-import { parseUpstreams } from '../src/server/upstreams.js';
 import { makeSyntheticDataset, randomTexts } from './helpers.js';
 
 const TOKEN = 'secret-token';
@@ -47,6 +45,17 @@ describe('/v1/route', () => {
     expect(typeof d.distance).toBe('number');
     expect(Object.keys(d.candidates).sort()).toEqual(router.snapshot().names.slice().sort());
     expect(d.predicted_error).toBe(d.candidates[d.model].predicted_error);
+  });
+
+  it('max_error: a quality floor, the same decision as the library\'s; not with lambda', async () => {
+    const texts = randomTexts(6, 12);
+    const r = await post('/v1/route', { prompts: texts, max_error: 0.3 });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json().max_error).toBe(0.3);
+    const direct = await router.route(texts, { maxError: 0.3 });
+    expect(r.json().decisions.map((d: any) => d.model)).toEqual(direct.map((d) => d.model));
+    expect((await post('/v1/route', { prompt: 'x y', max_error: 0.3, lambda: 1 })).statusCode).toBe(400);
+    expect((await post('/v1/route', { prompt: 'x y', max_error: 2 })).statusCode).toBe(400);
   });
 
   it('the decision has the library\'s explanation: outcomes, evidence and interval per candidate; risk and evidence options', async () => {
@@ -210,115 +219,7 @@ describe('health and metrics', () => {
   });
 });
 
-// ---- the OpenAI-compatible proxy, over real sockets -------------------------------------------------------------
-describe('/v1/chat/completions', () => {
-  let upstream: FastifyInstance;
-  let proxy: FastifyInstance;
-  let proxyUrl: string;
-  const seen: any[] = [];
-  let upstreamUrl: string;
-
-  beforeAll(async () => {
-    upstream = Fastify();
-    upstream.post('/:llm/v1/chat/completions', async (req: any, reply) => {
-      seen.push({ llm: req.params.llm, body: req.body, auth: req.headers.authorization });
-      const { llm } = req.params;
-      if (llm === 'broken') return reply.status(500).send({ error: { message: 'upstream exploded' } });
-      if (llm === 'slow') await new Promise((r) => setTimeout(r, 2000));
-      if (llm === 'slowish') await new Promise((r) => setTimeout(r, 300));
-      if (req.body.stream) {
-        reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
-        for (const word of ['Hel', 'lo']) {
-          const chunk = { id: 'c1', object: 'chat.completion.chunk', created: 1, model: req.body.model, choices: [{ index: 0, delta: { content: word }, finish_reason: null }] };
-          reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        reply.raw.write('data: [DONE]\n\n');
-        reply.raw.end();
-        return reply;
-      }
-      return {
-        id: 'c1',
-        object: 'chat.completion',
-        created: 1,
-        model: req.body.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: `hi from ${llm}` }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-      };
-    });
-    const upUrl = await upstream.listen({ port: 0, host: '127.0.0.1' });
-    process.env.UNIROUTE_TEST_KEY = 'sk-test';
-    const ups = parseUpstreams({
-      upstreams: {
-        'cheap-math': { base_url: `${upUrl}/cheap-math/v1`, api_key_env: 'UNIROUTE_TEST_KEY', model: 'math-7b' },
-        'big-all': { base_url: `${upUrl}/big-all/v1`, model: 'big-70b' },
-        'mid-all': { base_url: `${upUrl}/broken/v1` },
-        'cheap-code': { base_url: `${upUrl}/slow/v1` },
-      },
-    });
-    proxy = await buildApp({ router: await freshRouter(), upstreams: ups, upstreamTimeoutMs: 500 });
-    proxyUrl = await proxy.listen({ port: 0, host: '127.0.0.1' });
-    upstreamUrl = upUrl;
-  });
-  afterAll(async () => {
-    await proxy?.close();
-    await upstream?.close();
-  });
-
-  it('routes with the real openai client and forwards the request unchanged but for the model name', async () => {
-    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
-    const { data, response } = await client.chat.completions
-      .create({ model: 'uniroute:lambda=0.2', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'Question: integral derivative solve?' }], temperature: 0.3 })
-      .withResponse();
-    expect(response.headers.get('x-uniroute-model')).toBe('cheap-math');
-    expect(Number(response.headers.get('x-uniroute-cluster'))).toBeGreaterThanOrEqual(0);
-    expect(Number(response.headers.get('x-uniroute-predicted-error'))).toBeGreaterThanOrEqual(0);
-    expect(data.choices[0].message.content).toBe('hi from cheap-math');
-    const last = seen[seen.length - 1];
-    expect(last.body.model).toBe('math-7b');
-    expect(last.body.temperature).toBe(0.3);
-    expect(last.body.messages).toHaveLength(2);
-    expect(last.auth).toBe('Bearer sk-test');
-  });
-
-  it('streams server-sent events through', async () => {
-    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
-    const stream = await client.chat.completions.create({ model: 'big-all', messages: [{ role: 'user', content: 'hi' }], stream: true });
-    let text = '';
-    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
-    expect(text).toBe('Hello');
-  });
-
-  it('reports upstream errors and timeouts OpenAI-style, never hangs', async () => {
-    const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
-    await expect(client.chat.completions.create({ model: 'mid-all', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 500 });
-    const t0 = Date.now();
-    const slow = await fetch(`${proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'cheap-code', messages: [{ role: 'user', content: 'x' }] }) });
-    expect(slow.status).toBe(504);
-    expect(((await slow.json()) as any).error.code).toBe('upstream_timeout');
-    expect(Date.now() - t0).toBeLessThan(1900);
-    await expect(client.chat.completions.create({ model: 'ghost', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 404 });
-  });
-
-  it('an LLM with no upstream is never routed to', async () => {
-    // cheap-history has no upstream: a history prompt at a high lambda would pick it, but cannot
-    const r = await fetch(`${proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'uniroute:lambda=0.3', messages: [{ role: 'user', content: 'Question: empire king war battle dynasty?' }] }) });
-    expect(r.headers.get('x-uniroute-model')).not.toBe('cheap-history');
-  });
-
-  it('graceful shutdown: an in-flight request finishes, new connections are refused', async () => {
-    const app2 = await buildApp({ router: await freshRouter(), upstreams: parseUpstreams({ upstreams: { 'big-all': { base_url: `${upstreamUrl}/slowish/v1` } } }) });
-    const url = await app2.listen({ port: 0, host: '127.0.0.1' });
-    const inflight = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'big-all', messages: [{ role: 'user', content: 'x' }] }) });
-    await new Promise((r) => setTimeout(r, 100)); // the request is now waiting on the 300 ms upstream
-    const closing = app2.close();
-    const r = await inflight;
-    expect(r.status).toBe(200);
-    expect(((await r.json()) as any).choices[0].message.content).toBe('hi from slowish');
-    await closing;
-    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
-  });
-});
+// the OpenAI-compatible proxy: test/gateway.test.ts
 
 describe('uniroute serve (a real process)', () => {
   it('serves on a real socket, and SIGTERM stops it with exit status 0 (in-flight work: see the graceful-shutdown test above)', async () => {

@@ -328,6 +328,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
     .option('--max-cost <usd>', 'instead of --lambda: the most accurate routing with mean cost per query at most this (lambda calibrated on the first batch, then fixed)', numArg('--max-cost'))
     .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this (calibrated likewise)', numArg('--min-accuracy'))
+    .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
@@ -336,8 +337,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
     .action(async (o) => {
-      const targets = [o.lambda, o.maxCost, o.minAccuracy].filter((x) => x !== undefined).length;
-      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost and --min-accuracy');
+      const targets = [o.lambda, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
+      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost, --min-accuracy and --max-error');
+      if (o.maxError !== undefined && (o.maxError < 0 || o.maxError > 1)) throw new UnirouteError('INVALID_ARGUMENT', '--max-error must be in [0, 1]');
       if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
       const router = await loadRouter(o.router);
       let lambda: number | undefined = o.lambda;
@@ -366,7 +368,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
                 `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
             );
         }
-        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain };
+        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError };
         if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);
@@ -494,38 +496,71 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port', intArg('--port'), 8080)
-    .option('--upstreams <file>', 'JSON {"upstreams": {"<llm>": {"base_url", "api_key_env", "model"}}} for /v1/chat/completions')
+    .option('--config <file>', 'gateway config, YAML or JSON: upstreams, presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits (see README); SIGHUP re-reads it')
+    .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
     .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
     .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
     .option('--max-prompts <n>', 'most prompts in one /v1/route request', intArg('--max-prompts', 1), 1024)
     .option('--body-limit <bytes>', 'largest request body', intArg('--body-limit', 1024), 4 * 1024 * 1024)
-    .option('--upstream-timeout-ms <ms>', 'upstream timeout', intArg('--upstream-timeout-ms', 1), 60_000)
-    .option('--log', 'log every request (JSON lines on stdout)')
+    .option('--connect-timeout-ms <ms>', 'default upstream connect timeout', intArg('--connect-timeout-ms', 1))
+    .option('--headers-timeout-ms <ms>', 'default time to the upstream response headers', intArg('--headers-timeout-ms', 1))
+    .option('--idle-timeout-ms <ms>', 'default longest gap between two chunks of an upstream response (never a cap on a whole stream)', intArg('--idle-timeout-ms', 1))
+    .option('--upstream-timeout-ms <ms>', 'older name of --headers-timeout-ms', intArg('--upstream-timeout-ms', 1))
+    .option('--log', 'log every request (JSON lines on stdout), with one decision line per chat completion')
     .action(async (o) => {
       const { buildApp } = await import('../server/app.js');
-      const { loadUpstreams } = await import('../server/upstreams.js');
+      const { loadConfig, parseConfig, checkAgainstPool } = await import('../server/config.js');
+      if (o.config && o.upstreams) throw new UnirouteError('INVALID_ARGUMENT', 'give --config or --upstreams, not both (a config file has an "upstreams" key)');
       const router = await loadRouter(o.router);
-      const upstreams = o.upstreams ? loadUpstreams(o.upstreams) : undefined;
-      const adminToken = process.env.UNIROUTE_ADMIN_TOKEN || undefined;
+      const timeouts = {
+        ...(o.connectTimeoutMs !== undefined ? { connectMs: o.connectTimeoutMs } : {}),
+        ...((o.headersTimeoutMs ?? o.upstreamTimeoutMs) !== undefined ? { headersMs: o.headersTimeoutMs ?? o.upstreamTimeoutMs } : {}),
+        ...(o.idleTimeoutMs !== undefined ? { idleMs: o.idleTimeoutMs } : {}),
+      };
+      const configFile: string | undefined = o.config ?? o.upstreams;
+      const read = () => (configFile ? loadConfig(configFile, timeouts) : parseConfig({}, 'defaults', timeouts));
+      const check = (cfg: ReturnType<typeof read>) => {
+        const { errors, warnings } = checkAgainstPool(cfg, router.snapshot().names);
+        for (const w of warnings) if (!quiet()) process.stderr.write(`warning: ${cfg.source}: ${w}\n`);
+        if (errors.length) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}:\n  ${errors.join('\n  ')}`);
+        return cfg;
+      };
+      const config = check(read());
+      const tokenEnv = config.tokens.adminEnv ?? 'UNIROUTE_ADMIN_TOKEN';
+      const adminToken = process.env[tokenEnv] || undefined;
       const app = await buildApp({
         router,
         routerPath: o.router,
         adminToken,
-        upstreams,
+        config,
         batchWindowMs: o.batchWindowMs,
-        maxPromptChars: o.maxPromptChars,
-        maxPromptsPerRequest: o.maxPrompts,
-        bodyLimitBytes: o.bodyLimit,
-        upstreamTimeoutMs: o.upstreamTimeoutMs,
+        maxPromptChars: config.limits.promptChars ?? o.maxPromptChars,
+        maxPromptsPerRequest: config.limits.promptsPerRequest ?? o.maxPrompts,
+        bodyLimitBytes: config.limits.bodyBytes ?? o.bodyLimit,
         logger: !!o.log,
       });
       const address = await app.listen({ host: o.host, port: o.port });
       const notes = [
         `${router.size} LLMs, ${router.k} clusters`,
-        adminToken ? (o.router ? 'admin on' : 'admin read-only (no --router)') : 'admin off (set UNIROUTE_ADMIN_TOKEN)',
-        upstreams ? `${upstreams.size} upstreams` : 'no upstreams',
+        adminToken ? (o.router ? 'admin on' : 'admin read-only (no --router)') : `admin off (set ${tokenEnv})`,
+        config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets` : 'no upstreams',
       ];
       if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);
+      const onHup = () => {
+        if (!configFile) return;
+        let next: ReturnType<typeof read>;
+        try {
+          next = check(read());
+        } catch (e) {
+          process.stderr.write(`SIGHUP: ${configFile} not reloaded, the running config stays: ${(e as Error).message}\n`);
+          return;
+        }
+        (app as unknown as { reloadGateway: (c: typeof next) => Promise<void> }).reloadGateway(next).then(
+          () => !quiet() && process.stderr.write(`SIGHUP: reloaded ${configFile} (${next.upstreams.size} upstreams, ${next.presets.size} presets)\n`),
+          (e) => process.stderr.write(`SIGHUP: ${configFile} not reloaded, the running config stays: ${(e as Error).message}\n`),
+        );
+      };
+      process.on('SIGHUP', onHup);
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {
           if (!quiet()) process.stderr.write(`${sig}: finishing in-flight requests\n`);
@@ -534,6 +569,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      process.off('SIGHUP', onHup);
     });
 
   program

@@ -16,6 +16,26 @@ export interface OperatingPoint {
   accuracyAtZero: number;
   bestSingle: { model: string; accuracy: number; cost: number } | null;
   prompts: number;
+  /** The whole curve on those prompts (λ ascending): what presets with a cost or accuracy target are resolved on. */
+  curve?: Array<{ lambda: number; cost: number; accuracy: number }>;
+}
+
+/**
+ * λ for a target, on a fitted router's validation curve: the most accurate point with mean cost <= maxCost, or the
+ * cheapest with accuracy >= minAccuracy. `met` is false when no point meets it (then the closest: the cheapest
+ * point, or the most accurate).
+ */
+export function lambdaForTarget(op: OperatingPoint | undefined, target: { maxCost?: number; minAccuracy?: number }): { lambda: number; cost: number; accuracy: number; met: boolean } | null {
+  const pts = (op?.curve ?? []).filter((p) => Number.isFinite(p.cost) && Number.isFinite(p.accuracy));
+  if (pts.length === 0) return null;
+  if (target.maxCost !== undefined) {
+    const ok = pts.filter((p) => p.cost <= target.maxCost! + 1e-15);
+    if (ok.length === 0) return { ...pts.reduce((a, p) => (p.cost < a.cost ? p : a)), met: false };
+    return { ...ok.reduce((a, p) => (p.accuracy > a.accuracy || (p.accuracy === a.accuracy && p.cost < a.cost) ? p : a)), met: true };
+  }
+  const ok = pts.filter((p) => p.accuracy >= (target.minAccuracy ?? 0) - 1e-12);
+  if (ok.length === 0) return { ...pts.reduce((a, p) => (p.accuracy > a.accuracy ? p : a)), met: false };
+  return { ...ok.reduce((a, p) => (p.cost < a.cost || (p.cost === a.cost && p.accuracy > a.accuracy) ? p : a)), met: true };
 }
 
 /**
@@ -74,5 +94,6 @@ export async function chooseOperatingPoint(router: Router, E: Float32Array, Y: F
     accuracyAtZero: zero.accuracy,
     bestSingle,
     prompts: n,
+    curve: points.map((p) => ({ lambda: p.lambda, cost: p.cost, accuracy: p.accuracy })),
   };
 }

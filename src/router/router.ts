@@ -25,6 +25,7 @@ import {
   type OutcomeStats,
   type PsiPrior,
 } from './evidence.js';
+import { argminRows } from './decide.js';
 import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
 import { pickSuggestions, type SuggestOptions, type Suggestion } from './suggest.js';
 
@@ -87,6 +88,11 @@ export interface RouteOptions {
    * Default true; false keeps only the chosen LLM's (`chosenError`), so memory stays O(n) on huge batches.
    */
   explain?: boolean;
+  /**
+   * A quality floor ε in [0, 1]: route to the cheapest allowed LLM whose predicted error is <= ε (ties as the
+   * engine breaks them), or to the lowest predicted error where none is. λ then plays no part.
+   */
+  maxError?: number;
 }
 
 export interface RouteBatch {
@@ -501,6 +507,9 @@ export class Router {
     const risk = opts.risk ?? 0;
     if (typeof risk !== 'number' || !Number.isFinite(risk) || risk < 0)
       throw new UnirouteError('INVALID_ARGUMENT', `Expected a finite number >= 0 for \`risk\` but received ${String(risk)}`);
+    const maxError = opts.maxError;
+    if (maxError !== undefined && (typeof maxError !== 'number' || !Number.isFinite(maxError) || maxError < 0 || maxError > 1))
+      throw new UnirouteError('INVALID_ARGUMENT', `Expected a number in [0, 1] for \`maxError\` but received ${String(maxError)}`);
     if (opts.evidence !== undefined && opts.evidence !== 'prefer' && opts.evidence !== 'ignore')
       throw new UnirouteError('INVALID_ARGUMENT', `Expected "prefer" or "ignore" for \`evidence\` but received ${JSON.stringify(opts.evidence)}`);
     let psi = s.psi;
@@ -543,7 +552,8 @@ export class Router {
     }
     return {
       s,
-      lambda,
+      lambda: maxError !== undefined ? 0 : lambda,
+      maxError,
       allowed,
       allowedPerRow,
       psi,
@@ -553,7 +563,7 @@ export class Router {
         choice: new Int32Array(n),
         cluster: new Int32Array(n),
         distance: new Float32Array(n),
-        gamma: new Float32Array(opts.explain === false ? 0 : n * m),
+        gamma: new Float32Array(opts.explain === false && maxError === undefined ? 0 : n * m),
         chosen: new Float32Array(n),
         cell: new Int32Array(this.cells ? n : 0),
       },
@@ -561,6 +571,7 @@ export class Router {
   }
 
   private batchResult(p: ReturnType<Router['prepare']>): RouteBatch {
+    if (p.maxError !== undefined) this.qualityFloor(p, p.maxError);
     return {
       models: p.s.names,
       costs: p.s.cost,
@@ -580,6 +591,37 @@ export class Router {
       evidenceStride: this.cells?.count ?? this.k,
       cellOf: this.cells ? p.out.cell : p.out.cluster,
     };
+  }
+
+  /**
+   * The quality floor, decided by the one argmin (src/router/decide.ts): among the allowed LLMs whose predicted
+   * error is <= ε, the lowest cost (equal costs: the LLM listed first); rows where none qualifies keep the engine's
+   * λ = 0 decision, the lowest predicted error.
+   */
+  private qualityFloor(p: ReturnType<Router['prepare']>, eps: number): void {
+    const m = p.s.names.length;
+    const n = p.out.choice.length;
+    const g = p.out.gamma;
+    if (n === 0) return;
+    const feasible = new Uint8Array(n * m);
+    const costRows = new Float32Array(n * m);
+    const any = new Uint8Array(n);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < m; j++) {
+        const t = i * m + j;
+        costRows[t] = p.s.cost[j];
+        const ok = (!p.allowed || p.allowed[p.allowedPerRow ? t : j] === 1) && g[t] <= eps;
+        feasible[t] = ok ? 1 : 0;
+        if (ok) any[i] = 1;
+      }
+    // score = cost (λ = 0 on a "predicted error" that is the cost); the evidence rule applies as everywhere
+    const ev = p.evidence ? { flags: p.evidence, cells: this.cells?.count ?? this.k, cellOf: this.cells ? p.out.cell : p.out.cluster } : null;
+    const pick = argminRows(costRows, p.s.cost, n, m, { lambda: 0, allowed: feasible, evidence: ev });
+    for (let i = 0; i < n; i++) {
+      if (!any[i] || pick[i] < 0) continue;
+      p.out.choice[i] = pick[i];
+      p.out.chosen[i] = g[i * m + pick[i]];
+    }
   }
 
   /** The pool part of a native call: Ψ (or its risk-adjusted form), costs, λ, masks, slope and evidence. */
@@ -628,6 +670,11 @@ export class Router {
   /** Whether the router embeds prompt texts itself (hashed or remote embedder), rather than taking embeddings. */
   get takesText(): boolean {
     return !!(this.hashed || this.remote);
+  }
+
+  /** Whether the router embeds texts in the engine (so that routeBatchSync works). */
+  get embedsNatively(): boolean {
+    return !!this.hashed;
   }
 
   /** The router's text embedder. */

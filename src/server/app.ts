@@ -3,14 +3,14 @@
  * chosen LLM, health and metrics. buildApp() is separate from listen() so that tests can inject().
  */
 import { timingSafeEqual } from 'node:crypto';
-import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { UnirouteError, didYouMean } from '../errors.js';
 import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
-import type { Upstream } from './upstreams.js';
+import { buildGateway, chatRoutes, closeGateway } from './chat.js';
+import { parseConfig, type GatewayConfig } from './config.js';
 
 export interface ServerOptions {
   router: Router;
@@ -18,14 +18,14 @@ export interface ServerOptions {
   routerPath?: string;
   /** Bearer token for the admin endpoints; unset = admin endpoints disabled. */
   adminToken?: string;
-  upstreams?: Map<string, Upstream>;
+  /** The gateway's config (upstreams, presets, retry, breaker, limits): src/server/config.ts. */
+  config?: GatewayConfig;
   batchWindowMs?: number;
   maxBatchPrompts?: number;
   bodyLimitBytes?: number;
   maxPromptChars?: number;
   maxPromptsPerRequest?: number;
   maxOutcomes?: number;
-  upstreamTimeoutMs?: number;
   logger?: boolean;
 }
 
@@ -36,8 +36,6 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const maxPromptChars = opts.maxPromptChars ?? 100_000;
   const maxPrompts = opts.maxPromptsPerRequest ?? 1024;
   const maxOutcomes = opts.maxOutcomes ?? 100_000;
-  const upstreamTimeoutMs = opts.upstreamTimeoutMs ?? 60_000;
-  const upstreams = opts.upstreams ?? new Map<string, Upstream>();
   const metrics = createMetrics();
   metrics.poolSize.set(router.size);
   const batcher = new MicroBatcher(() => router, {
@@ -52,6 +50,26 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   });
+
+  // Closing waits for requests in flight, and closes idle keep-alive connections; a connection that was opened but
+  // never sent a byte is neither, and would hold the close for the 60 s header timeout: close those too.
+  const sockets = new Set<import('node:net').Socket>();
+  app.server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  // A keep-alive connection whose request was in flight at close is idle once it is answered: end it then.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const s of sockets) if (s.bytesRead === 0) s.destroy();
+  });
+  // (callback hooks: cheaper per request than async ones)
+  app.addHook('onSend', (req, reply, payload, done) => {
+    if (closing && !reply.raw.headersSent) reply.header('connection', 'close');
+    done(null, payload);
+  });
+
 
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
 
@@ -68,10 +86,12 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url}`)));
 
   // ---- metrics per request --------------------------------------------------------------------------------------
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unknown';
-    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
-    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    metrics.requestsOf(route, req.method, String(reply.statusCode)).inc();
+    metrics.latencyOf(route).observe(reply.elapsedTime / 1000);
+    if (closing) req.raw.socket?.end(); // answered during a close: end its keep-alive connection
+    done();
   });
 
   const checkPrompt = (p: string, where: string) => {
@@ -96,7 +116,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     const b = s.batch;
     const row = s.offset + i;
     const c = b.choice[row];
-    metrics.decisions.inc({ model: b.models[c] });
+    metrics.decisionsOf(b.models[c]).inc();
     return { c, row, model: b.models[c], cluster: b.cluster[row], predictedError: b.chosenError[row] };
   };
 
@@ -147,7 +167,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
 
   // ---- routing --------------------------------------------------------------------------------------------------
   app.post<{
-    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore' };
+    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore'; max_error?: number };
   }>(
     '/v1/route',
     {
@@ -165,6 +185,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
             models: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 10_000 },
             risk: { type: 'number', minimum: 0, maximum: 100 },
             evidence: { type: 'string', enum: ['prefer', 'ignore'] },
+            // a quality floor: the cheapest LLM whose predicted error is <= max_error (λ is then unused)
+            max_error: { type: 'number', minimum: 0, maximum: 1 },
           },
           oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }, { required: ['embedding'] }, { required: ['embeddings'] }],
         },
@@ -175,7 +197,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       const lambda = checkLambda(b.lambda);
       const models = checkModels(b.models);
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
-      const policy = { lambda, risk: b.risk, evidence: b.evidence };
+      if (b.max_error !== undefined && b.lambda !== undefined) throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` or `max_error`, not both');
+      const policy = { lambda, risk: b.risk, evidence: b.evidence, ...(b.max_error !== undefined ? { maxError: b.max_error } : {}) };
       let slice: BatchSlice;
       let count: number;
       if (b.embedding !== undefined || b.embeddings !== undefined) {
@@ -193,7 +216,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       }
       const allowed = models ? new Set(models) : undefined;
       const key = models ? [...allowed!].sort().join('\u0000') : undefined;
-      let body = `{"lambda":${lambda},"decisions":[`;
+      let body = `{"lambda":${b.max_error !== undefined ? 0 : lambda},${b.max_error !== undefined ? `"max_error":${b.max_error},` : ''}"decisions":[`;
       for (let i = 0; i < count; i++) body += (i ? ',' : '') + decisionJson(slice, i, allowed, key);
       reply.type('application/json; charset=utf-8');
       return body + ']}';
@@ -210,7 +233,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       overall_error: m.overallError,
       outcomes: m.outcomes,
       coverage: m.coverage,
-      upstream: upstreams.has(m.name),
+      upstream: gateway.upstreams.has(m.name),
     })),
   }));
 
@@ -337,101 +360,20 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     }),
   );
 
-  // ---- OpenAI-compatible proxy ----------------------------------------------------------------------------------
-  app.post<{ Body: Record<string, any> }>(
-    '/v1/chat/completions',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['model', 'messages'],
-          properties: { model: { type: 'string' }, messages: { type: 'array', minItems: 1 }, stream: { type: 'boolean' } },
-        },
-      },
-    },
-    async (req, reply) => {
-      const oai = (status: number, message: string, type: string, code: string | null = null) =>
-        reply.status(status).send({ error: { message, type, param: null, code } });
-      const body = req.body;
-      let target: string;
-      let cluster = -1;
-      let predicted = NaN;
-      const m = /^uniroute(?::lambda=([0-9.eE+-]+))?$/.exec(body.model);
-      if (m) {
-        const lambda = m[1] !== undefined ? Number(m[1]) : router.defaultLambda;
-        if (!Number.isFinite(lambda) || lambda < 0) return oai(400, `invalid lambda in model "${body.model}"`, 'invalid_request_error', 'invalid_lambda');
-        const text = userText(body.messages);
-        if (!text) return oai(400, 'the conversation has no user text to route on', 'invalid_request_error', 'empty_prompt');
-        if (text.length > maxPromptChars) return oai(400, `the user text has ${text.length} characters; the limit is ${maxPromptChars}`, 'invalid_request_error', 'prompt_too_long');
-        const routable = router.snapshot().names.filter((n) => upstreams.has(n));
-        if (routable.length === 0) return oai(503, 'no LLM in the pool has an upstream', 'server_error', 'no_upstream');
-        const slice = await batcher.route([text], lambda, routable);
-        const d = chosen(slice, 0);
-        target = d.model;
-        cluster = d.cluster;
-        predicted = d.predictedError;
-      } else {
-        if (!upstreams.has(body.model)) return oai(404, `model "${body.model}" is neither "uniroute" nor an LLM with an upstream`, 'invalid_request_error', 'model_not_found');
-        target = body.model;
-      }
-      const up = upstreams.get(target)!;
-      reply.header('x-uniroute-model', target);
-      if (cluster >= 0) {
-        reply.header('x-uniroute-cluster', String(cluster));
-        reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
-      }
-      const headers: Record<string, string> = { 'content-type': 'application/json' };
-      const key = up.apiKeyEnv ? process.env[up.apiKeyEnv] : undefined;
-      if (key) headers.authorization = `Bearer ${key}`;
-      const ac = new AbortController();
-      const timer = setTimeout(() => ac.abort(new Error('timeout')), upstreamTimeoutMs);
-      reply.raw.on('close', () => {
-        if (!reply.raw.writableFinished) ac.abort(new Error('client closed'));
-      });
-      const t0 = performance.now();
-      let res: Response;
-      try {
-        res = await fetch(`${up.baseUrl}/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...body, model: up.model }), signal: ac.signal });
-      } catch (e) {
-        clearTimeout(timer);
-        const timedOut = ac.signal.reason instanceof Error && ac.signal.reason.message === 'timeout';
-        metrics.upstream.inc({ model: target, status: timedOut ? 'timeout' : 'error' });
-        return timedOut
-          ? oai(504, `upstream for "${target}" did not answer within ${upstreamTimeoutMs} ms`, 'upstream_error', 'upstream_timeout')
-          : oai(502, `upstream for "${target}" failed: ${(e as Error).message}`, 'upstream_error', 'upstream_unreachable');
-      }
-      metrics.upstreamLatency.observe({ model: target }, (performance.now() - t0) / 1000);
-      metrics.upstream.inc({ model: target, status: String(res.status) });
-      if (!res.ok) {
-        clearTimeout(timer);
-        let detail = '';
-        try {
-          const j = (await res.json()) as any;
-          detail = j?.error?.message ?? JSON.stringify(j).slice(0, 500);
-        } catch {
-          detail = res.statusText;
-        }
-        return oai(res.status, `upstream for "${target}" answered ${res.status}: ${detail}`, 'upstream_error', 'upstream_error');
-      }
-      if (body.stream === true && res.body) {
-        reply.header('content-type', res.headers.get('content-type') ?? 'text/event-stream');
-        reply.header('cache-control', 'no-cache');
-        const stream = Readable.fromWeb(res.body as any);
-        stream.on('close', () => clearTimeout(timer));
-        stream.on('error', () => clearTimeout(timer));
-        return reply.send(stream);
-      }
-      try {
-        const json = await res.json();
-        return reply.status(res.status).send(json);
-      } catch (e) {
-        const timedOut = ac.signal.aborted;
-        return oai(timedOut ? 504 : 502, `upstream for "${target}" sent an unreadable body: ${(e as Error).message}`, 'upstream_error', timedOut ? 'upstream_timeout' : 'upstream_bad_body');
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  );
+  // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------
+  let gateway = buildGateway(opts.config ?? parseConfig({}), router);
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger });
+  /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
+  app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
+    const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays
+    const old = gateway;
+    gateway = next;
+    await closeGateway(old);
+  });
+  app.addHook('onClose', async () => closeGateway(gateway));
+  const breakerGauge = () => {
+    for (const [name, u] of gateway.upstreams) metrics.breakerOpen.set({ model: name }, u.breaker.state() === 'closed' ? 0 : 1);
+  };
 
   // ---- health and metrics ---------------------------------------------------------------------------------------
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -440,6 +382,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     return { status: 'ready', models: router.size, clusters: router.k };
   });
   app.get('/metrics', async (req, reply) => {
+    breakerGauge();
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
@@ -447,14 +390,4 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   return app;
 }
 
-/** The text to route on: the user messages' text content, joined. */
-export function userText(messages: unknown): string {
-  if (!Array.isArray(messages)) return '';
-  const parts: string[] = [];
-  for (const m of messages) {
-    if (!m || m.role !== 'user') continue;
-    if (typeof m.content === 'string') parts.push(m.content);
-    else if (Array.isArray(m.content)) for (const p of m.content) if (p && p.type === 'text' && typeof p.text === 'string') parts.push(p.text);
-  }
-  return parts.join('\n').trim();
-}
+export { userText } from './chat.js';

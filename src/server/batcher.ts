@@ -17,6 +17,7 @@ export interface Policy {
   lambda: number;
   risk?: number;
   evidence?: 'prefer' | 'ignore';
+  maxError?: number;
 }
 
 interface Pending {
@@ -34,6 +35,8 @@ export interface BatcherOptions {
   maxBatch: number;
   /** Called with the size of each native batch. */
   onBatch?: (prompts: number) => void;
+  /** Route batches up to this size synchronously (default 16; 0 = always on a worker thread). */
+  syncPrompts?: number;
 }
 
 export class MicroBatcher {
@@ -41,11 +44,15 @@ export class MicroBatcher {
   private queued = 0;
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private inflight = 0;
+  /** Batches of at most this many prompts (and 1 KiB each on average) are routed on the event loop. */
+  private readonly syncPrompts: number;
 
   constructor(
     private readonly getRouter: () => Router,
     private readonly opts: BatcherOptions,
-  ) {}
+  ) {
+    this.syncPrompts = opts.syncPrompts ?? 16;
+  }
 
   route(texts: string[], policy: Policy | number, models?: string[]): Promise<BatchSlice> {
     const pol = typeof policy === 'number' ? { lambda: policy } : policy;
@@ -73,7 +80,7 @@ export class MicroBatcher {
     this.queued = 0;
     const groups = new Map<string, Pending[]>();
     for (const p of items) {
-      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}`;
+      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}`;
       const g = groups.get(key);
       if (g) g.push(p);
       else groups.set(key, [p]);
@@ -96,7 +103,12 @@ export class MicroBatcher {
     this.inflight += texts.length;
     this.opts.onBatch?.(texts.length);
     try {
-      const batch = await router.routeBatch(texts, { ...policy, models: anyModels ? perRow : undefined });
+      const opts = { ...policy, models: anyModels ? perRow : undefined };
+      // a small batch of a native-embedding router is cheaper on this thread than a hop to a worker and back
+      let chars = 0;
+      for (const t of texts) chars += t.length;
+      const small = texts.length <= this.syncPrompts && chars <= this.syncPrompts * 1024 && router.embedsNatively;
+      const batch = small ? router.routeBatchSync(texts, opts) : await router.routeBatch(texts, opts);
       let offset = 0;
       for (const p of group) {
         p.resolve({ batch, offset, count: p.texts.length });

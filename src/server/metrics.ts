@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'uniroute_process_' });
-  return {
+  const m = {
     registry,
     requests: new Counter({ name: 'uniroute_http_requests_total', help: 'HTTP requests', labelNames: ['route', 'method', 'status'], registers: [registry] }),
     latency: new Histogram({
@@ -23,6 +23,9 @@ export function createMetrics() {
     decisions: new Counter({ name: 'uniroute_decisions_total', help: 'routing decisions per LLM', labelNames: ['model'], registers: [registry] }),
     poolSize: new Gauge({ name: 'uniroute_pool_size', help: 'LLMs in the pool', registers: [registry] }),
     upstream: new Counter({ name: 'uniroute_upstream_requests_total', help: 'proxied requests per LLM and status', labelNames: ['model', 'status'], registers: [registry] }),
+    failovers: new Counter({ name: 'uniroute_failovers_total', help: 'chat requests sent on to the next-best LLM after their upstream failed', labelNames: ['from'], registers: [registry] }),
+    spend: new Counter({ name: 'uniroute_spend_usd_total', help: 'cost of the answered chat requests (the LLM cost per query), per LLM', labelNames: ['model'], registers: [registry] }),
+    breakerOpen: new Gauge({ name: 'uniroute_upstream_breaker_open', help: '1 while the upstream circuit breaker is open or half-open', labelNames: ['model'], registers: [registry] }),
     upstreamLatency: new Histogram({
       name: 'uniroute_upstream_duration_seconds',
       help: 'time to the upstream response headers',
@@ -31,5 +34,33 @@ export function createMetrics() {
       registers: [registry],
     }),
   };
+  return {
+    ...m,
+    /** Cached children (label values in the order of labelNames). */
+    requestsOf: cachedChildren(m.requests),
+    latencyOf: cachedChildren(m.latency),
+    decisionsOf: cachedChildren(m.decisions),
+    upstreamOf: cachedChildren(m.upstream),
+    upstreamLatencyOf: cachedChildren(m.upstreamLatency),
+    spendOf: cachedChildren(m.spend),
+  };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * A labelled child per label tuple, cached: prom-client hashes a label object on every inc()/observe(), which
+ * showed in the proxy's profile; a cached child skips that. Bounded like the label sets themselves (per LLM,
+ * route and status).
+ */
+export function cachedChildren<C>(metric: { labels: (...v: string[]) => C }, max = 4096): (...values: string[]) => C {
+  const cache = new Map<string, C>();
+  return (...values: string[]) => {
+    const key = values.join('\u0000');
+    let c = cache.get(key);
+    if (!c) {
+      if (cache.size >= max) cache.clear();
+      cache.set(key, (c = metric.labels(...values)));
+    }
+    return c;
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Proxy benchmark: /v1/chat/completions through uniroute (routing every request with the built-in router, then
+ * forwarding) against a bare fastify + undici proxy of the same request (parse the body, change "model", forward
+ * on a keep-alive undici Pool, stream the answer back with its headers), both in front of the same local stand-in
+ * upstream, at 64 connections, non-streaming and streaming, in one run. Each of the three servers is its own
+ * process; autocannon drives them from this one.
+ *   node dist/bench/proxy.js [--quick] [--connections 64] [--seconds 10]
+ * Writes results/bench/proxy.jsonl.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import Fastify from 'fastify';
+import { Pool } from 'undici';
+import { Router } from '../src/router/router.js';
+import { defaultRouterPath } from '../src/defaults.js';
+import { buildApp } from '../src/server/app.js';
+import { parseConfig } from '../src/server/config.js';
+import { passHeaders } from '../src/server/gateway.js';
+
+const argv = process.argv.slice(2);
+const arg = (name: string, dflt: number) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+};
+
+/** The stand-in upstream: a fixed chat completion (~600 bytes), or 8 SSE chunks and [DONE]. */
+function upstream() {
+  const answer = JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created: 1,
+    model: 'stand-in',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'The answer is 391. '.repeat(20) }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 20, completion_tokens: 120, total_tokens: 140 },
+  });
+  const chunk = (w: string) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'stand-in', choices: [{ index: 0, delta: { content: w }, finish_reason: null }] })}\n\n`;
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const stream = body.includes('"stream":true');
+      if (stream) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': String(req.headers['x-request-id'] ?? 'none'), 'x-ratelimit-remaining-requests': '999' });
+        for (let i = 0; i < 8; i++) res.write(chunk(`word${i} `));
+        res.end('data: [DONE]\n\n');
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer), 'x-ratelimit-remaining-requests': '999' });
+        res.end(answer);
+      }
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => {
+    const a = server.address() as { port: number };
+    process.send!({ url: `http://127.0.0.1:${a.port}` });
+  });
+}
+
+/** The peer: a bare fastify + undici proxy doing the same work, with no routing. */
+async function bare(up: string) {
+  const pool = new Pool(up, { connections: 64, keepAliveTimeout: 30_000 });
+  const app = Fastify({ bodyLimit: 4 * 1024 * 1024 });
+  app.post<{ Body: Record<string, unknown> }>('/v1/chat/completions', async (req, reply) => {
+    const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...req.body, model: 'stand-in' }) });
+    reply.status(res.statusCode).headers(passHeaders(res.headers));
+    return reply.send(res.body);
+  });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  process.send!({ url });
+}
+
+/** uniroute: the built-in router, every LLM of its pool on the stand-in upstream. */
+async function uniroute(up: string) {
+  const router = await Router.load(defaultRouterPath());
+  const config = parseConfig({ upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${up}/v1`, model: 'stand-in', max_connections: 64 }])) }, 'bench');
+  const app = await buildApp({ router, config, batchWindowMs: Number(process.env.UNIROUTE_BENCH_WINDOW ?? 1) });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  process.send!({ url });
+}
+
+async function start(kind: string, up = ''): Promise<{ proc: ChildProcess; url: string }> {
+  // UNIROUTE_PROF=DIR writes a CPU profile of each proxy process there
+  const prof = process.env.UNIROUTE_PROF && kind !== 'upstream' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.UNIROUTE_PROF}`] : [];
+  const proc = fork(fileURLToPath(import.meta.url), ['--child', kind, up], { stdio: 'inherit', execArgv: [...process.execArgv, ...prof] });
+  const url: string = await new Promise((res, rej) => {
+    proc.once('message', (m: any) => res(m.url));
+    proc.once('exit', (c) => rej(new Error(`${kind} exited with ${c}`)));
+  });
+  return { proc, url };
+}
+
+const cpuOf = (proc: ChildProcess): Promise<number> =>
+  new Promise((res) => {
+    const on = (m: any) => {
+      if (m?.cpu) {
+        proc.off('message', on);
+        res(m.cpu.user + m.cpu.system);
+      }
+    };
+    proc.on('message', on);
+    proc.send('cpu');
+  });
+
+async function measure(name: string, proc: ChildProcess, url: string, bodies: string[], connections: number, seconds: number) {
+  const requests = bodies.map((body) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body }));
+  await autocannon({ url, connections, duration: 1, requests }); // warm-up
+  const c0 = await cpuOf(proc);
+  const r = await autocannon({ url, connections, duration: seconds, requests });
+  const cpu = (await cpuOf(proc)) - c0;
+  return {
+    name,
+    connections,
+    seconds,
+    req_per_s: r.requests.average,
+    latency_ms: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
+    errors: r.errors + r.timeouts + r.non2xx,
+    requests: r.requests.total,
+    /** The proxy process's CPU time per answered request (user + system). */
+    cpu_us_per_request: Math.round(cpu / Math.max(1, r.requests.total)),
+  };
+}
+
+if (argv[0] === '--child') {
+  // asked for its CPU time (user + system, µs) after a measurement; a clean exit on SIGTERM (for --cpu-prof)
+  process.on('message', (m: any) => m === 'cpu' && process.send!({ cpu: process.cpuUsage() }));
+  process.once('SIGTERM', () => process.exit(0));
+  if (argv[1] === 'upstream') upstream();
+  else if (argv[1] === 'bare') await bare(argv[2]);
+  else await uniroute(argv[2]);
+} else {
+  const quick = argv.includes('--quick');
+  const connections = arg('--connections', 64);
+  const seconds = arg('--seconds', quick ? 3 : 10);
+  const prompts = [
+    'What is 17*23? Show the steps.',
+    'Write a Python function that returns the n-th Fibonacci number iteratively.',
+    'Summarise the causes of the First World War in three sentences.',
+    'Translate "the weather is nice today" into French and German.',
+    'Explain the difference between a process and a thread.',
+    'A train leaves at 3pm at 60 km/h; another at 4pm at 80 km/h. When does the second catch up?',
+    'Which is larger, 2^100 or 10^30? Explain.',
+    'Give three arguments for and against nuclear power.',
+  ];
+  const body = (model: string, stream: boolean) => prompts.map((p) => JSON.stringify({ model, messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: p }], temperature: 0.2, ...(stream ? { stream: true } : {}) }));
+  const up = await start('upstream');
+  const results = [];
+  try {
+    for (const stream of [false, true]) {
+      const tag = stream ? 'stream' : 'json';
+      // one server at a time, so that neither competes with the other for the two cores
+      const b = await start('bare', up.url);
+      const peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
+      b.proc.kill('SIGTERM');
+      const u = await start('uniroute', up.url);
+      const ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute', stream), connections, seconds);
+      u.proc.kill('SIGTERM');
+      results.push(peer, ours, {
+        name: `proxy-uniroute-vs-bare-${tag}`,
+        throughput_ratio: ours.req_per_s / peer.req_per_s,
+        p99_ratio: ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1),
+        goal: 'throughput >= 0.6x, p99 <= 2x, no errors',
+        met: ours.req_per_s >= 0.6 * peer.req_per_s && ours.latency_ms.p99 <= 2 * Math.max(peer.latency_ms.p99, 1) && ours.errors === 0 && peer.errors === 0,
+      });
+    }
+  } finally {
+    up.proc.kill('SIGTERM');
+  }
+  const machine = { cpu: cpus()[0]?.model, cores: cpus().length };
+  const lines = results.map((r) => JSON.stringify({ ...r, machine }));
+  for (const l of lines) console.log(l);
+  mkdirSync(join('results', 'bench'), { recursive: true });
+  writeFileSync(join('results', 'bench', 'proxy.jsonl'), lines.join('\n') + '\n');
+}

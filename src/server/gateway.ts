@@ -1,0 +1,243 @@
+/**
+ * The upstream side of the OpenAI-compatible proxy: one undici Pool per upstream (keep-alive, a connection limit,
+ * timeouts by phase), a circuit breaker per upstream, and one attempt = one request whose response is handed back
+ * unread so that the caller can stream it through. Secrets (API keys, credentials in a base URL) never leave in
+ * an error message.
+ */
+import { EventEmitter } from 'node:events';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+
+/**
+ * An abort signal for one proxied request (undici takes an EventEmitter that emits 'abort'): far cheaper per
+ * request than an AbortController, whose EventTarget showed in the proxy's profile.
+ */
+export class RequestSignal extends EventEmitter {
+  aborted = false;
+  reason: unknown = undefined;
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.emit('abort');
+  }
+}
+import type { Timeouts, UpstreamConfig } from './config.js';
+
+/** Consecutive failures open the breaker for a cool-down; then one probe is let through (half-open). */
+export class Breaker {
+  private failures = 0;
+  private openUntil = 0;
+  private probing = false;
+  constructor(
+    private readonly threshold: number,
+    private readonly cooldownMs: number,
+  ) {}
+
+  state(now = Date.now()): 'closed' | 'open' | 'half-open' {
+    if (this.failures < this.threshold) return 'closed';
+    return now < this.openUntil ? 'open' : 'half-open';
+  }
+
+  /** Whether a request may go now; in half-open, only one (the probe) until it ends. */
+  allows(now = Date.now()): boolean {
+    const s = this.state(now);
+    return s === 'closed' || (s === 'half-open' && !this.probing);
+  }
+
+  /** Takes the slot for a request (marks the probe in half-open). */
+  begin(now = Date.now()): void {
+    if (this.state(now) === 'half-open') this.probing = true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.probing = false;
+  }
+
+  failure(now = Date.now()): void {
+    this.probing = false;
+    this.failures++;
+    if (this.failures >= this.threshold) this.openUntil = now + this.cooldownMs;
+  }
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** Upstream response headers a client may see: all but the hop-by-hop ones (and those a Connection header names). */
+export function passHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const named = new Set(
+    String(h.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    const key = k.toLowerCase();
+    if (HOP_BY_HOP.has(key) || named.has(key)) continue;
+    out[key] = v;
+  }
+  return out;
+}
+
+/** How an attempt failed, before any byte went to the client. */
+export interface AttemptFailure {
+  /** HTTP status for the client. */
+  status: number;
+  /** OpenAI-style error code: upstream_connect_timeout, upstream_headers_timeout, upstream_unreachable, or the upstream's own. */
+  code: string;
+  message: string;
+  /** Worth trying another LLM (connect error, timeout, 429, 5xx). */
+  retryable: boolean;
+  /** Upstream headers to pass on (Retry-After of a 429, request ids), when the upstream answered. */
+  headers?: Record<string, string | string[]>;
+}
+
+export type AttemptResult = { ok: true; status: number; headers: Record<string, string | string[]>; body: Dispatcher.ResponseData['body'] } | { ok: false; failure: AttemptFailure };
+
+export class Upstream {
+  readonly pool: Pool;
+  readonly breaker: Breaker;
+  private readonly path: string;
+  private readonly origin: string;
+  private readonly basicAuth: string | undefined;
+  constructor(
+    readonly name: string,
+    readonly cfg: UpstreamConfig,
+    breaker: { failures: number; cooldownMs: number },
+  ) {
+    const url = new URL(cfg.baseUrl);
+    this.origin = url.origin;
+    // credentials in the base URL are sent as Basic auth (when no API key is set), never in a message
+    if (url.username) this.basicAuth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+    this.path = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(this.origin, {
+      connections: cfg.maxConnections,
+      connect: { timeout: cfg.timeouts.connectMs },
+      headersTimeout: cfg.timeouts.headersMs,
+      // the idle gap between two chunks of the body, never the whole response
+      bodyTimeout: cfg.timeouts.idleMs,
+      keepAliveTimeout: 30_000,
+    });
+    this.breaker = new Breaker(breaker.failures, breaker.cooldownMs);
+  }
+
+  /** The API key, read when used (so that a rotated variable is picked up on reload). */
+  apiKey(): string | undefined {
+    return this.cfg.apiKeyEnv ? process.env[this.cfg.apiKeyEnv] || undefined : undefined;
+  }
+
+  /** Secrets that must never reach a client: the API key and any credentials in the base URL. */
+  secrets(): string[] {
+    const out: string[] = [];
+    const key = this.apiKey();
+    if (key && key.length >= 4) out.push(key);
+    const u = new URL(this.cfg.baseUrl);
+    if (u.password) out.push(decodeURIComponent(u.password), u.password);
+    if (u.username && u.password) out.push(decodeURIComponent(u.username));
+    return out;
+  }
+
+  /**
+   * Sends one request. A 2xx answer comes back with its body unread (to stream through); anything else is
+   * turned into an AttemptFailure, its body read up to `errorBytes` and redacted.
+   */
+  async send(body: string, requestId: string, signal: RequestSignal, errorBytes: number): Promise<AttemptResult> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
+    const key = this.apiKey();
+    if (key) headers.authorization = `Bearer ${key}`;
+    else if (this.basicAuth) headers.authorization = this.basicAuth;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({ path: `${this.path}/chat/completions`, method: 'POST', headers, body, signal });
+    } catch (e) {
+      return { ok: false, failure: this.transportFailure(e) };
+    }
+    const h = passHeaders(res.headers);
+    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, status: res.statusCode, headers: h, body: res.body };
+    const text = await readCapped(res.body, errorBytes);
+    let code = 'upstream_error';
+    let detail = text;
+    try {
+      const j = JSON.parse(text);
+      const e = j?.error ?? j;
+      if (typeof e?.code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(e.code)) code = e.code;
+      else if (typeof e?.type === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(e.type)) code = e.type;
+      detail = typeof e?.message === 'string' ? e.message : text;
+    } catch {
+      /* not JSON: keep the text */
+    }
+    detail = redact(detail.slice(0, 1000), this.secrets());
+    const keep: Record<string, string | string[]> = {};
+    for (const k of ['retry-after', 'x-request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'])
+      if (h[k] !== undefined) keep[k] = h[k];
+    return {
+      ok: false,
+      failure: {
+        status: res.statusCode,
+        code,
+        message: `upstream for "${this.name}" answered ${res.statusCode}${detail ? `: ${detail}` : ''}`,
+        retryable: res.statusCode === 429 || res.statusCode >= 500,
+        headers: keep,
+      },
+    };
+  }
+
+  private transportFailure(e: unknown): AttemptFailure {
+    const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+    const t = this.cfg.timeouts;
+    const code = err?.code ?? err?.cause?.code ?? '';
+    if (e instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
+      return { status: 504, code: 'upstream_connect_timeout', message: `upstream for "${this.name}" did not accept a connection within ${t.connectMs} ms`, retryable: true };
+    if (e instanceof undiciErrors.HeadersTimeoutError || code === 'UND_ERR_HEADERS_TIMEOUT')
+      return { status: 504, code: 'upstream_headers_timeout', message: `upstream for "${this.name}" sent no response headers within ${t.headersMs} ms`, retryable: true };
+    const cause =
+      code === 'ECONNREFUSED'
+        ? 'connection refused'
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+          ? 'DNS lookup failed'
+          : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET'
+            ? 'connection reset'
+            : /CERT|SSL|TLS/i.test(code) || /certificate|SSL|TLS/i.test(err?.message ?? '')
+              ? `TLS error (${code || 'handshake failed'})`
+              : code || 'request failed';
+    return { status: 502, code: 'upstream_unreachable', message: `upstream for "${this.name}" failed: ${redact(cause, this.secrets())}`, retryable: true };
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/** Reads at most `max` bytes of a body, then drops the rest (a huge error body is never buffered). */
+async function readCapped(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const c of body) {
+      const b = c as Buffer;
+      if (n + b.length > max) {
+        chunks.push(b.subarray(0, max - n));
+        n = max;
+        body.destroy();
+        break;
+      }
+      chunks.push(b);
+      n += b.length;
+    }
+  } catch {
+    /* a broken error body: keep what came */
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Replaces every secret in a text by [redacted]. */
+export function redact(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of secrets) if (s) out = out.split(s).join('[redacted]');
+  return out;
+}
+
+export type { Timeouts };
