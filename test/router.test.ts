@@ -154,6 +154,57 @@ describe('the quality floor (maxError)', () => {
   });
 });
 
+describe('out-of-distribution prompts', () => {
+  it('keeps the training distance quantiles; beyond the threshold a prompt is flagged and sent to the fallback', async () => {
+    const x = router.distanceQuantiles!;
+    expect(x.q.length).toBeGreaterThan(20);
+    for (let i = 1; i < x.q.length; i++) expect(x.d[i]).toBeGreaterThanOrEqual(x.d[i - 1]);
+    expect(router.oodThreshold(0.99)!).toBeGreaterThan(router.oodThreshold(0.5)!);
+    const texts = randomTexts(400, 91); // drawn like the training prompts
+    const plain = await router.routeBatch(texts, { lambda: 0.3, ood: false });
+    expect(plain.ood.length).toBe(0);
+    // at the 99th percentile few are flagged; at the median about half
+    const at99 = await router.routeBatch(texts, { lambda: 0.3 });
+    const share99 = at99.ood.reduce((a, v) => a + v, 0) / texts.length;
+    expect(share99).toBeLessThan(0.05);
+    const half = await router.routeBatch(texts, { lambda: 0.3, ood: { quantile: 0.5 } });
+    const share50 = half.ood.reduce((a, v) => a + v, 0) / texts.length;
+    expect(share50).toBeGreaterThan(0.3);
+    expect(share50).toBeLessThan(0.7);
+    // flagged: the LLM with the lowest overall error; the others: as without the check
+    const best = router.models().reduce((a, m) => (m.overallError < a.overallError ? m : a)).name;
+    for (let i = 0; i < texts.length; i++) {
+      expect(half.ood[i]).toBe(half.distance[i] > router.oodThreshold(0.5)! ? 1 : 0);
+      if (half.ood[i]) expect(half.models[half.choice[i]]).toBe(best);
+      else expect(half.choice[i]).toBe(plain.choice[i]);
+    }
+    // a named fallback, and one outside the allowed set (the best allowed instead); 'route' only flags
+    const named = await router.routeBatch(texts, { lambda: 0.3, ood: { quantile: 0.5, fallback: 'cheap-code' } });
+    for (let i = 0; i < texts.length; i++) if (named.ood[i]) expect(named.models[named.choice[i]]).toBe('cheap-code');
+    const allowed = ['cheap-math', 'mid-all'];
+    const sub = await router.routeBatch(texts, { lambda: 0.3, models: allowed, ood: { quantile: 0.5, fallback: 'cheap-code' } });
+    const bestAllowed = router.models().filter((m) => allowed.includes(m.name)).reduce((a, m) => (m.overallError < a.overallError ? m : a)).name;
+    for (let i = 0; i < texts.length; i++) if (sub.ood[i]) expect(sub.models[sub.choice[i]]).toBe(bestAllowed);
+    const flagOnly = await router.routeBatch(texts, { lambda: 0.3, ood: { quantile: 0.5, fallback: 'route' } });
+    expect([...flagOnly.choice]).toEqual([...plain.choice]);
+    expect([...flagOnly.ood]).toEqual([...half.ood]);
+    // decision records say so
+    expect((await router.route(texts.slice(0, 50), { lambda: 0.3, ood: { quantile: 0.5 } })).some((d) => d.ood)).toBe(true);
+    await expectCode(router.routeBatch(texts, { ood: { fallback: 'ghost' } }), 'UNKNOWN_MODEL');
+    await expectCode(router.routeBatch(texts, { ood: { quantile: 0 } }), 'INVALID_ARGUMENT');
+  });
+
+  it('the quantiles survive save and load; bad ones are refused', async () => {
+    const f = join(dir, 'ood.uniroute');
+    await router.save(f);
+    const back = await Router.load(f);
+    expect(back.distanceQuantiles).toEqual(router.distanceQuantiles);
+    const r2 = await Router.load(f);
+    expect(() => r2.setDistanceQuantiles({ q: [0, 0.5, 1], d: [0.3, 0.2, 0.4] })).toThrow(/ascend/);
+    expect(() => r2.setDistanceQuantiles({ q: [0, 1], d: [0, NaN] })).toThrow(/finite/);
+  });
+});
+
 describe('error vectors', () => {
   it('plain mean with prior 0, shrinkage toward the overall error otherwise, overall error for empty clusters', () => {
     const s = statsOf(3, [0, 0, 0, 1], [1, 1, 0, 0]);

@@ -47,6 +47,23 @@ describe('/v1/route', () => {
     expect(d.predicted_error).toBe(d.candidates[d.model].predicted_error);
   });
 
+  it('ood: decisions say when a prompt is out of distribution, the fallback answers it, and the metrics count it', async () => {
+    const texts = randomTexts(8, 33);
+    const r = await post('/v1/route', { prompts: texts, lambda: 0.2, ood: { quantile: 0.5, fallback: 'mid-all' } });
+    expect(r.statusCode, r.body).toBe(200);
+    const direct = await router.route(texts, { lambda: 0.2, ood: { quantile: 0.5, fallback: 'mid-all' } });
+    const ds = r.json().decisions;
+    expect(ds.map((d: any) => d.ood)).toEqual(direct.map((d) => d.ood));
+    const flagged = ds.filter((d: any) => d.ood);
+    expect(flagged.length).toBeGreaterThan(0);
+    for (const d of flagged) expect(d.model).toBe('mid-all');
+    const off = await post('/v1/route', { prompts: texts, lambda: 0.2, ood: false });
+    expect(off.json().decisions.every((d: any) => d.ood === false)).toBe(true);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(new RegExp(`uniroute_ood_total\\{route="/v1/route"\\} ${flagged.length}`));
+    expect((await post('/v1/route', { prompt: 'x y', ood: { quantile: 0.1 } })).statusCode).toBe(400);
+  });
+
   it('max_error: a quality floor, the same decision as the library\'s; not with lambda', async () => {
     const texts = randomTexts(6, 12);
     const r = await post('/v1/route', { prompts: texts, max_error: 0.3 });

@@ -330,6 +330,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this (calibrated likewise)', numArg('--min-accuracy'))
     .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
+    .option('--ood-quantile <q>', 'a prompt farther from its nearest centroid than this quantile of the training prompts is out of distribution ("ood": true) (default 0.99)', numArg('--ood-quantile'))
+    .option('--ood-fallback <llm>', 'where out-of-distribution prompts go: best-overall (the LLM with the lowest overall error, default), an LLM\'s name, or route (flag only)')
+    .option('--no-ood', 'no out-of-distribution check')
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
     .option('--explain', 'add every candidate LLM\'s predicted error, cost, outcomes in the prompt\'s cluster, evidence flag and 95 % interval')
@@ -368,7 +371,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
                 `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
             );
         }
-        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError };
+        const ood = o.ood === false ? (false as const) : { quantile: o.oodQuantile, fallback: o.oodFallback };
+        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError, ood };
         if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);

@@ -243,7 +243,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   let audit: { method: MethodName; v: number } = { method: 'uniroute-kmeans', v: 0 };
   /** The router's own decisions on the test prompts at λ: mean cost and mean quality. */
   const testPoint = async (router: Router, lambda: number): Promise<CurvePoint> => {
-    const b = await router.routeEmbeddings(Ete, { lambda, explain: false });
+    const b = await router.routeEmbeddings(Ete, { lambda, explain: false, ood: false });
     let cs = 0;
     let qs = 0;
     for (let i = 0; i < nTest; i++) {

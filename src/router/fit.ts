@@ -6,7 +6,7 @@ import { costPerQuery, permutation, type CostOptions, type Dataset } from '../da
 import { lambdaGrid } from '../eval/metrics.js';
 import { chooseClusters, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
-import { Router, type EvidenceCells, type LearnedMap } from './router.js';
+import { DISTANCE_LEVELS, Router, type EvidenceCells, type LearnedMap } from './router.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { chooseOperatingPoint, type OperatingPoint } from './operating.js';
 
@@ -319,6 +319,22 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     reportModels.push({ name: m, costPerQuery: costs[j], validationOutcomes: seen, coverage: info.coverage });
   });
   progress('profiles', M, M);
+  // how far training prompts lie from their nearest centroid: beyond the 99th percentile a prompt is out of distribution
+  {
+    const nTr = trainTexts.length;
+    const rows = permutation(nTr, seed + 31).subarray(0, Math.min(nTr, 20_000));
+    const E = new Float32Array(rows.length * D);
+    rows.forEach((r, i) => E.set(trainEmb.subarray(r * D, (r + 1) * D), i * D));
+    const b = await router.routeEmbeddings(E, { lambda: 0, explain: false, ood: false });
+    const d = Float64Array.from(b.distance).sort();
+    const at = (q: number) => {
+      const x = q * (d.length - 1);
+      const lo = Math.floor(x);
+      const hi = Math.min(d.length - 1, lo + 1);
+      return d[lo] + (x - lo) * (d[hi] - d[lo]);
+    };
+    if (d.length >= 2) router.setDistanceQuantiles({ q: DISTANCE_LEVELS, d: DISTANCE_LEVELS.map(at) });
+  }
   // the default operating point, on train prompts (they did not describe the pool: the validation prompts did)
   let operatingPoint: OperatingPoint | undefined;
   if (opts.defaultLambda !== undefined) {

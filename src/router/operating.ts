@@ -48,7 +48,7 @@ export async function chooseOperatingPoint(router: Router, E: Float32Array, Y: F
   const n = E.length / router.dim;
   const costs = snap.cost;
   const at = async (lambda: number) => {
-    const b = await router.routeEmbeddings(E, { lambda, explain: false });
+    const b = await router.routeEmbeddings(E, { lambda, explain: false, ood: false });
     let c = 0;
     let q = 0;
     let k = 0;

@@ -93,6 +93,13 @@ export interface RouteOptions {
    * engine breaks them), or to the lowest predicted error where none is. λ then plays no part.
    */
   maxError?: number;
+  /**
+   * Out-of-distribution prompts: a prompt farther from its nearest centroid than `quantile` (default 0.99) of the
+   * training prompts were is flagged (`ood` in the batch) and routed to `fallback`: 'best-overall' (default: the
+   * allowed LLM with the lowest overall error), an LLM's name, or 'route' (flag only). false turns it off. A
+   * router fitted before distances were kept flags nothing.
+   */
+  ood?: { quantile?: number; fallback?: string } | false;
 }
 
 export interface RouteBatch {
@@ -120,6 +127,8 @@ export interface RouteBatch {
   evidenceFlags: Uint8Array | null;
   evidenceStride: number;
   cellOf: Int32Array;
+  /** Per prompt: 1 when it lies beyond the out-of-distribution threshold (empty when OOD is off). */
+  ood: Uint8Array;
 }
 
 export interface Candidate {
@@ -139,6 +148,8 @@ export interface RouteDecision {
   distance: number;
   predictedError: number;
   cost: number;
+  /** Beyond the out-of-distribution threshold (then routed to the fallback). */
+  ood: boolean;
   candidates: Candidate[];
 }
 
@@ -152,6 +163,8 @@ interface Snapshot {
   psiLogit: Float32Array | null;
   evidence: Uint8Array | null;
   cost: Float32Array;
+  /** Each LLM's overall error (NaN without outcomes). */
+  overall: Float64Array;
   /** Ψ + κ·sd (and its logit) per κ asked for, a few kept. */
   risky: Map<number, { psi: Float32Array; psiLogit: Float32Array | null }>;
 }
@@ -206,6 +219,34 @@ export interface RouterState {
   cells?: EvidenceCells;
   /** Outcomes in a cell below which an LLM has no evidence there (default 1; 0 disables). */
   minEvidence?: number;
+  /** Quantiles of the training prompts' distances to their nearest centroid (for out-of-distribution prompts). */
+  distanceQuantiles?: DistanceQuantiles;
+}
+
+/** Quantiles `d` of the training prompts' distance to their nearest centroid, at levels `q` (both ascending). */
+export interface DistanceQuantiles {
+  q: number[];
+  d: number[];
+}
+
+/** The levels kept: coarse in the bulk, fine in the tail where thresholds are set. */
+export const DISTANCE_LEVELS: number[] = [
+  ...Array.from({ length: 18 }, (_, i) => i * 0.05),
+  ...Array.from({ length: 9 }, (_, i) => 0.9 + i * 0.01),
+  ...Array.from({ length: 11 }, (_, i) => 0.99 + i * 0.001),
+].map((v) => Math.round(v * 1e6) / 1e6);
+
+function checkDistanceQuantiles(x: DistanceQuantiles, where: string): DistanceQuantiles {
+  const bad = (why: string): never => {
+    throw new UnirouteError('INVALID_ARGUMENT', `${where}: ${why}`);
+  };
+  if (!x || !Array.isArray(x.q) || !Array.isArray(x.d) || x.q.length !== x.d.length || x.q.length < 2) bad('expected {q, d}: two lists of the same length (>= 2)');
+  for (let i = 0; i < x.q.length; i++) {
+    if (typeof x.q[i] !== 'number' || !(x.q[i] >= 0 && x.q[i] <= 1)) bad(`level ${i} is not in [0, 1]`);
+    if (typeof x.d[i] !== 'number' || !Number.isFinite(x.d[i]) || x.d[i] < 0) bad(`distance ${i} is not a finite number >= 0`);
+    if (i > 0 && (x.q[i] <= x.q[i - 1] || x.d[i] < x.d[i - 1])) bad('levels and distances must ascend');
+  }
+  return { q: x.q.slice(), d: x.d.slice() };
 }
 
 export class Router {
@@ -223,6 +264,7 @@ export class Router {
   readonly clusterShare: Float32Array | undefined;
   readonly cells: EvidenceCells | undefined;
   minEvidence: number;
+  distanceQuantiles: DistanceQuantiles | undefined;
   private pool: PoolEntry[] = [];
   private snap: Snapshot | undefined;
 
@@ -258,6 +300,7 @@ export class Router {
     if (s.clusterShare && s.clusterShare.length !== this.k)
       throw new UnirouteError('DIMENSION_MISMATCH', `clusterShare has ${s.clusterShare.length} values for ${this.k} clusters`);
     this.clusterShare = s.clusterShare;
+    this.distanceQuantiles = s.distanceQuantiles ? checkDistanceQuantiles(s.distanceQuantiles, 'distanceQuantiles') : undefined;
     if (s.cells) {
       const c = s.cells;
       if (!Number.isInteger(c.count) || c.count < 1 || c.centroids.length !== c.count * this.dim || c.share.length !== c.count)
@@ -490,6 +533,7 @@ export class Router {
       psiLogit: this.prior?.difficulty ? logitOf(psi) : null,
       evidence,
       cost,
+      overall: Float64Array.from(this.pool, (e) => overallErrorOf(e)),
       risky: new Map(),
     };
     return this.snap;
@@ -510,6 +554,22 @@ export class Router {
     const maxError = opts.maxError;
     if (maxError !== undefined && (typeof maxError !== 'number' || !Number.isFinite(maxError) || maxError < 0 || maxError > 1))
       throw new UnirouteError('INVALID_ARGUMENT', `Expected a number in [0, 1] for \`maxError\` but received ${String(maxError)}`);
+    let ood: { threshold: number; fallback: number | 'best' | 'route' } | null = null;
+    if (opts.ood !== false && this.distanceQuantiles) {
+      const o = opts.ood ?? {};
+      const q = o.quantile ?? 0.99;
+      if (typeof q !== 'number' || !(q > 0 && q <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `Expected a number in (0, 1] for \`ood.quantile\` but received ${String(q)}`);
+      const f = o.fallback ?? 'best-overall';
+      let fallback: number | 'best' | 'route';
+      if (f === 'best-overall') fallback = 'best';
+      else if (f === 'route') fallback = 'route';
+      else {
+        const j = s.index.get(f);
+        if (j === undefined) throw new UnirouteError('UNKNOWN_MODEL', `\`ood.fallback\` names "${String(f)}", which is not in the pool${didYouMean(String(f), s.names)}; or give "best-overall" or "route"`);
+        fallback = j;
+      }
+      if (q < 1) ood = { threshold: this.oodThreshold(q)!, fallback };
+    }
     if (opts.evidence !== undefined && opts.evidence !== 'prefer' && opts.evidence !== 'ignore')
       throw new UnirouteError('INVALID_ARGUMENT', `Expected "prefer" or "ignore" for \`evidence\` but received ${JSON.stringify(opts.evidence)}`);
     let psi = s.psi;
@@ -554,6 +614,8 @@ export class Router {
       s,
       lambda: maxError !== undefined ? 0 : lambda,
       maxError,
+      ood,
+      explain: opts.explain !== false,
       allowed,
       allowedPerRow,
       psi,
@@ -563,7 +625,9 @@ export class Router {
         choice: new Int32Array(n),
         cluster: new Int32Array(n),
         distance: new Float32Array(n),
-        gamma: new Float32Array(opts.explain === false && maxError === undefined ? 0 : n * m),
+        // the n x m matrix is also needed (then dropped) by the quality floor, and by an OOD fallback whose
+        // predicted error differs per prompt (a learned map or a difficulty model)
+        gamma: new Float32Array(opts.explain === false && maxError === undefined && !(ood && (this.map || this.prior?.difficulty)) ? 0 : n * m),
         chosen: new Float32Array(n),
         cell: new Int32Array(this.cells ? n : 0),
       },
@@ -572,6 +636,7 @@ export class Router {
 
   private batchResult(p: ReturnType<Router['prepare']>): RouteBatch {
     if (p.maxError !== undefined) this.qualityFloor(p, p.maxError);
+    const ood = p.ood ? this.outOfDistribution(p, p.ood) : new Uint8Array(0);
     return {
       models: p.s.names,
       costs: p.s.cost,
@@ -579,7 +644,7 @@ export class Router {
       choice: p.out.choice,
       cluster: p.out.cluster,
       distance: p.out.distance,
-      predictedError: p.out.gamma,
+      predictedError: p.explain ? p.out.gamma : new Float32Array(0),
       chosenError: p.out.chosen,
       psi: p.psi,
       sd: p.s.sd,
@@ -590,7 +655,49 @@ export class Router {
       evidenceFlags: p.s.evidence,
       evidenceStride: this.cells?.count ?? this.k,
       cellOf: this.cells ? p.out.cell : p.out.cluster,
+      ood,
     };
+  }
+
+  /** Sets (checked) the training distance quantiles that out-of-distribution thresholds are read from. */
+  setDistanceQuantiles(x: DistanceQuantiles): void {
+    this.distanceQuantiles = checkDistanceQuantiles(x, 'distanceQuantiles');
+  }
+
+  /**
+   * The distance beyond which a prompt is out of distribution: the `quantile` of the training prompts' distances
+   * to their nearest centroid (linear between the kept levels); undefined for a router fitted before they were kept.
+   */
+  oodThreshold(quantile = 0.99): number | undefined {
+    const x = this.distanceQuantiles;
+    if (!x) return undefined;
+    if (quantile <= x.q[0]) return x.d[0];
+    for (let i = 1; i < x.q.length; i++)
+      if (quantile <= x.q[i]) {
+        const t = (quantile - x.q[i - 1]) / (x.q[i] - x.q[i - 1]);
+        return x.d[i - 1] + t * (x.d[i] - x.d[i - 1]);
+      }
+    return x.d[x.d.length - 1];
+  }
+
+  /** Flags the prompts beyond the threshold and sends them to the fallback (the allowed LLM with the lowest overall error, or the one named). */
+  private outOfDistribution(p: ReturnType<Router['prepare']>, o: { threshold: number; fallback: number | 'best' | 'route' }): Uint8Array {
+    const n = p.out.choice.length;
+    const m = p.s.names.length;
+    const flags = new Uint8Array(n);
+    const ok = (i: number, j: number) => !p.allowed || p.allowed[p.allowedPerRow ? i * m + j : j] === 1;
+    for (let i = 0; i < n; i++) {
+      if (!(p.out.distance[i] > o.threshold)) continue;
+      flags[i] = 1;
+      if (o.fallback === 'route') continue;
+      let pick = typeof o.fallback === 'number' && ok(i, o.fallback) ? o.fallback : -1;
+      if (pick < 0)
+        for (let j = 0; j < m; j++) if (ok(i, j) && !Number.isNaN(p.s.overall[j]) && (pick < 0 || p.s.overall[j] < p.s.overall[pick])) pick = j;
+      if (pick < 0) continue;
+      p.out.choice[i] = pick;
+      p.out.chosen[i] = p.out.gamma.length ? p.out.gamma[i * m + pick] : p.psi[pick * this.k + p.out.cluster[i]];
+    }
+    return flags;
   }
 
   /**
@@ -764,7 +871,7 @@ export class Router {
     const { cluster } = this.assignEmbeddings(emb);
     const cell = this.cellsOf(emb, cluster);
     const others = this.pool.filter((e) => e.name !== opts.model).map((e) => e.name);
-    const batch = others.length ? await this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, evidence: 'ignore' }) : null;
+    const batch = others.length ? await this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, evidence: 'ignore', ood: false }) : null;
     return pickSuggestions(this, cluster, cell, batch, opts);
   }
 
@@ -834,6 +941,7 @@ export class Router {
       minEvidence: this.minEvidence,
       ...(this.cells ? { evidenceCells: this.cells.count } : {}),
       ...(this.prior?.difficulty ? { difficulty: { w0: this.prior.difficulty.w0, slope: this.prior.difficulty.slope } } : {}),
+      ...(this.distanceQuantiles ? { distanceQuantiles: this.distanceQuantiles } : {}),
       pool: this.pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
       clusterMap: this.map ? { kind: 'learned', config: this.map.config } : { kind: 'nearest-centroid' },
       info: this.info,
@@ -915,6 +1023,13 @@ export class Router {
       };
       cellCounts = need('pool.cell_counts', pool.length * E) as Float32Array;
     }
+    const validQuantiles = (x: DistanceQuantiles) => {
+      try {
+        return checkDistanceQuantiles(x, 'distanceQuantiles');
+      } catch (e) {
+        return bad((e as Error).message);
+      }
+    };
     return new Router({
       embedder: spec,
       hashed,
@@ -926,6 +1041,7 @@ export class Router {
       clusterShare,
       cells,
       minEvidence: manifest.minEvidence ?? 1,
+      ...(manifest.distanceQuantiles !== undefined ? { distanceQuantiles: validQuantiles(manifest.distanceQuantiles) } : {}),
       priorStrength: manifest.priorStrength ?? 0,
       defaultLambda: manifest.defaultLambda ?? 0,
       info: manifest.info ?? {},
@@ -967,7 +1083,7 @@ const clampedLogit = (p: number) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p)))
 
 /**
  * The one JSON shape of a decision, shared by the CLI and the HTTP API: {model, cluster, distance, predicted_error,
- * cost} and, when explained, candidates keyed by LLM: {predicted_error, cost, outcomes, evidence, interval}.
+ * cost, ood} and, when explained, candidates keyed by LLM: {predicted_error, cost, outcomes, evidence, interval}.
  */
 export function decisionRecord(d: RouteDecision, withCandidates: boolean): Record<string, unknown> {
   const rec: Record<string, unknown> = {
@@ -976,6 +1092,7 @@ export function decisionRecord(d: RouteDecision, withCandidates: boolean): Recor
     distance: d.distance,
     predicted_error: d.predictedError,
     cost: d.cost,
+    ood: d.ood,
   };
   if (withCandidates)
     rec.candidates = Object.fromEntries(
@@ -991,7 +1108,7 @@ export function explainRow(b: RouteBatch, i: number): RouteDecision {
   const c = b.choice[i];
   const k = b.cluster[i];
   if (b.predictedError.length === 0)
-    return { model: b.models[c], cluster: k, distance: b.distance[i], predictedError: b.chosenError[i], cost: b.costs[c], candidates: [] };
+    return { model: b.models[c], cluster: k, distance: b.distance[i], predictedError: b.chosenError[i], cost: b.costs[c], ood: b.ood[i] === 1, candidates: [] };
   // the prompt's shift in logit space (one for every LLM), read back from the first candidate's prediction
   const g0 = b.predictedError[i * m];
   const p0 = b.psi[k];
@@ -1017,6 +1134,7 @@ export function explainRow(b: RouteBatch, i: number): RouteDecision {
     distance: b.distance[i],
     predictedError: b.predictedError[i * m + c],
     cost: b.costs[c],
+    ood: b.ood[i] === 1,
     candidates,
   };
 }

@@ -37,6 +37,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const maxPrompts = opts.maxPromptsPerRequest ?? 1024;
   const maxOutcomes = opts.maxOutcomes ?? 100_000;
   const metrics = createMetrics();
+  const oodDefault = opts.config ? opts.config.ood : undefined;
   metrics.poolSize.set(router.size);
   const batcher = new MicroBatcher(() => router, {
     windowMs: opts.batchWindowMs ?? 1,
@@ -162,12 +163,14 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         cache.set(key, (cands = candidatesJson(b, row, allowed)));
       }
     }
-    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"candidates":${cands}}`;
+    const ood = b.ood[row] === 1;
+    if (ood) metrics.ood.inc({ route: '/v1/route' });
+    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"ood":${ood},"candidates":${cands}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
   app.post<{
-    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore'; max_error?: number };
+    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore'; max_error?: number; ood?: false | { quantile?: number; fallback?: string } };
   }>(
     '/v1/route',
     {
@@ -187,6 +190,13 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
             evidence: { type: 'string', enum: ['prefer', 'ignore'] },
             // a quality floor: the cheapest LLM whose predicted error is <= max_error (λ is then unused)
             max_error: { type: 'number', minimum: 0, maximum: 1 },
+            // out-of-distribution handling for this request (default: the server's config)
+            ood: {
+              oneOf: [
+                { const: false },
+                { type: 'object', additionalProperties: false, properties: { quantile: { type: 'number', minimum: 0.5, maximum: 1 }, fallback: { type: 'string', minLength: 1, maxLength: 256 } } },
+              ],
+            },
           },
           oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }, { required: ['embedding'] }, { required: ['embeddings'] }],
         },
@@ -198,7 +208,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       const models = checkModels(b.models);
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
       if (b.max_error !== undefined && b.lambda !== undefined) throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` or `max_error`, not both');
-      const policy = { lambda, risk: b.risk, evidence: b.evidence, ...(b.max_error !== undefined ? { maxError: b.max_error } : {}) };
+      const policy = { lambda, risk: b.risk, evidence: b.evidence, ood: b.ood ?? oodDefault, ...(b.max_error !== undefined ? { maxError: b.max_error } : {}) };
       let slice: BatchSlice;
       let count: number;
       if (b.embedding !== undefined || b.embeddings !== undefined) {
@@ -362,7 +372,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
 
   // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger });
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays

@@ -18,6 +18,9 @@ export interface Policy {
   risk?: number;
   evidence?: 'prefer' | 'ignore';
   maxError?: number;
+  /** false: keep only the chosen LLM's predicted error (the proxy needs no candidates block). */
+  explain?: boolean;
+  ood?: { quantile?: number; fallback?: string } | false;
 }
 
 interface Pending {
@@ -80,7 +83,7 @@ export class MicroBatcher {
     this.queued = 0;
     const groups = new Map<string, Pending[]>();
     for (const p of items) {
-      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}`;
+      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}|${p.policy.explain === false ? 0 : 1}|${p.policy.ood === false ? 'off' : `${p.policy.ood?.quantile ?? ''}/${p.policy.ood?.fallback ?? ''}`}`;
       const g = groups.get(key);
       if (g) g.push(p);
       else groups.set(key, [p]);

@@ -83,6 +83,7 @@ export interface ChatContext {
   maxPromptChars: number;
   /** Log one decision line per answered request (the server's logger is on). */
   logDecisions: boolean;
+  ood?: Policy['ood'];
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -136,12 +137,12 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         routed = true;
         const lambda = lam[1] !== undefined ? Number(lam[1]) : router.defaultLambda;
         if (!Number.isFinite(lambda) || lambda < 0) return oai(reply, 400, `invalid lambda in model "${modelName}"`, 'invalid_request_error', 'invalid_lambda');
-        policy = { lambda };
+        policy = { lambda, explain: false, ood: ctx.ood };
       } else if (pre) {
         const p = g.presets.get(pre[1]);
         if (!p) return oai(reply, 404, `no preset "${pre[1]}"; presets: ${[...g.presets.keys()].map((k) => `uniroute/${k}`).join(', ')}`, 'invalid_request_error', 'model_not_found');
         routed = true;
-        policy = { lambda: p.policy.lambda ?? router.defaultLambda, ...(p.policy.maxError !== undefined ? { maxError: p.policy.maxError } : {}) };
+        policy = { lambda: p.policy.lambda ?? router.defaultLambda, explain: false, ood: ctx.ood, ...(p.policy.maxError !== undefined ? { maxError: p.policy.maxError } : {}) };
         allowedBy = p.models;
       } else if (!g.upstreams.has(modelName)) {
         return oai(reply, 404, `model "${modelName}" is neither "uniroute", "uniroute/<preset>" nor an LLM with an upstream`, 'invalid_request_error', 'model_not_found');
@@ -162,6 +163,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         let target: string;
         let cluster = -1;
         let predicted = NaN;
+        let ood = false;
         if (routed) {
           const pool = router.snapshot().names;
           const now = Date.now();
@@ -182,7 +184,9 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           target = slice.batch.models[c];
           cluster = slice.batch.cluster[row];
           predicted = slice.batch.chosenError[row];
+          ood = slice.batch.ood[row] === 1;
           metrics.decisionsOf(target).inc();
+          if (ood) metrics.ood.inc({ route: '/v1/chat/completions' });
         } else target = modelName;
         tried.add(target);
         const up = g.upstreams.get(target)!;
@@ -220,7 +224,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         if (ctx.logDecisions) reply.raw.once('finish', () =>
           req.log.info({
             request_id: requestId,
-            decision: { model: target, routed, cluster, predicted_error: Number.isFinite(predicted) ? predicted : null, cost: cost ?? null, attempts: attempt, latency_ms: Math.round(performance.now() - t0) },
+            decision: { model: target, routed, cluster, ood, predicted_error: Number.isFinite(predicted) ? predicted : null, cost: cost ?? null, attempts: attempt, latency_ms: Math.round(performance.now() - t0) },
           }, 'chat completion'),
         );
         reply.status(res.status).headers(res.headers);
@@ -230,6 +234,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         if (cluster >= 0) {
           reply.header('x-uniroute-cluster', String(cluster));
           reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
+          if (ood) reply.header('x-uniroute-ood', 'true');
         }
         return reply.send(res.body);
       }

@@ -13,6 +13,7 @@
  *   timeouts: { connect_ms, headers_ms, idle_ms }      # the default for every upstream
  *   limits: { body_bytes, prompt_chars, prompts_per_request, upstream_error_bytes }
  *   tokens: { admin_env: UNIROUTE_ADMIN_TOKEN }
+ *   ood: { quantile: 0.99, fallback: best-overall }   # or an LLM's name, or route (flag only); ood: false = off
  *
  * The older `--upstreams` file ({"upstreams": {...}}) is a config file with only that key, so it keeps working.
  */
@@ -51,6 +52,8 @@ export interface GatewayConfig {
   breaker: { failures: number; cooldownMs: number };
   limits: { bodyBytes?: number; promptChars?: number; promptsPerRequest?: number; upstreamErrorBytes: number };
   tokens: { adminEnv?: string };
+  /** Out-of-distribution prompts: the distance quantile beyond which a prompt is OOD, and where it goes ('best-overall', an LLM, 'route'); false: off. */
+  ood: { quantile: number; fallback: string } | false;
   /** Where it was read from (for messages). */
   source: string;
 }
@@ -89,7 +92,7 @@ function timeouts(source: string, key: string, v: unknown, base: Timeouts): Time
 
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
@@ -140,6 +143,15 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
   const breaker = object(source, 'breaker', top.breaker ?? {}, ['failures', 'cooldown_ms']);
   const limits = object(source, 'limits', top.limits ?? {}, ['body_bytes', 'prompt_chars', 'prompts_per_request', 'upstream_error_bytes']);
   const tokens = object(source, 'tokens', top.tokens ?? {}, ['admin_env']);
+  let ood: GatewayConfig['ood'] = { quantile: 0.99, fallback: 'best-overall' };
+  if (top.ood === false) ood = false;
+  else if (top.ood !== undefined) {
+    const o = object(source, 'ood', top.ood, ['quantile', 'fallback']);
+    ood = {
+      quantile: o.quantile === undefined ? 0.99 : num(source, 'ood.quantile', o.quantile, 0.5, 1),
+      fallback: o.fallback === undefined ? 'best-overall' : str(source, 'ood.fallback', o.fallback),
+    };
+  }
   const opt = (o: Record<string, unknown>, k: string, where: string, min: number, max: number) => (o[k] === undefined ? undefined : num(source, `${where}.${k}`, o[k], min, max, true));
   return {
     upstreams,
@@ -153,6 +165,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
       upstreamErrorBytes: opt(limits, 'upstream_error_bytes', 'limits', 256, 1 << 24) ?? 65_536,
     },
     tokens: { adminEnv: tokens.admin_env === undefined ? undefined : str(source, 'tokens.admin_env', tokens.admin_env) },
+    ood,
     source,
   };
 }
@@ -193,5 +206,7 @@ export function checkAgainstPool(cfg: GatewayConfig, pool: string[], env: NodeJS
   }
   for (const [name, p] of cfg.presets)
     for (const m of p.models ?? []) if (!inPool.has(m)) errors.push(`presets.${name}.models: "${m}" is not in the pool${didYouMean(m, pool)}`);
+  if (cfg.ood && cfg.ood.fallback !== 'best-overall' && cfg.ood.fallback !== 'route' && !inPool.has(cfg.ood.fallback))
+    errors.push(`ood.fallback: "${cfg.ood.fallback}" is not in the pool${didYouMean(cfg.ood.fallback, pool)} (or give best-overall or route)`);
   return { errors, warnings };
 }
