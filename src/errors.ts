@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   | 'EMBEDDER_FAILED'
   | 'IO_ERROR'
+  | 'OVERLOADED'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -37,6 +38,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   OUT_OF_MEMORY: 503,
   EMBEDDER_FAILED: 502,
   IO_ERROR: 500,
+  OVERLOADED: 503,
   INTERNAL: 500,
 };
 

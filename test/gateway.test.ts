@@ -15,6 +15,7 @@ import { Router } from '../src/router/router.js';
 import { buildApp } from '../src/server/app.js';
 import { checkAgainstPool, loadConfig, parseConfig } from '../src/server/config.js';
 import { Breaker, passHeaders } from '../src/server/gateway.js';
+import { SessionStore } from '../src/server/chat.js';
 import { makeSyntheticDataset } from './helpers.js';
 
 let routerPath: string;
@@ -436,6 +437,61 @@ describe('failures, secrets, the breaker', () => {
   });
 });
 
+describe('sticky conversations', () => {
+  const upstreams = () => Object.fromEntries(['cheap-math', 'cheap-code', 'mid-all', 'big-all', 'cheap-history'].map((m) => [m, { base_url: `${upUrl}/${m}/v1` }]));
+  const math = 'Question: integral derivative solve equation?';
+  const hist = 'Question: empire king war battle dynasty?';
+
+  it('a conversation keeps its LLM unless another is better by more than the margin', async () => {
+    const router = await freshRouter();
+    const a = (await router.route([math], { lambda: 0.2 }))[0].model;
+    const b = (await router.route([hist], { lambda: 0.2 }))[0].model;
+    expect(a).not.toBe(b);
+    for (const [margin, second] of [[10, a], [0, b]] as const) {
+      const { app, url } = await proxyWith({ upstreams: upstreams(), sticky: { margin } });
+      try {
+        const t1 = await chat(url, ask('uniroute:lambda=0.2', math), { 'x-session-id': 'conv-1' });
+        expect(t1.headers.get('x-uniroute-model')).toBe(a);
+        expect(t1.headers.get('x-uniroute-sticky')).toBe('new');
+        await t1.text();
+        const t2 = await chat(url, ask('uniroute:lambda=0.2', hist), { 'x-session-id': 'conv-1' });
+        expect(t2.headers.get('x-uniroute-model')).toBe(second);
+        expect(t2.headers.get('x-uniroute-sticky')).toBe(margin > 0 ? 'kept' : 'switched');
+        await t2.text();
+        // another conversation, and no session at all, are routed on their own
+        const other = await chat(url, ask('uniroute:lambda=0.2', hist), { 'x-session-id': 'conv-2' });
+        expect(other.headers.get('x-uniroute-model')).toBe(b);
+        await other.text();
+        const none = await chat(url, ask('uniroute:lambda=0.2', hist));
+        expect(none.headers.get('x-uniroute-sticky')).toBeNull();
+        await none.text();
+        // the request's "user" field is a session key too
+        const u1 = await chat(url, { ...ask('uniroute:lambda=0.2', math), user: 'alice' });
+        await u1.text();
+        const u2 = await chat(url, { ...ask('uniroute:lambda=0.2', hist), user: 'alice' });
+        expect(u2.headers.get('x-uniroute-model')).toBe(second);
+        await u2.text();
+        expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/uniroute_sticky_total\{outcome="new"\} 3/);
+      } finally {
+        await app.close();
+      }
+    }
+  });
+
+  it('sessions are bounded (least recently used out) and expire', () => {
+    const s = new SessionStore(2, 1000);
+    s.set('a', 'x', 0);
+    s.set('b', 'y', 0);
+    expect(s.get('a', 10)).toBe('x');
+    s.set('a', 'x', 10); // a is now the most recent
+    s.set('c', 'z', 20);
+    expect(s.size).toBe(2);
+    expect(s.get('b', 30)).toBeUndefined();
+    expect(s.get('a', 30)).toBe('x');
+    expect(s.get('c', 2000)).toBeUndefined(); // expired
+  });
+});
+
 describe('the config file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'uniroute-cfg-'));
   const write = (name: string, text: string) => {
@@ -499,7 +555,9 @@ describe('the config file', () => {
     expect(ferr).toContain('upstreams.cheap-math.api_key_env');
 
     const file = write('live.yaml', `upstreams:\n  cheap-math: { base_url: "${upUrl}/cheap-math/v1" }\n  big-all: { base_url: "${upUrl}/big-all/v1" }\npresets:\n  pin: { models: [cheap-math] }\n`);
-    const proc = spawn(process.execPath, [bin, 'serve', '--router', routerPath, '--port', '0', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [bin, 'serve', '--router', routerPath, '--port', '0', '--config', file, '--log'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
     let err = '';
     const url: string = await new Promise((ok, no) => {
       proc.stderr.on('data', (d) => {
@@ -510,9 +568,15 @@ describe('the config file', () => {
       proc.on('exit', (c) => no(new Error(`serve exited (${c}): ${err}`)));
     });
     try {
-      const r0 = await chat(url, ask('uniroute/pin'));
+      const r0 = await chat(url, ask('uniroute/pin'), { 'x-request-id': 'log-me-1' });
       expect(r0.headers.get('x-uniroute-model')).toBe('cheap-math');
       await r0.text();
+      // --log: one JSON line per answer with its decision
+      for (let i = 0; i < 50 && !out.includes('log-me-1'); i++) await new Promise((r) => setTimeout(r, 20));
+      const line = JSON.parse(out.split('\n').find((l) => l.includes('"log-me-1"') && l.includes('"decision"'))!);
+      expect(line.decision).toMatchObject({ model: 'cheap-math', routed: true, attempts: 1, ood: false });
+      expect(line.decision.cluster).toBeGreaterThanOrEqual(0);
+      expect(line.decision.latency_ms).toBeGreaterThanOrEqual(0);
       // load while the file changes and SIGHUP arrives
       let stop = false;
       const statuses: number[] = [];

@@ -64,6 +64,23 @@ describe('/v1/route', () => {
     expect((await post('/v1/route', { prompt: 'x y', ood: { quantile: 0.1 } })).statusCode).toBe(400);
   });
 
+  it('backpressure: past the pending-prompt limit a request gets 503 with Retry-After at once, never an unbounded queue', async () => {
+    const small = await buildApp({ router, batchWindowMs: 100, maxPendingPrompts: 3 });
+    try {
+      const rs = await Promise.all(randomTexts(8, 4).map((t) => small.inject({ method: 'POST', url: '/v1/route', payload: { prompt: t }, headers: { 'content-type': 'application/json' } })));
+      const codes = rs.map((r) => r.statusCode);
+      expect(codes.filter((c) => c === 200).length).toBe(3);
+      const busy = rs.filter((r) => r.statusCode === 503);
+      expect(busy.length).toBe(5);
+      for (const r of busy) {
+        expect(r.headers['retry-after']).toBe('1');
+        expect(r.json().error.code).toBe('OVERLOADED');
+      }
+    } finally {
+      await small.close();
+    }
+  });
+
   it('max_error: a quality floor, the same decision as the library\'s; not with lambda', async () => {
     const texts = randomTexts(6, 12);
     const r = await post('/v1/route', { prompts: texts, max_error: 0.3 });

@@ -9,7 +9,7 @@ import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
-import { buildGateway, chatRoutes, closeGateway } from './chat.js';
+import { SessionStore, buildGateway, chatRoutes, closeGateway } from './chat.js';
 import { parseConfig, type GatewayConfig } from './config.js';
 
 export interface ServerOptions {
@@ -22,6 +22,8 @@ export interface ServerOptions {
   config?: GatewayConfig;
   batchWindowMs?: number;
   maxBatchPrompts?: number;
+  /** Most prompts queued for the engine; beyond, requests get 503 with Retry-After (default 65,536). */
+  maxPendingPrompts?: number;
   bodyLimitBytes?: number;
   maxPromptChars?: number;
   maxPromptsPerRequest?: number;
@@ -42,6 +44,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const batcher = new MicroBatcher(() => router, {
     windowMs: opts.batchWindowMs ?? 1,
     maxBatch: opts.maxBatchPrompts ?? 512,
+    maxPending: opts.maxPendingPrompts,
     onBatch: (n) => metrics.batchSize.observe(n),
   });
 
@@ -76,7 +79,10 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
 
   // ---- errors: one shape everywhere ---------------------------------------------------------------------------
   app.setErrorHandler((err: any, req, reply) => {
-    if (err instanceof UnirouteError) return reply.status(err.httpStatus).send(errorBody(err.code, err.message));
+    if (err instanceof UnirouteError) {
+      if (err.code === 'OVERLOADED') reply.header('retry-after', '1');
+      return reply.status(err.httpStatus).send(errorBody(err.code, err.message));
+    }
     if (err.validation) return reply.status(400).send(errorBody('INVALID_ARGUMENT', `${err.validationContext ?? 'body'}${err.validation[0]?.instancePath ?? ''} ${err.validation[0]?.message ?? err.message}`));
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(errorBody('PAYLOAD_TOO_LARGE', `request body exceeds ${app.initialConfig.bodyLimit} bytes`));
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(415).send(errorBody('UNSUPPORTED_MEDIA_TYPE', 'send application/json'));
@@ -372,12 +378,15 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
 
   // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault });
+  const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
+  const sessions = new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays
     const old = gateway;
     gateway = next;
+    if (next.sticky) sessions.configure(next.sticky.maxSessions, next.sticky.ttlMs);
     await closeGateway(old);
   });
   app.addHook('onClose', async () => closeGateway(gateway));

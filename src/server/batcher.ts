@@ -3,6 +3,7 @@
  * Requests with the same λ share a batch; per-request allowed-LLM sets become per-row masks. One batch is in
  * flight at a time on the engine's worker thread while the event loop keeps taking requests.
  */
+import { UnirouteError } from '../errors.js';
 import type { RouteBatch, Router } from '../router/router.js';
 
 export interface BatchSlice {
@@ -40,6 +41,8 @@ export interface BatcherOptions {
   onBatch?: (prompts: number) => void;
   /** Route batches up to this size synchronously (default 16; 0 = always on a worker thread). */
   syncPrompts?: number;
+  /** Most prompts waiting or in the engine; beyond, route() fails at once with OVERLOADED (default 65,536). */
+  maxPending?: number;
 }
 
 export class MicroBatcher {
@@ -59,6 +62,9 @@ export class MicroBatcher {
 
   route(texts: string[], policy: Policy | number, models?: string[]): Promise<BatchSlice> {
     const pol = typeof policy === 'number' ? { lambda: policy } : policy;
+    const limit = this.opts.maxPending ?? 65_536;
+    if (this.queued + this.inflight + texts.length > limit && this.queued + this.inflight > 0)
+      return Promise.reject(new UnirouteError('OVERLOADED', `the router has ${this.queued + this.inflight} prompts waiting (limit ${limit}); retry shortly`));
     return new Promise((resolve, reject) => {
       this.queue.push({ texts, policy: pol, models, resolve, reject });
       this.queued += texts.length;

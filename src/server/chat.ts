@@ -33,9 +33,43 @@ export interface Gateway {
   presets: Map<string, ResolvedPreset>;
   attempts: number;
   errorBytes: number;
+  sticky: GatewayConfig['sticky'];
   /** Requests using this state; a replaced state closes its upstream pools once the last one ends. */
   active: number;
   retired?: () => void;
+}
+
+/**
+ * The LLM each conversation was last answered by, bounded (least recently used out first) and expiring after
+ * `ttlMs` without a turn. In memory: one per server (replicas do not share it yet).
+ */
+export class SessionStore {
+  private readonly map = new Map<string, { model: string; at: number }>();
+  constructor(
+    private maxSessions: number,
+    private ttlMs: number,
+  ) {}
+  configure(maxSessions: number, ttlMs: number): void {
+    this.maxSessions = maxSessions;
+    this.ttlMs = ttlMs;
+  }
+  get size(): number {
+    return this.map.size;
+  }
+  get(key: string, now = Date.now()): string | undefined {
+    const e = this.map.get(key);
+    if (!e) return undefined;
+    if (now - e.at > this.ttlMs) {
+      this.map.delete(key);
+      return undefined;
+    }
+    return e.model;
+  }
+  set(key: string, model: string, now = Date.now()): void {
+    this.map.delete(key); // re-inserted last: the most recently used
+    this.map.set(key, { model, at: now });
+    while (this.map.size > this.maxSessions) this.map.delete(this.map.keys().next().value!);
+  }
 }
 
 /** Builds the gateway state from a checked config; presets with a cost or accuracy target read the router's validation curve. */
@@ -63,7 +97,7 @@ export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
     if (p.maxError !== undefined) note = `the cheapest LLM with predicted error <= ${p.maxError}`;
     presets.set(name, { policy: { ...(lambda !== undefined ? { lambda } : {}), ...(p.maxError !== undefined ? { maxError: p.maxError } : {}) }, models: p.models, note });
   }
-  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, active: 0 };
+  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, active: 0 };
 }
 
 /**
@@ -84,9 +118,11 @@ export interface ChatContext {
   /** Log one decision line per answered request (the server's logger is on). */
   logDecisions: boolean;
   ood?: Policy['ood'];
+  sessions: SessionStore;
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const SESSION_ID = /^[\x20-\x7e]{1,256}$/;
 
 export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
   const { router, batcher, metrics } = ctx;
@@ -155,6 +191,17 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       }
 
 
+      // a conversation keeps its LLM across turns (x-session-id, or the request's "user"), per model alias
+      let sessionKey: string | undefined;
+      if (routed && g.sticky) {
+        const h = req.headers['x-session-id'];
+        const sid = typeof h === 'string' && SESSION_ID.test(h) ? h : typeof body.user === 'string' && SESSION_ID.test(body.user) ? `user:${body.user}` : undefined;
+        if (sid) {
+          sessionKey = `${modelName}\u0000${sid}`;
+          policy = { ...policy, explain: true }; // the session's LLM is compared by its predicted error
+        }
+      }
+      let stickyOutcome: 'kept' | 'switched' | 'new' | undefined;
       const tried = new Set<string>();
       let last: AttemptFailure | undefined;
       const attempts = routed ? g.attempts : 1;
@@ -178,13 +225,39 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
             return oai(reply, 503, anyUp ? 'every upstream that could answer is cooling down after repeated failures' : 'no LLM in the pool has an upstream', 'server_error', anyUp ? 'upstreams_unavailable' : 'no_upstream');
           }
           // every LLM of the pool allowed: no mask to build
-          const slice = await batcher.route([text], policy, candidates.length === pool.length ? undefined : candidates);
+          let slice;
+          try {
+            slice = await batcher.route([text], policy, candidates.length === pool.length ? undefined : candidates);
+          } catch (e) {
+            if (e instanceof UnirouteError && e.code === 'OVERLOADED') {
+              reply.header('retry-after', '1');
+              return oai(reply, 503, e.message, 'server_error', 'overloaded');
+            }
+            throw e;
+          }
           const row = slice.offset;
           const c = slice.batch.choice[row];
           target = slice.batch.models[c];
           cluster = slice.batch.cluster[row];
           predicted = slice.batch.chosenError[row];
           ood = slice.batch.ood[row] === 1;
+          if (sessionKey && g.sticky && attempt === 1) {
+            const prev = ctx.sessions.get(sessionKey);
+            const b = slice.batch;
+            const jp = prev === undefined ? -1 : b.models.indexOf(prev);
+            if (prev === undefined) stickyOutcome = 'new';
+            else if (prev === target) stickyOutcome = 'kept';
+            else if (jp >= 0 && candidates.includes(prev) && b.predictedError.length) {
+              const m = b.models.length;
+              const score = (j: number) => b.predictedError[row * m + j] + b.lambda * b.costs[j];
+              if (score(jp) - score(c) <= g.sticky.margin) {
+                target = prev;
+                predicted = b.predictedError[row * m + jp];
+                stickyOutcome = 'kept';
+              } else stickyOutcome = 'switched';
+            } else stickyOutcome = 'switched'; // its LLM left the pool, lost its upstream, or is cooling down
+            metrics.sticky.inc({ outcome: stickyOutcome });
+          }
           metrics.decisionsOf(target).inc();
           if (ood) metrics.ood.inc({ route: '/v1/chat/completions' });
         } else target = modelName;
@@ -213,6 +286,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         }
         // ---- stream the answer through ----
         up.breaker.success();
+        if (sessionKey) ctx.sessions.set(sessionKey, target);
         metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
         metrics.upstreamOf(target, String(res.status)).inc();
         const cost = router.snapshot().cost[router.snapshot().index.get(target) ?? -1];
@@ -235,6 +309,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           reply.header('x-uniroute-cluster', String(cluster));
           reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
           if (ood) reply.header('x-uniroute-ood', 'true');
+          if (stickyOutcome) reply.header('x-uniroute-sticky', stickyOutcome);
         }
         return reply.send(res.body);
       }

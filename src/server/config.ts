@@ -13,6 +13,7 @@
  *   timeouts: { connect_ms, headers_ms, idle_ms }      # the default for every upstream
  *   limits: { body_bytes, prompt_chars, prompts_per_request, upstream_error_bytes }
  *   tokens: { admin_env: UNIROUTE_ADMIN_TOKEN }
+ *   sticky: { margin: 0.02, max_sessions: 100000, ttl_ms: 3600000 }   # sticky: false = off
  *   ood: { quantile: 0.99, fallback: best-overall }   # or an LLM's name, or route (flag only); ood: false = off
  *
  * The older `--upstreams` file ({"upstreams": {...}}) is a config file with only that key, so it keeps working.
@@ -54,6 +55,8 @@ export interface GatewayConfig {
   tokens: { adminEnv?: string };
   /** Out-of-distribution prompts: the distance quantile beyond which a prompt is OOD, and where it goes ('best-overall', an LLM, 'route'); false: off. */
   ood: { quantile: number; fallback: string } | false;
+  /** Sticky conversations: keep a session's LLM unless another scores better by more than `margin`. */
+  sticky: { margin: number; maxSessions: number; ttlMs: number } | false;
   /** Where it was read from (for messages). */
   source: string;
 }
@@ -92,7 +95,7 @@ function timeouts(source: string, key: string, v: unknown, base: Timeouts): Time
 
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
@@ -152,6 +155,16 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
       fallback: o.fallback === undefined ? 'best-overall' : str(source, 'ood.fallback', o.fallback),
     };
   }
+  let sticky: GatewayConfig['sticky'] = { margin: 0.02, maxSessions: 100_000, ttlMs: 3_600_000 };
+  if (top.sticky === false) sticky = false;
+  else if (top.sticky !== undefined) {
+    const o = object(source, 'sticky', top.sticky, ['margin', 'max_sessions', 'ttl_ms']);
+    sticky = {
+      margin: o.margin === undefined ? 0.02 : num(source, 'sticky.margin', o.margin, 0, 1e12),
+      maxSessions: o.max_sessions === undefined ? 100_000 : num(source, 'sticky.max_sessions', o.max_sessions, 1, 10_000_000, true),
+      ttlMs: o.ttl_ms === undefined ? 3_600_000 : num(source, 'sticky.ttl_ms', o.ttl_ms, 1, 30 * 86_400_000, true),
+    };
+  }
   const opt = (o: Record<string, unknown>, k: string, where: string, min: number, max: number) => (o[k] === undefined ? undefined : num(source, `${where}.${k}`, o[k], min, max, true));
   return {
     upstreams,
@@ -166,6 +179,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     },
     tokens: { adminEnv: tokens.admin_env === undefined ? undefined : str(source, 'tokens.admin_env', tokens.admin_env) },
     ood,
+    sticky,
     source,
   };
 }

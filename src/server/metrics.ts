@@ -22,6 +22,7 @@ export function createMetrics() {
     }),
     decisions: new Counter({ name: 'uniroute_decisions_total', help: 'routing decisions per LLM', labelNames: ['model'], registers: [registry] }),
     ood: new Counter({ name: 'uniroute_ood_total', help: 'prompts beyond the out-of-distribution distance threshold (routed to the fallback)', labelNames: ['route'], registers: [registry] }),
+    sticky: new Counter({ name: 'uniroute_sticky_total', help: 'routed turns of a conversation: its LLM kept, switched for a better one, or a new conversation', labelNames: ['outcome'], registers: [registry] }),
     poolSize: new Gauge({ name: 'uniroute_pool_size', help: 'LLMs in the pool', registers: [registry] }),
     upstream: new Counter({ name: 'uniroute_upstream_requests_total', help: 'proxied requests per LLM and status', labelNames: ['model', 'status'], registers: [registry] }),
     failovers: new Counter({ name: 'uniroute_failovers_total', help: 'chat requests sent on to the next-best LLM after their upstream failed', labelNames: ['from'], registers: [registry] }),
