@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -94,10 +95,19 @@ void need_len(Napi::Env env, size_t got, size_t want, const std::string& name, c
                                                " needs " + std::to_string(want));
 }
 
-void check_finite(Napi::Env env, const float* p, size_t n, const std::string& name) {
+void check_finite(Napi::Env env, const float* p, size_t n, const char* name) {
+  // branch-free over the exponent bits (all ones = Inf or NaN), so that it vectorises: these checks run on every
+  // call, over the centroids too; the index is looked for only when something is wrong
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, p + i, sizeof b);
+    bad |= static_cast<uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+  }
+  if (!bad) return;
   for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(p[i]))
-      throw_range(env, "NON_FINITE", "`" + name + "` has a non-finite value at index " + std::to_string(i));
+      throw_range(env, "NON_FINITE", std::string("`") + name + "` has a non-finite value at index " + std::to_string(i));
 }
 
 // The allowed-LLM mask: none, one for every row (m) or one per row (n x m, allowedPerRow).
@@ -160,6 +170,7 @@ T* opt_out(Napi::Env env, Napi::Object o, const char* key, size_t want, const st
 // (Ψ, costs, λ, masks, slope, evidence), the difficulty model, the evidence cells, and the output arrays (n rows).
 struct RouteParts {
   const float* centroids = nullptr;
+  const float* centroid_norms = nullptr;
   Pool pool;
   RouteOutputs out;
   Difficulty diff;
@@ -179,6 +190,19 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
   check_finite(env, psi.Data(), psi.ElementLength(), "psi");
   check_finite(env, cost.Data(), cost.ElementLength(), "cost");
   p.centroids = C.Data();
+  // optional squared norms of the centroids, kept by the router (computing them is most of a one-prompt call)
+  auto norms = [&](const char* key, size_t len, const char* what) -> const float* {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    auto a = f32(v, key);
+    need_len(env, a.ElementLength(), len, key, what);
+    check_finite(env, a.Data(), a.ElementLength(), key);
+    for (size_t i = 0; i < len; ++i)
+      if (a.Data()[i] < 0.0f) throw_range(env, "INVALID_ARGUMENT", std::string("`") + key + "` has a negative value");
+    keep.push_back(v);
+    return a.Data();
+  };
+  p.centroid_norms = norms("centroidNorms", k, "k");
   p.pool.m = m;
   p.pool.k = k;
   p.pool.psi = psi.Data();
@@ -213,6 +237,7 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
     check_finite(env, ec.Data(), ec.ElementLength(), "evidenceCentroids");
     p.cells.centroids = ec.Data();
     p.cells.ke = ke;
+    p.cells.norms = norms("evidenceNorms", ke, "evidenceCells");
     auto st = i32(o.Get("evidenceStart"), "evidenceStart");
     need_len(env, st.ElementLength(), k + 1, "evidenceStart", "k + 1");
     p.cells.start = st.Data();
@@ -404,7 +429,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     const Difficulty* diff = j.has_diff ? &j.diff : nullptr;
     throw_status(info.Env(), use_cuda() && cuda_can_score(j.pool)
                                  ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
-                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff, &j.cells));
+                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff, &j.cells, j.centroid_norms));
     return info.Env().Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
@@ -416,7 +441,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
       return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
                  : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t,
-                               j.has_diff ? &j.diff : nullptr, &j.cells);
+                               j.has_diff ? &j.diff : nullptr, &j.cells, j.centroid_norms);
     });
     for (auto& v : keep) w->keep(v);
     w->keep(info.This());
@@ -468,6 +493,7 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   job->a.n = n;
   job->a.dim = D;
   job->a.centroids = job->centroids;
+  job->a.centroid_norms = job->centroid_norms;
   job->a.diff = job->has_diff ? &job->diff : nullptr;
   job->a.cells = job->cells.centroids ? &job->cells : nullptr;
   const int t = threads();
@@ -585,6 +611,20 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   throw_status(env, use_cuda() ? cuda::assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist)
                                : assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads()));
   return env.Undefined();
+}
+
+// centroidNorms(centroids: Float32Array (k x d), k, d) -> Float32Array (k): the squared norms the distance
+// kernels use, computed by the same code, for a router to keep and pass back (centroidNorms / evidenceNorms).
+Napi::Value CentroidNorms(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto C = f32(info[0], "centroids");
+  const size_t k = count(info[1], "k", 1, 1 << 20), d = count(info[2], "d", 1, 1 << 16);
+  need_len(env, C.ElementLength(), k * d, "centroids", "k x d");
+  check_finite(env, C.Data(), C.ElementLength(), "centroids");
+  const std::vector<float> cn = centroid_norms(C.Data(), k, d);
+  auto out = Napi::Float32Array::New(env, k);
+  std::memcpy(out.Data(), cn.data(), k * sizeof(float));
+  return out;
 }
 
 // argminSync({predicted: Float32Array (n x m), cost, m, lambda, allowed?, allowedPerRow?, evidence?, k?, evidenceCells?, cells?, choice})
@@ -850,6 +890,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("assignSync", Napi::Function::New(env, AssignSync));
   exports.Set("scoreSync", Napi::Function::New(env, ScoreSync));
   exports.Set("argminSync", Napi::Function::New(env, ArgminSync));
+  exports.Set("centroidNorms", Napi::Function::New(env, CentroidNorms));
   exports.Set("routeVectors", Napi::Function::New(env, RouteVectors));
   exports.Set("trainMlp", Napi::Function::New(env, TrainMlp));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward));

@@ -55,7 +55,15 @@ inline uint32_t fnv4(const uint8_t* p) {
 FeatureExtractor::FeatureExtractor(const EmbedConfig& cfg)
     : cfg_(cfg), shift_(32u - cfg.buckets_log2), counts_(cfg.buckets(), 0) {}
 
+FeatureExtractor& FeatureExtractor::for_thread(const EmbedConfig& cfg) {
+  thread_local std::unique_ptr<FeatureExtractor> mine;
+  if (!mine || mine->busy_ || mine->cfg_.buckets_log2 != cfg.buckets_log2 || mine->cfg_.char_n != cfg.char_n || mine->cfg_.dim != cfg.dim)
+    mine = std::make_unique<FeatureExtractor>(cfg);
+  return *mine;
+}
+
 void FeatureExtractor::extract(const char* text, size_t len, std::vector<Feature>& out) {
+  busy_ = true;
   out.clear();
   // 1. normalise
   if (norm_.size() < len) norm_.resize(len);
@@ -124,6 +132,7 @@ void FeatureExtractor::extract(const char* text, size_t len, std::vector<Feature
     out[t] = {b, sublinear_tf(counts[b])};
     counts[b] = 0;
   }
+  busy_ = false;
 }
 
 Status Projection::validate() const {
@@ -208,7 +217,7 @@ uint64_t next_projection_id() {
 Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* out, int threads) {
   const size_t D = p.cfg.dim;
   return parallel_for(n, threads, 64, [&](size_t b, size_t e, int) {
-    FeatureExtractor fx(p.cfg);
+    FeatureExtractor& fx = FeatureExtractor::for_thread(p.cfg);
     std::vector<Feature> feats;
     for (size_t i = b; i < e; ++i) embed_one(p, fx, feats, texts[i].data, texts[i].len, out + i * D);
     return Status::Ok();

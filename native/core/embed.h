@@ -64,7 +64,13 @@ class FeatureExtractor {
   uint32_t buckets_log2() const { return cfg_.buckets_log2; }
   uint32_t char_n() const { return cfg_.char_n; }
 
+  // This thread's extractor for cfg, kept between calls: its scratch table (2^bucketsLog2 counters, 256 KiB at
+  // the default) is allocated and zeroed once per thread rather than once per call, which dominated routing one
+  // prompt at a time. extract() leaves the table zeroed; one that did not finish (an allocation failure) is rebuilt.
+  static FeatureExtractor& for_thread(const EmbedConfig& cfg);
+
  private:
+  bool busy_ = false;  // inside extract(): the scratch table may not be zeroed
   EmbedConfig cfg_;
   uint32_t shift_;
   std::vector<uint32_t> counts_;

@@ -73,16 +73,19 @@ struct Decider {
 }  // namespace
 
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
-                   const RouteOutputs& out, int threads, const Difficulty* diff, const EvidenceCells* cells) {
+                   const RouteOutputs& out, int threads, const Difficulty* diff, const EvidenceCells* cells,
+                   const float* centroid_norms) {
   const size_t D = proj.cfg.dim, K = pool.k;
   Status st = check_parts(pool, diff, cells);
   if (!st.ok()) return st;
   const bool by_cell = cells && cells->centroids && cells->ke > 0;
-  const std::vector<float> cn = centroid_norms(centroids, K, D);
-  const std::vector<float> en = by_cell ? centroid_norms(cells->centroids, cells->ke, D) : std::vector<float>();
-  const Decider decide{pool, out, centroids, cn.data(), diff, cells, by_cell ? en.data() : nullptr, D};
+  // the centroid norms, given once by the caller (the router keeps them) or computed here
+  const std::vector<float> cn = centroid_norms ? std::vector<float>() : uniroute::centroid_norms(centroids, K, D);
+  const std::vector<float> en = by_cell && !cells->norms ? uniroute::centroid_norms(cells->centroids, cells->ke, D) : std::vector<float>();
+  const Decider decide{pool, out, centroids, centroid_norms ? centroid_norms : cn.data(), diff, cells,
+                       by_cell ? (cells->norms ? cells->norms : en.data()) : nullptr, D};
   return parallel_for(n, threads, 32, [&](size_t b, size_t e, int) {
-    FeatureExtractor fx(proj.cfg);
+    FeatureExtractor& fx = FeatureExtractor::for_thread(proj.cfg);
     std::vector<Feature> feats;
     std::vector<float> emb(D), g(pool.m);
     for (size_t i = b; i < e; ++i) {
@@ -100,9 +103,10 @@ Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs&
   if (a.map && (a.map->in != D || a.map->out != K || a.map->head != Head::Mixture))
     return Status::Invalid("the learned map does not map dim -> k with a mixture head");
   const bool by_cell = a.cells && a.cells->centroids && a.cells->ke > 0;
-  const std::vector<float> cn = centroid_norms(a.centroids, K, D);
-  const std::vector<float> en = by_cell ? centroid_norms(a.cells->centroids, a.cells->ke, D) : std::vector<float>();
-  const Decider decide{pool, out, a.centroids, cn.data(), a.diff, a.cells, by_cell ? en.data() : nullptr, D};
+  const std::vector<float> cn = a.centroid_norms ? std::vector<float>() : centroid_norms(a.centroids, K, D);
+  const std::vector<float> en = by_cell && !a.cells->norms ? centroid_norms(a.cells->centroids, a.cells->ke, D) : std::vector<float>();
+  const Decider decide{pool, out, a.centroids, a.centroid_norms ? a.centroid_norms : cn.data(), a.diff, a.cells,
+                       by_cell ? (a.cells->norms ? a.cells->norms : en.data()) : nullptr, D};
   const size_t chunk = std::max<size_t>(1, a.chunk);
   std::vector<float> Z;
   if (a.map) Z.resize(std::min(chunk, a.n) * K);

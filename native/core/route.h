@@ -31,13 +31,14 @@ struct EvidenceCells {
   const float* centroids = nullptr;
   size_t ke = 0;
   const int32_t* start = nullptr;
+  const float* norms = nullptr;  // ke squared norms of the centroids (optional: computed per call when absent)
 };
 
 // centroids: k x dim (dim = p.cfg.dim); pool.k must equal k. diff: null, or the difficulty model when
 // pool.psi_logit is set. cells: null, or the evidence cells when pool.ke > 0.
 Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const float* centroids, const Pool& pool,
                    const RouteOutputs& out, int threads, const Difficulty* diff = nullptr,
-                   const EvidenceCells* cells = nullptr);
+                   const EvidenceCells* cells = nullptr, const float* centroid_norms = nullptr);
 
 struct MlpConfig;
 
@@ -53,6 +54,7 @@ struct VectorRoute {
   const Difficulty* diff = nullptr;
   const EvidenceCells* cells = nullptr;
   size_t chunk = 8192;
+  const float* centroid_norms = nullptr;  // k squared norms (optional: computed per call when absent)
 };
 Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs& out, int threads);
 

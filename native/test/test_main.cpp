@@ -349,6 +349,19 @@ static void test_embed_and_route() {
   assign_nearest(E.data(), n, D, C.data(), k, cl_ref.data(), dist_ref.data(), 1);
   score_batch_hard(p, cl_ref.data(), n, ch_ref.data(), nullptr, 1);
   CHECK(ch == ch_ref && cl == cl_ref, "fused route differs from embed+assign+score");
+  {
+    // the centroid norms given by the caller (as the router keeps them) give the same decisions and distances
+    const std::vector<float> cn = centroid_norms(C.data(), k, D);
+    std::vector<int32_t> ch2(n), cl2(n);
+    std::vector<float> dist2(n), g2(n * m);
+    CHECK(route_batch(proj, refs.data(), n, C.data(), p, {ch2.data(), cl2.data(), dist2.data(), g2.data()}, 2, nullptr, nullptr, cn.data()).ok(),
+          "route with norms failed");
+    CHECK(ch2 == ch && cl2 == cl && dist2 == dist && g2 == g, "route with given centroid norms differs");
+    // and the reused per-thread feature extractor leaves no state behind: routing again gives the same
+    std::vector<int32_t> ch3(n);
+    CHECK(route_batch(proj, refs.data(), n, C.data(), p, {ch3.data(), cl2.data(), dist2.data(), g2.data()}, 1).ok() && ch3 == ch,
+          "a second route (reused extractor) differs");
+  }
   // empty and whitespace-only text: zero embedding, no crash
   std::string empty, spaces = "  \n\t ";
   TextRef odd[2] = {{empty.data(), 0}, {spaces.data(), spaces.size()}};

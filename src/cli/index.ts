@@ -331,7 +331,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--ood-quantile <q>', 'a prompt farther from its nearest centroid than this quantile of the training prompts is out of distribution ("ood": true) (default 0.99)', numArg('--ood-quantile'))
-    .option('--ood-fallback <llm>', 'where out-of-distribution prompts go: best-overall (the LLM with the lowest overall error, default), an LLM\'s name, or route (flag only)')
+    .option('--ood-fallback <llm>', 'where out-of-distribution prompts go: best-overall (the LLM with the lowest predicted error over the training prompts, default), an LLM\'s name, or route (flag only)')
     .option('--no-ood', 'no out-of-distribution check')
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')

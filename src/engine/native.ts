@@ -16,6 +16,9 @@ export interface NativeEmbedderOptions {
 /** The parts of a routing call after the embedding (native/binding: read_route_parts). */
 export interface NativeRouteParts {
   centroids: Float32Array;
+  /** Their squared norms (centroidNorms()), kept by the router; computed per call when absent. */
+  centroidNorms?: Float32Array;
+  evidenceNorms?: Float32Array;
   k: number;
   psi: Float32Array;
   cost: Float32Array;
@@ -179,6 +182,8 @@ export interface NativeAddon {
   ): void;
   scoreSync(args: NativeScoreArgs): void;
   argminSync(args: NativeArgminArgs): void;
+  /** The squared norms of k centroids of d values, as the distance kernels compute them. */
+  centroidNorms(centroids: Float32Array, k: number, d: number): Float32Array;
   /** Decisions for rows of embeddings, in bounded chunks; a Promise unless `sync`. */
   routeVectors(args: NativeVectorRouteArgs): Promise<void> | undefined;
   trainMlp(

@@ -96,7 +96,8 @@ export interface RouteOptions {
   /**
    * Out-of-distribution prompts: a prompt farther from its nearest centroid than `quantile` (default 0.99) of the
    * training prompts were is flagged (`ood` in the batch) and routed to `fallback`: 'best-overall' (default: the
-   * allowed LLM with the lowest overall error), an LLM's name, or 'route' (flag only). false turns it off. A
+   * allowed LLM with the lowest predicted error over the training distribution, Ψ averaged over the clusters by
+   * their share), an LLM's name, or 'route' (flag only). false turns it off. A
    * router fitted before distances were kept flags nothing.
    */
   ood?: { quantile?: number; fallback?: string } | false;
@@ -163,7 +164,11 @@ interface Snapshot {
   psiLogit: Float32Array | null;
   evidence: Uint8Array | null;
   cost: Float32Array;
-  /** Each LLM's overall error (NaN without outcomes). */
+  /**
+   * Each LLM's predicted error over the whole training distribution: Ψ averaged over the clusters, weighted by
+   * their share of the training prompts. Unlike the mean of its outcomes, this does not favour an LLM graded only
+   * on easy prompts (its missing clusters come from the prior).
+   */
   overall: Float64Array;
   /** Ψ + κ·sd (and its logit) per κ asked for, a few kept. */
   risky: Map<number, { psi: Float32Array; psiLogit: Float32Array | null }>;
@@ -501,6 +506,19 @@ export class Router {
     this.snap = undefined;
   }
 
+  private overallPredicted(psi: Float32Array, m: number): Float64Array {
+    const K = this.k;
+    const out = new Float64Array(m);
+    let total = 0;
+    for (let c = 0; c < K; c++) total += this.clusterShare ? this.clusterShare[c] : 1;
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let c = 0; c < K; c++) s += (this.clusterShare ? this.clusterShare[c] : 1) * psi[j * K + c];
+      out[j] = total > 0 ? s / total : NaN;
+    }
+    return out;
+  }
+
   /** An immutable view of the pool; a change builds a new one, so a batch never sees a torn pool. */
   snapshot(): Snapshot {
     if (this.snap) return this.snap;
@@ -533,7 +551,7 @@ export class Router {
       psiLogit: this.prior?.difficulty ? logitOf(psi) : null,
       evidence,
       cost,
-      overall: Float64Array.from(this.pool, (e) => overallErrorOf(e)),
+      overall: this.overallPredicted(psi, m),
       risky: new Map(),
     };
     return this.snap;
@@ -680,7 +698,7 @@ export class Router {
     return x.d[x.d.length - 1];
   }
 
-  /** Flags the prompts beyond the threshold and sends them to the fallback (the allowed LLM with the lowest overall error, or the one named). */
+  /** Flags the prompts beyond the threshold and sends them to the fallback (the allowed LLM with the lowest predicted error over the training distribution, or the one named). */
   private outOfDistribution(p: ReturnType<Router['prepare']>, o: { threshold: number; fallback: number | 'best' | 'route' }): Uint8Array {
     const n = p.out.choice.length;
     const m = p.s.names.length;
@@ -748,11 +766,25 @@ export class Router {
   }
 
   /** Everything a native route takes after the embedding (native/binding: read_route_parts). */
+  /** The centroids' squared norms, computed once by the engine (most of the cost of routing one prompt otherwise). */
+  private norms: { centroids: Float32Array; cells?: Float32Array } | undefined;
+  private centroidNorms() {
+    if (!this.norms)
+      this.norms = {
+        centroids: call(() => native().centroidNorms(this.centroids, this.k, this.dim)),
+        ...(this.cells ? { cells: call(() => native().centroidNorms(this.cells!.centroids, this.cells!.count, this.dim)) } : {}),
+      };
+    return this.norms;
+  }
+
   private routeParts(p: ReturnType<Router['prepare']>): NativeRouteParts {
     const d = this.prior?.difficulty;
     const c = this.cells;
+    const norms = this.centroidNorms();
     return {
       centroids: this.centroids,
+      centroidNorms: norms.centroids,
+      ...(norms.cells ? { evidenceNorms: norms.cells } : {}),
       k: this.k,
       ...this.poolArgs(p),
       ...(d && p.psiLogit ? { difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
