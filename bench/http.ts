@@ -15,6 +15,7 @@ import { readPrompts } from '../src/data/dataset.js';
 import { Router } from '../src/router/router.js';
 import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
+import { loadSummary } from './load.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -63,15 +64,7 @@ async function measure(kind: string, bodies: string[], connections: number, seco
   await autocannon({ url, connections, duration: 1, requests }); // warm-up
   const r = await autocannon({ url, connections, duration: seconds, requests });
   proc.kill('SIGTERM');
-  return {
-    name: `http-${kind === 'server' ? 'route' : 'plain'}`,
-    connections,
-    seconds,
-    req_per_s: r.requests.average,
-    latency_ms: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
-    errors: r.errors + r.timeouts + r.non2xx,
-    requests: r.requests.total,
-  };
+  return loadSummary(`http-${kind === 'server' ? 'route' : 'plain'}`, r, connections, seconds);
 }
 
 if (argv[0] === '--child') {

@@ -21,6 +21,7 @@ import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
 import { parseConfig } from '../src/server/config.js';
 import { passHeaders } from '../src/server/gateway.js';
+import { loadSummary } from './load.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -114,13 +115,7 @@ async function measure(name: string, proc: ChildProcess, url: string, bodies: st
   const r = await autocannon({ url, connections, duration: seconds, requests });
   const cpu = (await cpuOf(proc)) - c0;
   return {
-    name,
-    connections,
-    seconds,
-    req_per_s: r.requests.average,
-    latency_ms: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, max: r.latency.max },
-    errors: r.errors + r.timeouts + r.non2xx,
-    requests: r.requests.total,
+    ...loadSummary(name, r, connections, seconds),
     /** The proxy process's CPU time per answered request (user + system). */
     cpu_us_per_request: Math.round(cpu / Math.max(1, r.requests.total)),
   };
