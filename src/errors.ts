@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'EMBEDDER_FAILED'
   | 'IO_ERROR'
   | 'OVERLOADED'
+  | 'VERSION_CONFLICT'
+  | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -39,6 +41,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   EMBEDDER_FAILED: 502,
   IO_ERROR: 500,
   OVERLOADED: 503,
+  VERSION_CONFLICT: 412,
+  STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 

@@ -1,6 +1,7 @@
 /** The `uniroute` command. */
 import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
@@ -10,6 +11,7 @@ import { fitRouter } from '../router/fit.js';
 import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
+import { LivePool } from '../pool/live.js';
 import { jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
@@ -61,6 +63,16 @@ async function loadRouter(path: string | undefined): Promise<Router> {
     throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
   return Router.load(p);
 }
+
+/** The router, bound to a pool store when --pool is given (its pool then replaces the file's). */
+async function loadWithPool(path: string | undefined, pool: string | undefined, who = 'cli'): Promise<{ router: Router; live?: LivePool }> {
+  const router = await loadRouter(path);
+  if (!pool) return { router };
+  const live = await LivePool.open(router, pool, `${who}@${hostname()}`);
+  return { router, live };
+}
+
+const cliUser = () => `cli:${process.env.USER ?? 'unknown'}@${hostname()}`;
 
 /** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
 async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<string, Float32Array> }> {
@@ -196,10 +208,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
     .option('--out <file>', 'write the updated router here instead of in place')
     .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
+    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
       if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
-      if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
-      const router = await loadRouter(o.router);
+      if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
+      const { router, live } = await loadWithPool(o.router, o.pool);
       const outcomes: Array<{ text?: string; embedding?: ArrayLike<number>; correct: number }> = [];
       let cost: number | undefined = o.cost;
       if (o.labels) {
@@ -237,13 +251,22 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       }
       if (cost === undefined)
         throw new UnirouteError('NO_COST', `no cost for LLM "${o.name}": pass --cost (no cost_usd in the labels and no list price in models.csv)`);
-      if (router.has(o.name)) {
-        if (!o.replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${o.name}" is already in the pool: pass --replace to replace it`);
-        router.removeModel(o.name);
+      if (router.has(o.name) && !o.replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${o.name}" is already in the pool: pass --replace to replace it`);
+      let info;
+      let dest: string;
+      if (live) {
+        try {
+          info = await live.addModel(o.name, { costPerQuery: cost, outcomes }, { replace: !!o.replace, ifVersion: o.ifVersion, by: cliUser() });
+        } finally {
+          await live.close();
+        }
+        dest = `${live.store.description} (pool version ${info.version})`;
+      } else {
+        if (router.has(o.name)) router.removeModel(o.name);
+        info = await router.addModel(o.name, { costPerQuery: cost, outcomes });
+        dest = o.out ?? o.router;
+        await router.save(dest);
       }
-      const info = await router.addModel(o.name, { costPerQuery: cost, outcomes });
-      const dest = o.out ?? o.router;
-      await router.save(dest);
       if (!quiet()) process.stderr.write(`added "${o.name}" from ${info.outcomes} outcomes (overall error ${info.overallError.toFixed(3)}, cost ${cost}) -> ${dest}\n`);
       if (info.coverage < 0.5) process.stderr.write(coverageWarning(info.name, info.coverage));
       await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, coverage: info.coverage }) + '\n');
@@ -255,9 +278,21 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file to update')
     .requiredOption('--name <name>', 'the LLM to remove')
     .option('--out <file>', 'write the updated router here instead of in place')
+    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
-      if (!o.router && !o.out) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --router FILE or --out FILE');
-      const router = await loadRouter(o.router);
+      if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
+      const { router, live } = await loadWithPool(o.router, o.pool);
+      if (live) {
+        try {
+          if (!router.has(o.name)) router.removeModel(o.name); // UNKNOWN_MODEL, with a did-you-mean
+          const v = await live.removeModel(o.name, { ifVersion: o.ifVersion, by: cliUser() });
+          if (!quiet()) process.stderr.write(`removed "${o.name}"; ${router.size} LLMs left in ${live.store.description} (pool version ${v})\n`);
+        } finally {
+          await live.close();
+        }
+        return;
+      }
       router.removeModel(o.name);
       await router.save(o.out ?? o.router);
       if (!quiet()) process.stderr.write(`removed "${o.name}"; ${router.size} LLMs left\n`);
@@ -268,8 +303,13 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .description('list the LLMs in the pool')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--json', 'one JSON object per LLM, with its error vector')
+    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
     .action(async (o) => {
-      const router = await loadRouter(o.router);
+      const { router, live } = await loadWithPool(o.router, o.pool);
+      if (live) {
+        if (!o.json) await writeLine(process.stderr, `pool ${live.store.description}, version ${live.version}, model ${router.modelHash().slice(0, 12)}\n`);
+        await live.close();
+      }
       if (!o.json) await writeLine(process.stderr, operatingPointText(router) + '\n');
       for (const m of router.models()) {
         const line = o.json
@@ -339,12 +379,14 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
     .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
+    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
     .action(async (o) => {
       const targets = [o.lambda, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
       if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost, --min-accuracy and --max-error');
       if (o.maxError !== undefined && (o.maxError < 0 || o.maxError > 1)) throw new UnirouteError('INVALID_ARGUMENT', '--max-error must be in [0, 1]');
       if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
-      const router = await loadRouter(o.router);
+      const { router, live } = await loadWithPool(o.router, o.pool);
+      await live?.close(); // routes on the pool as it is now
       let lambda: number | undefined = o.lambda;
       const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
       const out = o.output === '-' ? io.stdout : await openOutput(o.output);
@@ -500,6 +542,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port', intArg('--port'), 8080)
+    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it); admin changes go there, other processes\' changes arrive within 1 s')
     .option('--config <file>', 'gateway config, YAML or JSON: upstreams, presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits (see README); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
     .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
@@ -515,7 +558,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const { buildApp } = await import('../server/app.js');
       const { loadConfig, parseConfig, checkAgainstPool } = await import('../server/config.js');
       if (o.config && o.upstreams) throw new UnirouteError('INVALID_ARGUMENT', 'give --config or --upstreams, not both (a config file has an "upstreams" key)');
-      const router = await loadRouter(o.router);
+      const { router, live } = await loadWithPool(o.router, o.pool, 'serve');
       const timeouts = {
         ...(o.connectTimeoutMs !== undefined ? { connectMs: o.connectTimeoutMs } : {}),
         ...((o.headersTimeoutMs ?? o.upstreamTimeoutMs) !== undefined ? { headersMs: o.headersTimeoutMs ?? o.upstreamTimeoutMs } : {}),
@@ -537,6 +580,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         routerPath: o.router,
         adminToken,
         config,
+        pool: live,
         batchWindowMs: o.batchWindowMs,
         maxPromptChars: config.limits.promptChars ?? o.maxPromptChars,
         maxPromptsPerRequest: config.limits.promptsPerRequest ?? o.maxPrompts,
@@ -546,7 +590,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const address = await app.listen({ host: o.host, port: o.port });
       const notes = [
         `${router.size} LLMs, ${router.k} clusters`,
-        adminToken ? (o.router ? 'admin on' : 'admin read-only (no --router)') : `admin off (set ${tokenEnv})`,
+        adminToken ? (o.router || live ? 'admin on' : 'admin read-only (no --pool or --router)') : `admin off (set ${tokenEnv})`,
+        ...(live ? [`pool ${live.store.description} v${live.version}`] : []),
         config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets` : 'no upstreams',
       ];
       if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);

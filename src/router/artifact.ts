@@ -1,7 +1,10 @@
 /**
  * The fitted-router artifact: one safetensors file (a JSON header + little-endian tensors), optionally gzipped.
- * The header's __metadata__ holds `format`, `version`, the manifest (JSON) and a sha256 of the tensor bytes, so a
- * truncated, corrupted or foreign file is refused with a clear error. Saves are atomic: write, fsync, rename.
+ * The header's __metadata__ holds `format`, `version`, the manifest (JSON), a sha256 of the tensor bytes and
+ * `sha256_all`, a sha256 of the header (manifest and tensor shapes included) and the tensors: a truncated,
+ * corrupted, edited or foreign file is refused with a clear error. (Files written before `sha256_all` existed are
+ * checked on their tensor bytes only.) A gzipped file may not inflate beyond MAX_INFLATE_RATIO times its size.
+ * Saves are atomic: write, fsync, rename.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -16,6 +19,16 @@ export type Tensor = Float32Array | Int8Array | Int32Array;
 export type TensorMap = Record<string, { data: Tensor; shape: number[] }>;
 
 const DTYPE: Record<string, string> = { Float32Array: 'F32', Int8Array: 'I8', Int32Array: 'I32' };
+const BYTES: Record<string, number> = { F32: 4, I8: 1, I32: 4 };
+
+/** A gzipped artifact may inflate to at most this many times its size (and 2 GiB): a gzip bomb is refused early. */
+export const MAX_INFLATE_RATIO = 32;
+
+/** The digest over everything: the header (tensor entries and metadata without the digests) and the tensor bytes. */
+function digestAll(entries: Record<string, unknown>, meta: { format: unknown; version: unknown; manifest: unknown }, body: Buffer): string {
+  const head = JSON.stringify({ ...entries, __metadata__: { format: meta.format, version: meta.version, manifest: meta.manifest } });
+  return createHash('sha256').update(head, 'utf8').update(body).digest('hex');
+}
 
 export function encodeArtifact(manifest: unknown, tensors: TensorMap, gzip = false): Buffer {
   const names = Object.keys(tensors).sort();
@@ -32,11 +45,11 @@ export function encodeArtifact(manifest: unknown, tensors: TensorMap, gzip = fal
     offset += bytes.length;
   }
   const body = Buffer.concat(parts);
+  const meta = { format: FORMAT, version: String(VERSION), manifest: JSON.stringify(manifest) };
   header.__metadata__ = {
-    format: FORMAT,
-    version: String(VERSION),
+    ...meta,
     sha256: createHash('sha256').update(body).digest('hex'),
-    manifest: JSON.stringify(manifest),
+    sha256_all: digestAll(header, meta, body),
   };
   let json = Buffer.from(JSON.stringify(header), 'utf8');
   const pad = (8 - (json.length % 8)) % 8;
@@ -53,9 +66,12 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
   };
   let buf = raw;
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
+    const limit = Math.min(2 ** 31 - 1, Math.max(64 * 2 ** 20, MAX_INFLATE_RATIO * raw.length));
     try {
-      buf = gunzipSync(buf);
+      buf = gunzipSync(buf, { maxOutputLength: limit });
     } catch (e) {
+      if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError)
+        bad(`gzip data inflates beyond ${limit} bytes (${MAX_INFLATE_RATIO} times the file): refused as a possible gzip bomb`);
       bad(`gzip data is corrupt (${(e as Error).message})`);
     }
   }
@@ -73,6 +89,11 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
   if (Number(meta.version) !== VERSION) bad(`format version ${meta.version} is not supported (this build reads ${VERSION})`);
   const body = buf.subarray(8 + hlen);
   if (createHash('sha256').update(body).digest('hex') !== meta.sha256) bad('checksum mismatch (truncated or corrupted)');
+  if (meta.sha256_all !== undefined) {
+    const entries: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(header)) if (k !== '__metadata__') entries[k] = v;
+    if (digestAll(entries, meta, body) !== meta.sha256_all) bad('the header or manifest was edited (its checksum does not match)');
+  }
   let manifest: any;
   try {
     manifest = JSON.parse(meta.manifest);
@@ -82,10 +103,15 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
   const tensors: Record<string, Tensor> = {};
   for (const [name, info] of Object.entries<any>(header)) {
     if (name === '__metadata__') continue;
-    const [s, e] = info.data_offsets ?? [];
+    const [s, e] = info?.data_offsets ?? [];
     if (!(Number.isInteger(s) && Number.isInteger(e) && 0 <= s && s <= e && e <= body.length)) bad(`tensor ${name} lies outside the file`);
-    const bytes = Buffer.from(body.subarray(s, e)); // aligned copy
+    const width = BYTES[info.dtype];
+    if (!width) return bad(`tensor ${name} has unsupported dtype ${info.dtype}`);
+    if (!Array.isArray(info.shape) || !info.shape.every((d: unknown) => Number.isSafeInteger(d) && (d as number) >= 0))
+      bad(`tensor ${name} has an invalid shape ${JSON.stringify(info.shape)}`);
     const count = (info.shape as number[]).reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(count) || count * width !== e - s) bad(`tensor ${name} declares shape ${JSON.stringify(info.shape)} (${count} values) over ${e - s} bytes`);
+    const bytes = Buffer.from(body.subarray(s, e)); // aligned copy
     let t: Tensor;
     if (info.dtype === 'F32') t = new Float32Array(bytes.buffer, bytes.byteOffset, (e - s) / 4);
     else if (info.dtype === 'I8') t = new Int8Array(bytes.buffer, bytes.byteOffset, e - s);

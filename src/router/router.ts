@@ -2,7 +2,10 @@
  * The router: an embedder, K centroids (the cluster map) and a pool of LLMs, each with an error vector Psi and a
  * cost per query. route(x) = argmin_m Psi_m[k(x)] + lambda * cost_m over the allowed LLMs (Proposition 1).
  */
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import { UnirouteError, didYouMean } from '../errors.js';
 import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeRouteParts, type NativeVectorRouteArgs } from '../engine/native.js';
 import {
@@ -26,6 +29,8 @@ import {
   type PsiPrior,
 } from './evidence.js';
 import { argminRows } from './decide.js';
+
+const gzipAsync = promisify(gzip);
 import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
 import { pickSuggestions, type SuggestOptions, type Suggestion } from './suggest.js';
 
@@ -47,6 +52,12 @@ export interface EvidenceCells {
   share: Float32Array;
   /** K + 1 offsets: the cells of cluster c. */
   start: Int32Array;
+}
+
+/** A new LLM: its cost per query and its outcomes on labelled prompts. */
+export interface AddModelSpec {
+  costPerQuery: number;
+  outcomes: Outcome[];
 }
 
 export interface ModelInfo {
@@ -400,7 +411,7 @@ export class Router {
   }
 
   /** Adds an LLM from its outcomes on validation prompts (texts, or embeddings for a precomputed router). */
-  async addModel(name: string, opts: { costPerQuery: number; outcomes: Outcome[] }): Promise<ModelInfo> {
+  async addModel(name: string, opts: AddModelSpec): Promise<ModelInfo> {
     checkName(name);
     if (this.has(name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${name}" is already in the pool; remove it first`);
     checkCost(name, opts?.costPerQuery);
@@ -929,6 +940,11 @@ export class Router {
   // ---- persistence --------------------------------------------------------------------------------------------
 
   toArtifact(gzip = false): Buffer {
+    const { manifest, tensors } = this.artifactParts();
+    return encodeArtifact(manifest, tensors, gzip);
+  }
+
+  private artifactParts(): { manifest: Record<string, unknown>; tensors: TensorMap } {
     const m = this.pool.length;
     const sums = new Float32Array(m * this.k);
     const counts = new Float32Array(m * this.k);
@@ -978,7 +994,7 @@ export class Router {
       clusterMap: this.map ? { kind: 'learned', config: this.map.config } : { kind: 'nearest-centroid' },
       info: this.info,
     };
-    return encodeArtifact(manifest, tensors, gzip);
+    return { manifest, tensors };
   }
 
   static fromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }): Router {
@@ -1087,8 +1103,60 @@ export class Router {
     });
   }
 
+  /** Saves atomically; gzip (for a `.gz` path) runs on the thread pool, so a server keeps serving meanwhile. */
   async save(path: string, opts: { gzip?: boolean } = {}): Promise<void> {
-    await writeFileAtomic(path, this.toArtifact(opts.gzip ?? path.endsWith('.gz')));
+    const raw = this.toArtifact(false);
+    await writeFileAtomic(path, (opts.gzip ?? path.endsWith('.gz')) ? await gzipAsync(raw, { level: 9 }) : raw);
+  }
+
+  /**
+   * The fitted model's identity: a sha256 over the embedder, centroids, learned map, prior, evidence cells, distance
+   * quantiles and fit information, not the pool or the settings. A pool store is keyed by it.
+   */
+  modelHash(): string {
+    const { manifest, tensors } = this.artifactParts();
+    const h = createHash('sha256');
+    // settings a user may change (prior strength, default λ, min evidence) and the pool are not the model
+    const { pool: _p, priorStrength: _s, defaultLambda: _l, minEvidence: _e, ...fitted } = manifest;
+    h.update(JSON.stringify(fitted));
+    for (const name of Object.keys(tensors).sort()) {
+      if (name.startsWith('pool.')) continue;
+      const t = tensors[name];
+      h.update(`\u0000${name}:${t.shape.join('x')}:${t.data.constructor.name}\u0000`);
+      h.update(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    }
+    return h.digest('hex');
+  }
+
+  /**
+   * Replaces the whole pool at once (from a pool store): every entry is checked first, so a bad one changes
+   * nothing; routing sees the old pool or the new one, never a mix.
+   */
+  setPool(entries: PoolEntry[]): void {
+    const seen = new Set<string>();
+    for (const e of entries) {
+      this.checkEntry(e);
+      if (seen.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" appears twice`);
+      seen.add(e.name);
+    }
+    this.pool = entries.slice();
+    this.snap = undefined;
+  }
+
+  /** Checks an entry against this router (name, cost, statistics, cell counts) without adding it. */
+  checkEntry(e: PoolEntry): void {
+    checkName(e.name);
+    checkCost(e.name, e.costPerQuery);
+    checkStats(e, this.k);
+    if (e.cellCounts !== undefined && (!this.cells || !(e.cellCounts instanceof Float32Array) || e.cellCounts.length !== this.cells.count))
+      throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has evidence counts for ${e.cellCounts.length} cells; the router has ${this.cells?.count ?? 0}`);
+    if (e.cellCounts && !e.cellCounts.every((v) => Number.isFinite(v) && v >= 0))
+      throw new UnirouteError('INVALID_ARGUMENT', `LLM "${e.name}" has an evidence count that is negative or not finite`);
+  }
+
+  /** Copies of every pool entry, in pool order. */
+  poolEntries(): PoolEntry[] {
+    return this.pool.map((e) => this.exportModel(e.name));
   }
 
   static async load(path: string, expect?: { embedder?: Partial<EmbedderSpec> }): Promise<Router> {

@@ -11,11 +11,16 @@ import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
 import { SessionStore, buildGateway, chatRoutes, closeGateway } from './chat.js';
 import { parseConfig, type GatewayConfig } from './config.js';
+import type { LivePool } from '../pool/live.js';
 
 export interface ServerOptions {
   router: Router;
-  /** Where pool changes are saved (atomically); without it the admin endpoints are read-only. */
+  /** Where pool changes are saved (atomically); without it (and without `pool`) the admin endpoints are read-only. */
   routerPath?: string;
+  /** The pool store the router is bound to (src/pool): changes go there, other processes' changes come from it. */
+  pool?: LivePool;
+  /** How often to look for other processes' pool changes, in ms (default 250). */
+  poolPollMs?: number;
   /** Bearer token for the admin endpoints; unset = admin endpoints disabled. */
   adminToken?: string;
   /** The gateway's config (upstreams, presets, retry, breaker, limits): src/server/config.ts. */
@@ -39,6 +44,14 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const maxPrompts = opts.maxPromptsPerRequest ?? 1024;
   const maxOutcomes = opts.maxOutcomes ?? 100_000;
   const metrics = createMetrics();
+  const live = opts.pool;
+  let storeDown: string | undefined;
+  const poolVersionJson = () => (live ? `"pool_version":${live.version},` : '');
+  const poolChanged = () => {
+    metrics.poolSize.set(router.size);
+    if (live) metrics.poolVersion.set(live.version);
+  };
+  if (live) metrics.poolVersion.set(live.version);
   const oodDefault = opts.config ? opts.config.ood : undefined;
   metrics.poolSize.set(router.size);
   const batcher = new MicroBatcher(() => router, {
@@ -232,7 +245,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       }
       const allowed = models ? new Set(models) : undefined;
       const key = models ? [...allowed!].sort().join('\u0000') : undefined;
-      let body = `{"lambda":${b.max_error !== undefined ? 0 : lambda},${b.max_error !== undefined ? `"max_error":${b.max_error},` : ''}"decisions":[`;
+      let body = `{"lambda":${b.max_error !== undefined ? 0 : lambda},${b.max_error !== undefined ? `"max_error":${b.max_error},` : ''}${poolVersionJson()}"decisions":[`;
       for (let i = 0; i < count; i++) body += (i ? ',' : '') + decisionJson(slice, i, allowed, key);
       reply.type('application/json; charset=utf-8');
       return body + ']}';
@@ -240,8 +253,11 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   );
 
   // ---- the pool -------------------------------------------------------------------------------------------------
-  app.get('/v1/models', async () => ({
+  app.get('/v1/models', async (req, reply) => {
+    if (live) reply.header('etag', `"${live.version}"`);
+    return {
     object: 'list',
+    ...(live ? { pool_version: live.version } : {}),
     data: router.models().map((m) => ({
       id: m.name,
       object: 'model',
@@ -251,7 +267,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       coverage: m.coverage,
       upstream: gateway.upstreams.has(m.name),
     })),
-  }));
+    };
+  });
 
   const admin = async (req: FastifyRequest, reply: FastifyReply) => {
     if (!opts.adminToken)
@@ -261,11 +278,24 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     const want = Buffer.from(opts.adminToken);
     if (given.length !== want.length || !timingSafeEqual(given, want))
       return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid admin bearer token is required'));
-    if (!opts.routerPath)
-      return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --router FILE to change the pool'));
+    if (!opts.routerPath && !live)
+      return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --pool sqlite:FILE (or --router FILE) to change the pool'));
   };
 
-  // Pool changes run one at a time; each is applied in memory, saved atomically, and rolled back if the save fails.
+  /** If-Match: <version> (quoted or not) on an admin write; a mismatch is 412. */
+  const ifMatch = (req: FastifyRequest): number | undefined => {
+    const h = req.headers['if-match'];
+    if (h === undefined) return undefined;
+    const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(String(h));
+    if (!m) throw new UnirouteError('INVALID_ARGUMENT', `If-Match must be a pool version (a whole number), got ${JSON.stringify(String(h).slice(0, 40))}`);
+    if (!live) throw new UnirouteError('INVALID_ARGUMENT', 'If-Match needs a pool store (--pool)');
+    return Number(m[1]);
+  };
+
+  // Pool changes run one at a time. With a pool store each is written there in one transaction, then the router
+  // takes the store's state; with a router file each is applied in memory, saved atomically, rolled back if the
+  // save fails.
+  const by = (req: FastifyRequest) => `admin@${req.ip}`;
   let chain: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const next = chain.then(fn, fn);
@@ -320,11 +350,20 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         if (router.takesText) checkPrompt(o.text as string, `\`outcomes[${i}].text\``);
         else if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `\`outcomes[${i}].embedding\` is required: this router takes your own embeddings`);
       });
+      const ifVersion = ifMatch(req);
       return serial(async () => {
-        const info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
-        await persist(() => router.removeModel(name));
+        let info;
+        if (live) {
+          info = await live.addModel(name, { costPerQuery: cost_per_query, outcomes }, { ifVersion, by: by(req) });
+          poolChanged();
+          reply.header('etag', `"${info.version}"`);
+        } else {
+          info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
+          await persist(() => router.removeModel(name));
+        }
         reply.status(201);
         return {
+          ...(live ? { pool_version: live.version } : {}),
           id: info.name,
           cost_per_query: info.costPerQuery,
           outcomes: info.outcomes,
@@ -366,15 +405,51 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     },
   );
 
-  app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req) =>
-    serial(async () => {
+  app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req, reply) => {
+    const ifVersion = ifMatch(req);
+    return serial(async () => {
       const name = req.params.name;
+      if (live) {
+        if (!router.has(name)) router.exportModel(name); // UNKNOWN_MODEL with a did-you-mean
+        const version = await live.removeModel(name, { ifVersion, by: by(req) });
+        poolChanged();
+        reply.header('etag', `"${version}"`);
+        return { id: name, deleted: true, pool_version: version };
+      }
       const entry = router.exportModel(name);
       router.removeModel(name);
       await persist(() => router.importModel(entry));
       return { id: name, deleted: true };
-    }),
-  );
+    });
+  });
+
+  // ---- the live pool: other processes' changes arrive by polling the store's version ------------------------------
+  if (live) {
+    let failing = false;
+    const poll = setInterval(() => {
+      const t0 = performance.now();
+      serial(() => live.refresh())
+        .then((changed) => {
+          metrics.storeLatency.observe({ op: 'poll' }, (performance.now() - t0) / 1000);
+          if (changed) poolChanged();
+          if (failing) app.log.warn({ store: live.store.description }, 'pool store reachable again');
+          failing = false;
+          storeDown = undefined;
+        })
+        .catch((e) => {
+          metrics.storeErrors.inc({ op: 'poll' });
+          if (!failing) app.log.error({ store: live.store.description, err: (e as Error).message }, 'pool store unavailable: routing on the last pool');
+          failing = true;
+          storeDown = (e as Error).message;
+        });
+    }, opts.poolPollMs ?? 250);
+    poll.unref();
+    app.addHook('onClose', async () => {
+      clearInterval(poll);
+      await chain.catch(() => undefined);
+      await live.close();
+    });
+  }
 
   // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
@@ -398,7 +473,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (req, reply) => {
     if (router.size === 0) return reply.status(503).send({ status: 'not ready', reason: 'the pool is empty' });
-    return { status: 'ready', models: router.size, clusters: router.k };
+    if (storeDown !== undefined) return { status: 'degraded', reason: `the pool store is unavailable (${storeDown}); routing on pool version ${live!.version}`, models: router.size, clusters: router.k, pool_version: live!.version };
+    return { status: 'ready', models: router.size, clusters: router.k, ...(live ? { pool_version: live.version, pool_store: live.store.description } : {}) };
   });
   app.get('/metrics', async (req, reply) => {
     breakerGauge();

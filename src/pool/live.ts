@@ -1,0 +1,97 @@
+/**
+ * A router bound to a pool store: the router's pool is always a version the store holds. Changes are computed
+ * with the router (an LLM's statistics from its outcomes), written to the store in one transaction (checked
+ * against If-Match), and then the router takes the store's state; refresh() picks up other processes' changes.
+ * One change or refresh at a time.
+ */
+import { UnirouteError } from '../errors.js';
+import type { AddModelSpec, ModelInfo, PoolEntry, Router } from '../router/router.js';
+import { openPoolStore, type ChangeOptions, type PoolStore } from './store.js';
+
+export class LivePool {
+  private chain: Promise<unknown> = Promise.resolve();
+  private constructor(
+    readonly router: Router,
+    readonly store: PoolStore,
+    public version: number,
+  ) {}
+
+  /**
+   * Binds a router to a store. A store with no pool for this model yet takes the router's own pool (embedded in
+   * the router file) as its version 1; otherwise the store's pool replaces the router's.
+   */
+  static async open(router: Router, store: PoolStore | string, by = 'uniroute'): Promise<LivePool> {
+    const s = typeof store === 'string' ? openPoolStore(store) : store;
+    const snap = await s.open(router.modelHash(), router.poolEntries(), by);
+    router.setPool(snap.models);
+    return new LivePool(router, s, snap.version);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Takes the store's pool when its version moved; true when it changed the router. */
+  refresh(): Promise<boolean> {
+    return this.serial(() => this.pull());
+  }
+
+  private async pull(force = false): Promise<boolean> {
+    const v = await this.store.version();
+    if (!force && v === this.version) return false;
+    const snap = await this.store.read();
+    this.router.setPool(snap.models); // checked: a bad entry (a tampered store) changes nothing and throws
+    this.version = snap.version;
+    return true;
+  }
+
+  /** Adds (or with `replace`, replaces) an LLM from its outcomes; acknowledged once the store has it. */
+  addModel(name: string, spec: AddModelSpec, o: ChangeOptions & { replace?: boolean } = {}): Promise<ModelInfo & { version: number }> {
+    return this.serial(async () => {
+      const entry = await this.compute(name, spec, !!o.replace);
+      const version = await this.store.put(entry, o);
+      await this.pull(true);
+      return { ...this.router.models().find((m) => m.name === name)!, version };
+    });
+  }
+
+  /** Adds a ready entry (import, or a library caller with statistics). */
+  putEntry(entry: PoolEntry, o: ChangeOptions & { replace?: boolean } = {}): Promise<number> {
+    return this.serial(async () => {
+      this.router.checkEntry(entry);
+      const version = await this.store.put(entry, o);
+      await this.pull(true);
+      return version;
+    });
+  }
+
+  removeModel(name: string, o: ChangeOptions = {}): Promise<number> {
+    return this.serial(async () => {
+      const version = await this.store.remove(name, o);
+      await this.pull(true);
+      return version;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+
+  /** The entry an LLM would have, computed with the router and then taken out again (the store decides). */
+  private async compute(name: string, spec: AddModelSpec, replace: boolean): Promise<PoolEntry> {
+    const r = this.router;
+    const before = r.has(name) ? r.exportModel(name) : undefined;
+    if (before && !replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${name}" is already in the pool (replace it to change it)`);
+    if (before) r.removeModel(name);
+    try {
+      await r.addModel(name, spec);
+      const entry = r.exportModel(name);
+      r.removeModel(name);
+      return entry;
+    } finally {
+      if (before && !r.has(name)) r.importModel(before);
+    }
+  }
+}

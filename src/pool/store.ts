@@ -1,0 +1,267 @@
+/**
+ * The LLM pool as live state, apart from the fitted model: a store keyed by the model's hash that holds each LLM
+ * (name, cost per query, per-cluster error sums and counts, per-cell counts, when and by whom it changed) and a
+ * version that grows by one with every change. Every change is one transaction, checked against an expected
+ * version when the caller gives one (`ifVersion`, HTTP If-Match), and acknowledged only once durable.
+ *
+ *   memory:          in this process (the library, tests)
+ *   sqlite:PATH      one file shared by the processes of one machine (WAL, one transaction per change)
+ *
+ * A store never checks the statistics against the model (it does not know K): the router does, before a change
+ * is written (its own) and after it is read (another process's), so nothing unchecked enters the routing.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { UnirouteError } from '../errors.js';
+import type { PoolEntry } from '../router/router.js';
+
+export interface StoredModel extends PoolEntry {
+  changedAt: string;
+  changedBy: string;
+}
+
+export interface PoolSnapshot {
+  version: number;
+  models: StoredModel[];
+}
+
+export interface ChangeOptions {
+  /** Refuse the change (VERSION_CONFLICT) unless the pool is at this version. */
+  ifVersion?: number;
+  /** Who made it (recorded with the LLM). */
+  by?: string;
+}
+
+export interface PoolStore {
+  /** Where it is, for messages (no secrets). */
+  readonly description: string;
+  /** Opens the pool of a fitted model; a store with none yet takes `seed` as its version 1. */
+  open(modelHash: string, seed: PoolEntry[], by?: string): Promise<PoolSnapshot>;
+  read(): Promise<PoolSnapshot>;
+  version(): Promise<number>;
+  /** Adds an LLM (or replaces it with `replace`); returns the new version. */
+  put(entry: PoolEntry, o?: ChangeOptions & { replace?: boolean }): Promise<number>;
+  /** Removes an LLM; returns the new version. */
+  remove(name: string, o?: ChangeOptions): Promise<number>;
+  close(): Promise<void>;
+}
+
+const conflict = (want: number, have: number) =>
+  new UnirouteError('VERSION_CONFLICT', `the pool is at version ${have}, not ${want}: another change came first; read it again and retry`);
+const unopened = () => new UnirouteError('INTERNAL', 'the pool store is not open: call open() first');
+
+const copy = (e: PoolEntry, changedAt: string, changedBy: string): StoredModel => ({
+  name: e.name,
+  costPerQuery: e.costPerQuery,
+  errorSums: Float32Array.from(e.errorSums),
+  counts: Float32Array.from(e.counts),
+  ...(e.cellCounts ? { cellCounts: Float32Array.from(e.cellCounts) } : {}),
+  changedAt,
+  changedBy,
+});
+
+/** In this process only. */
+export class MemoryPoolStore implements PoolStore {
+  readonly description = 'memory:';
+  private pools = new Map<string, PoolSnapshot>();
+  private hash: string | undefined;
+
+  async open(modelHash: string, seed: PoolEntry[], by = 'seed'): Promise<PoolSnapshot> {
+    this.hash = modelHash;
+    if (!this.pools.has(modelHash)) {
+      const at = new Date().toISOString();
+      this.pools.set(modelHash, { version: 1, models: seed.map((e) => copy(e, at, by)) });
+    }
+    return this.read();
+  }
+
+  private pool(): PoolSnapshot {
+    if (!this.hash) throw unopened();
+    return this.pools.get(this.hash)!;
+  }
+
+  async read(): Promise<PoolSnapshot> {
+    const p = this.pool();
+    return { version: p.version, models: p.models.map((m) => copy(m, m.changedAt, m.changedBy)) };
+  }
+
+  async version(): Promise<number> {
+    return this.pool().version;
+  }
+
+  async put(entry: PoolEntry, o: ChangeOptions & { replace?: boolean } = {}): Promise<number> {
+    const p = this.pool();
+    if (o.ifVersion !== undefined && o.ifVersion !== p.version) throw conflict(o.ifVersion, p.version);
+    const i = p.models.findIndex((m) => m.name === entry.name);
+    if (i >= 0 && !o.replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${entry.name}" is already in the pool`);
+    const m = copy(entry, new Date().toISOString(), o.by ?? 'unknown');
+    const models = p.models.slice();
+    if (i >= 0) models[i] = m;
+    else models.push(m);
+    this.pools.set(this.hash!, { version: p.version + 1, models });
+    return p.version + 1;
+  }
+
+  async remove(name: string, o: ChangeOptions = {}): Promise<number> {
+    const p = this.pool();
+    if (o.ifVersion !== undefined && o.ifVersion !== p.version) throw conflict(o.ifVersion, p.version);
+    if (!p.models.some((m) => m.name === name)) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+    this.pools.set(this.hash!, { version: p.version + 1, models: p.models.filter((m) => m.name !== name) });
+    return p.version + 1;
+  }
+
+  async close(): Promise<void> {}
+}
+
+type Db = import('better-sqlite3').Database;
+
+const blob = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const floats = (b: unknown, what: string): Float32Array => {
+  if (!Buffer.isBuffer(b) || b.length % 4 !== 0) throw new UnirouteError('BAD_ARTIFACT', `the pool store holds a malformed ${what}`);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+};
+
+/**
+ * One SQLite file (better-sqlite3) shared by the processes of one machine: WAL, synchronous=FULL, a busy timeout
+ * so that writers wait for each other, and BEGIN IMMEDIATE per change, so two writers never lose each other's
+ * changes. A change is acknowledged after its commit, so it survives a kill -9.
+ */
+export class SqlitePoolStore implements PoolStore {
+  readonly description: string;
+  private db: Db;
+  private hash: string | undefined;
+
+  constructor(path: string) {
+    this.description = `sqlite:${path}`;
+    let Database: typeof import('better-sqlite3');
+    try {
+      Database = createRequire(import.meta.url)('better-sqlite3');
+    } catch (e) {
+      throw new UnirouteError('STORE_UNAVAILABLE', `sqlite pools need the better-sqlite3 package (${(e as Error).message.split('\n')[0]})`);
+    }
+    try {
+      mkdirSync(dirname(resolve(path)), { recursive: true });
+      this.db = new Database(path, { timeout: 10_000 });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.exec(`
+        CREATE TABLE IF NOT EXISTS pools (model_hash TEXT PRIMARY KEY, version INTEGER NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS models (
+          model_hash TEXT NOT NULL, name TEXT NOT NULL, pos INTEGER NOT NULL, cost REAL NOT NULL,
+          error_sums BLOB NOT NULL, counts BLOB NOT NULL, cell_counts BLOB,
+          changed_at TEXT NOT NULL, changed_by TEXT NOT NULL,
+          PRIMARY KEY (model_hash, name));`);
+    } catch (e) {
+      if (e instanceof UnirouteError) throw e;
+      throw new UnirouteError('STORE_UNAVAILABLE', `cannot open the pool store ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  private wrap<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof UnirouteError) throw e;
+      throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: ${what} failed: ${(e as Error).message}`);
+    }
+  }
+
+  private current(): number {
+    if (!this.hash) throw unopened();
+    const r = this.db.prepare('SELECT version FROM pools WHERE model_hash = ?').get(this.hash) as { version: number } | undefined;
+    if (!r) throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: the pool of this model is gone`);
+    return r.version;
+  }
+
+  async open(modelHash: string, seed: PoolEntry[], by = 'seed'): Promise<PoolSnapshot> {
+    this.hash = modelHash;
+    this.wrap('open', () =>
+      this.db
+        .transaction(() => {
+          if (this.db.prepare('SELECT 1 FROM pools WHERE model_hash = ?').get(modelHash)) return;
+          const at = new Date().toISOString();
+          this.db.prepare('INSERT INTO pools (model_hash, version, created_at) VALUES (?, 1, ?)').run(modelHash, at);
+          const ins = this.db.prepare(
+            'INSERT INTO models (model_hash, name, pos, cost, error_sums, counts, cell_counts, changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          );
+          seed.forEach((e, i) => ins.run(modelHash, e.name, i, e.costPerQuery, blob(e.errorSums), blob(e.counts), e.cellCounts ? blob(e.cellCounts) : null, at, by));
+        })
+        .immediate(),
+    );
+    return this.read();
+  }
+
+  async read(): Promise<PoolSnapshot> {
+    return this.wrap('read', () =>
+      this.db.transaction(() => {
+        const version = this.current();
+        const rows = this.db.prepare('SELECT * FROM models WHERE model_hash = ? ORDER BY pos').all(this.hash) as any[];
+        const models = rows.map((r) => ({
+          name: String(r.name),
+          costPerQuery: Number(r.cost),
+          errorSums: floats(r.error_sums, 'error_sums'),
+          counts: floats(r.counts, 'counts'),
+          ...(r.cell_counts != null ? { cellCounts: floats(r.cell_counts, 'cell_counts') } : {}),
+          changedAt: String(r.changed_at),
+          changedBy: String(r.changed_by),
+        }));
+        return { version, models };
+      })(),
+    );
+  }
+
+  async version(): Promise<number> {
+    return this.wrap('version', () => this.current());
+  }
+
+  async put(entry: PoolEntry, o: ChangeOptions & { replace?: boolean } = {}): Promise<number> {
+    return this.wrap('put', () =>
+      this.db
+        .transaction(() => {
+          const v = this.current();
+          if (o.ifVersion !== undefined && o.ifVersion !== v) throw conflict(o.ifVersion, v);
+          const old = this.db.prepare('SELECT pos FROM models WHERE model_hash = ? AND name = ?').get(this.hash, entry.name) as { pos: number } | undefined;
+          if (old && !o.replace) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${entry.name}" is already in the pool`);
+          const pos = old ? old.pos : ((this.db.prepare('SELECT COALESCE(MAX(pos), -1) + 1 AS p FROM models WHERE model_hash = ?').get(this.hash) as { p: number }).p);
+          this.db
+            .prepare(
+              'INSERT OR REPLACE INTO models (model_hash, name, pos, cost, error_sums, counts, cell_counts, changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            )
+            .run(this.hash, entry.name, pos, entry.costPerQuery, blob(entry.errorSums), blob(entry.counts), entry.cellCounts ? blob(entry.cellCounts) : null, new Date().toISOString(), o.by ?? 'unknown');
+          this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
+          return v + 1;
+        })
+        .immediate(),
+    );
+  }
+
+  async remove(name: string, o: ChangeOptions = {}): Promise<number> {
+    return this.wrap('remove', () =>
+      this.db
+        .transaction(() => {
+          const v = this.current();
+          if (o.ifVersion !== undefined && o.ifVersion !== v) throw conflict(o.ifVersion, v);
+          const r = this.db.prepare('DELETE FROM models WHERE model_hash = ? AND name = ?').run(this.hash, name);
+          if (r.changes === 0) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+          this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
+          return v + 1;
+        })
+        .immediate(),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** A store from its URL: `memory:`, `sqlite:PATH`. */
+export function openPoolStore(url: string): PoolStore {
+  if (url === 'memory:' || url === 'memory') return new MemoryPoolStore();
+  const m = /^sqlite:(.+)$/.exec(url);
+  if (m) return new SqlitePoolStore(m[1].replace(/^\/\/(?=\/)/, ''));
+  if (/^rediss?:\/\//.test(url))
+    throw new UnirouteError('INVALID_ARGUMENT', `--pool ${url.replace(/\/\/[^@/]*@/, '//[redacted]@')}: Redis pools are not in this version yet; use sqlite:PATH (one machine) or memory:`);
+  throw new UnirouteError('INVALID_ARGUMENT', `--pool "${url}": expected memory: or sqlite:PATH`);
+}

@@ -1,0 +1,272 @@
+/**
+ * The pool as live state: one contract for every store (memory, sqlite), the router bound to a store, several
+ * writers on one sqlite file, a server and the CLI on one pool, kill -9 of a server, and tampered files.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { gzipSync, gunzipSync } from 'node:zlib';
+import { loadDataset } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Router, type PoolEntry } from '../src/router/router.js';
+import { MemoryPoolStore, SqlitePoolStore, openPoolStore, type PoolStore } from '../src/pool/store.js';
+import { LivePool } from '../src/pool/live.js';
+import { UnirouteError } from '../src/errors.js';
+import { makeSyntheticDataset, randomTexts } from './helpers.js';
+
+const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
+let dir: string;
+let routerPath: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'uniroute-pool-'));
+  const ds = await loadDataset(makeSyntheticDataset(450, 5));
+  const { router } = await fitRouter(ds, { seed: 1, clusters: 4, embedder: { bucketsLog2: 13, dim: 32 } });
+  routerPath = join(dir, 'r.uniroute');
+  await router.save(routerPath);
+});
+
+const entry = (name: string, k: number, err = 0.3, n = 10): PoolEntry => ({
+  name,
+  costPerQuery: 0.5,
+  errorSums: new Float32Array(k).fill(err * n),
+  counts: new Float32Array(k).fill(n),
+});
+
+const code = async (p: Promise<unknown>) => {
+  try {
+    await p;
+  } catch (e) {
+    return (e as UnirouteError).code;
+  }
+  return 'no error';
+};
+
+const stores: Array<[string, () => PoolStore]> = [
+  ['memory', () => new MemoryPoolStore()],
+  ['sqlite', () => new SqlitePoolStore(join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db'))],
+];
+
+describe.each(stores)('PoolStore contract: %s', (_, make) => {
+  it('seeds version 1, versions every change, checks If-Match, refuses duplicates and unknown names', async () => {
+    const s = make();
+    const seed = [entry('a', 4), entry('b', 4)];
+    const snap = await s.open('hash-1', seed, 'test');
+    expect(snap.version).toBe(1);
+    expect(snap.models.map((m) => m.name)).toEqual(['a', 'b']);
+    expect(Array.from(snap.models[0].errorSums)).toEqual(Array.from(seed[0].errorSums));
+    expect(await s.put(entry('c', 4), { by: 'alice' })).toBe(2);
+    expect(await code(s.put(entry('c', 4)))).toBe('DUPLICATE_MODEL');
+    expect(await code(s.put(entry('d', 4), { ifVersion: 1 }))).toBe('VERSION_CONFLICT');
+    expect(await s.put(entry('a', 4, 0.9), { replace: true, ifVersion: 2 })).toBe(3);
+    const after = await s.read();
+    expect(after.models.map((m) => m.name)).toEqual(['a', 'b', 'c']); // a replaced in place
+    expect(after.models[0].errorSums[0]).toBeCloseTo(9);
+    expect(after.models[2].changedBy).toBe('alice');
+    expect(await s.remove('b')).toBe(4);
+    expect(await code(s.remove('b'))).toBe('UNKNOWN_MODEL');
+    expect(await code(s.remove('a', { ifVersion: 3 }))).toBe('VERSION_CONFLICT');
+    expect((await s.read()).models.map((m) => m.name)).toEqual(['a', 'c']);
+    expect(await s.version()).toBe(4);
+    // the seed counts only once: opening again finds the pool
+    const again = await s.open('hash-1', [entry('zzz', 4)]);
+    expect(again.version).toBe(4);
+    // another model's pool is apart
+    const other = await s.open('hash-2', [entry('x', 4)]);
+    expect(other.models.map((m) => m.name)).toEqual(['x']);
+    await s.close();
+  });
+});
+
+describe('a router bound to a store (LivePool)', () => {
+  it('takes the store\'s pool, adds and removes through it, and refuses statistics that do not fit the model', async () => {
+    const router = await Router.load(routerPath);
+    const names = router.snapshot().names;
+    const live = await LivePool.open(router, new MemoryPoolStore());
+    expect(live.version).toBe(1);
+    const texts = randomTexts(30, 3);
+    const info = await live.addModel('new-llm', { costPerQuery: 0.05, outcomes: texts.map((t, i) => ({ text: t, correct: i % 2 })) });
+    expect(info.version).toBe(2);
+    expect(router.snapshot().names).toEqual([...names, 'new-llm']);
+    expect(await code(live.addModel('new-llm', { costPerQuery: 0.05, outcomes: [{ text: texts[0], correct: 1 }] }))).toBe('DUPLICATE_MODEL');
+    expect(router.has('new-llm')).toBe(true); // a refused change leaves the pool as it was
+    await live.removeModel('new-llm');
+    expect(router.snapshot().names).toEqual(names);
+    // nothing unchecked enters: NaN sums, counts below sums, the wrong number of clusters
+    const k = router.k;
+    const bad: PoolEntry[] = [
+      { ...entry('n1', k), errorSums: new Float32Array(k).fill(NaN) },
+      { ...entry('n2', k), errorSums: new Float32Array(k).fill(20) },
+      entry('n3', k + 1),
+      { ...entry('n4', k), costPerQuery: 1e39 },
+    ];
+    for (const e of bad) expect(await code(live.putEntry(e))).toMatch(/INVALID_ARGUMENT|NON_FINITE|DIMENSION_MISMATCH|NO_COST/);
+    expect(live.version).toBe(3);
+  });
+
+  it('sqlite: a tampered row is refused on refresh, and routing keeps the last good pool', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db');
+    const router = await Router.load(routerPath);
+    const live = await LivePool.open(router, `sqlite:${file}`);
+    const before = router.snapshot().names;
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(file);
+    db.prepare('UPDATE models SET error_sums = ? WHERE name = ?').run(Buffer.from(new Float32Array(router.k).fill(NaN).buffer), before[0]);
+    db.prepare('UPDATE pools SET version = version + 1').run();
+    db.close();
+    await expect(live.refresh()).rejects.toThrow(/non-finite|not finite|NaN|NON_FINITE|finite/i);
+    expect(router.snapshot().names).toEqual(before);
+    expect((await router.route(['Question: integral solve?']))[0].model).toBeTypeOf('string');
+    await live.close();
+  });
+
+  it('sqlite: writers in two connections on one file lose nothing', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db');
+    const a = new SqlitePoolStore(file);
+    const b = new SqlitePoolStore(file);
+    await a.open('h', [entry('seed', 4)]);
+    await b.open('h', []);
+    await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).put(entry(`m${i}`, 4))));
+    const snap = await a.read();
+    expect(snap.version).toBe(41);
+    expect(snap.models.length).toBe(41);
+    await a.close();
+    await b.close();
+  });
+
+  it('store URLs: memory:, sqlite:PATH; anything else is a clear error', () => {
+    expect(openPoolStore('memory:')).toBeInstanceOf(MemoryPoolStore);
+    expect(() => openPoolStore('redis://u:secret@127.0.0.1:6379/0')).toThrow(/not in this version/);
+    expect(() => openPoolStore('redis://u:secret@127.0.0.1:6379/0')).not.toThrow(/secret/);
+    expect(() => openPoolStore('postgres://x')).toThrow(/expected memory: or sqlite:PATH/);
+  });
+});
+
+describe('router files: every byte checked', () => {
+  it('a file whose manifest was edited is refused; so is a gzip bomb; the model hash ignores the pool', async () => {
+    const raw = readFileSync(routerPath);
+    const hlen = Number(raw.readBigUInt64LE(0));
+    const header = raw.subarray(8, 8 + hlen).toString('utf8');
+    // raise an LLM's cost in the manifest (same length, so only the checksum can tell)
+    const m = /\\"costPerQuery\\":(\d)/.exec(header);
+    expect(m).not.toBeNull();
+    const edited = header.replace(m![0], m![0].slice(0, -1) + String((Number(m![1]) + 1) % 10));
+    const tampered = Buffer.concat([raw.subarray(0, 8), Buffer.from(edited, 'utf8'), raw.subarray(8 + hlen)]);
+    const f = join(dir, 'tampered.uniroute');
+    writeFileSync(f, tampered);
+    await expect(Router.load(f)).rejects.toMatchObject({ code: 'BAD_ARTIFACT', message: expect.stringMatching(/edited/) });
+    // a gzip bomb: 200 MB of zeros in a small file
+    const bomb = join(dir, 'bomb.uniroute.gz');
+    writeFileSync(bomb, gzipSync(Buffer.alloc(200 * 2 ** 20)));
+    await expect(Router.load(bomb)).rejects.toMatchObject({ code: 'BAD_ARTIFACT', message: expect.stringMatching(/gzip bomb/) });
+    // a gzipped router still loads
+    const r = await Router.load(routerPath);
+    const gz = join(dir, 'ok.uniroute.gz');
+    await r.save(gz);
+    expect(gunzipSync(readFileSync(gz)).length).toBeGreaterThan(1000);
+    const back = await Router.load(gz);
+    expect(back.modelHash()).toBe(r.modelHash());
+    // the pool is not the model: adding an LLM keeps the hash
+    await back.addModel('x', { costPerQuery: 1, outcomes: [{ text: 'Question: integral?', correct: 1 }] });
+    expect(back.modelHash()).toBe(r.modelHash());
+  });
+});
+
+// ---- real processes on one sqlite pool -----------------------------------------------------------------------------
+function serve(args: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; url: string; err: () => string }> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--router', routerPath, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  return new Promise((ok, fail) => {
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      const m = /serving on (http:\/\/[^\s]+)/.exec(err);
+      if (m) ok({ proc, url: m[1], err: () => err });
+    });
+    proc.on('exit', (c) => fail(new Error(`serve exited (${c}): ${err}`)));
+  });
+}
+const TOKEN = 'pool-token';
+const bearer = { authorization: `Bearer ${TOKEN}` };
+const auth = { ...bearer, 'content-type': 'application/json' };
+const names = async (url: string) => ((await (await fetch(`${url}/v1/models`)).json()) as any).data.map((m: any) => m.id) as string[];
+const waitFor = async (f: () => Promise<boolean>, ms = 1000) => {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await f()) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return -1;
+};
+
+describe('a server and the CLI on one sqlite pool', () => {
+  let procs: ChildProcess[] = [];
+  afterAll(() => procs.forEach((p) => p.kill('SIGKILL')));
+
+  it('a CLI add-model reaches a running server within 1 s, a server change reaches the CLI; both kept; If-Match', async () => {
+    const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
+    const s = await serve(['--pool', pool], { UNIROUTE_ADMIN_TOKEN: TOKEN });
+    procs.push(s.proc);
+    const outcomes = join(dir, 'outcomes.jsonl');
+    writeFileSync(outcomes, randomTexts(20, 9).map((t, i) => JSON.stringify({ text: t, correct: i % 3 ? 1 : 0 })).join('\n'));
+    // at the same time: the server takes one LLM, the CLI another
+    const viaServer = fetch(`${s.url}/v1/models`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'from-server', cost_per_query: 0.01, outcomes: randomTexts(15, 4).map((text, i) => ({ text, correct: i % 2 })) }) });
+    const cli = spawnSync(process.execPath, [BIN, 'add-model', '--router', routerPath, '--pool', pool, '--name', 'from-cli', '--outcomes', outcomes, '--cost', '0.02'], { encoding: 'utf8' });
+    expect(cli.status, cli.stderr).toBe(0);
+    const r = await viaServer;
+    expect(r.status).toBe(201);
+    const took = await waitFor(async () => (await names(s.url)).includes('from-cli'));
+    expect(took, 'the server saw the CLI change').toBeGreaterThanOrEqual(0);
+    expect(took).toBeLessThan(1000);
+    const list = spawnSync(process.execPath, [BIN, 'models', '--router', routerPath, '--pool', pool, '--json'], { encoding: 'utf8' });
+    const cliNames = list.stdout.trim().split('\n').map((l) => JSON.parse(l).name);
+    expect(cliNames).toContain('from-server');
+    expect(cliNames).toContain('from-cli');
+    // route answers carry the pool version; If-Match on a stale version is 412
+    const route = (await (await fetch(`${s.url}/v1/route`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Question: integral solve?' }) })).json()) as any;
+    expect(route.pool_version).toBe(3);
+    const stale = await fetch(`${s.url}/v1/models/from-cli`, { method: 'DELETE', headers: { ...bearer, 'if-match': '"2"' } });
+    expect(stale.status).toBe(412);
+    expect(((await stale.json()) as any).error.code).toBe('VERSION_CONFLICT');
+    const ok = await fetch(`${s.url}/v1/models/from-cli`, { method: 'DELETE', headers: { ...bearer, 'if-match': '"3"' } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('etag')).toBe('"4"');
+    const ready = (await (await fetch(`${s.url}/readyz`)).json()) as any;
+    expect(ready).toMatchObject({ status: 'ready', pool_version: 4 });
+    s.proc.kill('SIGTERM');
+  });
+
+  it('kill -9 of a server while a client adds LLMs: every acknowledged change is there after a restart', async () => {
+    const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
+    const acked: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const s = await serve(['--pool', pool], { UNIROUTE_ADMIN_TOKEN: TOKEN });
+      procs.push(s.proc);
+      let stop = false;
+      const client = (async () => {
+        for (let i = 0; !stop; i++) {
+          const name = `r${round}-m${i}`;
+          try {
+            const r = await fetch(`${s.url}/v1/models`, { method: 'POST', headers: auth, body: JSON.stringify({ name, cost_per_query: 0.01, outcomes: [{ text: `Question: integral ${i}?`, correct: 1 }] }) });
+            if (r.status === 201) acked.push(name);
+          } catch {
+            return; // the server is gone
+          }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300 + 200 * round));
+      s.proc.kill('SIGKILL');
+      stop = true;
+      await client;
+      if (s.proc.exitCode === null && s.proc.signalCode === null) await new Promise((r) => s.proc.once('exit', r));
+    }
+    expect(acked.length).toBeGreaterThan(5);
+    const s = await serve(['--pool', pool]);
+    procs.push(s.proc);
+    const have = new Set(await names(s.url));
+    const lost = acked.filter((n) => !have.has(n));
+    expect(lost).toEqual([]);
+    s.proc.kill('SIGTERM');
+  }, 60_000);
+});
