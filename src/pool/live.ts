@@ -52,7 +52,10 @@ export class LivePool {
     return this.serial(async () => {
       const entry = await this.compute(name, spec, !!o.replace);
       const version = await this.store.put(entry, o);
-      await this.pull(true);
+      await this.follow(version, () => {
+        if (this.router.has(name)) this.router.removeModel(name);
+        this.router.importModel(entry);
+      });
       return { ...this.router.models().find((m) => m.name === name)!, version };
     });
   }
@@ -62,7 +65,10 @@ export class LivePool {
     return this.serial(async () => {
       this.router.checkEntry(entry);
       const version = await this.store.put(entry, o);
-      await this.pull(true);
+      await this.follow(version, () => {
+        if (this.router.has(entry.name)) this.router.removeModel(entry.name);
+        this.router.importModel(entry);
+      });
       return version;
     });
   }
@@ -70,13 +76,24 @@ export class LivePool {
   removeModel(name: string, o: ChangeOptions = {}): Promise<number> {
     return this.serial(async () => {
       const version = await this.store.remove(name, o);
-      await this.pull(true);
+      await this.follow(version, () => this.router.removeModel(name));
       return version;
     });
   }
 
   close(): Promise<void> {
     return this.store.close();
+  }
+
+  /**
+   * After our own write: when it was the only change since the version we hold, apply it here as the store did
+   * (no full read); otherwise another process changed the pool too, so take the store's whole state.
+   */
+  private async follow(version: number, apply: () => void): Promise<void> {
+    if (version === this.version + 1) {
+      apply();
+      this.version = version;
+    } else await this.pull(true);
   }
 
   /** The entry an LLM would have, computed with the router and then taken out again (the store decides). */
