@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'IO_ERROR'
   | 'OVERLOADED'
   | 'VERSION_CONFLICT'
+  | 'ALREADY_COUNTED'
   | 'STORE_UNAVAILABLE'
   | 'INTERNAL';
 
@@ -42,6 +43,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   IO_ERROR: 500,
   OVERLOADED: 503,
   VERSION_CONFLICT: 412,
+  ALREADY_COUNTED: 409,
   STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };

@@ -270,3 +270,99 @@ describe('a server and the CLI on one sqlite pool', () => {
     s.proc.kill('SIGTERM');
   }, 60_000);
 });
+
+describe('production feedback', () => {
+  const FB = 'feedback-token';
+  const SECRET = 'a-feedback-secret-of-32-bytes!!!';
+  const setup = async (pool = 'memory:', extra: Record<string, unknown> = {}) => {
+    const { buildApp } = await import('../src/server/app.js');
+    const { DecisionSigner } = await import('../src/pool/feedback.js');
+    const router = await Router.load(routerPath);
+    const live = await LivePool.open(router, pool);
+    const app = await buildApp({ router, pool: live, feedbackToken: FB, feedbackSigner: new DecisionSigner(SECRET), ...extra });
+    return { app, router, live };
+  };
+  const json = { 'content-type': 'application/json' };
+  const fbHeaders = { ...json, authorization: `Bearer ${FB}` };
+
+  it('enough "wrong" outcomes for an LLM on a cluster make the router prefer another there; replays and forgeries are refused', async () => {
+    const { app, router } = await setup();
+    const prompt = 'Question: integral derivative solve equation?';
+    const route = async () => (await app.inject({ method: 'POST', url: '/v1/route', headers: json, payload: { prompt, lambda: 0.2 } })).json().decisions[0];
+    const first = await route();
+    expect(typeof first.decision_id).toBe('string');
+    const chosen = first.model;
+    const k = first.cluster;
+    const before = router.exportModel(chosen);
+    // one outcome per decision: replay refused (409), forged or edited ids refused (400), the token required
+    const post = (payload: unknown, headers = fbHeaders) => app.inject({ method: 'POST', url: '/v1/feedback', headers, payload: payload as any });
+    const ok = await post({ decision_id: first.decision_id, correct: 0 });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect(ok.json()).toMatchObject({ counted: true, model: chosen, cluster: k });
+    expect(router.exportModel(chosen).counts[k]).toBeCloseTo(before.counts[k] + 1);
+    expect((await post({ decision_id: first.decision_id, correct: 0 })).json().error.code).toBe('ALREADY_COUNTED');
+    const [body, mac] = first.decision_id.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), k: (k + 1) % router.k })).toString('base64url');
+    expect((await post({ decision_id: `${forged}.${mac}`, correct: 1 })).statusCode).toBe(400);
+    expect((await post({ decision_id: first.decision_id, correct: 1 }, { ...json, authorization: 'Bearer nope' })).statusCode).toBe(401);
+    expect((await post({ decision_id: first.decision_id, correct: 1, score: 0.5 })).statusCode).toBe(400);
+    expect((await post({ decision_id: first.decision_id, correct: 1, model: 'ghost' })).json().error.code).toBe('UNKNOWN_MODEL');
+    // another LLM that also answered: its own outcome on the same decision counts once too
+    const other = router.snapshot().names.find((n) => n !== chosen)!;
+    expect((await post({ decision_id: first.decision_id, score: 1, model: other })).statusCode).toBe(200);
+    // production says the chosen LLM gets this cluster wrong: routing moves
+    let moved = -1;
+    for (let i = 0; i < 400 && moved < 0; i++) {
+      const d = await route();
+      if (d.model !== chosen) moved = i;
+      else expect((await post({ decision_id: d.decision_id, correct: 0 })).statusCode).toBe(200);
+    }
+    expect(moved, 'routing moved away from the LLM that keeps failing').toBeGreaterThan(0);
+    const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(new RegExp(`uniroute_feedback_total\\{model="${chosen.replace(/[-.]/g, '\\$&')}",result="counted"\\} \\d+`));
+    expect(metrics).toMatch(/result="ALREADY_COUNTED"/);
+    await app.close();
+  });
+
+  it('a half-life decays older evidence; without --pool or a token, feedback is off', async () => {
+    const { app, router } = await setup('memory:', { feedbackHalfLifeMs: 1 });
+    const d = (await app.inject({ method: 'POST', url: '/v1/route', headers: json, payload: { prompt: 'Question: python loop class?' } })).json().decisions[0];
+    const n0 = router.exportModel(d.model).counts.reduce((a: number, v: number) => a + v, 0);
+    expect(n0).toBeGreaterThan(5);
+    await new Promise((r) => setTimeout(r, 30));
+    expect((await app.inject({ method: 'POST', url: '/v1/feedback', headers: fbHeaders, payload: { decision_id: d.decision_id, correct: 1 } })).statusCode).toBe(200);
+    const n1 = router.exportModel(d.model).counts.reduce((a: number, v: number) => a + v, 0);
+    expect(n1).toBeLessThan(1.01); // 30 half-lives later: the old evidence is gone, the new outcome is there
+    expect(n1).toBeGreaterThan(0.99);
+    await app.close();
+    const { buildApp } = await import('../src/server/app.js');
+    const plain = await buildApp({ router: await Router.load(routerPath) });
+    expect((await plain.inject({ method: 'POST', url: '/v1/feedback', headers: fbHeaders, payload: { decision_id: 'x.y', correct: 1 } })).statusCode).toBe(403);
+    await plain.close();
+  });
+
+  it('uniroute feedback FILE: the same in bulk on a sqlite pool, replays counted once', async () => {
+    const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
+    const { app, live } = await setup(pool);
+    const texts = randomTexts(12, 21);
+    const ds = (await app.inject({ method: 'POST', url: '/v1/route', headers: json, payload: { prompts: texts } })).json().decisions;
+    await app.close();
+    await live.close();
+    const file = join(dir, 'feedback.jsonl');
+    writeFileSync(file, ds.map((d: any, i: number) => JSON.stringify({ decision_id: d.decision_id, correct: i % 2 })).join('\n') + '\nnot json\n');
+    const run = () => spawnSync(process.execPath, [BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: SECRET } });
+    const r1 = run();
+    const out1 = JSON.parse(r1.stdout.trim());
+    expect(out1.counted).toBe(12);
+    expect(out1.refused).toEqual({ INVALID_ARGUMENT: 1 });
+    expect(r1.status).toBe(1); // a malformed line
+    expect(r1.stderr).toContain(':13: INVALID_ARGUMENT');
+    const out2 = JSON.parse(run().stdout.trim());
+    expect(out2.counted).toBe(0);
+    expect(out2.refused.ALREADY_COUNTED).toBe(12);
+    expect(out2.pool_version).toBe(out1.pool_version);
+    const noSecret = spawnSync(process.execPath, [BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: '' } });
+    expect(noSecret.status).not.toBe(0);
+    expect(noSecret.stderr).toContain('UNIROUTE_FEEDBACK_SECRET');
+  });
+});

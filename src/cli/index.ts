@@ -12,6 +12,7 @@ import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/r
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 import { LivePool } from '../pool/live.js';
+import { DecisionSigner } from '../pool/feedback.js';
 import { jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
@@ -70,6 +71,21 @@ async function loadWithPool(path: string | undefined, pool: string | undefined, 
   if (!pool) return { router };
   const live = await LivePool.open(router, pool, `${who}@${hostname()}`);
   return { router, live };
+}
+
+/**
+ * Feedback settings from the environment: UNIROUTE_FEEDBACK_TOKEN (the bearer token of POST /v1/feedback) and
+ * UNIROUTE_FEEDBACK_SECRET (signs decision ids; the same on every replica and for `uniroute feedback`; without it
+ * ids hold only for one server process).
+ */
+function feedbackOptions(halfLifeHours?: number) {
+  if (halfLifeHours !== undefined && !(halfLifeHours > 0)) throw new UnirouteError('INVALID_ARGUMENT', '--feedback-half-life must be a number of hours > 0');
+  const secret = process.env.UNIROUTE_FEEDBACK_SECRET;
+  return {
+    ...(secret ? { feedbackSigner: new DecisionSigner(secret) } : {}),
+    ...(process.env.UNIROUTE_FEEDBACK_TOKEN ? { feedbackToken: process.env.UNIROUTE_FEEDBACK_TOKEN } : {}),
+    ...(halfLifeHours !== undefined ? { feedbackHalfLifeMs: halfLifeHours * 3_600_000 } : {}),
+  };
 }
 
 const cliUser = () => `cli:${process.env.USER ?? 'unknown'}@${hostname()}`;
@@ -296,6 +312,48 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       router.removeModel(o.name);
       await router.save(o.out ?? o.router);
       if (!quiet()) process.stderr.write(`removed "${o.name}"; ${router.size} LLMs left\n`);
+    });
+
+  program
+    .command('feedback')
+    .description('add production outcomes to the pool in bulk: JSONL lines {"decision_id", "correct": 0|1 or "score": [0, 1], "model"?} (decision ids from /v1/route or x-uniroute-decision-id)')
+    .argument('<file>', 'the JSONL file, or - for stdin')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .requiredOption('--pool <url>', 'the pool store the decisions were made on: sqlite:PATH')
+    .option('--half-life <hours>', 'decay an LLM\'s older evidence with this half-life first', numArg('--half-life'))
+    .action(async (file, o) => {
+      const secret = process.env.UNIROUTE_FEEDBACK_SECRET;
+      if (!secret) throw new UnirouteError('INVALID_ARGUMENT', 'set UNIROUTE_FEEDBACK_SECRET to the servers\' secret: it checks the decision ids');
+      const signer = new DecisionSigner(secret);
+      const { router, live } = await loadWithPool(o.router, o.pool);
+      const tag = router.modelHash().slice(0, 16);
+      const tally = new Map<string, number>();
+      const count = (k: string) => tally.set(k, (tally.get(k) ?? 0) + 1);
+      try {
+        for await (const { rec, line, malformed } of jsonLines(file, 'INVALID_ARGUMENT', { tolerant: true })) {
+          try {
+            if (malformed || !rec || typeof rec !== 'object') throw new UnirouteError('INVALID_ARGUMENT', 'not a JSON object');
+            const d = signer.verify(rec.decision_id);
+            if (d.h !== tag) throw new UnirouteError('ARTIFACT_MISMATCH', 'made with another fitted model');
+            const given = rec.correct !== undefined ? rec.correct : rec.score;
+            if ((rec.correct !== undefined) === (rec.score !== undefined) || typeof given !== 'number' || !(given >= 0 && given <= 1) || (rec.correct !== undefined && given !== 0 && given !== 1))
+              throw new UnirouteError('INVALID_ARGUMENT', 'needs "correct": 0|1 or "score" in [0, 1]');
+            const model = typeof rec.model === 'string' ? rec.model : d.m;
+            await live!.feedback({ model, cluster: d.k, cell: d.c, error: 1 - given, id: `${String(rec.decision_id).split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: o.halfLife ? o.halfLife * 3_600_000 : undefined });
+            count('counted');
+          } catch (e) {
+            const c = e instanceof UnirouteError ? e.code : 'ERROR';
+            count(c);
+            if (c !== 'ALREADY_COUNTED' && !quiet()) process.stderr.write(`${file}:${line}: ${c}: ${(e as Error).message}\n`);
+          }
+        }
+      } finally {
+        await live!.close();
+      }
+      const summary = [...tally].map(([k, n]) => `${n} ${k === 'counted' ? 'counted' : k}`).join(', ') || 'no lines';
+      if (!quiet()) process.stderr.write(`feedback: ${summary}; pool version ${live!.version}\n`);
+      await writeLine(io.stdout, JSON.stringify({ counted: tally.get('counted') ?? 0, refused: Object.fromEntries([...tally].filter(([k]) => k !== 'counted')), pool_version: live!.version }) + '\n');
+      if ([...tally.keys()].some((k) => k !== 'counted' && k !== 'ALREADY_COUNTED')) process.exitCode = 1;
     });
 
   program
@@ -554,6 +612,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--idle-timeout-ms <ms>', 'default longest gap between two chunks of an upstream response (never a cap on a whole stream)', intArg('--idle-timeout-ms', 1))
     .option('--upstream-timeout-ms <ms>', 'older name of --headers-timeout-ms', intArg('--upstream-timeout-ms', 1))
     .option('--log', 'log every request (JSON lines on stdout), with one decision line per chat completion')
+    .option('--feedback-half-life <hours>', 'with --pool: decay an LLM\'s older evidence with this half-life as feedback arrives, so Ψ follows drift', numArg('--feedback-half-life'))
     .action(async (o) => {
       const { buildApp } = await import('../server/app.js');
       const { loadConfig, parseConfig, checkAgainstPool } = await import('../server/config.js');
@@ -581,6 +640,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         adminToken,
         config,
         pool: live,
+        ...feedbackOptions(o.feedbackHalfLife),
         batchWindowMs: o.batchWindowMs,
         maxPromptChars: config.limits.promptChars ?? o.maxPromptChars,
         maxPromptsPerRequest: config.limits.promptsPerRequest ?? o.maxPrompts,

@@ -7,6 +7,7 @@
 import { UnirouteError } from '../errors.js';
 import type { AddModelSpec, ModelInfo, PoolEntry, Router } from '../router/router.js';
 import { openPoolStore, type ChangeOptions, type PoolStore } from './store.js';
+import { decayFactor, withOutcome } from './feedback.js';
 
 export class LivePool {
   private chain: Promise<unknown> = Promise.resolve();
@@ -52,10 +53,7 @@ export class LivePool {
     return this.serial(async () => {
       const entry = await this.compute(name, spec, !!o.replace);
       const version = await this.store.put(entry, o);
-      await this.follow(version, () => {
-        if (this.router.has(name)) this.router.removeModel(name);
-        this.router.importModel(entry);
-      });
+      await this.follow(version, () => this.router.upsertEntry(entry));
       return { ...this.router.models().find((m) => m.name === name)!, version };
     });
   }
@@ -65,10 +63,7 @@ export class LivePool {
     return this.serial(async () => {
       this.router.checkEntry(entry);
       const version = await this.store.put(entry, o);
-      await this.follow(version, () => {
-        if (this.router.has(entry.name)) this.router.removeModel(entry.name);
-        this.router.importModel(entry);
-      });
+      await this.follow(version, () => this.router.upsertEntry(entry));
       return version;
     });
   }
@@ -77,6 +72,26 @@ export class LivePool {
     return this.serial(async () => {
       const version = await this.store.remove(name, o);
       await this.follow(version, () => this.router.removeModel(name));
+      return version;
+    });
+  }
+
+  /**
+   * One production outcome (error in [0, 1]) for an LLM in a decision's cluster and cell, counted once per
+   * feedback id; with a half-life, the LLM's older evidence is decayed first. Returns the new version.
+   */
+  feedback(o: { model: string; cluster: number; cell: number; error: number; id: string; decidedAt: number; halfLifeMs?: number }): Promise<number> {
+    return this.serial(async () => {
+      if (!this.router.has(o.model)) this.router.exportModel(o.model); // UNKNOWN_MODEL with a did-you-mean
+      if (!(Number.isInteger(o.cluster) && o.cluster >= 0 && o.cluster < this.router.k)) throw new UnirouteError('INVALID_ARGUMENT', `cluster ${o.cluster} is not one of this model's`);
+      let next: PoolEntry | undefined;
+      const version = await this.store.addOutcome(o.model, o.id, o.decidedAt, (cur) => {
+        const f = decayFactor(Date.parse(cur.changedAt), Date.now(), o.halfLifeMs);
+        next = withOutcome(cur, o.cluster, o.cell, o.error, f);
+        this.router.checkEntry(next);
+        return next;
+      });
+      await this.follow(version, () => this.router.upsertEntry(next!));
       return version;
     });
   }

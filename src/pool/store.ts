@@ -44,9 +44,15 @@ export interface PoolStore {
   put(entry: PoolEntry, o?: ChangeOptions & { replace?: boolean }): Promise<number>;
   /** Removes an LLM; returns the new version. */
   remove(name: string, o?: ChangeOptions): Promise<number>;
+  /**
+   * Feedback: replaces an LLM's entry by `update(current)` in one transaction, once per `feedbackId` (a repeat is
+   * ALREADY_COUNTED). `decidedAt` (ms) lets ids older than `keepMs` be forgotten. Returns the new version.
+   */
+  addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs?: number): Promise<number>;
   close(): Promise<void>;
 }
 
+const counted = () => new UnirouteError('ALREADY_COUNTED', 'this decision\'s outcome for this LLM was already counted');
 const conflict = (want: number, have: number) =>
   new UnirouteError('VERSION_CONFLICT', `the pool is at version ${have}, not ${want}: another change came first; read it again and retry`);
 const unopened = () => new UnirouteError('INTERNAL', 'the pool store is not open: call open() first');
@@ -111,6 +117,23 @@ export class MemoryPoolStore implements PoolStore {
     return p.version + 1;
   }
 
+  private seen = new Map<string, number>();
+
+  async addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs = 7 * 86_400_000): Promise<number> {
+    const p = this.pool();
+    const key = `${this.hash}\u0000${feedbackId}`;
+    if (this.seen.has(key)) throw counted();
+    const i = p.models.findIndex((m) => m.name === name);
+    if (i < 0) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+    const models = p.models.slice();
+    models[i] = copy(update(p.models[i]), new Date().toISOString(), 'feedback');
+    this.pools.set(this.hash!, { version: p.version + 1, models });
+    this.seen.set(key, decidedAt);
+    const cut = Date.now() - keepMs;
+    if (this.seen.size > 1024) for (const [k, t] of this.seen) if (t < cut) this.seen.delete(k);
+    return p.version + 1;
+  }
+
   async close(): Promise<void> {}
 }
 
@@ -151,7 +174,8 @@ export class SqlitePoolStore implements PoolStore {
           model_hash TEXT NOT NULL, name TEXT NOT NULL, pos INTEGER NOT NULL, cost REAL NOT NULL,
           error_sums BLOB NOT NULL, counts BLOB NOT NULL, cell_counts BLOB,
           changed_at TEXT NOT NULL, changed_by TEXT NOT NULL,
-          PRIMARY KEY (model_hash, name));`);
+          PRIMARY KEY (model_hash, name));
+        CREATE TABLE IF NOT EXISTS feedback (model_hash TEXT NOT NULL, id TEXT NOT NULL, decided_at INTEGER NOT NULL, PRIMARY KEY (model_hash, id));`);
     } catch (e) {
       if (e instanceof UnirouteError) throw e;
       throw new UnirouteError('STORE_UNAVAILABLE', `cannot open the pool store ${path}: ${(e as Error).message}`);
@@ -244,6 +268,36 @@ export class SqlitePoolStore implements PoolStore {
           if (o.ifVersion !== undefined && o.ifVersion !== v) throw conflict(o.ifVersion, v);
           const r = this.db.prepare('DELETE FROM models WHERE model_hash = ? AND name = ?').run(this.hash, name);
           if (r.changes === 0) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+          this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
+          return v + 1;
+        })
+        .immediate(),
+    );
+  }
+
+  async addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs = 7 * 86_400_000): Promise<number> {
+    return this.wrap('feedback', () =>
+      this.db
+        .transaction(() => {
+          const v = this.current();
+          if (this.db.prepare('SELECT 1 FROM feedback WHERE model_hash = ? AND id = ?').get(this.hash, feedbackId)) throw counted();
+          const r = this.db.prepare('SELECT * FROM models WHERE model_hash = ? AND name = ?').get(this.hash, name) as any;
+          if (!r) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+          const cur: StoredModel = {
+            name,
+            costPerQuery: Number(r.cost),
+            errorSums: floats(r.error_sums, 'error_sums'),
+            counts: floats(r.counts, 'counts'),
+            ...(r.cell_counts != null ? { cellCounts: floats(r.cell_counts, 'cell_counts') } : {}),
+            changedAt: String(r.changed_at),
+            changedBy: String(r.changed_by),
+          };
+          const e = update(cur);
+          this.db
+            .prepare('UPDATE models SET error_sums = ?, counts = ?, cell_counts = ?, changed_at = ?, changed_by = ? WHERE model_hash = ? AND name = ?')
+            .run(blob(e.errorSums), blob(e.counts), e.cellCounts ? blob(e.cellCounts) : null, new Date().toISOString(), 'feedback', this.hash, name);
+          this.db.prepare('INSERT INTO feedback (model_hash, id, decided_at) VALUES (?, ?, ?)').run(this.hash, feedbackId, Math.floor(decidedAt));
+          if (v % 256 === 0) this.db.prepare('DELETE FROM feedback WHERE model_hash = ? AND decided_at < ?').run(this.hash, Date.now() - keepMs);
           this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
           return v + 1;
         })

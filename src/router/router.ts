@@ -1154,6 +1154,17 @@ export class Router {
       throw new UnirouteError('INVALID_ARGUMENT', `LLM "${e.name}" has an evidence count that is negative or not finite`);
   }
 
+  /** Puts an entry in the pool: in the place of the LLM of that name (its position kept), or at the end. */
+  upsertEntry(e: PoolEntry): void {
+    this.checkEntry(e);
+    const i = this.pool.findIndex((x) => x.name === e.name);
+    if (i < 0) return this.insert(e);
+    const pool = this.pool.slice();
+    pool[i] = e;
+    this.pool = pool;
+    this.snap = undefined;
+  }
+
   /** Copies of every pool entry, in pool order. */
   poolEntries(): PoolEntry[] {
     return this.pool.map((e) => this.exportModel(e.name));

@@ -2,7 +2,7 @@
  * The HTTP server: routing, the live LLM pool (admin, persisted atomically), an OpenAI-compatible proxy to the
  * chosen LLM, health and metrics. buildApp() is separate from listen() so that tests can inject().
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { UnirouteError, didYouMean } from '../errors.js';
 import { embeddingsFromRows } from '../embed/embedder.js';
@@ -12,6 +12,7 @@ import { createMetrics } from './metrics.js';
 import { SessionStore, buildGateway, chatRoutes, closeGateway } from './chat.js';
 import { parseConfig, type GatewayConfig } from './config.js';
 import type { LivePool } from '../pool/live.js';
+import { DecisionSigner } from '../pool/feedback.js';
 
 export interface ServerOptions {
   router: Router;
@@ -21,6 +22,14 @@ export interface ServerOptions {
   pool?: LivePool;
   /** How often to look for other processes' pool changes, in ms (default 250). */
   poolPollMs?: number;
+  /** Signs decision ids (src/pool/feedback.ts); with a pool and no signer, a random one (ids hold for this process only). */
+  feedbackSigner?: DecisionSigner;
+  /** Bearer token for POST /v1/feedback; unset = feedback disabled. */
+  feedbackToken?: string;
+  /** Decay an LLM's older evidence with this half-life (ms) as feedback arrives; default none. */
+  feedbackHalfLifeMs?: number;
+  /** Decisions older than this (ms) take no feedback (default 7 days). */
+  feedbackMaxAgeMs?: number;
   /** Bearer token for the admin endpoints; unset = admin endpoints disabled. */
   adminToken?: string;
   /** The gateway's config (upstreams, presets, retry, breaker, limits): src/server/config.ts. */
@@ -52,6 +61,10 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     if (live) metrics.poolVersion.set(live.version);
   };
   if (live) metrics.poolVersion.set(live.version);
+  // decision ids (for feedback) when the pool is a store
+  const signer = live ? (opts.feedbackSigner ?? DecisionSigner.random()) : undefined;
+  const modelTag = live ? router.modelHash().slice(0, 16) : '';
+  const decisionId = (model: string, k: number, cell: number) => signer!.sign({ h: modelTag, k, c: cell, m: model });
   const oodDefault = opts.config ? opts.config.ood : undefined;
   metrics.poolSize.set(router.size);
   const batcher = new MicroBatcher(() => router, {
@@ -184,7 +197,8 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     }
     const ood = b.ood[row] === 1;
     if (ood) metrics.ood.inc({ route: '/v1/route' });
-    return `{"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"ood":${ood},"candidates":${cands}}`;
+    const id = signer ? `"decision_id":"${decisionId(b.models[c], k, router.cells ? b.cellOf[row] : -1)}",` : '';
+    return `{${id}"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"ood":${ood},"candidates":${cands}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------
@@ -423,6 +437,55 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     });
   });
 
+  // ---- feedback: production outcomes move Ψ ----------------------------------------------------------------------
+  app.post<{ Body: { decision_id: string; correct?: number; score?: number; model?: string } }>(
+    '/v1/feedback',
+    {
+      onRequest: async (req, reply) => {
+        if (!opts.feedbackToken || !live)
+          return reply.status(403).send(errorBody('FEEDBACK_DISABLED', 'feedback is disabled: start the server with --pool and UNIROUTE_FEEDBACK_TOKEN set'));
+        const h = req.headers.authorization ?? '';
+        const given = createHash('sha256').update(h.startsWith('Bearer ') ? h.slice(7) : '').digest();
+        const want = createHash('sha256').update(opts.feedbackToken).digest();
+        if (!timingSafeEqual(given, want)) return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid feedback bearer token is required'));
+      },
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['decision_id'],
+          properties: {
+            decision_id: { type: 'string', minLength: 1, maxLength: 1024 },
+            correct: { type: 'integer', enum: [0, 1] },
+            score: { type: 'number', minimum: 0, maximum: 1 },
+            model: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          oneOf: [{ required: ['correct'] }, { required: ['score'] }],
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      const d = signer!.verify(b.decision_id);
+      if (d.h !== modelTag) throw new UnirouteError('ARTIFACT_MISMATCH', 'this decision was made with another fitted model: its cluster means nothing here');
+      const maxAge = opts.feedbackMaxAgeMs ?? 7 * 86_400_000;
+      if (Date.now() - d.t > maxAge) throw new UnirouteError('INVALID_ARGUMENT', `this decision is older than ${Math.round(maxAge / 3_600_000)} h: feedback on it is no longer taken`);
+      const model = b.model ?? d.m;
+      const error = 1 - (b.correct ?? b.score!);
+      try {
+        const version = await serial(() =>
+          live!.feedback({ model, cluster: d.k, cell: d.c, error, id: `${b.decision_id.split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: opts.feedbackHalfLifeMs }),
+        );
+        metrics.feedback.inc({ model, result: 'counted' });
+        poolChanged();
+        return { counted: true, model, cluster: d.k, error, pool_version: version };
+      } catch (e) {
+        metrics.feedback.inc({ model: router.has(model) ? model : 'unknown', result: e instanceof UnirouteError ? e.code : 'error' });
+        throw e;
+      }
+    },
+  );
+
   // ---- the live pool: other processes' changes arrive by polling the store's version ------------------------------
   if (live) {
     let failing = false;
@@ -455,7 +518,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
   const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
   const sessions = new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions });
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}) });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays

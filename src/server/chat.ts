@@ -119,6 +119,8 @@ export interface ChatContext {
   logDecisions: boolean;
   ood?: Policy['ood'];
   sessions: SessionStore;
+  /** Signs a decision id (for feedback), when the pool is a store. */
+  decisionId?: (model: string, cluster: number, cell: number) => string;
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
@@ -211,6 +213,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         let cluster = -1;
         let predicted = NaN;
         let ood = false;
+        let cell = -1;
         if (routed) {
           const pool = router.snapshot().names;
           const now = Date.now();
@@ -241,6 +244,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           cluster = slice.batch.cluster[row];
           predicted = slice.batch.chosenError[row];
           ood = slice.batch.ood[row] === 1;
+          cell = router.cells ? slice.batch.cellOf[row] : -1;
           if (sessionKey && g.sticky && attempt === 1) {
             const prev = ctx.sessions.get(sessionKey);
             const b = slice.batch;
@@ -310,6 +314,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
           if (ood) reply.header('x-uniroute-ood', 'true');
           if (stickyOutcome) reply.header('x-uniroute-sticky', stickyOutcome);
+          if (ctx.decisionId) reply.header('x-uniroute-decision-id', ctx.decisionId(target, cluster, cell));
         }
         return reply.send(res.body);
       }

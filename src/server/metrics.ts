@@ -26,6 +26,7 @@ export function createMetrics() {
     poolVersion: new Gauge({ name: 'uniroute_pool_version', help: 'the version of the pool this server routes on', registers: [registry] }),
     storeLatency: new Histogram({ name: 'uniroute_pool_store_duration_seconds', help: 'pool store operations', labelNames: ['op'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
     storeErrors: new Counter({ name: 'uniroute_pool_store_errors_total', help: 'failed pool store operations', labelNames: ['op'], registers: [registry] }),
+    feedback: new Counter({ name: 'uniroute_feedback_total', help: 'production outcomes received, per LLM and result (counted, or the error code)', labelNames: ['model', 'result'], registers: [registry] }),
     poolSize: new Gauge({ name: 'uniroute_pool_size', help: 'LLMs in the pool', registers: [registry] }),
     upstream: new Counter({ name: 'uniroute_upstream_requests_total', help: 'proxied requests per LLM and status', labelNames: ['model', 'status'], registers: [registry] }),
     failovers: new Counter({ name: 'uniroute_failovers_total', help: 'chat requests sent on to the next-best LLM after their upstream failed', labelNames: ['from'], registers: [registry] }),
