@@ -1,7 +1,8 @@
 /**
  * Pool changes end to end, with 100 LLMs in the pool (the built-in router's 71 and 29 more): an admin change
  * (POST /v1/models with 20 outcomes, or DELETE) against a server whose pool is (a) the router file, rewritten whole
- * on every change as before `--pool` existed, (b) a memory: store, (c) a sqlite: store. Then /v1/route throughput
+ * on every change as before `--pool` existed, (b) a memory: store, (c) a sqlite: store, (d) a redis: store (a local
+ * redis-server this script starts, when one is installed). Then /v1/route throughput
  * at 64 connections with no change and with 50 changes a second applied meanwhile (sqlite). Each server is a child
  * process; the changes and autocannon run from this one.
  *   node dist/bench/pool.js [--quick]
@@ -58,6 +59,27 @@ async function change(url: string, added: string[]): Promise<number> {
   return performance.now() - t0;
 }
 
+/** A local redis-server on a free port (no persistence), or null when none is installed. */
+async function startRedisServer(): Promise<{ url: string; proc: ChildProcess } | null> {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const { createServer, connect } = await import('node:net');
+  if (spawnSync('redis-server', ['--version']).status !== 0) return null;
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const c = connect(port, '127.0.0.1', () => (c.destroy(), r(true)));
+      c.on('error', () => r(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `redis://127.0.0.1:${port}/0`, proc };
+}
+
 const pct = (xs: number[], q: number) => {
   const s = xs.slice().sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
@@ -76,8 +98,9 @@ if (argv[0] === '--child') {
   const file = join(dir, 'r100.uniroute');
   await base.save(file);
   const results: Record<string, unknown>[] = [];
-  for (const kind of ['file', 'memory', 'sqlite']) {
-    const pool = kind === 'sqlite' ? `sqlite:${join(dir, 'pool.db')}` : 'memory:';
+  const redis = await startRedisServer();
+  for (const kind of ['file', 'memory', 'sqlite', ...(redis ? ['redis'] : [])]) {
+    const pool = kind === 'sqlite' ? `sqlite:${join(dir, 'pool.db')}` : kind === 'redis' ? `${redis!.url}?prefix=bench:` : 'memory:';
     const s = await start(kind, file, pool);
     const added: string[] = [];
     const lat: number[] = [];
@@ -109,6 +132,8 @@ if (argv[0] === '--child') {
     }
     s.proc.kill('SIGTERM');
   }
+  redis?.proc.kill('SIGKILL');
+  if (!redis) results.push({ name: 'pool-change-redis', skipped: 'redis-server is not installed' });
   const lines = results.map((r) => JSON.stringify(r));
   for (const l of lines) console.log(l);
   mkdirSync(join('results', 'bench'), { recursive: true });

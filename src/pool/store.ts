@@ -6,6 +6,7 @@
  *
  *   memory:          in this process (the library, tests)
  *   sqlite:PATH      one file shared by the processes of one machine (WAL, one transaction per change)
+ *   redis://HOST:PORT/DB[?prefix=P]   shared by replicas on several machines (src/pool/redis.ts)
  *
  * A store never checks the statistics against the model (it does not know K): the router does, before a change
  * is written (its own) and after it is read (another process's), so nothing unchecked enters the routing.
@@ -15,6 +16,7 @@ import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
 import type { PoolEntry } from '../router/router.js';
+import { RedisPoolStore } from './redis.js';
 
 export interface StoredModel extends PoolEntry {
   changedAt: string;
@@ -49,6 +51,8 @@ export interface PoolStore {
    * ALREADY_COUNTED). `decidedAt` (ms) lets ids older than `keepMs` be forgotten. Returns the new version.
    */
   addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs?: number): Promise<number>;
+  /** Where the store can tell: calls `onVersion` when any process changed the pool (Redis pub/sub). */
+  watch?(onVersion: (version: number) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -315,7 +319,13 @@ export function openPoolStore(url: string): PoolStore {
   if (url === 'memory:' || url === 'memory') return new MemoryPoolStore();
   const m = /^sqlite:(.+)$/.exec(url);
   if (m) return new SqlitePoolStore(m[1].replace(/^\/\/(?=\/)/, ''));
-  if (/^rediss?:\/\//.test(url))
-    throw new UnirouteError('INVALID_ARGUMENT', `--pool ${url.replace(/\/\/[^@/]*@/, '//[redacted]@')}: Redis pools are not in this version yet; use sqlite:PATH (one machine) or memory:`);
-  throw new UnirouteError('INVALID_ARGUMENT', `--pool "${url}": expected memory: or sqlite:PATH`);
+  if (/^rediss?:\/\//.test(url)) {
+    try {
+      new URL(url);
+    } catch {
+      throw new UnirouteError('INVALID_ARGUMENT', `--pool ${url.replace(/\/\/[^@/]*@/, '//[redacted]@')}: not a valid redis:// URL`);
+    }
+    return new RedisPoolStore(url);
+  }
+  throw new UnirouteError('INVALID_ARGUMENT', `--pool "${url.replace(/\/\/[^@/]*@/, '//[redacted]@')}": expected memory:, sqlite:PATH or redis://HOST:PORT/DB`);
 }

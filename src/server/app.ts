@@ -507,7 +507,12 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
         });
     }, opts.poolPollMs ?? 250);
     poll.unref();
+    // told at once where the store can tell (Redis pub/sub); the poll above still catches what a message missed
+    const unwatch = live.store.watch?.((v) => {
+      if (v > live.version) serial(() => live.refresh()).then((changed) => changed && poolChanged(), () => undefined);
+    });
     app.addHook('onClose', async () => {
+      unwatch?.();
       clearInterval(poll);
       await chain.catch(() => undefined);
       await live.close();
