@@ -149,6 +149,17 @@ const floats = (b: unknown, what: string): Float32Array => {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
 };
 
+/** A stored LLM from its row. */
+const fromRow = (r: any): StoredModel => ({
+  name: String(r.name),
+  costPerQuery: Number(r.cost),
+  errorSums: floats(r.error_sums, 'error_sums'),
+  counts: floats(r.counts, 'counts'),
+  ...(r.cell_counts != null ? { cellCounts: floats(r.cell_counts, 'cell_counts') } : {}),
+  changedAt: String(r.changed_at),
+  changedBy: String(r.changed_by),
+});
+
 /**
  * One SQLite file (better-sqlite3) shared by the processes of one machine: WAL, synchronous=FULL, a busy timeout
  * so that writers wait for each other, and BEGIN IMMEDIATE per change, so two writers never lose each other's
@@ -225,16 +236,7 @@ export class SqlitePoolStore implements PoolStore {
       this.db.transaction(() => {
         const version = this.current();
         const rows = this.db.prepare('SELECT * FROM models WHERE model_hash = ? ORDER BY pos').all(this.hash) as any[];
-        const models = rows.map((r) => ({
-          name: String(r.name),
-          costPerQuery: Number(r.cost),
-          errorSums: floats(r.error_sums, 'error_sums'),
-          counts: floats(r.counts, 'counts'),
-          ...(r.cell_counts != null ? { cellCounts: floats(r.cell_counts, 'cell_counts') } : {}),
-          changedAt: String(r.changed_at),
-          changedBy: String(r.changed_by),
-        }));
-        return { version, models };
+        return { version, models: rows.map(fromRow) };
       })(),
     );
   }
@@ -287,16 +289,7 @@ export class SqlitePoolStore implements PoolStore {
           if (this.db.prepare('SELECT 1 FROM feedback WHERE model_hash = ? AND id = ?').get(this.hash, feedbackId)) throw counted();
           const r = this.db.prepare('SELECT * FROM models WHERE model_hash = ? AND name = ?').get(this.hash, name) as any;
           if (!r) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
-          const cur: StoredModel = {
-            name,
-            costPerQuery: Number(r.cost),
-            errorSums: floats(r.error_sums, 'error_sums'),
-            counts: floats(r.counts, 'counts'),
-            ...(r.cell_counts != null ? { cellCounts: floats(r.cell_counts, 'cell_counts') } : {}),
-            changedAt: String(r.changed_at),
-            changedBy: String(r.changed_by),
-          };
-          const e = update(cur);
+          const e = update(fromRow(r));
           this.db
             .prepare('UPDATE models SET error_sums = ?, counts = ?, cell_counts = ?, changed_at = ?, changed_by = ? WHERE model_hash = ? AND name = ?')
             .run(blob(e.errorSums), blob(e.counts), e.cellCounts ? blob(e.cellCounts) : null, new Date().toISOString(), 'feedback', this.hash, name);
