@@ -169,6 +169,43 @@ describe('a router bound to a store (LivePool)', () => {
   });
 });
 
+describe('export and import', () => {
+  it('uniroute import makes a file\'s pool the store\'s in one change; export writes the store\'s pool to a file', async () => {
+    const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
+    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+    // the store starts from the file's pool; a second file (same model) with one LLM more is imported
+    expect(run('models', '--router', routerPath, '--pool', pool, '--json').status).toBe(0);
+    const more = await Router.load(routerPath);
+    await more.addModel('extra', { costPerQuery: 0.3, outcomes: randomTexts(10, 2).map((text, i) => ({ text, correct: i % 2 })) });
+    const moreFile = join(dir, 'more.uniroute');
+    await more.save(moreFile);
+    const imp = run('import', '--router', moreFile, '--pool', pool);
+    expect(imp.status, imp.stderr).toBe(0);
+    expect(imp.stderr).toMatch(/imported 6 LLMs .* \(pool version 2\)/);
+    const out = join(dir, 'exported.uniroute');
+    const exp = run('export', '--router', routerPath, '--pool', pool, '--out', out);
+    expect(exp.status, exp.stderr).toBe(0);
+    const back = await Router.load(out);
+    expect(back.snapshot().names).toEqual(more.snapshot().names);
+    expect(Array.from(back.exportModel('extra').counts)).toEqual(Array.from(more.exportModel('extra').counts));
+    // a stale If-Match is refused, and nothing changes
+    const stale = run('import', '--router', routerPath, '--pool', pool, '--if-version', '1');
+    expect(stale.status).not.toBe(0);
+    expect(stale.stderr).toContain('VERSION_CONFLICT');
+  });
+
+  it('a save killed midway leaves a temporary file; the next save removes it', async () => {
+    const r = await Router.load(routerPath);
+    const f = join(dir, 'stale.uniroute');
+    const stale = join(dir, '.stale.uniroute.999999999.1.tmp');
+    writeFileSync(stale, 'partial');
+    await r.save(f);
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(f)).toBe(true);
+  });
+});
+
 describe('router files: every byte checked', () => {
   it('a file whose manifest was edited is refused; so is a gzip bomb; the model hash ignores the pool', async () => {
     const raw = readFileSync(routerPath);
@@ -193,6 +230,14 @@ describe('router files: every byte checked', () => {
     expect(gunzipSync(readFileSync(gz)).length).toBeGreaterThan(1000);
     const back = await Router.load(gz);
     expect(back.modelHash()).toBe(r.modelHash());
+    // a file with a valid checksum whose learned map declares a network its parameters do not fit
+    const lmRouter = (await fitRouter(await loadDataset(makeSyntheticDataset(300, 8)), { seed: 5, method: 'learned-map', embedder: { bucketsLog2: 12, dim: 16 } })).router;
+    const parts = (lmRouter as any).artifactParts();
+    parts.manifest.clusterMap.config = { ...parts.manifest.clusterMap.config, hidden: [65536, 8] };
+    const { encodeArtifact } = await import('../src/router/artifact.js');
+    const lmFile = join(dir, 'bad-map.uniroute');
+    writeFileSync(lmFile, encodeArtifact(parts.manifest, parts.tensors));
+    await expect(Router.load(lmFile)).rejects.toMatchObject({ code: 'BAD_ARTIFACT', message: expect.stringMatching(/learned map/) });
     // the pool is not the model: adding an LLM keeps the hash
     await back.addModel('x', { costPerQuery: 1, outcomes: [{ text: 'Question: integral?', correct: 1 }] });
     expect(back.modelHash()).toBe(r.modelHash());

@@ -315,6 +315,37 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     });
 
   program
+    .command('export')
+    .description('write a router file whose pool is the store\'s (the distributable form of a live pool)')
+    .requiredOption('--router <file>', 'the router file the pool belongs to (its fitted model)')
+    .requiredOption('--pool <url>', 'the pool store: sqlite:PATH, redis://HOST:PORT/DB or memory:')
+    .requiredOption('--out <file>', 'the router file to write (.gz to gzip it)')
+    .action(async (o) => {
+      const { router, live } = await loadWithPool(o.router, o.pool);
+      await live!.close();
+      await router.save(o.out);
+      if (!quiet()) process.stderr.write(`exported ${router.size} LLMs (pool version ${live!.version} of ${live!.store.description}) -> ${o.out}\n`);
+    });
+
+  program
+    .command('import')
+    .description('make the router file\'s pool the store\'s pool, in one change (every LLM checked first)')
+    .requiredOption('--router <file>', 'the router file whose pool to import')
+    .requiredOption('--pool <url>', 'the pool store: sqlite:PATH, redis://HOST:PORT/DB or memory:')
+    .option('--if-version <n>', 'only if the store\'s pool is at this version', intArg('--if-version'))
+    .action(async (o) => {
+      const file = await loadRouter(o.router);
+      const entries = file.poolEntries();
+      const { live } = await loadWithPool(o.router, o.pool);
+      try {
+        const v = await live!.importPool(entries, { ifVersion: o.ifVersion, by: cliUser() });
+        if (!quiet()) process.stderr.write(`imported ${entries.length} LLMs from ${o.router} into ${live!.store.description} (pool version ${v})\n`);
+      } finally {
+        await live!.close();
+      }
+    });
+
+  program
     .command('feedback')
     .description('add production outcomes to the pool in bulk: JSONL lines {"decision_id", "correct": 0|1 or "score": [0, 1], "model"?} (decision ids from /v1/route or x-uniroute-decision-id)')
     .argument('<file>', 'the JSONL file, or - for stdin')

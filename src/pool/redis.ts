@@ -79,6 +79,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
 local nv = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', KEYS[5], nv)
 return {'OK', nv}`;
+// replace all: ARGV ifVersion, n, then n pairs (name, record)
+const REPLACE = `
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return {'CONFLICT', v} end
+redis.call('DEL', KEYS[2])
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local pos = redis.call('INCR', KEYS[3])
+  local rec = cjson.decode(ARGV[2 + 2 * i])
+  rec['pos'] = pos
+  redis.call('HSET', KEYS[2], ARGV[1 + 2 * i], cjson.encode(rec))
+end
+local nv = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', KEYS[5], nv)
+return {'OK', nv}`;
 // open: ARGV n, then n pairs (name, record); creates the pool once
 const OPEN = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -187,6 +202,15 @@ export class RedisPoolStore implements PoolStore {
     this.need();
     const r = await this.call('remove', () => this.client.eval(REMOVE, 5, ...this.keys, name, o.ifVersion === undefined ? '' : String(o.ifVersion)));
     return this.result(r, name, o.ifVersion);
+  }
+
+  async replaceAll(entries: PoolEntry[], o: ChangeOptions = {}): Promise<number> {
+    this.need();
+    const at = new Date().toISOString();
+    const args: string[] = [o.ifVersion === undefined ? '' : String(o.ifVersion), String(entries.length)];
+    for (const e of entries) args.push(e.name, record(e, -1, at, o.by ?? 'import'));
+    const r = await this.call('import', () => this.client.eval(REPLACE, 5, ...this.keys, ...args));
+    return this.result(r, '', o.ifVersion);
   }
 
   async addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs = 7 * 86_400_000): Promise<number> {

@@ -46,6 +46,8 @@ export interface PoolStore {
   put(entry: PoolEntry, o?: ChangeOptions & { replace?: boolean }): Promise<number>;
   /** Removes an LLM; returns the new version. */
   remove(name: string, o?: ChangeOptions): Promise<number>;
+  /** Replaces the whole pool in one change (`uniroute import`); returns the new version. */
+  replaceAll(entries: PoolEntry[], o?: ChangeOptions): Promise<number>;
   /**
    * Feedback: replaces an LLM's entry by `update(current)` in one transaction, once per `feedbackId` (a repeat is
    * ALREADY_COUNTED). `decidedAt` (ms) lets ids older than `keepMs` be forgotten. Returns the new version.
@@ -122,6 +124,14 @@ export class MemoryPoolStore implements PoolStore {
   }
 
   private seen = new Map<string, number>();
+
+  async replaceAll(entries: PoolEntry[], o: ChangeOptions = {}): Promise<number> {
+    const p = this.pool();
+    if (o.ifVersion !== undefined && o.ifVersion !== p.version) throw conflict(o.ifVersion, p.version);
+    const at = new Date().toISOString();
+    this.pools.set(this.hash!, { version: p.version + 1, models: entries.map((e) => copy(e, at, o.by ?? 'import')) });
+    return p.version + 1;
+  }
 
   async addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs = 7 * 86_400_000): Promise<number> {
     const p = this.pool();
@@ -274,6 +284,25 @@ export class SqlitePoolStore implements PoolStore {
           if (o.ifVersion !== undefined && o.ifVersion !== v) throw conflict(o.ifVersion, v);
           const r = this.db.prepare('DELETE FROM models WHERE model_hash = ? AND name = ?').run(this.hash, name);
           if (r.changes === 0) throw new UnirouteError('UNKNOWN_MODEL', `LLM "${name}" is not in the pool`);
+          this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
+          return v + 1;
+        })
+        .immediate(),
+    );
+  }
+
+  async replaceAll(entries: PoolEntry[], o: ChangeOptions = {}): Promise<number> {
+    return this.wrap('import', () =>
+      this.db
+        .transaction(() => {
+          const v = this.current();
+          if (o.ifVersion !== undefined && o.ifVersion !== v) throw conflict(o.ifVersion, v);
+          this.db.prepare('DELETE FROM models WHERE model_hash = ?').run(this.hash);
+          const at = new Date().toISOString();
+          const ins = this.db.prepare(
+            'INSERT INTO models (model_hash, name, pos, cost, error_sums, counts, cell_counts, changed_at, changed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          );
+          entries.forEach((e, i) => ins.run(this.hash, e.name, i, e.costPerQuery, blob(e.errorSums), blob(e.counts), e.cellCounts ? blob(e.cellCounts) : null, at, o.by ?? 'import'));
           this.db.prepare('UPDATE pools SET version = version + 1 WHERE model_hash = ?').run(this.hash);
           return v + 1;
         })

@@ -123,17 +123,45 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
   return { manifest, tensors };
 }
 
+/** Temporary files of earlier saves of this file whose process is gone (a save killed midway) are removed. */
+async function removeStaleTemps(dir: string, base: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = n.startsWith(`.${base}.`) && /\.(\d+)\.\d+\.tmp$/.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive)
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as { code?: string }).code === 'EPERM';
+      }
+    if (!alive) await fs.rm(join(dir, n), { force: true });
+  }
+}
+
 /** Writes a file atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
 export async function writeFileAtomic(path: string, data: Buffer): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  await removeStaleTemps(dir, basename(path));
   const fh = await fs.open(tmp, 'w');
   try {
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw e;
   }
+  await fh.close();
   try {
     await fs.rename(tmp, path);
   } catch (e) {

@@ -1045,6 +1045,12 @@ export class Router {
       const t = tensors['map.params'];
       if (!(t instanceof Float32Array)) bad('the learned map\'s parameters are missing');
       map = { config: manifest.clusterMap.config, params: t as Float32Array };
+      // the engine checks the declared network against its parameters (a forward pass of no rows), at load
+      try {
+        native().mlpForward(map.params, map.config, new Float32Array(0), 0, new Float32Array(0));
+      } catch (e) {
+        bad(`the learned map's parameters do not fit its declared network (${(e as Error).message})`);
+      }
     }
     let prior: PsiPrior | undefined;
     if (tensors['prior.cluster_logit']) {

@@ -523,7 +523,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
   const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
   const sessions = new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}) });
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}) });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays

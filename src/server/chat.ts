@@ -119,6 +119,8 @@ export interface ChatContext {
   logDecisions: boolean;
   ood?: Policy['ood'];
   sessions: SessionStore;
+  /** The pool version in force, when the pool is a store. */
+  poolVersion?: () => number;
   /** Signs a decision id (for feedback), when the pool is a store. */
   decisionId?: (model: string, cluster: number, cell: number) => string;
 }
@@ -309,6 +311,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         reply.header('x-request-id', requestId);
         reply.header('x-uniroute-model', target);
         reply.header('x-uniroute-attempts', String(attempt));
+        if (ctx.poolVersion) reply.header('x-uniroute-pool-version', String(ctx.poolVersion()));
         if (cluster >= 0) {
           reply.header('x-uniroute-cluster', String(cluster));
           reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
