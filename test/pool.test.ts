@@ -358,20 +358,27 @@ describe('a server and the CLI on one sqlite pool', () => {
     }
   }, 60_000);
 
-  it.each(['sqlite', 'redis'])('kill -9 of a server while a client adds LLMs (%s): every acknowledged change is there after a restart', async (kind, ctx) => {
+  it.each(['sqlite', 'redis'])('kill -9 of a server while a client adds LLMs and sends feedback (%s): every acknowledged change and outcome is there after a restart', async (kind, ctx) => {
     if (kind === 'redis' && !redis) return ctx.skip(REDIS_SKIP);
     const pool = kind === 'redis' ? redisUrl() : `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
     const acked: string[] = [];
+    const ackedFeedback: string[] = [];
+    const env = { UNIROUTE_ADMIN_TOKEN: TOKEN, UNIROUTE_FEEDBACK_TOKEN: 'fb', UNIROUTE_FEEDBACK_SECRET: 'the-same-secret-on-every-start' };
+    const fbAuth = { authorization: 'Bearer fb', 'content-type': 'application/json' };
     for (let round = 0; round < 3; round++) {
-      const s = await serve(['--pool', pool], { UNIROUTE_ADMIN_TOKEN: TOKEN });
+      const s = await serve(['--pool', pool], env);
       procs.push(s.proc);
       let stop = false;
       const client = (async () => {
         for (let i = 0; !stop; i++) {
           const name = `r${round}-m${i}`;
           try {
+            // an admin change, then feedback on a fresh decision
             const r = await fetch(`${s.url}/v1/models`, { method: 'POST', headers: auth, body: JSON.stringify({ name, cost_per_query: 0.01, outcomes: [{ text: `Question: integral ${i}?`, correct: 1 }] }) });
             if (r.status === 201) acked.push(name);
+            const d = ((await (await fetch(`${s.url}/v1/route`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: `Question: loop ${i}?` }) })).json()) as any).decisions[0];
+            const f = await fetch(`${s.url}/v1/feedback`, { method: 'POST', headers: fbAuth, body: JSON.stringify({ decision_id: d.decision_id, correct: i % 2 }) });
+            if (f.status === 200) ackedFeedback.push(d.decision_id);
           } catch {
             return; // the server is gone
           }
@@ -384,11 +391,17 @@ describe('a server and the CLI on one sqlite pool', () => {
       if (s.proc.exitCode === null && s.proc.signalCode === null) await new Promise((r) => s.proc.once('exit', r));
     }
     expect(acked.length).toBeGreaterThan(5);
-    const s = await serve(['--pool', pool]);
+    expect(ackedFeedback.length).toBeGreaterThan(5);
+    const s = await serve(['--pool', pool], env);
     procs.push(s.proc);
     const have = new Set(await names(s.url));
     const lost = acked.filter((n) => !have.has(n));
     expect(lost).toEqual([]);
+    // every acknowledged outcome was kept: sent again, each is refused as already counted
+    for (const id of ackedFeedback) {
+      const f = await fetch(`${s.url}/v1/feedback`, { method: 'POST', headers: fbAuth, body: JSON.stringify({ decision_id: id, correct: 1 }) });
+      expect(f.status).toBe(409);
+    }
     s.proc.kill('SIGTERM');
   }, 60_000);
 });

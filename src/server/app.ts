@@ -310,6 +310,18 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   // takes the store's state; with a router file each is applied in memory, saved atomically, rolled back if the
   // save fails.
   const by = (req: FastifyRequest) => `admin@${req.ip}`;
+  /** A store operation, timed and counted in the metrics. */
+  const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof UnirouteError && e.code === 'STORE_UNAVAILABLE') metrics.storeErrors.inc({ op });
+      throw e;
+    } finally {
+      metrics.storeLatency.observe({ op }, (performance.now() - t0) / 1000);
+    }
+  };
   let chain: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const next = chain.then(fn, fn);
@@ -368,7 +380,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       return serial(async () => {
         let info;
         if (live) {
-          info = await live.addModel(name, { costPerQuery: cost_per_query, outcomes }, { ifVersion, by: by(req) });
+          info = await timed('put', () => live.addModel(name, { costPerQuery: cost_per_query, outcomes }, { ifVersion, by: by(req) }));
           poolChanged();
           reply.header('etag', `"${info.version}"`);
         } else {
@@ -425,7 +437,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       const name = req.params.name;
       if (live) {
         if (!router.has(name)) router.exportModel(name); // UNKNOWN_MODEL with a did-you-mean
-        const version = await live.removeModel(name, { ifVersion, by: by(req) });
+        const version = await timed('remove', () => live.removeModel(name, { ifVersion, by: by(req) }));
         poolChanged();
         reply.header('etag', `"${version}"`);
         return { id: name, deleted: true, pool_version: version };
@@ -474,7 +486,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
       const error = 1 - (b.correct ?? b.score!);
       try {
         const version = await serial(() =>
-          live!.feedback({ model, cluster: d.k, cell: d.c, error, id: `${b.decision_id.split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: opts.feedbackHalfLifeMs }),
+          timed('feedback', () => live!.feedback({ model, cluster: d.k, cell: d.c, error, id: `${b.decision_id.split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: opts.feedbackHalfLifeMs })),
         );
         metrics.feedback.inc({ model, result: 'counted' });
         poolChanged();
