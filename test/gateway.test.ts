@@ -16,7 +16,8 @@ import { buildApp } from '../src/server/app.js';
 import { checkAgainstPool, loadConfig, parseConfig } from '../src/server/config.js';
 import { Breaker, passHeaders } from '../src/server/gateway.js';
 import { SessionStore } from '../src/server/chat.js';
-import { makeSyntheticDataset } from './helpers.js';
+import { BudgetPacer } from '../src/server/budget.js';
+import { makeSyntheticDataset, randomTexts } from './helpers.js';
 
 let routerPath: string;
 const freshRouter = () => Router.load(routerPath);
@@ -434,6 +435,86 @@ describe('failures, secrets, the breaker', () => {
   it('passHeaders drops hop-by-hop headers and those Connection names', () => {
     const h = passHeaders({ connection: 'keep-alive, x-private', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'x-private': '1', 'x-request-id': 'a', 'content-type': 'application/json' });
     expect(h).toEqual({ 'x-request-id': 'a', 'content-type': 'application/json' });
+  });
+});
+
+describe('client keys, spend and budgets', () => {
+  it('BudgetPacer: over budget lambda rises (cheaper LLMs), under budget it falls, within bounds', () => {
+    const day = 24_000; // a 24 s "day": an hour is 1 s
+    const over = new BudgetPacer(1, day, 0);
+    for (let t = 0; t <= 3000; t += 10) over.record(0.01, t); // 24 USD a "day" against 1
+    expect(over.ratePerDay(3000)).toBeGreaterThan(10);
+    const high = over.multiplier(3000);
+    expect(high).toBeGreaterThan(5);
+    expect(high).toBeLessThanOrEqual(1e4);
+    // then it stops spending: the rate decays and the multiplier comes down
+    let later = high;
+    for (let t = 3000; t <= 12_000; t += 100) later = over.multiplier(t);
+    expect(later).toBeLessThan(high);
+    const under = new BudgetPacer(100, day, 0);
+    for (let t = 0; t <= 3000; t += 10) under.record(0.0001, t);
+    const low = under.multiplier(3000);
+    expect(low).toBeLessThan(1);
+    expect(low).toBeGreaterThanOrEqual(0.1);
+  });
+
+  it('with client keys a key is required; spend is counted per key; a budget paces lambda toward cheaper LLMs', async () => {
+    process.env.UNIROUTE_GW_KEY_A = 'sk-client-a-0123456789';
+    process.env.UNIROUTE_GW_KEY_B = 'sk-client-b-0123456789';
+    const router = await freshRouter();
+    const app = await buildApp({
+      router,
+      budgetDayMs: 24_000,
+      config: parseConfig(
+        {
+          upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${upUrl}/${m}/v1` }])),
+          keys: { a: { key_env: 'UNIROUTE_GW_KEY_A', budget_usd_per_day: 0.01 }, b: { key_env: 'UNIROUTE_GW_KEY_B' } },
+        },
+        'test',
+      ),
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const none = await chat(url, ask('uniroute:lambda=0.05'));
+      expect(none.status).toBe(401);
+      expect(((await none.json()) as any).error.code).toBe('invalid_api_key');
+      expect((await chat(url, ask('uniroute:lambda=0.05'), { authorization: 'Bearer sk-client-a-nope' })).status).toBe(401);
+      const cost = (name: string) => router.snapshot().cost[router.snapshot().index.get(name)!];
+      // a prompt whose choice at this lambda is not the cheapest LLM, so that pacing has somewhere to go
+      const cheapest = Math.min(...router.snapshot().cost);
+      let prompt = '';
+      for (const t of ['Question: empire king war battle?', 'Question: integral python king?', 'Question: loop empire sum class?', ...randomTexts(40, 77)])
+        if (!prompt) {
+          const d = (await router.route([t], { lambda: 0.005 }))[0];
+          if (!d.ood && cost(d.model) > cheapest) prompt = t; // (an out-of-distribution prompt goes to its fallback whatever lambda)
+        }
+      expect(prompt, 'a prompt routed to a pricier LLM').not.toBe('');
+      const first = await chat(url, ask('uniroute:lambda=0.005', prompt), { authorization: 'Bearer sk-client-a-0123456789' });
+      expect(first.status).toBe(200);
+      const firstModel = first.headers.get('x-uniroute-model')!;
+      await first.text();
+      expect(cost(firstModel)).toBeGreaterThan(Math.min(...router.snapshot().cost)); // there is a cheaper LLM to move to
+      // key a spends far beyond 0.01 USD a "day": its lambda is paced up, its answers move to cheaper LLMs
+      let last = firstModel;
+      for (let i = 0; i < 60; i++) {
+        const r = await chat(url, ask('uniroute:lambda=0.005', prompt), { authorization: 'Bearer sk-client-a-0123456789' });
+        last = r.headers.get('x-uniroute-model')!;
+        await r.text();
+        await new Promise((res) => setTimeout(res, 5));
+      }
+      expect(cost(last)).toBeLessThan(cost(firstModel));
+      // key b has no budget: the same prompt goes where it went at first
+      const b = await chat(url, ask('uniroute:lambda=0.005', prompt), { authorization: 'Bearer sk-client-b-0123456789' });
+      expect(b.headers.get('x-uniroute-model')).toBe(firstModel);
+      await b.text();
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toMatch(/uniroute_spend_usd_total\{model="[^"]+",key="a"\} [0-9.e-]+/);
+      expect(metrics).toMatch(/uniroute_spend_usd_total\{model="[^"]+",key="b"\} [0-9.e-]+/);
+      const m = /uniroute_budget_lambda_multiplier\{key="a"\} ([0-9.e+-]+)/.exec(metrics);
+      expect(Number(m![1])).toBeGreaterThan(1);
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -28,6 +28,8 @@ export interface ServerOptions {
   feedbackToken?: string;
   /** Decay an LLM's older evidence with this half-life (ms) as feedback arrives; default none. */
   feedbackHalfLifeMs?: number;
+  /** The length of a budget "day" in ms (default 24 h; tests shorten it). */
+  budgetDayMs?: number;
   /** Decisions older than this (ms) take no feedback (default 7 days). */
   feedbackMaxAgeMs?: number;
   /** Bearer token for the admin endpoints; unset = admin endpoints disabled. */
@@ -535,7 +537,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
   const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
   const sessions = new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}) });
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}), pacers: new Map(), budgetDayMs: opts.budgetDayMs });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays

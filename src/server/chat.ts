@@ -9,7 +9,8 @@
  * error, 429, 5xx, header timeout), the request goes to the next-best LLM by the router's score, up to
  * `retry.attempts`; an upstream that keeps failing is skipped while its circuit breaker is open.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { BudgetPacer } from './budget.js';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Router } from '../router/router.js';
 import type { MicroBatcher, Policy } from './batcher.js';
@@ -34,6 +35,8 @@ export interface Gateway {
   attempts: number;
   errorBytes: number;
   sticky: GatewayConfig['sticky'];
+  /** Client keys: the sha256 of each key's value, by key name (empty = no client keys required). */
+  keys: Map<string, { digest: Buffer; budgetUsdPerDay?: number }>;
   /** Requests using this state; a replaced state closes its upstream pools once the last one ends. */
   active: number;
   retired?: () => void;
@@ -97,7 +100,13 @@ export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
     if (p.maxError !== undefined) note = `the cheapest LLM with predicted error <= ${p.maxError}`;
     presets.set(name, { policy: { ...(lambda !== undefined ? { lambda } : {}), ...(p.maxError !== undefined ? { maxError: p.maxError } : {}) }, models: p.models, note });
   }
-  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, active: 0 };
+  const keys = new Map<string, { digest: Buffer; budgetUsdPerDay?: number }>();
+  for (const [name, k] of cfg.keys) {
+    const value = process.env[k.keyEnv];
+    if (!value) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}: keys.${name}.key_env: the environment variable ${k.keyEnv} is not set`);
+    keys.set(name, { digest: createHash('sha256').update(value).digest(), ...(k.budgetUsdPerDay !== undefined ? { budgetUsdPerDay: k.budgetUsdPerDay } : {}) });
+  }
+  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, keys, active: 0 };
 }
 
 /**
@@ -119,6 +128,10 @@ export interface ChatContext {
   logDecisions: boolean;
   ood?: Policy['ood'];
   sessions: SessionStore;
+  /** Budget pacers by key name (kept across config reloads). */
+  pacers: Map<string, BudgetPacer>;
+  /** The length of a budget "day" in ms (tests shorten it). */
+  budgetDayMs?: number;
   /** The pool version in force, when the pool is a store. */
   poolVersion?: () => number;
   /** Signs a decision id (for feedback), when the pool is a store. */
@@ -166,6 +179,21 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       });
       const body = req.body;
       const modelName: string = body.model;
+      // client keys: when configured, one must be presented; spend and budgets are per key
+      let keyName: string | undefined;
+      if (g.keys.size > 0) {
+        const h = req.headers.authorization ?? '';
+        const given = createHash('sha256').update(h.startsWith('Bearer ') ? h.slice(7) : '').digest();
+        for (const [name, k] of g.keys) if (timingSafeEqual(given, k.digest)) keyName = name;
+        if (!keyName) return reply.status(401).send({ error: { message: 'a valid API key is required (Authorization: Bearer <key>)', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+      }
+      let pacer: BudgetPacer | undefined;
+      const budget = keyName ? g.keys.get(keyName)!.budgetUsdPerDay : undefined;
+      if (keyName && budget !== undefined) {
+        pacer = ctx.pacers.get(keyName);
+        if (!pacer) ctx.pacers.set(keyName, (pacer = new BudgetPacer(budget, ctx.budgetDayMs)));
+        pacer.budgetPerDay = budget; // a reload may change it
+      }
 
       // ---- how to decide ----
       let routed = false;
@@ -186,6 +214,12 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         allowedBy = p.models;
       } else if (!g.upstreams.has(modelName)) {
         return oai(reply, 404, `model "${modelName}" is neither "uniroute", "uniroute/<preset>" nor an LLM with an upstream`, 'invalid_request_error', 'model_not_found');
+      }
+      // a key over (or under) its budget: λ paced (not for λ = 0 or a quality floor, which say what they want)
+      if (routed && pacer && policy.lambda > 0 && policy.maxError === undefined) {
+        const m = pacer.multiplier();
+        metrics.budgetMultiplier.set({ key: keyName! }, m);
+        policy = { ...policy, lambda: policy.lambda * m };
       }
       let text = '';
       if (routed) {
@@ -296,7 +330,10 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
         metrics.upstreamOf(target, String(res.status)).inc();
         const cost = router.snapshot().cost[router.snapshot().index.get(target) ?? -1];
-        if (cost !== undefined && Number.isFinite(cost)) metrics.spendOf(target).inc(cost);
+        if (cost !== undefined && Number.isFinite(cost)) {
+          metrics.spendOf(target, keyName ?? '-').inc(cost);
+          pacer?.record(cost);
+        }
         res.body.on('error', (e: any) => {
           metrics.upstreamOf(target, e?.code === 'UND_ERR_BODY_TIMEOUT' ? 'idle_timeout' : 'body_error').inc();
           req.log.warn({ request_id: requestId, model: target, code: e?.code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_idle_timeout' : 'upstream_body_error' }, 'upstream stream broke after bytes were sent');

@@ -14,6 +14,7 @@
  *   limits: { body_bytes, prompt_chars, prompts_per_request, upstream_error_bytes }
  *   tokens: { admin_env: UNIROUTE_ADMIN_TOKEN }
  *   sticky: { margin: 0.02, max_sessions: 100000, ttl_ms: 3600000 }   # sticky: false = off
+ *   keys: { team-a: { key_env: TEAM_A_KEY, budget_usd_per_day: 20 } }  # client keys; spend and budgets per key
  *   ood: { quantile: 0.99, fallback: best-overall }   # or an LLM's name, or route (flag only); ood: false = off
  *
  * The older `--upstreams` file ({"upstreams": {...}}) is a config file with only that key, so it keeps working.
@@ -55,6 +56,12 @@ export interface GatewayConfig {
   tokens: { adminEnv?: string };
   /** Out-of-distribution prompts: the distance quantile beyond which a prompt is OOD, and where it goes ('best-overall', an LLM, 'route'); false: off. */
   ood: { quantile: number; fallback: string } | false;
+  /**
+   * Client API keys of the proxy (`keys: {<name>: {key_env, budget_usd_per_day?}}`): when any is set, a chat
+   * request must present one (Authorization: Bearer), spend is counted per key, and a key with a budget has its λ
+   * paced online so that its spend tracks the budget.
+   */
+  keys: Map<string, { keyEnv: string; budgetUsdPerDay?: number }>;
   /** Sticky conversations: keep a session's LLM unless another scores better by more than `margin`. */
   sticky: { margin: number; maxSessions: number; ttlMs: number } | false;
   /** Where it was read from (for messages). */
@@ -95,7 +102,7 @@ function timeouts(source: string, key: string, v: unknown, base: Timeouts): Time
 
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
@@ -165,6 +172,19 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
       ttlMs: o.ttl_ms === undefined ? 3_600_000 : num(source, 'sticky.ttl_ms', o.ttl_ms, 1, 30 * 86_400_000, true),
     };
   }
+  const keys = new Map<string, { keyEnv: string; budgetUsdPerDay?: number }>();
+  if (top.keys !== undefined) {
+    const kk = object(source, 'keys', top.keys, Object.keys((top.keys as object) ?? {}));
+    for (const [name, v] of Object.entries(kk)) {
+      const key = `keys.${name}`;
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) bad(source, key, 'a key name takes 1-64 letters, digits, ".", "_" and "-"');
+      const o = object(source, key, v, ['key_env', 'budget_usd_per_day']);
+      keys.set(name, {
+        keyEnv: str(source, `${key}.key_env`, o.key_env),
+        ...(o.budget_usd_per_day !== undefined ? { budgetUsdPerDay: num(source, `${key}.budget_usd_per_day`, o.budget_usd_per_day, 1e-9, 1e12) } : {}),
+      });
+    }
+  }
   const opt = (o: Record<string, unknown>, k: string, where: string, min: number, max: number) => (o[k] === undefined ? undefined : num(source, `${where}.${k}`, o[k], min, max, true));
   return {
     upstreams,
@@ -180,6 +200,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     tokens: { adminEnv: tokens.admin_env === undefined ? undefined : str(source, 'tokens.admin_env', tokens.admin_env) },
     ood,
     sticky,
+    keys,
     source,
   };
 }
@@ -220,6 +241,7 @@ export function checkAgainstPool(cfg: GatewayConfig, pool: string[], env: NodeJS
   }
   for (const [name, p] of cfg.presets)
     for (const m of p.models ?? []) if (!inPool.has(m)) errors.push(`presets.${name}.models: "${m}" is not in the pool${didYouMean(m, pool)}`);
+  for (const [name, k] of cfg.keys) if (!env[k.keyEnv]) errors.push(`keys.${name}.key_env: the environment variable ${k.keyEnv} is not set`);
   if (cfg.ood && cfg.ood.fallback !== 'best-overall' && cfg.ood.fallback !== 'route' && !inPool.has(cfg.ood.fallback))
     errors.push(`ood.fallback: "${cfg.ood.fallback}" is not in the pool${didYouMean(cfg.ood.fallback, pool)} (or give best-overall or route)`);
   return { errors, warnings };

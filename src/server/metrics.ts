@@ -27,10 +27,11 @@ export function createMetrics() {
     storeLatency: new Histogram({ name: 'uniroute_pool_store_duration_seconds', help: 'pool store operations', labelNames: ['op'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
     storeErrors: new Counter({ name: 'uniroute_pool_store_errors_total', help: 'failed pool store operations', labelNames: ['op'], registers: [registry] }),
     feedback: new Counter({ name: 'uniroute_feedback_total', help: 'production outcomes received, per LLM and result (counted, or the error code)', labelNames: ['model', 'result'], registers: [registry] }),
+    budgetMultiplier: new Gauge({ name: 'uniroute_budget_lambda_multiplier', help: 'the factor on lambda that keeps a client key near its daily budget', labelNames: ['key'], registers: [registry] }),
     poolSize: new Gauge({ name: 'uniroute_pool_size', help: 'LLMs in the pool', registers: [registry] }),
     upstream: new Counter({ name: 'uniroute_upstream_requests_total', help: 'proxied requests per LLM and status', labelNames: ['model', 'status'], registers: [registry] }),
     failovers: new Counter({ name: 'uniroute_failovers_total', help: 'chat requests sent on to the next-best LLM after their upstream failed', labelNames: ['from'], registers: [registry] }),
-    spend: new Counter({ name: 'uniroute_spend_usd_total', help: 'cost of the answered chat requests (the LLM cost per query), per LLM', labelNames: ['model'], registers: [registry] }),
+    spend: new Counter({ name: 'uniroute_spend_usd_total', help: 'cost of the answered chat requests (the LLM cost per query), per LLM and client key ("-" without keys)', labelNames: ['model', 'key'], registers: [registry] }),
     breakerOpen: new Gauge({ name: 'uniroute_upstream_breaker_open', help: '1 while the upstream circuit breaker is open or half-open', labelNames: ['model'], registers: [registry] }),
     upstreamLatency: new Histogram({
       name: 'uniroute_upstream_duration_seconds',
