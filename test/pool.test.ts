@@ -501,3 +501,49 @@ describe('production feedback', () => {
     expect(noSecret.stderr).toContain('UNIROUTE_FEEDBACK_SECRET');
   });
 });
+
+describe('sticky conversations across replicas', () => {
+  it('on a Redis pool a conversation keeps its LLM when its next turn reaches another replica', async (ctx) => {
+    if (!redis) return ctx.skip(REDIS_SKIP);
+    const Fastify = (await import('fastify')).default;
+    const { buildApp } = await import('../src/server/app.js');
+    const { parseConfig } = await import('../src/server/config.js');
+    const up = Fastify();
+    up.post('/:llm/v1/chat/completions', async (req: any) => ({ id: 'x', object: 'chat.completion', created: 1, model: req.params.llm, choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] }));
+    const upUrl = await up.listen({ port: 0, host: '127.0.0.1' });
+    const pool = redisUrl();
+    const replica = async () => {
+      const router = await Router.load(routerPath);
+      const live = await LivePool.open(router, pool);
+      const config = parseConfig({ upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${upUrl}/${m}/v1` }])), sticky: { margin: 10 } }, 'test');
+      const app = await buildApp({ router, pool: live, config });
+      return { app, url: await app.listen({ port: 0, host: '127.0.0.1' }), router };
+    };
+    const a = await replica();
+    const b = await replica();
+    try {
+      const turn = (url: string, content: string, session: string) =>
+        fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-session-id': session }, body: JSON.stringify({ model: 'uniroute:lambda=0.2', messages: [{ role: 'user', content }] }) });
+      const math = 'Question: integral derivative solve equation?';
+      const hist = 'Question: empire king war battle dynasty?';
+      const first = (await a.router.route([math], { lambda: 0.2 }))[0].model;
+      const alone = (await a.router.route([hist], { lambda: 0.2 }))[0].model;
+      expect(first).not.toBe(alone);
+      const t1 = await turn(a.url, math, 'conv-x');
+      expect(t1.headers.get('x-uniroute-model')).toBe(first);
+      await t1.text();
+      await new Promise((r) => setTimeout(r, 50)); // the session write is not on the answer's path
+      const t2 = await turn(b.url, hist, 'conv-x');
+      expect(t2.headers.get('x-uniroute-sticky')).toBe('kept');
+      expect(t2.headers.get('x-uniroute-model')).toBe(first);
+      await t2.text();
+      const other = await turn(b.url, hist, 'conv-y');
+      expect(other.headers.get('x-uniroute-model')).toBe(alone);
+      await other.text();
+    } finally {
+      await a.app.close();
+      await b.app.close();
+      await up.close();
+    }
+  });
+});

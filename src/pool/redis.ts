@@ -230,6 +230,18 @@ export class RedisPoolStore implements PoolStore {
     throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: feedback for "${name}" kept colliding with other changes; retry`);
   }
 
+  /** A conversation's LLM, shared by the replicas (sticky sessions); expires after `ttlMs` without a turn. */
+  async sessionGet(key: string): Promise<string | undefined> {
+    this.need();
+    const v = await this.call('session', () => this.client.get(`${this.keys[0].replace(/version$/, 'session:')}${key}`));
+    return v ?? undefined;
+  }
+
+  async sessionSet(key: string, model: string, ttlMs: number): Promise<void> {
+    this.need();
+    await this.call('session', () => this.client.set(`${this.keys[0].replace(/version$/, 'session:')}${key}`, model, 'PX', Math.max(1, Math.floor(ttlMs))));
+  }
+
   /** Calls `onVersion` with each new version published by any process (a second connection, subscribed). */
   watch(onVersion: (v: number) => void): () => void {
     this.need();

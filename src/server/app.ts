@@ -9,7 +9,7 @@ import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow, type Router } from '../router/router.js';
 import { MicroBatcher, type BatchSlice } from './batcher.js';
 import { createMetrics } from './metrics.js';
-import { SessionStore, buildGateway, chatRoutes, closeGateway } from './chat.js';
+import { SessionStore, buildGateway, chatRoutes, closeGateway, type Sessions } from './chat.js';
 import { parseConfig, type GatewayConfig } from './config.js';
 import type { LivePool } from '../pool/live.js';
 import { DecisionSigner } from '../pool/feedback.js';
@@ -536,7 +536,19 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
   const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
-  const sessions = new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
+  // sticky sessions: in the pool store when it is shared by replicas (Redis), else in this process
+  const shared = live?.store as { sessionGet?: (k: string) => Promise<string | undefined>; sessionSet?: (k: string, m: string, ttl: number) => Promise<void> } | undefined;
+  let sessionTtl = sticky0.ttlMs;
+  const sessions: Sessions =
+    shared?.sessionGet && shared.sessionSet
+      ? {
+          get: (k) => shared.sessionGet!(k),
+          set: (k, m) => shared.sessionSet!(k, m, sessionTtl),
+          configure: (_max, ttl) => {
+            sessionTtl = ttl;
+          },
+        }
+      : new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
   chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}), pacers: new Map(), budgetDayMs: opts.budgetDayMs });
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {

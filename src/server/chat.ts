@@ -42,11 +42,18 @@ export interface Gateway {
   retired?: () => void;
 }
 
+/** Where conversations' LLMs are kept: this process (SessionStore) or the pool store, shared by replicas (Redis). */
+export interface Sessions {
+  get(key: string): string | undefined | Promise<string | undefined>;
+  set(key: string, model: string): void | Promise<void>;
+  configure(maxSessions: number, ttlMs: number): void;
+}
+
 /**
  * The LLM each conversation was last answered by, bounded (least recently used out first) and expiring after
  * `ttlMs` without a turn. In memory: one per server (replicas do not share it yet).
  */
-export class SessionStore {
+export class SessionStore implements Sessions {
   private readonly map = new Map<string, { model: string; at: number }>();
   constructor(
     private maxSessions: number,
@@ -127,7 +134,7 @@ export interface ChatContext {
   /** Log one decision line per answered request (the server's logger is on). */
   logDecisions: boolean;
   ood?: Policy['ood'];
-  sessions: SessionStore;
+  sessions: Sessions;
   /** Budget pacers by key name (kept across config reloads). */
   pacers: Map<string, BudgetPacer>;
   /** The length of a budget "day" in ms (tests shorten it). */
@@ -282,7 +289,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           ood = slice.batch.ood[row] === 1;
           cell = router.cells ? slice.batch.cellOf[row] : -1;
           if (sessionKey && g.sticky && attempt === 1) {
-            const prev = ctx.sessions.get(sessionKey);
+            // a shared store that cannot answer: route as for a new conversation
+            const prev = await Promise.resolve(ctx.sessions.get(sessionKey)).catch(() => undefined);
             const b = slice.batch;
             const jp = prev === undefined ? -1 : b.models.indexOf(prev);
             if (prev === undefined) stickyOutcome = 'new';
@@ -326,7 +334,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         }
         // ---- stream the answer through ----
         up.breaker.success();
-        if (sessionKey) ctx.sessions.set(sessionKey, target);
+        if (sessionKey) void Promise.resolve(ctx.sessions.set(sessionKey, target)).catch(() => undefined);
         metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
         metrics.upstreamOf(target, String(res.status)).inc();
         const cost = router.snapshot().cost[router.snapshot().index.get(target) ?? -1];
