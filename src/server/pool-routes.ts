@@ -1,0 +1,278 @@
+/**
+ * The pool over HTTP (a fastify plugin): GET /v1/models, the admin writes (POST /v1/models, DELETE
+ * /v1/models/:name; to the pool store with If-Match, or saved to the router file), label suggestions, production
+ * feedback (POST /v1/feedback), and the watch on the store for other processes' changes.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { UnirouteError } from '../errors.js';
+import { errorBody, type ServerContext } from './context.js';
+
+export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { opts, router, metrics, live, signer, modelTag, maxPrompts, maxOutcomes, checkPrompt, poolChanged } = ctx;
+  // ---- the pool -------------------------------------------------------------------------------------------------
+  app.get('/v1/models', async (req, reply) => {
+    if (live) reply.header('etag', `"${live.version}"`);
+    return {
+    object: 'list',
+    ...(live ? { pool_version: live.version } : {}),
+    data: router.models().map((m) => ({
+      id: m.name,
+      object: 'model',
+      cost_per_query: m.costPerQuery,
+      overall_error: m.overallError,
+      outcomes: m.outcomes,
+      coverage: m.coverage,
+      upstream: ctx.gateway().upstreams.has(m.name),
+    })),
+    };
+  });
+
+  const admin = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!opts.adminToken)
+      return reply.status(403).send(errorBody('ADMIN_DISABLED', 'admin endpoints are disabled: start the server with UNIROUTE_ADMIN_TOKEN set'));
+    const h = req.headers.authorization ?? '';
+    const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
+    const want = Buffer.from(opts.adminToken);
+    if (given.length !== want.length || !timingSafeEqual(given, want))
+      return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid admin bearer token is required'));
+    if (!opts.routerPath && !live)
+      return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --pool sqlite:FILE (or --router FILE) to change the pool'));
+  };
+
+  /** If-Match: <version> (quoted or not) on an admin write; a mismatch is 412. */
+  const ifMatch = (req: FastifyRequest): number | undefined => {
+    const h = req.headers['if-match'];
+    if (h === undefined) return undefined;
+    const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(String(h));
+    if (!m) throw new UnirouteError('INVALID_ARGUMENT', `If-Match must be a pool version (a whole number), got ${JSON.stringify(String(h).slice(0, 40))}`);
+    if (!live) throw new UnirouteError('INVALID_ARGUMENT', 'If-Match needs a pool store (--pool)');
+    return Number(m[1]);
+  };
+
+  // Pool changes run one at a time. With a pool store each is written there in one transaction, then the router
+  // takes the store's state; with a router file each is applied in memory, saved atomically, rolled back if the
+  // save fails.
+  const by = (req: FastifyRequest) => `admin@${req.ip}`;
+  /** A store operation, timed and counted in the metrics. */
+  const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof UnirouteError && e.code === 'STORE_UNAVAILABLE') metrics.storeErrors.inc({ op });
+      throw e;
+    } finally {
+      metrics.storeLatency.observe({ op }, (performance.now() - t0) / 1000);
+    }
+  };
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = chain.then(fn, fn);
+    chain = next.catch(() => undefined);
+    return next;
+  };
+  const persist = async (undo: () => void) => {
+    try {
+      await router.save(opts.routerPath!);
+    } catch (e) {
+      undo();
+      throw new UnirouteError('INTERNAL', `could not save the pool to ${opts.routerPath}: ${(e as Error).message}; the change was rolled back`);
+    } finally {
+      metrics.poolSize.set(router.size);
+    }
+  };
+
+  app.post<{ Body: { name: string; cost_per_query: number; outcomes: Array<{ text?: string; embedding?: number[]; correct: number }> } }>(
+    '/v1/models',
+    {
+      onRequest: admin,
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'cost_per_query', 'outcomes'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 256 },
+            cost_per_query: { type: 'number', minimum: 0 },
+            outcomes: {
+              type: 'array',
+              minItems: 1,
+              maxItems: maxOutcomes,
+              items: {
+                type: 'object',
+                required: ['correct'],
+                additionalProperties: false,
+                properties: {
+                  text: { type: 'string', minLength: 1 },
+                  embedding: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 },
+                  correct: { type: 'number', minimum: 0, maximum: 1 },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const { name, cost_per_query, outcomes } = req.body;
+      outcomes.forEach((o, i) => {
+        if (router.takesText) checkPrompt(o.text as string, `\`outcomes[${i}].text\``);
+        else if (!o.embedding) throw new UnirouteError('INVALID_ARGUMENT', `\`outcomes[${i}].embedding\` is required: this router takes your own embeddings`);
+      });
+      const ifVersion = ifMatch(req);
+      return serial(async () => {
+        let info;
+        if (live) {
+          info = await timed('put', () => live.addModel(name, { costPerQuery: cost_per_query, outcomes }, { ifVersion, by: by(req) }));
+          poolChanged();
+          reply.header('etag', `"${info.version}"`);
+        } else {
+          info = await router.addModel(name, { costPerQuery: cost_per_query, outcomes });
+          await persist(() => router.removeModel(name));
+        }
+        reply.status(201);
+        return {
+          ...(live ? { pool_version: live.version } : {}),
+          id: info.name,
+          cost_per_query: info.costPerQuery,
+          outcomes: info.outcomes,
+          overall_error: info.overallError,
+          error_vector: info.errorVector,
+          coverage: info.coverage,
+          ...(info.coverage < 0.5
+            ? { warning: `its outcomes cover clusters holding ${(100 * info.coverage).toFixed(0)} % of the prompts; elsewhere it competes only where no LLM with evidence is allowed` }
+            : {}),
+        };
+      });
+    },
+  );
+
+  // which prompts to label next for an LLM (in the pool or new): read-only, like /v1/route
+  app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number } }>(
+    '/v1/models/:name/suggest',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['prompts', 'budget'],
+          additionalProperties: false,
+          properties: {
+            prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts * 16 },
+            budget: { type: 'integer', minimum: 1, maximum: 100_000 },
+            cost_per_query: { type: 'number', minimum: 0 },
+            lambda: { type: 'number', minimum: 0 },
+            seed: { type: 'integer', minimum: 0 },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      b.prompts.forEach((t, i) => checkPrompt(t, `\`prompts[${i}]\``));
+      const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed });
+      return { model: req.params.name, suggestions: picks.map((p) => ({ index: p.index, cluster: p.cluster, reason: p.reason })) };
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req, reply) => {
+    const ifVersion = ifMatch(req);
+    return serial(async () => {
+      const name = req.params.name;
+      if (live) {
+        if (!router.has(name)) router.exportModel(name); // UNKNOWN_MODEL with a did-you-mean
+        const version = await timed('remove', () => live.removeModel(name, { ifVersion, by: by(req) }));
+        poolChanged();
+        reply.header('etag', `"${version}"`);
+        return { id: name, deleted: true, pool_version: version };
+      }
+      const entry = router.exportModel(name);
+      router.removeModel(name);
+      await persist(() => router.importModel(entry));
+      return { id: name, deleted: true };
+    });
+  });
+
+  // ---- feedback: production outcomes move Ψ ----------------------------------------------------------------------
+  app.post<{ Body: { decision_id: string; correct?: number; score?: number; model?: string } }>(
+    '/v1/feedback',
+    {
+      onRequest: async (req, reply) => {
+        if (!opts.feedbackToken || !live)
+          return reply.status(403).send(errorBody('FEEDBACK_DISABLED', 'feedback is disabled: start the server with --pool and UNIROUTE_FEEDBACK_TOKEN set'));
+        const h = req.headers.authorization ?? '';
+        const given = createHash('sha256').update(h.startsWith('Bearer ') ? h.slice(7) : '').digest();
+        const want = createHash('sha256').update(opts.feedbackToken).digest();
+        if (!timingSafeEqual(given, want)) return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid feedback bearer token is required'));
+      },
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['decision_id'],
+          properties: {
+            decision_id: { type: 'string', minLength: 1, maxLength: 1024 },
+            correct: { type: 'integer', enum: [0, 1] },
+            score: { type: 'number', minimum: 0, maximum: 1 },
+            model: { type: 'string', minLength: 1, maxLength: 256 },
+          },
+          oneOf: [{ required: ['correct'] }, { required: ['score'] }],
+        },
+      },
+    },
+    async (req) => {
+      const b = req.body;
+      const d = signer!.verify(b.decision_id);
+      if (d.h !== modelTag) throw new UnirouteError('ARTIFACT_MISMATCH', 'this decision was made with another fitted model: its cluster means nothing here');
+      const maxAge = opts.feedbackMaxAgeMs ?? 7 * 86_400_000;
+      if (Date.now() - d.t > maxAge) throw new UnirouteError('INVALID_ARGUMENT', `this decision is older than ${Math.round(maxAge / 3_600_000)} h: feedback on it is no longer taken`);
+      const model = b.model ?? d.m;
+      const error = 1 - (b.correct ?? b.score!);
+      try {
+        const version = await serial(() =>
+          timed('feedback', () => live!.feedback({ model, cluster: d.k, cell: d.c, error, id: `${b.decision_id.split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: opts.feedbackHalfLifeMs })),
+        );
+        metrics.feedback.inc({ model, result: 'counted' });
+        poolChanged();
+        return { counted: true, model, cluster: d.k, error, pool_version: version };
+      } catch (e) {
+        metrics.feedback.inc({ model: router.has(model) ? model : 'unknown', result: e instanceof UnirouteError ? e.code : 'error' });
+        throw e;
+      }
+    },
+  );
+
+  // ---- the live pool: other processes' changes arrive by polling the store's version ------------------------------
+  if (live) {
+    let failing = false;
+    const poll = setInterval(() => {
+      const t0 = performance.now();
+      serial(() => live.refresh())
+        .then((changed) => {
+          metrics.storeLatency.observe({ op: 'poll' }, (performance.now() - t0) / 1000);
+          if (changed) poolChanged();
+          if (failing) app.log.warn({ store: live.store.description }, 'pool store reachable again');
+          failing = false;
+          ctx.setStoreDown(undefined);
+        })
+        .catch((e) => {
+          metrics.storeErrors.inc({ op: 'poll' });
+          if (!failing) app.log.error({ store: live.store.description, err: (e as Error).message }, 'pool store unavailable: routing on the last pool');
+          failing = true;
+          ctx.setStoreDown((e as Error).message);
+        });
+    }, opts.poolPollMs ?? 250);
+    poll.unref();
+    // told at once where the store can tell (Redis pub/sub); the poll above still catches what a message missed
+    const unwatch = live.store.watch?.((v) => {
+      if (v > live.version) serial(() => live.refresh()).then((changed) => changed && poolChanged(), () => undefined);
+    });
+    app.addHook('onClose', async () => {
+      unwatch?.();
+      clearInterval(poll);
+      await chain.catch(() => undefined);
+      await live.close();
+    });
+  }
+
+}
