@@ -219,3 +219,54 @@ describe('uniroute route --max-cost / --min-accuracy', () => {
     expect(bad.err).toMatch(/at most one of --lambda, --max-cost, --min-accuracy and --max-error/);
   });
 });
+
+describe('reading JSONL in bounded memory', () => {
+  it('jsonLines: over-long lines are skipped with a clear per-line error, the rest read with their line numbers; CRLF; no final newline', async () => {
+    const { jsonLines } = await import('../src/data/jsonl.js');
+    const f = join(mkdtempSync(join(tmpdir(), 'uniroute-jsonl-')), 'x.jsonl');
+    writeFileSync(f, `{"a":1}\r\n${JSON.stringify({ text: 'x'.repeat(5000) })}\n\n{"a":3}\nnot json\n{"a":5}`);
+    const got: Array<{ line: number; rec?: unknown; why?: string }> = [];
+    for await (const r of jsonLines(f, 'INVALID_ARGUMENT', { tolerant: true, maxLineBytes: 1000 })) got.push({ line: r.line, rec: r.rec, why: r.why });
+    expect(got).toEqual([
+      { line: 1, rec: { a: 1 }, why: undefined },
+      { line: 2, rec: undefined, why: 'line longer than 1000 bytes' },
+      { line: 4, rec: { a: 3 }, why: undefined },
+      { line: 5, rec: undefined, why: 'malformed JSON' },
+      { line: 6, rec: { a: 5 }, why: undefined },
+    ]);
+    await expect(async () => {
+      for await (const _ of jsonLines(f, 'INVALID_ARGUMENT', { maxLineBytes: 1000 })) void _;
+    }).rejects.toThrow(/x\.jsonl:2: line longer than 1000 bytes/);
+  });
+
+  it('uniroute route: a 20 MB line with no JSON end is one error in the output, the other prompts are routed', () => {
+    const f = join(tmp, 'huge.jsonl');
+    writeFileSync(f, `{"id":"a","text":"What is 17*23?"}\n{"id":"b","text":"${'y'.repeat(20 * 2 ** 20)}\n{"id":"c","text":"Write a Python loop."}\n`);
+    const r = spawnSync(process.execPath, [BIN, 'route', '--input', f], { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 2 ** 20 });
+    expect(r.status).toBe(2); // some lines could not be routed: said on stderr, and in their records
+    expect(r.stderr).toContain('1 input line(s) could not be routed');
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0].model).toBeTypeOf('string');
+    expect(lines[1].error.message).toMatch(/line 2: line longer than 16777216 bytes/);
+    expect(lines[2].id).toBe('c');
+    expect(lines[2].model).toBeTypeOf('string');
+  });
+});
+
+describe('uniroute route --shard', () => {
+  it('N shards route every line exactly once between them; a bad spec is refused', () => {
+    const input = randomTexts(25, 31).map((t, i) => JSON.stringify({ id: `q${i}`, text: t })).join('\n') + '\n';
+    const ids: string[] = [];
+    for (const i of [1, 2, 3]) {
+      const r = run(['route', '--shard', `${i}/3`], input);
+      expect(r.code, r.err).toBe(0);
+      ids.push(...r.out.trim().split('\n').map((l) => JSON.parse(l).id));
+    }
+    expect(ids.slice().sort()).toEqual(Array.from({ length: 25 }, (_, i) => `q${i}`).sort());
+    const whole = run(['route'], input).out.trim().split('\n').map((l) => JSON.parse(l));
+    const first = run(['route', '--shard', '1/3'], input).out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(first).toEqual(whole.filter((_, i) => i % 3 === 0)); // the same decisions as routing the whole file
+    for (const bad of ['0/3', '4/3', '1-3', 'x']) expect(run(['route', '--shard', bad], input).code).not.toBe(0);
+  });
+});

@@ -464,6 +464,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--no-ood', 'no out-of-distribution check')
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
+    .option('--shard <i/n>', 'route only the I-th of N interleaved shards of the input lines (a fleet splits one file)')
     .option('--explain', 'add every candidate LLM\'s predicted error, cost, outcomes in the prompt\'s cluster, evidence flag and 95 % interval')
     .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
     .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
@@ -474,6 +475,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost, --min-accuracy and --max-error');
       if (o.maxError !== undefined && (o.maxError < 0 || o.maxError > 1)) throw new UnirouteError('INVALID_ARGUMENT', '--max-error must be in [0, 1]');
       if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
+      let shard: { i: number; n: number } | undefined;
+      if (o.shard !== undefined) {
+        const m = /^(\d+)\/(\d+)$/.exec(String(o.shard));
+        if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) throw new UnirouteError('INVALID_ARGUMENT', `--shard must be I/N with 1 <= I <= N (got ${JSON.stringify(o.shard)})`);
+        shard = { i: Number(m[1]), n: Number(m[2]) };
+      }
       const { router, live } = await loadWithPool(o.router, o.pool);
       await live?.close(); // routes on the pool as it is now
       let lambda: number | undefined = o.lambda;
@@ -531,9 +538,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         await writeLine(out, chunk);
         progress.update('routed', routed + failed);
       };
-      for await (const { rec, line, malformed } of jsonLines(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
+      let seq = 0;
+      for await (const { rec, line, malformed, why } of jsonLines(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
+        // --shard I/N: the I-th of N interleaved shards of the (non-blank) lines, so that machines can split a file
+        if (shard && seq++ % shard.n !== shard.i - 1) continue;
         const item: Item = { line, id: null };
-        if (malformed) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: malformed JSON` };
+        if (malformed) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: ${why ?? 'malformed JSON'}` };
         else {
           item.id = rec?.id ?? null;
           if (!byText) {
