@@ -71,12 +71,7 @@ export class LivePool {
   /** Replaces the store's whole pool by these entries (checked first), as one change: `uniroute import`. */
   importPool(entries: PoolEntry[], o: ChangeOptions = {}): Promise<number> {
     return this.serial(async () => {
-      const seen = new Set<string>();
-      for (const e of entries) {
-        this.router.checkEntry(e);
-        if (seen.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" appears twice`);
-        seen.add(e.name);
-      }
+      this.router.checkEntries(entries);
       const version = await this.store.replaceAll(entries, o);
       await this.pull(true);
       return version;

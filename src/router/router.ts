@@ -487,7 +487,6 @@ export class Router {
     checkName(e.name);
     if (this.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" is already in the pool`);
     checkCost(e.name, e.costPerQuery);
-    checkStats(e, this.k);
     this.insert(e);
   }
 
@@ -503,9 +502,10 @@ export class Router {
     this.snap = undefined;
   }
 
-  private insert(e: PoolEntry): void {
-    if (e.errorSums.length !== this.k || e.counts.length !== this.k)
-      throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has statistics for ${e.counts.length} clusters; the router has ${this.k}`);
+  /** The statistics of an entry against this router: cluster and cell sizes, finite values, counts >= sums >= 0. */
+  private checkStatsOf(e: PoolEntry): void {
+    if (e.errorSums?.length !== this.k || e.counts?.length !== this.k)
+      throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has statistics for ${e.counts?.length} clusters; the router has ${this.k}`);
     checkStats(e, this.k);
     if (e.cellCounts !== undefined) {
       if (!this.cells || !(e.cellCounts instanceof Float32Array) || e.cellCounts.length !== this.cells.count)
@@ -513,6 +513,10 @@ export class Router {
       if (!e.cellCounts.every((v) => Number.isFinite(v) && v >= 0))
         throw new UnirouteError('INVALID_ARGUMENT', `LLM "${e.name}" has an evidence count that is negative or not finite`);
     }
+  }
+
+  private insert(e: PoolEntry): void {
+    this.checkStatsOf(e);
     this.pool = [...this.pool, e];
     this.snap = undefined;
   }
@@ -1139,12 +1143,7 @@ export class Router {
    * nothing; routing sees the old pool or the new one, never a mix.
    */
   setPool(entries: PoolEntry[]): void {
-    const seen = new Set<string>();
-    for (const e of entries) {
-      this.checkEntry(e);
-      if (seen.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" appears twice`);
-      seen.add(e.name);
-    }
+    this.checkEntries(entries);
     this.pool = entries.slice();
     this.snap = undefined;
   }
@@ -1153,20 +1152,26 @@ export class Router {
   checkEntry(e: PoolEntry): void {
     checkName(e.name);
     checkCost(e.name, e.costPerQuery);
-    checkStats(e, this.k);
-    if (e.cellCounts !== undefined && (!this.cells || !(e.cellCounts instanceof Float32Array) || e.cellCounts.length !== this.cells.count))
-      throw new UnirouteError('DIMENSION_MISMATCH', `LLM "${e.name}" has evidence counts for ${e.cellCounts.length} cells; the router has ${this.cells?.count ?? 0}`);
-    if (e.cellCounts && !e.cellCounts.every((v) => Number.isFinite(v) && v >= 0))
-      throw new UnirouteError('INVALID_ARGUMENT', `LLM "${e.name}" has an evidence count that is negative or not finite`);
+    this.checkStatsOf(e);
+  }
+
+  /** Checks a whole pool: every entry, and no name twice. */
+  checkEntries(entries: PoolEntry[]): void {
+    const seen = new Set<string>();
+    for (const e of entries) {
+      this.checkEntry(e);
+      if (seen.has(e.name)) throw new UnirouteError('DUPLICATE_MODEL', `LLM "${e.name}" appears twice`);
+      seen.add(e.name);
+    }
   }
 
   /** Puts an entry in the pool: in the place of the LLM of that name (its position kept), or at the end. */
   upsertEntry(e: PoolEntry): void {
     this.checkEntry(e);
     const i = this.pool.findIndex((x) => x.name === e.name);
-    if (i < 0) return this.insert(e);
     const pool = this.pool.slice();
-    pool[i] = e;
+    if (i < 0) pool.push(e);
+    else pool[i] = e;
     this.pool = pool;
     this.snap = undefined;
   }
