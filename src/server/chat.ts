@@ -9,7 +9,8 @@
  * error, 429, 5xx, header timeout), the request goes to the next-best LLM by the router's score, up to
  * `retry.attempts`; an upstream that keeps failing is skipped while its circuit breaker is open.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { bearerDigest, sameDigest, tokenDigest } from './tokens.js';
 import { BudgetPacer } from './budget.js';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Router } from '../router/router.js';
@@ -111,7 +112,7 @@ export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
   for (const [name, k] of cfg.keys) {
     const value = process.env[k.keyEnv];
     if (!value) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}: keys.${name}.key_env: the environment variable ${k.keyEnv} is not set`);
-    keys.set(name, { digest: createHash('sha256').update(value).digest(), ...(k.budgetUsdPerDay !== undefined ? { budgetUsdPerDay: k.budgetUsdPerDay } : {}) });
+    keys.set(name, { digest: tokenDigest(value), ...(k.budgetUsdPerDay !== undefined ? { budgetUsdPerDay: k.budgetUsdPerDay } : {}) });
   }
   return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, keys, active: 0 };
 }
@@ -189,9 +190,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       // client keys: when configured, one must be presented; spend and budgets are per key
       let keyName: string | undefined;
       if (g.keys.size > 0) {
-        const h = req.headers.authorization ?? '';
-        const given = createHash('sha256').update(h.startsWith('Bearer ') ? h.slice(7) : '').digest();
-        for (const [name, k] of g.keys) if (timingSafeEqual(given, k.digest)) keyName = name;
+        const given = bearerDigest(req.headers.authorization);
+        for (const [name, k] of g.keys) if (sameDigest(given, k.digest)) keyName = name;
         if (!keyName) return reply.status(401).send({ error: { message: 'a valid API key is required (Authorization: Bearer <key>)', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
       }
       let pacer: BudgetPacer | undefined;

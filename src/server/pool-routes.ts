@@ -3,10 +3,11 @@
  * /v1/models/:name; to the pool store with If-Match, or saved to the router file), label suggestions, production
  * feedback (POST /v1/feedback), and the watch on the store for other processes' changes.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { bearerDigest, sameDigest, tokenDigest } from './tokens.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { UnirouteError } from '../errors.js';
 import { errorBody, type ServerContext } from './context.js';
+import { reportedOutcome } from '../pool/feedback.js';
 
 export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { opts, router, metrics, live, signer, modelTag, maxPrompts, maxOutcomes, checkPrompt, poolChanged } = ctx;
@@ -28,13 +29,11 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     };
   });
 
+  const adminDigest = opts.adminToken ? tokenDigest(opts.adminToken) : undefined;
   const admin = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!opts.adminToken)
+    if (!adminDigest)
       return reply.status(403).send(errorBody('ADMIN_DISABLED', 'admin endpoints are disabled: start the server with UNIROUTE_ADMIN_TOKEN set'));
-    const h = req.headers.authorization ?? '';
-    const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
-    const want = Buffer.from(opts.adminToken);
-    if (given.length !== want.length || !timingSafeEqual(given, want))
+    if (!sameDigest(bearerDigest(req.headers.authorization), adminDigest))
       return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid admin bearer token is required'));
     if (!opts.routerPath && !live)
       return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --pool sqlite:FILE (or --router FILE) to change the pool'));
@@ -193,6 +192,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     });
   });
 
+  const feedbackDigest = opts.feedbackToken ? tokenDigest(opts.feedbackToken) : undefined;
   // ---- feedback: production outcomes move Ψ ----------------------------------------------------------------------
   app.post<{ Body: { decision_id: string; correct?: number; score?: number; model?: string } }>(
     '/v1/feedback',
@@ -200,10 +200,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
       onRequest: async (req, reply) => {
         if (!opts.feedbackToken || !live)
           return reply.status(403).send(errorBody('FEEDBACK_DISABLED', 'feedback is disabled: start the server with --pool and UNIROUTE_FEEDBACK_TOKEN set'));
-        const h = req.headers.authorization ?? '';
-        const given = createHash('sha256').update(h.startsWith('Bearer ') ? h.slice(7) : '').digest();
-        const want = createHash('sha256').update(opts.feedbackToken).digest();
-        if (!timingSafeEqual(given, want)) return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid feedback bearer token is required'));
+        if (!sameDigest(bearerDigest(req.headers.authorization), feedbackDigest!)) return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid feedback bearer token is required'));
       },
       schema: {
         body: {
@@ -221,20 +218,13 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
       },
     },
     async (req) => {
-      const b = req.body;
-      const d = signer!.verify(b.decision_id);
-      if (d.h !== modelTag) throw new UnirouteError('ARTIFACT_MISMATCH', 'this decision was made with another fitted model: its cluster means nothing here');
-      const maxAge = opts.feedbackMaxAgeMs ?? 7 * 86_400_000;
-      if (Date.now() - d.t > maxAge) throw new UnirouteError('INVALID_ARGUMENT', `this decision is older than ${Math.round(maxAge / 3_600_000)} h: feedback on it is no longer taken`);
-      const model = b.model ?? d.m;
-      const error = 1 - (b.correct ?? b.score!);
+      const o = reportedOutcome(req.body, signer!, modelTag, opts.feedbackMaxAgeMs);
+      const model = o.model;
       try {
-        const version = await serial(() =>
-          timed('feedback', () => live!.feedback({ model, cluster: d.k, cell: d.c, error, id: `${b.decision_id.split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: opts.feedbackHalfLifeMs })),
-        );
+        const version = await serial(() => timed('feedback', () => live!.feedback({ ...o, halfLifeMs: opts.feedbackHalfLifeMs })));
         metrics.feedback.inc({ model, result: 'counted' });
         poolChanged();
-        return { counted: true, model, cluster: d.k, error, pool_version: version };
+        return { counted: true, model, cluster: o.cluster, error: o.error, pool_version: version };
       } catch (e) {
         metrics.feedback.inc({ model: router.has(model) ? model : 'unknown', result: e instanceof UnirouteError ? e.code : 'error' });
         throw e;
