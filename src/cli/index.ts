@@ -12,7 +12,7 @@ import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/r
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 import { LivePool } from '../pool/live.js';
-import { DecisionSigner } from '../pool/feedback.js';
+import { DecisionSigner, reportedOutcome } from '../pool/feedback.js';
 import { jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
@@ -364,13 +364,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         for await (const { rec, line, malformed } of jsonLines(file, 'INVALID_ARGUMENT', { tolerant: true })) {
           try {
             if (malformed || !rec || typeof rec !== 'object') throw new UnirouteError('INVALID_ARGUMENT', 'not a JSON object');
-            const d = signer.verify(rec.decision_id);
-            if (d.h !== tag) throw new UnirouteError('ARTIFACT_MISMATCH', 'made with another fitted model');
-            const given = rec.correct !== undefined ? rec.correct : rec.score;
-            if ((rec.correct !== undefined) === (rec.score !== undefined) || typeof given !== 'number' || !(given >= 0 && given <= 1) || (rec.correct !== undefined && given !== 0 && given !== 1))
-              throw new UnirouteError('INVALID_ARGUMENT', 'needs "correct": 0|1 or "score" in [0, 1]');
-            const model = typeof rec.model === 'string' ? rec.model : d.m;
-            await live!.feedback({ model, cluster: d.k, cell: d.c, error: 1 - given, id: `${String(rec.decision_id).split('.')[1]}|${model}`, decidedAt: d.t, halfLifeMs: o.halfLife ? o.halfLife * 3_600_000 : undefined });
+            await live!.feedback({ ...reportedOutcome(rec, signer, tag), halfLifeMs: o.halfLife ? o.halfLife * 3_600_000 : undefined });
             count('counted');
           } catch (e) {
             const c = e instanceof UnirouteError ? e.code : 'ERROR';

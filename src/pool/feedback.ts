@@ -64,6 +64,44 @@ export class DecisionSigner {
   }
 }
 
+/** A production outcome as a client reports it (POST /v1/feedback, or a line of `uniroute feedback`). */
+export interface FeedbackReport {
+  decision_id: unknown;
+  correct?: unknown;
+  score?: unknown;
+  model?: unknown;
+}
+
+/** What a report adds to the pool: an LLM's error in a cluster and cell, once per `id`. */
+export interface ReportedOutcome {
+  model: string;
+  cluster: number;
+  cell: number;
+  error: number;
+  /** One per decision and LLM (the decision id's signature and the LLM). */
+  id: string;
+  decidedAt: number;
+}
+
+/** How long a decision takes feedback (7 days). */
+export const FEEDBACK_MAX_AGE_MS = 7 * 86_400_000;
+
+/**
+ * The outcome a report describes, on every path alike: its decision id verified, made with this fitted model
+ * (`modelTag`), not older than `maxAgeMs`, and exactly one of "correct" (0 or 1) or "score" (in [0, 1]).
+ */
+export function reportedOutcome(r: FeedbackReport, signer: DecisionSigner, modelTag: string, maxAgeMs = FEEDBACK_MAX_AGE_MS, now = Date.now()): ReportedOutcome {
+  const d = signer.verify(r.decision_id);
+  if (d.h !== modelTag) throw new UnirouteError('ARTIFACT_MISMATCH', 'this decision was made with another fitted model: its cluster means nothing here');
+  if (now - d.t > maxAgeMs) throw new UnirouteError('INVALID_ARGUMENT', `this decision is older than ${Math.round(maxAgeMs / 3_600_000)} h: feedback on it is no longer taken`);
+  const given = r.correct !== undefined ? r.correct : r.score;
+  if ((r.correct !== undefined) === (r.score !== undefined) || typeof given !== 'number' || !(given >= 0 && given <= 1) || (r.correct !== undefined && given !== 0 && given !== 1))
+    throw new UnirouteError('INVALID_ARGUMENT', 'a report needs "correct": 0|1 or "score" in [0, 1]');
+  if (r.model !== undefined && (typeof r.model !== 'string' || r.model.length === 0)) throw new UnirouteError('INVALID_ARGUMENT', '"model" must be an LLM\'s name');
+  const model = (r.model as string | undefined) ?? d.m;
+  return { model, cluster: d.k, cell: d.c, error: 1 - given, id: `${(r.decision_id as string).split('.')[1]}|${model}`, decidedAt: d.t };
+}
+
 /**
  * The entry after one more outcome (error in [0, 1]) in cluster k / cell c, with older evidence first decayed by
  * 2^(−Δt / halfLifeMs) since `lastAt` when a half-life is set.
