@@ -14,7 +14,7 @@ import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
 import { chooseOperatingPoint } from '../router/operating.js';
 import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
-import { psiMatrix, residOfRows } from '../router/evidence.js';
+import { psiMatrix } from '../router/evidence.js';
 import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 
 export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;

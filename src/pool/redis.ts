@@ -44,10 +44,15 @@ const parse = (name: string, raw: string): StoredModel & { pos: number } => {
 };
 
 // KEYS: version, models, pos, feedback, channel (as a key name for PUBLISH)
+// Every change script starts by reading the version (v) and, where it takes If-Match, refusing a stale one; it
+// ends by bumping the version and publishing it.
+const ifVersion = (arg: number | null) =>
+  `local v = tonumber(redis.call('GET', KEYS[1]) or '0')` + (arg === null ? '' : `\nif ARGV[${arg}] ~= '' and tonumber(ARGV[${arg}]) ~= v then return {'CONFLICT', v} end`);
+const BUMP = `local nv = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', KEYS[5], nv)
+return {'OK', nv}`;
 // put: ARGV name, record-without-pos (JSON with a "pos" placeholder of -1), ifVersion ('' = any), replace ('1'/'0')
-const PUT = `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= v then return {'CONFLICT', v} end
+const PUT = `${ifVersion(3)}
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old and ARGV[4] ~= '1' then return {'DUPLICATE', v} end
 local pos
@@ -55,20 +60,13 @@ if old then pos = cjson.decode(old)['pos'] else pos = redis.call('INCR', KEYS[3]
 local rec = cjson.decode(ARGV[2])
 rec['pos'] = pos
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
-local nv = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[5], nv)
-return {'OK', nv}`;
+${BUMP}`;
 // remove: ARGV name, ifVersion
-const REMOVE = `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= v then return {'CONFLICT', v} end
+const REMOVE = `${ifVersion(2)}
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return {'UNKNOWN', v} end
-local nv = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[5], nv)
-return {'OK', nv}`;
+${BUMP}`;
 // feedback: ARGV name, expected record (as read), new record, feedback id, decided at, forget before
-const OUTCOME = `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+const OUTCOME = `${ifVersion(null)}
 if redis.call('ZSCORE', KEYS[4], ARGV[4]) then return {'COUNTED', v} end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur then return {'UNKNOWN', v} end
@@ -76,13 +74,9 @@ if cur ~= ARGV[2] then return {'RETRY', v} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[6])
-local nv = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[5], nv)
-return {'OK', nv}`;
+${BUMP}`;
 // replace all: ARGV ifVersion, n, then n pairs (name, record)
-const REPLACE = `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0')
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= v then return {'CONFLICT', v} end
+const REPLACE = `${ifVersion(1)}
 redis.call('DEL', KEYS[2])
 local n = tonumber(ARGV[2])
 for i = 1, n do
@@ -91,9 +85,7 @@ for i = 1, n do
   rec['pos'] = pos
   redis.call('HSET', KEYS[2], ARGV[1 + 2 * i], cjson.encode(rec))
 end
-local nv = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[5], nv)
-return {'OK', nv}`;
+${BUMP}`;
 // open: ARGV n, then n pairs (name, record); creates the pool once
 const OPEN = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -113,7 +105,6 @@ export class RedisPoolStore implements PoolStore {
   private sub: RedisClient | undefined;
   private readonly prefix: string;
   private keys: string[] = [];
-  private raw = new Map<string, string>(); // the records as last read (for optimistic feedback)
 
   constructor(url: string) {
     const u = new URL(url);
@@ -165,7 +156,6 @@ export class RedisPoolStore implements PoolStore {
     const [[e1, v], [e2, all]] = res as [[Error | null, string | null], [Error | null, Record<string, string>]];
     if (e1 || e2) throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: read failed: ${(e1 ?? e2)!.message}`);
     if (v === null) throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: the pool of this model is gone`);
-    this.raw = new Map(Object.entries(all));
     const models = Object.entries(all)
       .map(([name, raw]) => parse(name, raw))
       .sort((a, b) => a.pos - b.pos)
