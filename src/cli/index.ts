@@ -357,7 +357,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       if (!secret) throw new UnirouteError('INVALID_ARGUMENT', 'set UNIROUTE_FEEDBACK_SECRET to the servers\' secret: it checks the decision ids');
       const signer = new DecisionSigner(secret);
       const { router, live } = await loadWithPool(o.router, o.pool);
-      const tag = router.modelHash().slice(0, 16);
+      const tag = live!.modelHash.slice(0, 16);
       const tally = new Map<string, number>();
       const count = (k: string) => tally.set(k, (tally.get(k) ?? 0) + 1);
       try {
@@ -390,7 +390,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .action(async (o) => {
       const { router, live } = await loadWithPool(o.router, o.pool);
       if (live) {
-        if (!o.json) await writeLine(process.stderr, `pool ${live.store.description}, version ${live.version}, model ${router.modelHash().slice(0, 12)}\n`);
+        if (!o.json) await writeLine(process.stderr, `pool ${live.store.description}, version ${live.version}, model ${live.modelHash.slice(0, 12)}\n`);
         await live.close();
       }
       if (!o.json) await writeLine(process.stderr, operatingPointText(router) + '\n');

@@ -15,6 +15,8 @@ export class LivePool {
     readonly router: Router,
     readonly store: PoolStore,
     public version: number,
+    /** The fitted model's hash the pool is keyed by (Router.modelHash(), computed once here). */
+    readonly modelHash: string,
   ) {}
 
   /**
@@ -23,9 +25,10 @@ export class LivePool {
    */
   static async open(router: Router, store: PoolStore | string, by = 'uniroute'): Promise<LivePool> {
     const s = typeof store === 'string' ? openPoolStore(store) : store;
-    const snap = await s.open(router.modelHash(), router.poolEntries(), by);
+    const hash = router.modelHash();
+    const snap = await s.open(hash, router.poolEntries(), by);
     router.setPool(snap.models);
-    return new LivePool(router, s, snap.version);
+    return new LivePool(router, s, snap.version, hash);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

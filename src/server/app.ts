@@ -68,7 +68,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   if (live) metrics.poolVersion.set(live.version);
   // decision ids (for feedback) when the pool is a store
   const signer = live ? (opts.feedbackSigner ?? DecisionSigner.random()) : undefined;
-  const modelTag = live ? router.modelHash().slice(0, 16) : '';
+  const modelTag = live ? live.modelHash.slice(0, 16) : '';
   const decisionId = (model: string, k: number, cell: number) => signer!.sign({ h: modelTag, k, c: cell, m: model });
   const oodDefault = opts.config ? opts.config.ood : undefined;
   metrics.poolSize.set(router.size);
