@@ -356,7 +356,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const secret = process.env.UNIROUTE_FEEDBACK_SECRET;
       if (!secret) throw new UnirouteError('INVALID_ARGUMENT', 'set UNIROUTE_FEEDBACK_SECRET to the servers\' secret: it checks the decision ids');
       const signer = new DecisionSigner(secret);
-      const { router, live } = await loadWithPool(o.router, o.pool);
+      const { live } = await loadWithPool(o.router, o.pool);
       const tag = live!.modelHash.slice(0, 16);
       const tally = new Map<string, number>();
       const count = (k: string) => tally.set(k, (tally.get(k) ?? 0) + 1);
