@@ -19,6 +19,7 @@ import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
 import { LivePool } from '../src/pool/live.js';
 import { loadSummary } from './load.js';
+import { startLocalRedis } from './redis-server.js';
 
 const argv = process.argv.slice(2);
 const TOKEN = 'bench-token';
@@ -59,27 +60,6 @@ async function change(url: string, added: string[]): Promise<number> {
   return performance.now() - t0;
 }
 
-/** A local redis-server on a free port (no persistence), or null when none is installed. */
-async function startRedisServer(): Promise<{ url: string; proc: ChildProcess } | null> {
-  const { spawn, spawnSync } = await import('node:child_process');
-  const { createServer, connect } = await import('node:net');
-  if (spawnSync('redis-server', ['--version']).status !== 0) return null;
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const c = connect(port, '127.0.0.1', () => (c.destroy(), r(true)));
-      c.on('error', () => r(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url: `redis://127.0.0.1:${port}/0`, proc };
-}
-
 const pct = (xs: number[], q: number) => {
   const s = xs.slice().sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
@@ -98,7 +78,7 @@ if (argv[0] === '--child') {
   const file = join(dir, 'r100.uniroute');
   await base.save(file);
   const results: Record<string, unknown>[] = [];
-  const redis = await startRedisServer();
+  const redis = await startLocalRedis();
   for (const kind of ['file', 'memory', 'sqlite', ...(redis ? ['redis'] : [])]) {
     const pool = kind === 'sqlite' ? `sqlite:${join(dir, 'pool.db')}` : kind === 'redis' ? `${redis!.url}?prefix=bench:` : 'memory:';
     const s = await start(kind, file, pool);
@@ -132,7 +112,7 @@ if (argv[0] === '--child') {
     }
     s.proc.kill('SIGTERM');
   }
-  redis?.proc.kill('SIGKILL');
+  await redis?.stop();
   if (!redis) results.push({ name: 'pool-change-redis', skipped: 'redis-server is not installed' });
   const lines = results.map((r) => JSON.stringify(r));
   for (const l of lines) console.log(l);

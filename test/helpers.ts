@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { mulberry32 } from '../src/engine/reference.js';
+import { startLocalRedis, type LocalRedis } from '../bench/redis-server.js';
 
 export const SHARED_DATA = resolve(__dirname, '..', '..', 'shared', 'data');
 export const HAS_SHARED_DATA = existsSync(join(SHARED_DATA, 'routerbench', 'labels.csv'));
@@ -66,43 +67,8 @@ export function randomTexts(n: number, seed: number): string[] {
  * null, and the caller skips with a clear message, except in CI (`CI=true`), where `.ci/run` installs it and a
  * missing one is a failure.
  */
-export async function startRedis(opts: { dir?: string; port?: number } = {}): Promise<{ url: string; port: number; stop: () => Promise<void> } | null> {
-  const { spawn, spawnSync } = await import('node:child_process');
-  const { createServer, connect } = await import('node:net');
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
-    if (process.env.CI === 'true') throw new Error('redis-server is missing: .ci/run installs it (apt-get install redis-server)');
-    return null;
-  }
-  let port = opts.port;
-  if (!port) {
-    const s = createServer();
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-    port = (s.address() as { port: number }).port;
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', ''];
-  if (opts.dir) args.push('--dir', opts.dir, '--appendonly', 'yes', '--appendfsync', 'always');
-  else args.push('--appendonly', 'no');
-  const proc = spawn('redis-server', args, { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const c = connect(port!, '127.0.0.1', () => {
-        c.destroy();
-        r(true);
-      });
-      c.on('error', () => r(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `redis://127.0.0.1:${port}/0`,
-    port,
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const done = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGKILL');
-      await done;
-    },
-  };
+export async function startRedis(opts: { dir?: string; port?: number } = {}): Promise<LocalRedis | null> {
+  const redis = await startLocalRedis(opts);
+  if (!redis && process.env.CI === 'true') throw new Error('redis-server is missing: .ci/run installs it (apt-get install redis-server)');
+  return redis;
 }
