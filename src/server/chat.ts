@@ -337,7 +337,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         if (sessionKey) void Promise.resolve(ctx.sessions.set(sessionKey, target)).catch(() => undefined);
         metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
         metrics.upstreamOf(target, String(res.status)).inc();
-        const cost = router.snapshot().cost[router.snapshot().index.get(target) ?? -1];
+        const snap = router.snapshot();
+        const cost = snap.cost[snap.index.get(target) ?? -1];
         if (cost !== undefined && Number.isFinite(cost)) {
           metrics.spendOf(target, keyName ?? '-').inc(cost);
           pacer?.record(cost);
