@@ -47,12 +47,7 @@ int main(int argc, char** argv) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(k), static_cast<int>(d), 1.0f,
                 X.data(), static_cast<int>(d), C.data(), static_cast<int>(d), 0.0f, out.data(), static_cast<int>(k));
   });
-  Pool p;
-  p.m = m;
-  p.k = k;
-  p.psi = psi.data();
-  p.cost = cost.data();
-  p.lambda = 0.1f;
+  Pool p{m, k, psi.data(), cost.data(), 0.1f};  // m, k, psi, cost, lambda
   const double t_score = seconds_per_call([&] { score_batch_soft(p, Z.data(), n, choice.data(), G.data(), threads); });
   const double t_sgemm2 = seconds_per_call([&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), 1.0f,

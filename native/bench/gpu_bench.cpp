@@ -71,12 +71,7 @@ int main(int argc, char** argv) {
   for (auto& v : C) v = static_cast<float>(r.normal()) * 0.1f;
   for (auto& v : psi) v = static_cast<float>(r.uniform());
   for (size_t j = 0; j < M; ++j) cost[j] = 1e-4f * float(j + 1);
-  Pool pool;
-  pool.m = M;
-  pool.k = K;
-  pool.psi = psi.data();
-  pool.cost = cost.data();
-  pool.lambda = 50.0f;
+  Pool pool{M, K, psi.data(), cost.data(), 50.0f};  // m, k, psi, cost, lambda
 
   const cuda::DeviceInfo& dev = cuda::probe();
   std::printf("# uniroute engine: CPU (%d threads) against CUDA\n", threads);

@@ -126,12 +126,7 @@ static void test_score() {
   std::vector<float> psi(m * k), cost(m);
   for (size_t i = 0; i < m * k; ++i) psi[i] = 1.0f / (1.0f + std::exp(psi_raw[i]));
   for (size_t j = 0; j < m; ++j) cost[j] = 0.1f * float(j + 1);
-  Pool p;
-  p.m = m;
-  p.k = k;
-  p.psi = psi.data();
-  p.cost = cost.data();
-  p.lambda = 0.3f;
+  Pool p{m, k, psi.data(), cost.data(), 0.3f};  // m, k, psi, cost, lambda
   std::vector<int32_t> cl(n), ch(n), ch2(n);
   std::vector<float> Z(n * k, 0.0f), g1(n * m), g2(n * m);
   for (size_t i = 0; i < n; ++i) {
@@ -184,12 +179,7 @@ static void test_evidence_and_vectors() {
   std::vector<float> mu = {0.1f, -0.2f, 0.05f};
   std::vector<uint8_t> evidence(m * ke, 1);
   for (size_t c = 0; c < ke; c += 2) evidence[1 * ke + c] = 0;  // the cheapest LLM lacks evidence in even cells
-  Pool p;
-  p.m = m;
-  p.k = k;
-  p.psi = psi.data();
-  p.cost = cost.data();
-  p.lambda = 0.5f;
+  Pool p{m, k, psi.data(), cost.data(), 0.5f};  // m, k, psi, cost, lambda
   p.psi_logit = logit.data();
   p.slope = 1.7f;
   p.evidence = evidence.data();
@@ -336,12 +326,7 @@ static void test_embed_and_route() {
   KMeansOptions ko;
   kmeans(E.data(), n, D, k, ko, C.data(), A.data(), kr);
   std::vector<float> psi = {0.1f, 0.5f, 0.9f, 0.5f, 0.1f, 0.9f, 0.9f, 0.9f, 0.1f, 0.3f, 0.3f, 0.3f}, cost = {1, 2, 3, 0.5f};
-  Pool p;
-  p.m = m;
-  p.k = k;
-  p.psi = psi.data();
-  p.cost = cost.data();
-  p.lambda = 0.05f;
+  Pool p{m, k, psi.data(), cost.data(), 0.05f};  // m, k, psi, cost, lambda
   std::vector<int32_t> ch(n), cl(n), ch_ref(n), cl_ref(n);
   std::vector<float> dist(n), dist_ref(n), g(n * m);
   RouteOutputs out{ch.data(), cl.data(), dist.data(), g.data()};
@@ -516,12 +501,7 @@ static void test_cuda() {
     std::vector<uint8_t> allowed(n * m);
     for (auto& v : allowed) v = r.uniform() < 0.7 ? 1 : 0;
     for (int masked = 0; masked < 2; ++masked) {
-      Pool p;
-      p.m = m;
-      p.k = k;
-      p.psi = psi.data();
-      p.cost = cost.data();
-      p.lambda = 0.3f;
+      Pool p{m, k, psi.data(), cost.data(), 0.3f};  // m, k, psi, cost, lambda
       if (masked) {
         p.allowed = allowed.data();
         p.allowed_per_row = true;
