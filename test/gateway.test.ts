@@ -17,7 +17,7 @@ import { checkAgainstPool, loadConfig, parseConfig } from '../src/server/config.
 import { Breaker, passHeaders } from '../src/server/gateway.js';
 import { SessionStore } from '../src/server/chat.js';
 import { BudgetPacer } from '../src/server/budget.js';
-import { makeSyntheticDataset, randomTexts } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
 
 let routerPath: string;
 const freshRouter = () => Router.load(routerPath);
@@ -636,25 +636,14 @@ describe('the config file', () => {
     expect(ferr).toContain('upstreams.cheap-math.api_key_env');
 
     const file = write('live.yaml', `upstreams:\n  cheap-math: { base_url: "${upUrl}/cheap-math/v1" }\n  big-all: { base_url: "${upUrl}/big-all/v1" }\npresets:\n  pin: { models: [cheap-math] }\n`);
-    const proc = spawn(process.execPath, [bin, 'serve', '--router', routerPath, '--port', '0', '--config', file, '--log'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (d) => (out += d));
-    let err = '';
-    const url: string = await new Promise((ok, no) => {
-      proc.stderr.on('data', (d) => {
-        err += d;
-        const m = /serving on (http:\/\/[^\s]+)/.exec(err);
-        if (m) ok(m[1]);
-      });
-      proc.on('exit', (c) => no(new Error(`serve exited (${c}): ${err}`)));
-    });
+    const { proc, url, out, err } = await startServe(['--router', routerPath, '--config', file, '--log']);
     try {
       const r0 = await chat(url, ask('uniroute/pin'), { 'x-request-id': 'log-me-1' });
       expect(r0.headers.get('x-uniroute-model')).toBe('cheap-math');
       await r0.text();
       // --log: one JSON line per answer with its decision
-      for (let i = 0; i < 50 && !out.includes('log-me-1'); i++) await new Promise((r) => setTimeout(r, 20));
-      const line = JSON.parse(out.split('\n').find((l) => l.includes('"log-me-1"') && l.includes('"decision"'))!);
+      for (let i = 0; i < 50 && !out().includes('log-me-1'); i++) await new Promise((r) => setTimeout(r, 20));
+      const line = JSON.parse(out().split('\n').find((l) => l.includes('"log-me-1"') && l.includes('"decision"'))!);
       expect(line.decision).toMatchObject({ model: 'cheap-math', routed: true, attempts: 1, ood: false });
       expect(line.decision.cluster).toBeGreaterThanOrEqual(0);
       expect(line.decision.latency_ms).toBeGreaterThanOrEqual(0);
@@ -673,11 +662,11 @@ describe('the config file', () => {
       await new Promise((r) => setTimeout(r, 150));
       writeFileSync(file, `upstreams:\n  cheap-math: { base_url: "${upUrl}/cheap-math/v1" }\n  big-all: { base_url: "${upUrl}/big-all/v1" }\npresets:\n  pin: { models: [big-all] }\n`);
       proc.kill('SIGHUP');
-      for (let i = 0; i < 100 && !err.includes('reloaded'); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 100 && !err().includes('reloaded'); i++) await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 150));
       stop = true;
       await load;
-      expect(err).toContain('reloaded');
+      expect(err()).toContain('reloaded');
       expect(statuses.length).toBeGreaterThan(10);
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       const r1 = await chat(url, ask('uniroute/pin'));
@@ -686,8 +675,8 @@ describe('the config file', () => {
       // a broken file on SIGHUP: refused, the running config stays
       writeFileSync(file, 'presets: { pin: { lambda: -1 } }\n');
       proc.kill('SIGHUP');
-      for (let i = 0; i < 100 && !err.includes('not reloaded'); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(err).toContain('presets.pin.lambda');
+      for (let i = 0; i < 100 && !err().includes('not reloaded'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(err()).toContain('presets.pin.lambda');
       const r2 = await chat(url, ask('uniroute/pin'));
       expect(r2.headers.get('x-uniroute-model')).toBe('big-all');
       await r2.text();

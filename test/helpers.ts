@@ -72,3 +72,29 @@ export async function startRedis(opts: { dir?: string; port?: number } = {}): Pr
   if (!redis && process.env.CI === 'true') throw new Error('redis-server is missing: .ci/run installs it (apt-get install redis-server)');
   return redis;
 }
+
+/**
+ * A real `uniroute serve` process on a free port: resolves once it says where it serves, with its stdout and
+ * stderr so far (`out()`, `err()`); rejects when it exits first.
+ */
+export async function startServe(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ proc: import('node:child_process').ChildProcess; url: string; out: () => string; err: () => string }> {
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'serve', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  return new Promise((ok, fail) => {
+    proc.stderr!.on('data', (d) => {
+      err += d;
+      const m = /serving on (http:\/\/[^\s]+)/.exec(err);
+      if (m) ok({ proc, url: m[1], out: () => out, err: () => err });
+    });
+    proc.on('exit', (c) => fail(new Error(`serve exited early (${c}): ${err}`)));
+  });
+}

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { gzipSync, gunzipSync } from 'node:zlib';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
@@ -14,7 +14,7 @@ import { Router, type PoolEntry } from '../src/router/router.js';
 import { MemoryPoolStore, SqlitePoolStore, openPoolStore, type PoolStore } from '../src/pool/store.js';
 import { LivePool } from '../src/pool/live.js';
 import { UnirouteError } from '../src/errors.js';
-import { makeSyntheticDataset, randomTexts, startRedis } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startRedis, startServe } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 let dir: string;
@@ -245,18 +245,7 @@ describe('router files: every byte checked', () => {
 });
 
 // ---- real processes on one sqlite pool -----------------------------------------------------------------------------
-function serve(args: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; url: string; err: () => string }> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--router', routerPath, '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let err = '';
-  return new Promise((ok, fail) => {
-    proc.stderr!.on('data', (d) => {
-      err += d;
-      const m = /serving on (http:\/\/[^\s]+)/.exec(err);
-      if (m) ok({ proc, url: m[1], err: () => err });
-    });
-    proc.on('exit', (c) => fail(new Error(`serve exited (${c}): ${err}`)));
-  });
-}
+const serve = (args: string[], env: Record<string, string> = {}) => startServe(['--router', routerPath, ...args], env);
 const TOKEN = 'pool-token';
 const bearer = { authorization: `Bearer ${TOKEN}` };
 const auth = { ...bearer, 'content-type': 'application/json' };

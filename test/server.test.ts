@@ -8,7 +8,7 @@ import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
 import { Router, decisionRecord, explain } from '../src/router/router.js';
 import { buildApp } from '../src/server/app.js';
-import { makeSyntheticDataset, randomTexts } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
 
 const TOKEN = 'secret-token';
 let routerPath: string;
@@ -257,18 +257,7 @@ describe('health and metrics', () => {
 
 describe('uniroute serve (a real process)', () => {
   it('serves on a real socket, and SIGTERM stops it with exit status 0 (in-flight work: see the graceful-shutdown test above)', async () => {
-    const { spawn } = await import('node:child_process');
-    const { resolve: res } = await import('node:path');
-    const proc = spawn(process.execPath, [res(__dirname, '..', 'bin', 'uniroute.js'), 'serve', '--router', routerPath, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    const url: string = await new Promise((ok, fail) => {
-      proc.stderr.on('data', (d) => {
-        err += d;
-        const m = /serving on (http:\/\/[^\s]+)/.exec(err);
-        if (m) ok(m[1]);
-      });
-      proc.on('exit', (c) => fail(new Error(`serve exited early (${c}): ${err}`)));
-    });
+    const { proc, url, err } = await startServe(['--router', routerPath]);
     const texts = randomTexts(30, 6);
     const inflight = Promise.all(texts.map((t) => fetch(`${url}/v1/route`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: t }) })));
     const first = await fetch(`${url}/healthz`);
@@ -278,6 +267,6 @@ describe('uniroute serve (a real process)', () => {
     proc.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(rs.every((r) => r.status === 200)).toBe(true);
-    expect(err).toMatch(/SIGTERM: finishing in-flight requests/);
+    expect(err()).toMatch(/SIGTERM: finishing in-flight requests/);
   });
 });
