@@ -65,6 +65,9 @@ async function loadRouter(path: string | undefined): Promise<Router> {
   return Router.load(p);
 }
 
+const POOL_HELP =
+  "the pool store: sqlite:PATH (shared by one machine's processes), redis://HOST:PORT/DB[?prefix=P] (shared by replicas) or memory:; its pool replaces the router file's (a new store starts from it)";
+
 /** The router, bound to a pool store when --pool is given (its pool then replaces the file's). */
 async function loadWithPool(path: string | undefined, pool: string | undefined, who = 'cli'): Promise<{ router: Router; live?: LivePool }> {
   const router = await loadRouter(path);
@@ -224,7 +227,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
     .option('--out <file>', 'write the updated router here instead of in place')
     .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
-    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--pool <url>', POOL_HELP)
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
       if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
@@ -294,7 +297,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file to update')
     .requiredOption('--name <name>', 'the LLM to remove')
     .option('--out <file>', 'write the updated router here instead of in place')
-    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--pool <url>', POOL_HELP)
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
       if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
@@ -386,7 +389,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .description('list the LLMs in the pool')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--json', 'one JSON object per LLM, with its error vector')
-    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--pool <url>', POOL_HELP)
     .action(async (o) => {
       const { router, live } = await loadWithPool(o.router, o.pool);
       if (live) {
@@ -463,7 +466,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
     .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
-    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it)')
+    .option('--pool <url>', POOL_HELP)
     .action(async (o) => {
       const targets = [o.lambda, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
       if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost, --min-accuracy and --max-error');
@@ -635,7 +638,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port', intArg('--port'), 8080)
-    .option('--pool <url>', 'the pool store: sqlite:PATH (shared by the processes of this machine) or memory:; its pool replaces the router file\'s (a new store starts from it); admin changes go there, other processes\' changes arrive within 1 s')
+    .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
     .option('--config <file>', 'gateway config, YAML or JSON: upstreams, presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits (see README); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
     .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
