@@ -4,7 +4,6 @@
  * Each server runs in a child process; autocannon drives it from this one.
  *   node dist/bench/http.js [--quick] [--connections 64] [--seconds 10]
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,7 +14,7 @@ import { readPrompts } from '../src/data/dataset.js';
 import { Router } from '../src/router/router.js';
 import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
-import { loadSummary } from './load.js';
+import { loadSummary, startChild } from './load.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -55,11 +54,7 @@ async function child(kind: string) {
 }
 
 async function measure(kind: string, bodies: string[], connections: number, seconds: number) {
-  const proc: ChildProcess = fork(fileURLToPath(import.meta.url), ['--child', kind], { stdio: 'inherit' });
-  const url: string = await new Promise((res, rej) => {
-    proc.once('message', (m: any) => res(m.url));
-    proc.once('exit', (c) => rej(new Error(`${kind} server exited with ${c}`)));
-  });
+  const { proc, url } = await startChild(fileURLToPath(import.meta.url), [kind]);
   const requests = bodies.map((body) => ({ method: 'POST' as const, path: '/v1/route', headers: { 'content-type': 'application/json' }, body }));
   await autocannon({ url, connections, duration: 1, requests }); // warm-up
   const r = await autocannon({ url, connections, duration: seconds, requests });

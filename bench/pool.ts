@@ -8,7 +8,6 @@
  *   node dist/bench/pool.js [--quick]
  * Writes results/bench/pool.jsonl.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { Router } from '../src/router/router.js';
 import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
 import { LivePool } from '../src/pool/live.js';
-import { loadSummary } from './load.js';
+import { loadSummary, startChild } from './load.js';
 import { startLocalRedis } from './redis-server.js';
 
 const argv = process.argv.slice(2);
@@ -33,14 +32,7 @@ async function child(kind: string, file: string, pool: string) {
   process.send!({ url });
 }
 
-async function start(kind: string, file: string, pool = ''): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = fork(fileURLToPath(import.meta.url), ['--child', kind, file, pool], { stdio: 'inherit' });
-  const url: string = await new Promise((res, rej) => {
-    proc.once('message', (m: any) => res(m.url));
-    proc.once('exit', (c) => rej(new Error(`${kind} server exited with ${c}`)));
-  });
-  return { proc, url };
-}
+const start = (kind: string, file: string, pool = '') => startChild(fileURLToPath(import.meta.url), [kind, file, pool]);
 
 const outcomes = Array.from({ length: 20 }, (_, i) => ({ text: `Question ${i}: compute the integral of x^${i} and explain each step.`, correct: i % 3 ? 1 : 0 }));
 let counter = 0;

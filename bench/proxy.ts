@@ -7,7 +7,7 @@
  *   node dist/bench/proxy.js [--quick] [--connections 64] [--seconds 10]
  * Writes results/bench/proxy.jsonl.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus } from 'node:os';
@@ -21,7 +21,7 @@ import { defaultRouterPath } from '../src/defaults.js';
 import { buildApp } from '../src/server/app.js';
 import { parseConfig } from '../src/server/config.js';
 import { passHeaders } from '../src/server/gateway.js';
-import { loadSummary } from './load.js';
+import { loadSummary, startChild } from './load.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -88,12 +88,7 @@ async function uniroute(up: string) {
 async function start(kind: string, up = ''): Promise<{ proc: ChildProcess; url: string }> {
   // UNIROUTE_PROF=DIR writes a CPU profile of each proxy process there
   const prof = process.env.UNIROUTE_PROF && kind !== 'upstream' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.UNIROUTE_PROF}`] : [];
-  const proc = fork(fileURLToPath(import.meta.url), ['--child', kind, up], { stdio: 'inherit', execArgv: [...process.execArgv, ...prof] });
-  const url: string = await new Promise((res, rej) => {
-    proc.once('message', (m: any) => res(m.url));
-    proc.once('exit', (c) => rej(new Error(`${kind} exited with ${c}`)));
-  });
-  return { proc, url };
+  return startChild(fileURLToPath(import.meta.url), [kind, up], prof);
 }
 
 const cpuOf = (proc: ChildProcess): Promise<number> =>
