@@ -5,6 +5,7 @@
  * centroid and scoring kernels against OpenBLAS sgemm on the same shapes where `uniroute_bench_blas` was built.
  * Writes results/bench/{bench.jsonl, bench.md, bench.svg}.
  *   npm run bench [-- --quick] [--json]
+ *   npm run bench -- --kmeans [--quick]    only the k-means comparison with scikit-learn (bench/kmeans.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -21,6 +22,11 @@ const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
 const asJson = args.has('--json');
 const minSeconds = quick ? 0.25 : 1.0;
+if (args.has('--kmeans')) {
+  const { runKMeansBench } = await import('./kmeans.js');
+  await runKMeansBench({ quick });
+  process.exit(0);
+}
 
 interface Row {
   name: string;

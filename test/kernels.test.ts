@@ -179,3 +179,83 @@ describe('an exception deep in the engine reaches JS as an error', () => {
     expect(out[0]).toBe(1);
   });
 });
+
+describe('buffers detached while the engine works (async calls read and write copies)', () => {
+  const detach = (a: ArrayBufferView) => structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
+
+  it('k-means on points whose buffer is transferred right after the call gives the same result as without', async () => {
+    const n = 4000;
+    const d = 32;
+    const X = gaussian(n * d, 21);
+    const want = await native().kmeans(X.slice(), n, d, 12, { seed: 3, nInit: 2 });
+    const pending = native().kmeans(X, n, d, 12, { seed: 3, nInit: 2 });
+    detach(X);
+    expect(X.byteLength).toBe(0);
+    const got = await pending;
+    expect(got.centroids).toEqual(want.centroids);
+    expect(got.assignments).toEqual(want.assignments);
+  });
+
+  it('routing vectors: a detached input still routes; a detached output rejects with DETACHED_BUFFER, never writes', async () => {
+    const n = 3000;
+    const d = 16;
+    const k = 5;
+    const m = 3;
+    const args = () => ({
+      embeddings: gaussian(n * d, 5),
+      dim: d,
+      centroids: gaussian(k * d, 6),
+      k,
+      psi: Float32Array.from({ length: m * k }, (_, i) => ((i * 7) % 10) / 10),
+      cost: Float32Array.from([1, 2, 3]),
+      m,
+      lambda: 0.01,
+      choice: new Int32Array(n),
+      cluster: new Int32Array(n),
+      distance: new Float32Array(n),
+    });
+    const ref = args();
+    await native().routeVectors(ref);
+    const a = args();
+    const p = native().routeVectors(a)!;
+    detach(a.embeddings);
+    detach(a.centroids);
+    await p;
+    expect(a.choice).toEqual(ref.choice);
+    expect(a.cluster).toEqual(ref.cluster);
+    const b = args();
+    const q = native().routeVectors(b)!;
+    detach(b.choice);
+    await expect(q).rejects.toMatchObject({ code: 'DETACHED_BUFFER' });
+  });
+});
+
+describe('the thread pool', () => {
+  it('k-means and vector routing give identical results on 1 and 2 threads, on inputs that use every thread', async () => {
+    const n = 20_000;
+    const d = 24;
+    const X = gaussian(n * d, 8);
+    const k = 16;
+    const routeOn = async (threads: number) => {
+      native().setThreads(threads);
+      const out = { choice: new Int32Array(n), cluster: new Int32Array(n), distance: new Float32Array(n) };
+      const psi = Float32Array.from({ length: 4 * k }, (_, i) => ((i * 13) % 17) / 17);
+      await native().routeVectors({ embeddings: X, dim: d, centroids: X.subarray(0, k * d), k, psi, cost: Float32Array.from([1, 2, 3, 4]), m: 4, lambda: 0.02, ...out });
+      return out;
+    };
+    try {
+      native().setThreads(1);
+      const one = await native().kmeans(X, n, d, k, { seed: 4, nInit: 2 });
+      native().setThreads(2);
+      const two = await native().kmeans(X, n, d, k, { seed: 4, nInit: 2 });
+      expect(two.centroids).toEqual(one.centroids);
+      expect(two.assignments).toEqual(one.assignments);
+      expect(two.inertia).toBe(one.inertia);
+      const r1 = await routeOn(1);
+      const r2 = await routeOn(2);
+      expect(r2).toEqual(r1);
+    } finally {
+      native().setThreads(0);
+    }
+  });
+});

@@ -110,6 +110,71 @@ void check_finite(Napi::Env env, const float* p, size_t n, const char* name) {
       throw_range(env, "NON_FINITE", std::string("`") + name + "` has a non-finite value at index " + std::to_string(i));
 }
 
+// Async calls never touch the caller's buffers while they run: a caller may detach (transfer) an ArrayBuffer while
+// the work is queued or running, which frees or moves its memory under the engine. `Staged` copies every typed array
+// a job uses into memory the job owns, remaps the job's pointers onto the copies, and, when the work has ended, copies
+// the outputs back on the JS thread, after checking that each output buffer is still attached and as long.
+class Staged {
+ public:
+  // Copies each typed array among `vals` (other values are ignored; an array given twice is copied once).
+  void stage(const std::vector<Napi::Value>& vals) {
+    for (const Napi::Value& v : vals) {
+      if (!v.IsTypedArray()) continue;
+      Napi::TypedArray a = v.As<Napi::TypedArray>();
+      const char* data = static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+      const size_t bytes = a.ByteLength();
+      bool seen = false;
+      for (const Copy& c : copies_) seen |= c.src == data && c.bytes == bytes;
+      if (seen || bytes == 0) continue;
+      Copy c;
+      c.src = data;
+      c.bytes = bytes;
+      c.buf.reset(new char[bytes]);  // std::bad_alloc becomes a JS error (NODE_ADDON_API_CPP_EXCEPTIONS_ALL)
+      std::memcpy(c.buf.get(), data, bytes);
+      c.ref = Napi::Persistent(a.As<Napi::Object>());
+      copies_.push_back(std::move(c));
+    }
+  }
+  // p pointed at `count` elements inside a staged array: it now points at the same place in its copy. Where arrays
+  // overlap (one a subarray of another), the copy that holds all `count` elements is taken. `output`: copy it back
+  // at the end.
+  template <typename T>
+  void remap(T*& p, size_t count, bool output = false) {
+    if (!p || count == 0) return;
+    const char* q = reinterpret_cast<const char*>(p);
+    const size_t len = count * sizeof(T);
+    for (Copy& c : copies_)
+      if (q >= c.src && len <= c.bytes && static_cast<size_t>(q - c.src) <= c.bytes - len) {
+        p = reinterpret_cast<T*>(c.buf.get() + (q - c.src));
+        c.output |= output;
+        return;
+      }
+    throw std::logic_error("an array of an async call was not staged");
+  }
+  // Copies the outputs back into their arrays; an array detached or resized meanwhile is an error, never a write.
+  void copy_back(Napi::Env env) {
+    for (Copy& c : copies_) {
+      if (!c.output) continue;
+      Napi::TypedArray a = c.ref.Value().As<Napi::TypedArray>();
+      bool detached = false;
+      napi_is_detached_arraybuffer(env, a.ArrayBuffer(), &detached);
+      if (detached || a.ByteLength() != c.bytes || !a.ArrayBuffer().Data())
+        throw make_error(env, "DETACHED_BUFFER", "an output array was detached or resized while the work ran; its results are lost");
+      std::memcpy(static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset(), c.buf.get(), c.bytes);
+    }
+  }
+
+ private:
+  struct Copy {
+    const char* src = nullptr;
+    size_t bytes = 0;
+    std::unique_ptr<char[]> buf;
+    Napi::ObjectReference ref;
+    bool output = false;
+  };
+  std::vector<Copy> copies_;
+};
+
 // The allowed-LLM mask: none, one for every row (m) or one per row (n x m, allowedPerRow).
 void read_allowed(Napi::Env env, Napi::Object o, Pool& p, size_t n, std::vector<Napi::Value>* keep) {
   Napi::Value al = o.Get("allowed");
@@ -262,6 +327,30 @@ RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, s
   return p;
 }
 
+// An async routing job reads and writes copies (see Staged).
+void stage_route_parts(Staged& st, const std::vector<Napi::Value>& keep, RouteParts& p, size_t n, size_t D) {
+  const size_t m = p.pool.m, k = p.pool.k, ke = p.cells.ke;
+  st.stage(keep);
+  st.remap(p.centroids, k * D);
+  st.remap(p.centroid_norms, k);
+  st.remap(p.pool.psi, m * k);
+  st.remap(p.pool.cost, m);
+  st.remap(p.pool.allowed, p.pool.allowed_per_row ? n * m : m);
+  st.remap(p.pool.psi_logit, m * k);
+  st.remap(p.pool.evidence, m * p.pool.evidence_stride());
+  st.remap(p.diff.w, D);
+  st.remap(p.diff.mu, k);
+  st.remap(p.cells.centroids, ke * D);
+  st.remap(p.cells.start, k + 1);
+  st.remap(p.cells.norms, ke);
+  st.remap(p.out.choice, n, true);
+  st.remap(p.out.cluster, n, true);
+  st.remap(p.out.distance, n, true);
+  st.remap(p.out.gamma, n * m, true);
+  st.remap(p.out.cell, n, true);
+  st.remap(p.out.chosen, n, true);
+}
+
 // The CUDA kernels know neither the difficulty slope nor evidence: such pools are scored on the CPU.
 bool cuda_can_score(const Pool& p) { return !p.psi_logit && !p.evidence; }
 
@@ -306,6 +395,8 @@ class Worker : public Napi::AsyncWorker {
     if (v.IsObject()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
+  // The job's staged copies: outputs are copied back before the promise resolves.
+  void staged(std::shared_ptr<Staged> s) { staged_ = std::move(s); }
   void Execute() override {
     try {
       status_ = work_();
@@ -318,7 +409,14 @@ class Worker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     Napi::Env env = Env();
-    deferred_.Resolve(result_ ? result_(env) : env.Undefined());
+    try {
+      if (staged_) staged_->copy_back(env);
+      deferred_.Resolve(result_ ? result_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::bad_alloc&) {
+      deferred_.Reject(make_error(env, "OUT_OF_MEMORY", "out of memory").Value());
+    }
   }
   void OnError(const Napi::Error&) override {
     deferred_.Reject(make_error(Env(), status_code(status_), status_.message).Value());
@@ -329,6 +427,7 @@ class Worker : public Napi::AsyncWorker {
   std::function<Status()> work_;
   std::function<Napi::Value(Napi::Env)> result_;
   std::vector<Napi::ObjectReference> refs_;
+  std::shared_ptr<Staged> staged_;
   Status status_;
 };
 
@@ -396,14 +495,17 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   }
   Napi::Value EmbedAsync(const Napi::CallbackInfo& info) {
     EmbedJob j = prep_embed(info);
+    auto st = std::make_shared<Staged>();
+    st->stage({info[1]});
+    st->remap(j.out, j.texts->size() * proj_->cfg.dim, true);
     auto proj = proj_;
     int t = threads();
     const bool gpu = use_cuda();
-    auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
+    auto* w = new Worker(info.Env(), [j, proj, t, gpu, st] {
       return gpu ? cuda::embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t)
                  : embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t);
     });
-    w->keep(info[1]);
+    w->staged(st);
     w->keep(info.This());
     w->Queue();
     return w->promise();
@@ -435,15 +537,17 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
     std::vector<Napi::Value> keep;
     RouteJob j = prep_route(info, keep);
+    auto st = std::make_shared<Staged>();
+    stage_route_parts(*st, keep, j, j.texts->size(), proj_->cfg.dim);
     auto proj = proj_;
     int t = threads();
     const bool gpu = use_cuda() && cuda_can_score(j.pool);
-    auto* w = new Worker(info.Env(), [j, proj, t, gpu] {
+    auto* w = new Worker(info.Env(), [j, proj, t, gpu, st] {
       return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
                  : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t,
                                j.has_diff ? &j.diff : nullptr, &j.cells, j.centroid_norms);
     });
-    for (auto& v : keep) w->keep(v);
+    w->staged(st);
     w->keep(info.This());
     w->Queue();
     return w->promise();
@@ -501,8 +605,16 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
     throw_status(env, route_vectors(job->a, job->pool, job->out, t));
     return env.Undefined();
   }
-  auto* w = new Worker(env, [job, t] { return route_vectors(job->a, job->pool, job->out, t); });
-  for (auto& v : keep) w->keep(v);
+  auto st = std::make_shared<Staged>();
+  stage_route_parts(*st, keep, *job, n, D);
+  st->remap(job->a.X, n * D);
+  if (job->map) st->remap(job->a.map_params, job->map->param_count());
+  job->a.centroids = job->centroids;
+  job->a.centroid_norms = job->centroid_norms;
+  job->a.diff = job->has_diff ? &job->diff : nullptr;
+  job->a.cells = job->cells.centroids ? &job->cells : nullptr;
+  auto* w = new Worker(env, [job, t, st] { return route_vectors(job->a, job->pool, job->out, t); });
+  w->staged(st);
   w->Queue();
   return w->promise();
 }
@@ -568,9 +680,10 @@ Napi::Value KMeans(const Napi::CallbackInfo& info) {
   auto C = std::make_shared<std::vector<float>>(k * d);
   auto A = std::make_shared<std::vector<int32_t>>(n);
   auto res = std::make_shared<KMeansResult>();
-  const float* xp = X.Data();
+  // the points are copied: a caller may detach their buffer while the work runs
+  auto pts = std::make_shared<std::vector<float>>(X.Data(), X.Data() + n * d);
   auto* w = new Worker(
-      env, [=] { return kmeans(xp, n, d, k, ko, C->data(), A->data(), *res); },
+      env, [=] { return kmeans(pts->data(), n, d, k, ko, C->data(), A->data(), *res); },
       [=](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);
         auto c = Napi::Float32Array::New(e, C->size());
@@ -584,7 +697,6 @@ Napi::Value KMeans(const Napi::CallbackInfo& info) {
         r.Set("reseeded", Napi::Number::New(e, res->reseeded));
         return r;
       });
-  w->keep(info[0]);
   w->Queue();
   return w->promise();
 }
@@ -810,6 +922,13 @@ Napi::Value TrainMlp(const Napi::CallbackInfo& info) {
   auto rep = std::make_shared<MlpTrainReport>();
   const float* xp = X.Data();
   const float* yp = Y.Data();
+  auto st = std::make_shared<Staged>();  // inputs copied: a caller may detach their buffers while training runs
+  st->stage(keep);
+  st->remap(xp, n * c.in);
+  st->remap(yp, n * M);
+  st->remap(psi, M * c.out);
+  st->remap(Xv, nv * c.in);
+  st->remap(Yv, nv * M);
   auto* w = new Worker(
       env, [=] { return mlp_train(c, *P, xp, yp, n, M, psi, Xv, Yv, nv, to, *rep); },
       [=](Napi::Env e) -> Napi::Value {
@@ -825,7 +944,7 @@ Napi::Value TrainMlp(const Napi::CallbackInfo& info) {
         r.Set("bestEpoch", Napi::Number::New(e, rep->best_epoch));
         return r;
       });
-  for (auto& v : keep) w->keep(v);
+  w->staged(st);
   w->Queue();
   return w->promise();
 }

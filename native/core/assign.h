@@ -14,6 +14,22 @@ std::vector<float> centroid_norms(const float* C, size_t k, size_t d);
 // c_norm2[k] must hold ||c_k||^2. Ties go to the lowest index. dist receives the Euclidean distance.
 void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2, size_t k, int32_t* idx, float* dist);
 
+// Centroids packed for the blocked kernel (blocks of 32, transposed, zero-padded; padded norms are +inf).
+struct PackedCentroids {
+  std::vector<float> data, norms;
+  size_t k = 0, d = 0, blocks = 0;
+};
+PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* c_norm2 = nullptr);
+
+// Rows b .. e - 1 of X (n x d) against packed centroids: idx and (when not null) dist for those rows, at GEMM speed.
+void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist);
+
+// out[(i - b) * ld + c] = x_i . c_c for rows b .. e - 1 and every centroid c < P.k (ld >= P.k).
+void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld);
+
+// ||x||^2 with eight partial sums (vectorises without -ffast-math).
+float squared_norm(const float* x, size_t d);
+
 Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,
                       int threads);
 

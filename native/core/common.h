@@ -2,6 +2,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -31,49 +32,38 @@ inline int default_threads() {
   return h == 0 ? 1 : static_cast<int>(std::min(h, 64u));
 }
 
-// Splits [0, n) into contiguous chunks, one per thread, and runs fn(begin, end, thread_index).
-// Small jobs run inline. The first failure (Status or exception) is kept and returned after the join.
-inline Status parallel_for(size_t n, int threads, size_t min_per_thread,
-                           const std::function<Status(size_t, size_t, int)>& fn) {
-  if (n == 0) return Status::Ok();
-  if (threads <= 0) threads = default_threads();
-  size_t max_useful = std::max<size_t>(1, n / std::max<size_t>(1, min_per_thread));
-  size_t t = std::min<size_t>(static_cast<size_t>(threads), max_useful);
-  auto run_guarded = [&](size_t b, size_t e, int ti) -> Status {
-    try {
-      return fn(b, e, ti);
-    } catch (const std::bad_alloc&) {
-      return Status::Oom("out of memory");
-    } catch (const std::exception& ex) {
-      return Status::Internal(ex.what());
-    } catch (...) {
-      return Status::Internal("unknown native error");
-    }
-  };
-  if (t <= 1) return run_guarded(0, n, 0);
-  std::vector<Status> results(t);
-  std::vector<std::thread> pool;
-  size_t chunk = (n + t - 1) / t;
-  try {
-    for (size_t i = 1; i < t; ++i) {
-      size_t b = i * chunk, e = std::min(n, b + chunk);
-      if (b >= e) break;
-      pool.emplace_back([&, b, e, i] { results[i] = run_guarded(b, e, static_cast<int>(i)); });
-    }
-  } catch (...) {
-    // Could not start a thread: finish what was started, run the rest inline.
-  }
-  results[0] = run_guarded(0, std::min(n, chunk), 0);
-  size_t started = pool.size();
-  for (auto& th : pool) th.join();
-  for (size_t i = started + 1; i < t; ++i) {
-    size_t b = i * chunk, e = std::min(n, b + chunk);
-    if (b < e) results[i] = run_guarded(b, e, 0);
-  }
-  for (auto& r : results)
-    if (!r.ok()) return r;
-  return Status::Ok();
-}
+// A persistent pool of worker threads, started once (default_threads() - 1 workers, on first use) and shared by
+// every parallel_for of the process. One run at a time: a second caller that finds it busy (two libuv workers
+// routing at once), or a parallel_for nested inside a part, gets threads of its own (or runs inline), never a
+// deadlock. The pool is never destroyed: its threads wait on a condition variable until the process exits.
+class WorkerPool {
+ public:
+  static WorkerPool& instance();
+  // Runs job(0) ... job(parts - 1), part 0 on the calling thread, the rest on the workers; returns after every
+  // part has finished. False (nothing run) when another run holds the pool or the caller is inside a run.
+  bool try_run(size_t parts, const std::function<void(size_t)>& job);
+  size_t workers() const { return threads_.size(); }
+  // Threads the pool has started since the process began (a test checks that repeated calls start none).
+  static size_t threads_started();
+
+ private:
+  explicit WorkerPool(size_t workers);
+  void loop();
+  std::mutex run_mu_;  // held by the caller for a whole run
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  const std::function<void(size_t)>* job_ = nullptr;
+  size_t parts_ = 0;
+  std::atomic<size_t> next_{0};
+  std::atomic<size_t> finished_{0};
+  size_t active_ = 0;  // workers inside the current run
+  uint64_t generation_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+// Splits [0, n) into contiguous chunks, one per thread, and runs fn(begin, end, thread_index) on the worker pool.
+// Small jobs run inline. The first failure (Status or exception) is kept and returned after every chunk ended.
+Status parallel_for(size_t n, int threads, size_t min_per_thread, const std::function<Status(size_t, size_t, int)>& fn);
 
 // SplitMix64: a small, portable, fully specified PRNG (same stream on every platform).
 struct Rng {

@@ -1,6 +1,7 @@
 #include "kmeans.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -11,69 +12,85 @@ namespace uniroute {
 
 namespace {
 
+// Exact squared distance in double, eight partial sums so that it vectorises (the objective, once per iteration).
 double sqdist(const float* a, const float* b, size_t d) {
-  double s = 0.0;
-  for (size_t j = 0; j < d; ++j) {
-    double t = static_cast<double>(a[j]) - b[j];
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t j = 0;
+  for (; j + 8 <= d; j += 8)
+    for (size_t l = 0; l < 8; ++l) {
+      const double t = static_cast<double>(a[j + l]) - b[j + l];
+      acc[l] += t * t;
+    }
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; j < d; ++j) {
+    const double t = static_cast<double>(a[j]) - b[j];
     s += t * t;
   }
   return s;
 }
 
-// k-means++ (Arthur & Vassilvitskii 2007) with 2 + log(k) local trials per centre, as scikit-learn does.
-void seed_plus_plus(const float* X, size_t n, size_t d, size_t k, Rng& rng, float* C, int threads) {
-  std::vector<double> closest(n);
-  size_t first = rng.below(n);
-  std::memcpy(C, X + first * d, d * sizeof(float));
-  parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) closest[i] = sqdist(X + i * d, C, d);
-    return Status::Ok();
-  });
+// Index of the first i with prefix[i] > r (prefix: running sums, rising).
+size_t search_prefix(const std::vector<double>& prefix, double r) {
+  const size_t i = static_cast<size_t>(std::upper_bound(prefix.begin(), prefix.end(), r) - prefix.begin());
+  return std::min(i, prefix.size() - 1);
+}
+
+// k-means++ (Arthur & Vassilvitskii 2007) with 2 + log(k) local trials per centre, as scikit-learn does: the
+// trials of a centre are drawn together (binary search in the running sum of the potentials) and their distances
+// to every point computed at once by the blocked kernel (||x||^2 - 2 x.c + ||c||^2), on the thread pool.
+void seed_plus_plus(const float* X, const float* xx, size_t n, size_t d, size_t k, Rng& rng, float* C, int threads) {
+  std::vector<double> closest(n), prefix(n);
   const size_t trials = 2 + static_cast<size_t>(std::log(static_cast<double>(k)));
-  std::vector<double> cand_best(n), best_pot(n);
+  std::vector<float> cands(trials * d), dots(n * trials);
+  std::vector<size_t> idx(trials);
+  // distances of every point to the candidates in cands[0 .. t): dots[i * trials + c] becomes the squared distance
+  auto distances = [&](size_t t) {
+    const PackedCentroids P = pack_centroids(cands.data(), t, d);
+    parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
+      dot_rows(P, X, b, e, dots.data() + b * trials, trials);
+      for (size_t i = b; i < e; ++i)
+        for (size_t c = 0; c < t; ++c) {
+          float& v = dots[i * trials + c];
+          v = std::max(0.0f, xx[i] - 2.0f * v + P.norms[c]);
+        }
+      return Status::Ok();
+    });
+  };
+  const size_t first = rng.below(n);
+  std::memcpy(C, X + first * d, d * sizeof(float));
+  std::memcpy(cands.data(), C, d * sizeof(float));
+  distances(1);
+  for (size_t i = 0; i < n; ++i) closest[i] = dots[i * trials];
+  closest[first] = 0.0;
   for (size_t c = 1; c < k; ++c) {
     double pot = 0.0;
-    for (double v : closest) pot += v;
-    size_t best_idx = 0;
+    for (size_t i = 0; i < n; ++i) prefix[i] = (pot += closest[i]);
+    for (size_t t = 0; t < trials; ++t) {
+      idx[t] = pot <= 0.0 ? rng.below(n) : search_prefix(prefix, rng.uniform() * pot);
+      std::memcpy(cands.data() + t * d, X + idx[t] * d, d * sizeof(float));
+    }
+    distances(trials);
+    // the trial that leaves the smallest potential wins
+    size_t best = 0;
     double best_total = std::numeric_limits<double>::infinity();
     for (size_t t = 0; t < trials; ++t) {
-      size_t cand;
-      if (pot <= 0.0) {
-        cand = rng.below(n);
-      } else {
-        double r = rng.uniform() * pot, acc = 0.0;
-        cand = n - 1;
-        for (size_t i = 0; i < n; ++i) {
-          acc += closest[i];
-          if (acc > r) {
-            cand = i;
-            break;
-          }
-        }
-      }
-      const float* xc = X + cand * d;
-      parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
-        for (size_t i = b; i < e; ++i) cand_best[i] = std::min(closest[i], sqdist(X + i * d, xc, d));
-        return Status::Ok();
-      });
       double total = 0.0;
-      for (double v : cand_best) total += v;
+      for (size_t i = 0; i < n; ++i) total += std::min<double>(closest[i], dots[i * trials + t]);
       if (total < best_total) {
         best_total = total;
-        best_idx = cand;
-        best_pot.swap(cand_best);
+        best = t;
       }
     }
-    std::memcpy(C + c * d, X + best_idx * d, d * sizeof(float));
-    closest.swap(best_pot);
-    best_pot.resize(n);
+    std::memcpy(C + c * d, X + idx[best] * d, d * sizeof(float));
+    for (size_t i = 0; i < n; ++i) closest[i] = std::min<double>(closest[i], dots[i * trials + best]);
+    closest[idx[best]] = 0.0;
   }
 }
 
-Status lloyd(const float* X, size_t n, size_t d, size_t k, const KMeansOptions& opt, Rng& rng, float* C,
-             int32_t* assign, KMeansResult& res) {
+Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, const KMeansOptions& opt, Rng& rng,
+             float* C, int32_t* assign, KMeansResult& res) {
   const int threads = opt.threads;
-  seed_plus_plus(X, n, d, k, rng, C, threads);
+  seed_plus_plus(X, xx, n, d, k, rng, C, threads);
   std::vector<float> dist(n);
   std::vector<int32_t> prev(n, -1);
   std::vector<double> sums(k * d);
@@ -81,16 +98,29 @@ Status lloyd(const float* X, size_t n, size_t d, size_t k, const KMeansOptions& 
   double prev_obj = std::numeric_limits<double>::infinity();
   res = KMeansResult{};
   bool converged = false;
+  // the objective in double, on the thread pool (one partial sum per part, added in order: deterministic)
+  auto objective = [&]() {
+    const size_t parts = 64;
+    std::vector<double> part(parts, 0.0);
+    parallel_for(parts, threads, 1, [&](size_t b, size_t e, int) {
+      for (size_t p = b; p < e; ++p) {
+        const size_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; ++i) s += sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
+        part[p] = s;
+      }
+      return Status::Ok();
+    });
+    double obj = 0.0;
+    for (double v : part) obj += v;
+    return obj;
+  };
   for (uint32_t it = 0; it < std::max<uint32_t>(1, opt.max_iter); ++it) {
     Status st = assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
     if (!st.ok()) return st;
-    // objective (exact, in double) and change count
-    double obj = 0.0;
+    const double obj = objective();
     size_t changed = 0;
-    for (size_t i = 0; i < n; ++i) {
-      obj += sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
-      changed += assign[i] != prev[i];
-    }
+    for (size_t i = 0; i < n; ++i) changed += assign[i] != prev[i];
     res.iterations = it + 1;
     res.inertia = obj;
     if (changed == 0 || (std::isfinite(prev_obj) && prev_obj - obj <= opt.tol * std::max(prev_obj, 1e-30))) {
@@ -99,16 +129,18 @@ Status lloyd(const float* X, size_t n, size_t d, size_t k, const KMeansOptions& 
     }
     prev_obj = obj;
     std::memcpy(prev.data(), assign, n * sizeof(int32_t));
-    // update
-    std::fill(sums.begin(), sums.end(), 0.0);
+    // update: per-centroid sums, split by dimension across the pool (each part owns a column range: no races)
     std::fill(counts.begin(), counts.end(), 0);
-    for (size_t i = 0; i < n; ++i) {
-      size_t c = static_cast<size_t>(assign[i]);
-      counts[c]++;
-      const float* x = X + i * d;
-      double* s = sums.data() + c * d;
-      for (size_t j = 0; j < d; ++j) s[j] += x[j];
-    }
+    for (size_t i = 0; i < n; ++i) counts[static_cast<size_t>(assign[i])]++;
+    parallel_for(d, threads, 16, [&](size_t jb, size_t je, int) {
+      for (size_t c = 0; c < k; ++c) std::fill(sums.begin() + c * d + jb, sums.begin() + c * d + je, 0.0);
+      for (size_t i = 0; i < n; ++i) {
+        const float* x = X + i * d;
+        double* sr = sums.data() + static_cast<size_t>(assign[i]) * d;
+        for (size_t j = jb; j < je; ++j) sr[j] += x[j];
+      }
+      return Status::Ok();
+    });
     std::vector<char> taken(n, 0);
     for (size_t c = 0; c < k; ++c) {
       if (counts[c] > 0) {
@@ -132,9 +164,7 @@ Status lloyd(const float* X, size_t n, size_t d, size_t k, const KMeansOptions& 
   if (!converged) {  // the last step moved the centroids: make the assignment match them
     Status st = assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
     if (!st.ok()) return st;
-    double obj = 0.0;
-    for (size_t i = 0; i < n; ++i) obj += sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
-    res.inertia = obj;
+    res.inertia = objective();
   }
   return Status::Ok();
 }
@@ -148,13 +178,19 @@ Status kmeans(const float* X, size_t n, size_t d, size_t k, const KMeansOptions&
   if (k > n) return Status::Invalid("k (" + std::to_string(k) + ") exceeds the number of points (" + std::to_string(n) + ")");
   for (size_t i = 0; i < n * d; ++i)
     if (!std::isfinite(X[i])) return Status::Invalid("points contain a non-finite value at index " + std::to_string(i));
+  std::vector<float> xx(n);
+  Status norms = parallel_for(n, opt.threads, 1024, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) xx[i] = squared_norm(X + i * d, d);
+    return Status::Ok();
+  });
+  if (!norms.ok()) return norms;
   Rng rng(opt.seed);
   std::vector<float> C(k * d);
   std::vector<int32_t> A(n);
   result.inertia = std::numeric_limits<double>::infinity();
   for (uint32_t r = 0; r < std::max<uint32_t>(1, opt.n_init); ++r) {
     KMeansResult res;
-    Status st = lloyd(X, n, d, k, opt, rng, C.data(), A.data(), res);
+    Status st = lloyd(X, xx.data(), n, d, k, opt, rng, C.data(), A.data(), res);
     if (!st.ok()) return st;
     if (res.inertia < result.inertia) {
       result = res;

@@ -36,11 +36,12 @@ struct Decider {
   const EvidenceCells* cells;
   const float* en;
   size_t D;
-  void operator()(size_t i, const float* emb, const float* z, float* g) const {
+  // pre_c >= 0: the nearest centroid (and pre_dist its distance) already found by the blocked kernel
+  void operator()(size_t i, const float* emb, const float* z, float* g, int32_t pre_c = -1, float pre_dist = 0.0f) const {
     const size_t K = pool.k, m = pool.m;
-    int32_t c;
-    float dist;
-    nearest_one(emb, D, centroids, cn, K, &c, &dist);
+    int32_t c = pre_c;
+    float dist = pre_dist;
+    if (c < 0) nearest_one(emb, D, centroids, cn, K, &c, &dist);
     out.cluster[i] = c;
     if (out.distance) out.distance[i] = dist;
     float r = 0.0f;
@@ -108,6 +109,10 @@ Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs&
   const Decider decide{pool, out, a.centroids, a.centroid_norms ? a.centroid_norms : cn.data(), a.diff, a.cells,
                        by_cell ? (a.cells->norms ? a.cells->norms : en.data()) : nullptr, D};
   const size_t chunk = std::max<size_t>(1, a.chunk);
+  // the nearest centroids of a chunk through the blocked (GEMM-like) kernel, then the rest per row
+  const PackedCentroids packed = pack_centroids(a.centroids, K, D, a.centroid_norms ? a.centroid_norms : cn.data());
+  std::vector<int32_t> near(std::min(chunk, a.n));
+  std::vector<float> near_dist(near.size());
   std::vector<float> Z;
   if (a.map) Z.resize(std::min(chunk, a.n) * K);
   for (size_t b0 = 0; b0 < a.n; b0 += chunk) {
@@ -118,7 +123,9 @@ Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs&
     }
     st = parallel_for(e0 - b0, threads, 256, [&](size_t b, size_t e, int) {
       std::vector<float> g(pool.m);
-      for (size_t t = b; t < e; ++t) decide(b0 + t, a.X + (b0 + t) * D, a.map ? Z.data() + t * K : nullptr, g.data());
+      assign_rows(packed, a.X + b0 * D, b, e, near.data(), near_dist.data());
+      for (size_t t = b; t < e; ++t)
+        decide(b0 + t, a.X + (b0 + t) * D, a.map ? Z.data() + t * K : nullptr, g.data(), near[t], near_dist[t]);
       return Status::Ok();
     });
     if (!st.ok()) return st;

@@ -86,6 +86,83 @@ static void test_assign() {
   CHECK(maxerr < 1e-3, "assign distance error %g", maxerr);
 }
 
+// The blocked assignment kernel on awkward shapes: tiles of 4 rows (n around 4 and 256), blocks of 32 centroids
+// (k around 32 and 64, k = 1), dimensions that are not a multiple of the vector width, empty input; against a
+// double-precision brute force (exact ids except float near-ties), on 1 and 2 threads (identical).
+static void test_assign_cases() {
+  size_t cases = 0, bad = 0;
+  for (size_t n : {0, 1, 3, 4, 5, 255, 256, 257})
+    for (size_t k : {1, 2, 31, 32, 33, 64, 65})
+      for (size_t d : {1, 7, 16, 37}) {
+        if (k > 40 && d == 1) continue;
+        auto X = random_matrix(n, d, 100 + n), C = random_matrix(k, d, 200 + k);
+        std::vector<int32_t> i1(n, -1), i2(n, -1);
+        std::vector<float> d1(n), d2(n), dots(n * k);
+        Status s1 = assign_nearest(X.data(), n, d, C.data(), k, i1.data(), d1.data(), 1);
+        Status s2 = assign_nearest(X.data(), n, d, C.data(), k, i2.data(), d2.data(), 2);
+        const PackedCentroids P = pack_centroids(C.data(), k, d);
+        dot_rows(P, X.data(), 0, n, dots.data(), k);
+        ++cases;
+        bool ok = s1.ok() && s2.ok() && i1 == i2 && d1 == d2;
+        for (size_t i = 0; i < n && ok; ++i) {
+          double best = 1e300, second = 1e300;
+          int32_t arg = -1;
+          for (size_t c = 0; c < k; ++c) {
+            double sq = 0, dot = 0;
+            for (size_t j = 0; j < d; ++j) {
+              sq += std::pow(double(X[i * d + j]) - C[c * d + j], 2);
+              dot += double(X[i * d + j]) * C[c * d + j];
+            }
+            ok &= std::fabs(dot - dots[i * k + c]) <= 1e-4 * (1.0 + std::fabs(dot)) * std::sqrt(double(d));
+            if (sq < best) {
+              second = best;
+              best = sq;
+              arg = int32_t(c);
+            } else if (sq < second) {
+              second = sq;
+            }
+          }
+          ok &= (arg == i1[i] || second - best <= 1e-3) && std::fabs(std::sqrt(best) - d1[i]) < 1e-3;
+        }
+        if (!ok) {
+          ++bad;
+          std::fprintf(stderr, "  assign case n=%zu k=%zu d=%zu disagrees\n", n, k, d);
+        }
+      }
+  CHECK(bad == 0, "blocked assignment: %zu of %zu shape cases disagree with brute force", bad, cases);
+  std::vector<int32_t> idx(1);
+  CHECK(!assign_nearest(nullptr, 0, 4, nullptr, 0, idx.data(), nullptr, 1).ok(), "assign accepted k = 0");
+}
+
+// The persistent worker pool: repeated and nested parallel_for start no threads after the first call; a part that
+// throws becomes a status; every index is visited once.
+static void test_worker_pool() {
+  std::vector<int> hits(10000, 0);
+  CHECK(parallel_for(hits.size(), 2, 1, [&](size_t b, size_t e, int) {
+          for (size_t i = b; i < e; ++i) hits[i]++;
+          return Status::Ok();
+        }).ok(), "parallel_for failed");
+  const size_t started = WorkerPool::threads_started();
+  for (int rep = 0; rep < 200; ++rep)
+    parallel_for(hits.size(), 4, 16, [&](size_t b, size_t e, int) {
+      // nested: runs inline on the part's thread
+      return parallel_for(e - b, 2, 1, [&](size_t b2, size_t e2, int) {
+        for (size_t i = b + b2; i < b + e2; ++i) hits[i]++;
+        return Status::Ok();
+      });
+    });
+  bool once = true;
+  for (int h : hits) once &= h == 201;
+  CHECK(once, "parallel_for visited an index other than once per call");
+  CHECK(WorkerPool::threads_started() == started, "repeated parallel_for started %zu new threads",
+        WorkerPool::threads_started() - started);
+  Status st = parallel_for(1000, 2, 1, [&](size_t b, size_t, int) -> Status {
+    if (b > 0) throw std::bad_alloc();
+    return Status::Ok();
+  });
+  CHECK(st.code == Code::OutOfMemory, "a throwing part must give OutOfMemory, got '%s'", st.message.c_str());
+}
+
 static void test_kmeans() {
   // three well separated blobs
   const size_t per = 200, d = 8, k = 3;
@@ -533,6 +610,8 @@ int main() {
   test_mlp_gradient();
   test_eigen();
   test_assign();
+  test_assign_cases();
+  test_worker_pool();
   test_kmeans();
   test_score();
   test_evidence_and_vectors();
