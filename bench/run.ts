@@ -6,6 +6,8 @@
  * Writes results/bench/{bench.jsonl, bench.md, bench.svg}.
  *   npm run bench [-- --quick] [--json]
  *   npm run bench -- --kmeans [--quick]    only the k-means comparison with scikit-learn (bench/kmeans.ts)
+ *   npm run bench -- --route-stream [--prompts N] [--quick]   only `uniroute route` on N streamed prompts
+ *                                          (default 10 M; 500 k with --quick) against the in-memory figure
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -25,6 +27,15 @@ const minSeconds = quick ? 0.25 : 1.0;
 if (args.has('--kmeans')) {
   const { runKMeansBench } = await import('./kmeans.js');
   await runKMeansBench({ quick });
+  process.exit(0);
+}
+if (args.has('--route-stream')) {
+  const { runRouteStreamBench } = await import('./route-stream.js');
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--prompts');
+  const prompts = at >= 0 ? Number(argv[at + 1]) : quick ? 500_000 : 10_000_000;
+  if (!Number.isInteger(prompts) || prompts < 1) throw new Error('--prompts must be a whole number >= 1');
+  await runRouteStreamBench({ prompts });
   process.exit(0);
 }
 

@@ -149,7 +149,7 @@ describe('uniroute CLI', () => {
     // route ends with a summary: prompts, rate, mean cost and predicted error, the mix of LLMs
     const summary = run(['route', '--router', file, '--output', join(tmp, 'routed.jsonl')], randomTexts(30, 4).map((text, i) => JSON.stringify({ id: i, text })).join('\n'));
     expect(summary.code, summary.err).toBe(0);
-    expect(summary.err).toMatch(/routed 30 prompts in [0-9.]+ s \([0-9,]+\/s\); mean cost [0-9.e+-]+, mean predicted error [0-9.]+; \S+ [0-9.]+ %/);
+    expect(summary.err).toMatch(/routed 30 prompts in [0-9.]+ s \([0-9,]+\/s, peak memory [0-9]+ MB\); mean cost [0-9.e+-]+, mean predicted error [0-9.]+; \S+ [0-9.]+ %/);
     const wrong = run(['route', '--router', file, '--models', 'big-al'], '{"id":1,"text":"hello"}\n');
     expect(wrong.err).toMatch(/did you mean "big-all"/);
     const rm = run(['remove-model', '--router', file, '--name', 'Big-All']);
@@ -269,4 +269,40 @@ describe('uniroute route --shard', () => {
     expect(first).toEqual(whole.filter((_, i) => i % 3 === 0)); // the same decisions as routing the whole file
     for (const bad of ['0/3', '4/3', '1-3', 'x']) expect(run(['route', '--shard', bad], input).code).not.toBe(0);
   });
+});
+
+describe('batch routing streams', () => {
+  it('the chunked reader gives exactly what splitting the file gives: multi-byte characters across 1 MB chunk ends, CRLF, blank lines', async () => {
+    const { jsonLines } = await import('../src/data/jsonl.js');
+    const words = ['plain', 'café', 'naïve', '数学', '🙂 emoji', 'x'.repeat(300), 'Ünïcödé'];
+    const lines: string[] = [];
+    for (let i = 0; i < 30_000; i++) lines.push(i % 97 === 0 ? '' : JSON.stringify({ id: i, text: `${words[i % words.length]} ${i} ${words[(i * 3) % words.length]}` }) + (i % 13 === 0 ? '\r' : ''));
+    const f = join(mkdtempSync(join(tmpdir(), 'uniroute-jsonl-')), 'big.jsonl');
+    writeFileSync(f, lines.join('\n'));
+    const want = lines.map((l, i) => ({ line: i + 1, l: l.replace(/\r$/, '') })).filter((x) => x.l.trim()).map((x) => ({ line: x.line, rec: JSON.parse(x.l) }));
+    const got: Array<{ line: number; rec: unknown }> = [];
+    for await (const r of jsonLines(f)) got.push({ line: r.line, rec: r.rec });
+    expect(got.length).toBe(want.length);
+    expect(got).toEqual(want);
+  });
+
+  it('uniroute route holds flat memory: 400,000 piped prompts peak within 25 % of 40,000 (and under 400 MB)', () => {
+    const gen = (n: number) => {
+      let s = '';
+      for (let i = 0; i < n; i++) s += `{"id":${i},"text":"prompt ${i}: ${['solve the integral of x^2', 'write a python function', 'who won the war of 1812', 'translate to French'][i % 4]}"}\n`;
+      return s;
+    };
+    const peak = (n: number) => {
+      const r = spawnSync(process.execPath, [BIN, 'route', '--input', '-', '--output', '/dev/null'], { input: gen(n), encoding: 'utf8', timeout: 120_000 });
+      expect(r.status, r.stderr).toBe(0);
+      const m = /routed (\d+) prompts in .*peak memory (\d+) MB/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      expect(Number(m![1])).toBe(n);
+      return Number(m![2]);
+    };
+    const small = peak(40_000);
+    const large = peak(400_000);
+    expect(large).toBeLessThan(400);
+    expect(large).toBeLessThan(small * 1.25);
+  }, 120_000);
 });

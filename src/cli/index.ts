@@ -13,7 +13,7 @@ import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 import { LivePool } from '../pool/live.js';
 import { DecisionSigner, reportedOutcome } from '../pool/feedback.js';
-import { jsonLines } from '../data/jsonl.js';
+import { jsonLineBatches, jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
 const intArg = (name: string, min = 0) => (v: string) => {
@@ -493,9 +493,13 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       type Item = { line: number; id: unknown; text?: string; embedding?: number[]; error?: { code: string; message: string } };
       const byText = !!router.takesText;
       let batch: Item[] = [];
+      // Routing of one batch overlaps the reading and parsing of the next (the engine works off the event loop);
+      // decisions are written in input order, and at most two batches are held.
+      let writing: Promise<void> = Promise.resolve();
       const flush = async () => {
-        const ok = batch.filter((b) => !b.error);
-        let res: RouteBatch | undefined;
+        const items = batch;
+        batch = [];
+        const ok = items.filter((b) => !b.error);
         if (ok.length && calibrate && lambda === undefined) {
           if (!byText) throw new UnirouteError('INVALID_ARGUMENT', '--max-cost / --min-accuracy need a router on texts');
           const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models, risk: o.risk, evidence: o.evidence });
@@ -508,55 +512,88 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         }
         const ood = o.ood === false ? (false as const) : { quantile: o.oodQuantile, fallback: o.oodFallback };
         const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError, ood };
-        if (ok.length && byText) res = await router.routeBatch(ok.map((b) => b.text!), policy);
+        let routing: Promise<RouteBatch | undefined> = Promise.resolve(undefined);
+        if (ok.length && byText) routing = router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
           const e = new Float32Array(ok.length * router.dim);
           ok.forEach((b, i) => e.set(b.embedding!, i * router.dim));
-          res = await router.routeEmbeddings(e, policy);
+          routing = router.routeEmbeddings(e, policy);
         }
+        routing.catch(() => undefined); // awaited below, in order; this only keeps an early failure from being unhandled
+        const previous = writing;
+        writing = (async () => {
+          await previous;
+          const res = await routing;
+          await writeLine(out, formatDecisions(items, res));
+          progress.update('routed', routed + failed);
+        })();
+        writing.catch(() => undefined); // a failure surfaces at the next await of `writing`, not as unhandled
+        await previous; // the batch before has been written: at most this one is in flight
+      };
+      // decision lines without the generic replacer (most of the time of a large batch was JSON.stringify's)
+      const modelJson = new Map<string, string>();
+      const r5 = (v: number) => String(Number.isInteger(v) ? v : +v.toFixed(5));
+      const formatDecisions = (items: Item[], res: RouteBatch | undefined): string => {
         let j = 0;
         let chunk = '';
-        for (const b of batch) {
+        const fast = !!res && !o.explain && res.predictedError.length === 0;
+        for (const b of items) {
           if (b.error) {
             failed++;
             chunk += JSON.stringify({ id: b.id ?? null, line: b.line, error: b.error }) + '\n';
             continue;
           }
-          const d = explainRow(res!, j);
-          share.set(d.model, (share.get(d.model) ?? 0) + 1);
-          costSum += d.cost;
-          errSum += d.predictedError;
-          const rec = { id: b.id, ...decisionRecord(d, !!o.explain) };
-          chunk += JSON.stringify(rec, round5) + '\n';
+          const simpleId = typeof b.id === 'string' || Number.isInteger(b.id) || b.id === null;
+          if (fast && simpleId) {
+            const c = res!.choice[j];
+            const model = res!.models[c];
+            const cost = res!.costs[c];
+            const err = res!.chosenError[j];
+            let mj = modelJson.get(model);
+            if (mj === undefined) modelJson.set(model, (mj = JSON.stringify(model)));
+            share.set(model, (share.get(model) ?? 0) + 1);
+            costSum += cost;
+            errSum += err;
+            chunk +=
+              `{"id":${JSON.stringify(b.id)},"model":${mj},"cluster":${res!.cluster[j]},"distance":${r5(res!.distance[j])},` +
+              `"predicted_error":${r5(err)},"cost":${JSON.stringify(cost)},"ood":${res!.ood[j] === 1}}\n`;
+          } else {
+            const d = explainRow(res!, j);
+            share.set(d.model, (share.get(d.model) ?? 0) + 1);
+            costSum += d.cost;
+            errSum += d.predictedError;
+            chunk += JSON.stringify({ id: b.id, ...decisionRecord(d, !!o.explain) }, round5) + '\n';
+          }
           j++;
           routed++;
         }
-        batch = [];
-        await writeLine(out, chunk);
-        progress.update('routed', routed + failed);
+        return chunk;
       };
       let seq = 0;
-      for await (const { rec, line, malformed, why } of jsonLines(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
-        // --shard I/N: the I-th of N interleaved shards of the (non-blank) lines, so that machines can split a file
-        if (shard && seq++ % shard.n !== shard.i - 1) continue;
-        const item: Item = { line, id: null };
-        if (malformed) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: ${why ?? 'malformed JSON'}` };
-        else {
-          item.id = rec?.id ?? null;
-          if (!byText) {
-            const e = rec?.embedding;
-            if (!Array.isArray(e)) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: this router needs an "embedding" array` };
-            else if (e.length !== router.dim) item.error = { code: 'DIMENSION_MISMATCH', message: `line ${line}: "embedding" has ${e.length} values; the router expects ${router.dim}` };
-            else if (!e.every((v: unknown) => typeof v === 'number' && Number.isFinite(v))) item.error = { code: 'NON_FINITE', message: `line ${line}: "embedding" has a value that is not a finite number` };
-            else item.embedding = e;
-          } else if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
-          else if (rec.text.trim() === '') item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
-          else item.text = rec.text;
+      for await (const lines of jsonLineBatches(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
+        for (const { rec, line, malformed, why } of lines) {
+          // --shard I/N: the I-th of N interleaved shards of the (non-blank) lines, so that machines can split a file
+          if (shard && seq++ % shard.n !== shard.i - 1) continue;
+          const item: Item = { line, id: null };
+          if (malformed) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: ${why ?? 'malformed JSON'}` };
+          else {
+            item.id = rec?.id ?? null;
+            if (!byText) {
+              const e = rec?.embedding;
+              if (!Array.isArray(e)) item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: this router needs an "embedding" array` };
+              else if (e.length !== router.dim) item.error = { code: 'DIMENSION_MISMATCH', message: `line ${line}: "embedding" has ${e.length} values; the router expects ${router.dim}` };
+              else if (!e.every((v: unknown) => typeof v === 'number' && Number.isFinite(v))) item.error = { code: 'NON_FINITE', message: `line ${line}: "embedding" has a value that is not a finite number` };
+              else item.embedding = e;
+            } else if (typeof rec?.text !== 'string') item.error = { code: 'INVALID_ARGUMENT', message: `line ${line}: "text" must be a string` };
+            else if (!/\S/.test(rec.text)) item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
+            else item.text = rec.text;
+          }
+          batch.push(item);
+          if (batch.length >= o.batchSize) await flush();
         }
-        batch.push(item);
-        if (batch.length >= o.batchSize) await flush();
       }
       if (batch.length) await flush();
+      await writing;
       if (out !== io.stdout) {
         out.end();
         await once(out, 'finish');
@@ -570,7 +607,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       progress.done(
         quiet()
           ? undefined
-          : `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s)` +
+          : `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s, ` +
+              `peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)` +
               `${failed ? `, ${failed} lines failed` : ''}` +
               (routed
                 ? `; mean cost ${(costSum / routed).toExponential(3)}, mean predicted error ${(errSum / routed).toFixed(3)}; ` +
