@@ -4,6 +4,7 @@
       "target_name": "uniroute",
       "sources": [
         "native/core/common.cpp",
+        "native/core/backend.cpp",
         "native/core/linalg.cpp",
         "native/core/embed.cpp",
         "native/core/assign.cpp",

@@ -15,9 +15,14 @@ afterAll(() => setBackend('cpu'));
 describe('backend choice', () => {
   it('reports the backend and the CUDA state, CPU by default', () => {
     expect(info.backend).toBe('cpu');
+    expect(info.backends).toEqual(['cpu', 'cuda']);
+    expect(info.fallbacks).toBe(0);
+    expect(info.lastFailure).toBeNull();
     expect(typeof info.cuda.compiled).toBe('boolean');
     if (!info.cuda.available) {
       expect(info.cuda.reason).toBeTruthy();
+      // a machine with no driver at all is told so, not that its driver is too old
+      if (info.cuda.compiled && info.cuda.driverVersion === 0) expect(info.cuda.reason).toMatch(/no NVIDIA driver is installed/);
       expect(info.cuda.device).toBeNull();
     }
   });

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "../core/assign.h"
+#include "../core/backend.h"
 #include "../core/embed.h"
 #include "../core/kmeans.h"
 #include "../core/mlp.h"
@@ -21,10 +23,9 @@ using namespace uniroute;
 
 namespace {
 
-std::atomic<int> g_threads{0};
-std::atomic<bool> g_cuda{false};  // the selected backend: CPU (default) or CUDA
-
-bool use_cuda() { return g_cuda.load(); }
+// Per addon instance (each worker thread that loads the addon has its own): the backend registry and dispatcher,
+// the selected backend and the thread count.
+Engine& engine(Napi::Env env) { return *env.GetInstanceData<Engine>(); }
 
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& msg, const char* kind = "Error") {
   Napi::Error e;
@@ -42,6 +43,7 @@ const char* status_code(const Status& s) {
   switch (s.code) {
     case Code::InvalidArgument: return "INVALID_ARGUMENT";
     case Code::OutOfMemory: return "OUT_OF_MEMORY";
+    case Code::DeviceLost: return "DEVICE_LOST";
     default: return "INTERNAL";
   }
 }
@@ -351,9 +353,6 @@ void stage_route_parts(Staged& st, const std::vector<Napi::Value>& keep, RoutePa
   st.remap(p.out.chosen, n, true);
 }
 
-// The CUDA kernels know neither the difficulty slope nor evidence: such pools are scored on the CPU.
-bool cuda_can_score(const Pool& p) { return !p.psi_logit && !p.evidence; }
-
 // UTF-8 copies of a JS string array in one arena.
 struct Texts {
   std::string arena;
@@ -435,7 +434,7 @@ void throw_status(Napi::Env env, const Status& s) {
   if (!s.ok()) throw make_error(env, status_code(s), s.message);
 }
 
-int threads() { return g_threads.load(); }
+int threads(Napi::Env env) { return engine(env).threads(); }
 
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -489,8 +488,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
   }
   Napi::Value EmbedSync(const Napi::CallbackInfo& info) {
     EmbedJob j = prep_embed(info);
-    throw_status(info.Env(), use_cuda() ? cuda::embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads())
-                                        : embed_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.out, threads()));
+    throw_status(info.Env(), engine(info.Env()).run(EmbedArgs{proj_.get(), j.texts->refs.data(), j.texts->size(), j.out, threads(info.Env())}));
     return info.Env().Undefined();
   }
   Napi::Value EmbedAsync(const Napi::CallbackInfo& info) {
@@ -499,11 +497,10 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     st->stage({info[1]});
     st->remap(j.out, j.texts->size() * proj_->cfg.dim, true);
     auto proj = proj_;
-    int t = threads();
-    const bool gpu = use_cuda();
-    auto* w = new Worker(info.Env(), [j, proj, t, gpu, st] {
-      return gpu ? cuda::embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t)
-                 : embed_batch(*proj, j.texts->refs.data(), j.texts->size(), j.out, t);
+    int t = threads(info.Env());
+    Engine* eng = &engine(info.Env());
+    auto* w = new Worker(info.Env(), [j, proj, t, eng, st] {
+      return eng->run(EmbedArgs{proj.get(), j.texts->refs.data(), j.texts->size(), j.out, t});
     });
     w->staged(st);
     w->keep(info.This());
@@ -529,9 +526,8 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     std::vector<Napi::Value> keep;
     RouteJob j = prep_route(info, keep);
     const Difficulty* diff = j.has_diff ? &j.diff : nullptr;
-    throw_status(info.Env(), use_cuda() && cuda_can_score(j.pool)
-                                 ? cuda::route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads())
-                                 : route_batch(*proj_, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, threads(), diff, &j.cells, j.centroid_norms));
+    throw_status(info.Env(), engine(info.Env()).run(RouteArgs{proj_.get(), j.texts->refs.data(), j.texts->size(), j.centroids, &j.pool, j.out,
+                                                               threads(info.Env()), diff, &j.cells, j.centroid_norms}));
     return info.Env().Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
@@ -540,12 +536,12 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     auto st = std::make_shared<Staged>();
     stage_route_parts(*st, keep, j, j.texts->size(), proj_->cfg.dim);
     auto proj = proj_;
-    int t = threads();
-    const bool gpu = use_cuda() && cuda_can_score(j.pool);
-    auto* w = new Worker(info.Env(), [j, proj, t, gpu, st] {
-      return gpu ? cuda::route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t)
-                 : route_batch(*proj, j.texts->refs.data(), j.texts->size(), j.centroids, j.pool, j.out, t,
-                               j.has_diff ? &j.diff : nullptr, &j.cells, j.centroid_norms);
+    int t = threads(info.Env());
+    Engine* eng = &engine(info.Env());
+    auto job = std::make_shared<RouteJob>(std::move(j));
+    auto* w = new Worker(info.Env(), [job, proj, t, eng, st] {
+      return eng->run(RouteArgs{proj.get(), job->texts->refs.data(), job->texts->size(), job->centroids, &job->pool, job->out, t,
+                                job->has_diff ? &job->diff : nullptr, &job->cells, job->centroid_norms});
     });
     w->staged(st);
     w->keep(info.This());
@@ -600,7 +596,7 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   job->a.centroid_norms = job->centroid_norms;
   job->a.diff = job->has_diff ? &job->diff : nullptr;
   job->a.cells = job->cells.centroids ? &job->cells : nullptr;
-  const int t = threads();
+  const int t = threads(info.Env());
   if (o.Get("sync").ToBoolean()) {  // small batches: on the calling thread
     throw_status(env, route_vectors(job->a, job->pool, job->out, t));
     return env.Undefined();
@@ -636,7 +632,7 @@ Napi::Value FitEmbedder(const Napi::CallbackInfo& info) {
   fo.min_df = static_cast<uint32_t>(opt_count(o, "minDf", 2, 1, 1e9));
   fo.power_iters = static_cast<uint32_t>(opt_count(o, "powerIters", 3, 0, 20));
   fo.oversample = static_cast<uint32_t>(opt_count(o, "oversample", 16, 0, 1024));
-  fo.threads = threads();
+  fo.threads = threads(info.Env());
   auto proj = std::make_shared<Projection>();
   auto rep = std::make_shared<EmbedFitReport>();
   auto* w = new Worker(
@@ -676,7 +672,7 @@ Napi::Value KMeans(const Napi::CallbackInfo& info) {
     ko.n_init = static_cast<uint32_t>(opt_count(o, "nInit", 1, 1, 1000));
     if (o.Has("tol") && !o.Get("tol").IsUndefined()) ko.tol = number(o.Get("tol"), "tol");
   }
-  ko.threads = threads();
+  ko.threads = threads(info.Env());
   auto C = std::make_shared<std::vector<float>>(k * d);
   auto A = std::make_shared<std::vector<int32_t>>(n);
   auto res = std::make_shared<KMeansResult>();
@@ -720,8 +716,7 @@ Napi::Value AssignSync(const Napi::CallbackInfo& info) {
   }
   check_finite(env, X.Data(), X.ElementLength(), "points");
   check_finite(env, C.Data(), C.ElementLength(), "centroids");
-  throw_status(env, use_cuda() ? cuda::assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist)
-                               : assign_nearest(X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads()));
+  throw_status(env, engine(env).run(AssignArgs{X.Data(), n, d, C.Data(), k, idx.Data(), dist, threads(env)}));
   return env.Undefined();
 }
 
@@ -767,7 +762,7 @@ Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
     need_len(env, c.ElementLength(), n, "cells", "choice.length");
     cells = c.Data();
   }
-  throw_status(env, argmin_batch(p, g.Data(), n, choice.Data(), threads(), cells));
+  throw_status(env, argmin_batch(p, g.Data(), n, choice.Data(), threads(info.Env()), cells));
   return env.Undefined();
 }
 
@@ -814,8 +809,7 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
   if (zv.IsUndefined() || zv.IsNull()) {
     auto c = i32(o.Get("clusters"), "clusters");
     need_len(env, c.ElementLength(), n, "clusters", "choice.length");
-    throw_status(env, use_cuda() && cuda_can_score(p) ? cuda::score_batch_hard(p, c.Data(), n, choice.Data(), gamma)
-                                                      : score_batch_hard(p, c.Data(), n, choice.Data(), gamma, threads(), resid, cells));
+    throw_status(env, engine(env).run(ScoreHardArgs{&p, c.Data(), n, choice.Data(), gamma, threads(env), resid, cells}));
   } else {
     auto z = f32(zv, "membership");
     need_len(env, z.ElementLength(), n * k, "membership", "n x k");
@@ -827,7 +821,7 @@ Napi::Value ScoreSync(const Napi::CallbackInfo& info) {
       need_len(env, c.ElementLength(), n, "clusters", "choice.length");
       ev_cells = c.Data();
     }
-    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads(), resid, ev_cells));
+    throw_status(env, score_batch_soft(p, z.Data(), n, choice.Data(), gamma, threads(info.Env()), resid, ev_cells));
   }
   return env.Undefined();
 }
@@ -864,7 +858,7 @@ Napi::Value MlpForward(const Napi::CallbackInfo& info) {
   need_len(env, X.ElementLength(), n * c.in, "points", "n x in");
   need_len(env, out.ElementLength(), n * c.out, "out", "n x out");
   check_finite(env, X.Data(), X.ElementLength(), "points");
-  throw_status(env, mlp_forward(c, P.Data(), X.Data(), n, out.Data(), threads()));
+  throw_status(env, mlp_forward(c, P.Data(), X.Data(), n, out.Data(), threads(info.Env())));
   return env.Undefined();
 }
 
@@ -967,9 +961,17 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   }
   c.Set("runtimeVersion", Napi::Number::New(env, d.runtime_version));
   c.Set("driverVersion", Napi::Number::New(env, d.driver_version));
+  Engine& eng = engine(env);
   Napi::Object r = Napi::Object::New(env);
-  r.Set("backend", Napi::String::New(env, use_cuda() ? "cuda" : "cpu"));
+  r.Set("backend", Napi::String::New(env, eng.selected()));
   r.Set("cuda", c);
+  Napi::Array names = Napi::Array::New(env);
+  for (const std::string& n : eng.names()) names.Set(names.Length(), Napi::String::New(env, n));
+  r.Set("backends", names);
+  // calls a failing backend handed to the CPU, and why the last one failed
+  r.Set("fallbacks", Napi::Number::New(env, static_cast<double>(eng.fallbacks())));
+  const std::string lf = eng.last_failure();
+  r.Set("lastFailure", lf.empty() ? env.Null() : Napi::String::New(env, lf));
   return r;
 }
 
@@ -977,32 +979,33 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
 Napi::Value SetBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw_type(env, "backend", "\"auto\", \"cpu\" or \"cuda\"", info[0]);
-  std::string b = info[0].As<Napi::String>().Utf8Value();
-  const cuda::DeviceInfo& d = cuda::probe();
-  if (b == "cpu") {
-    g_cuda = false;
-  } else if (b == "cuda") {
-    if (!d.available) throw make_error(env, "BACKEND_UNAVAILABLE", "the CUDA backend is unavailable: " + d.reason);
-    g_cuda = true;
-  } else if (b == "auto") {
-    g_cuda = d.available;
-  } else {
-    throw_range(env, "INVALID_ARGUMENT", "Expected \"auto\", \"cpu\" or \"cuda\" for `backend` but received \"" + b + "\"");
-  }
-  return Napi::String::New(env, use_cuda() ? "cuda" : "cpu");
+  const std::string b = info[0].As<Napi::String>().Utf8Value();
+  Engine& eng = engine(env);
+  bool known = b == "auto";
+  for (const std::string& n : eng.names()) known |= n == b;
+  if (!known) throw_range(env, "INVALID_ARGUMENT", "Expected \"auto\", \"cpu\" or \"cuda\" for `backend` but received \"" + b + "\"");
+  Status st = eng.select(b);
+  if (!st.ok()) throw make_error(env, "BACKEND_UNAVAILABLE", st.message);
+  return Napi::String::New(env, eng.selected());
 }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  g_threads = static_cast<int>(count(info[0], "threads", 0, 256));
+  engine(info.Env()).set_threads(static_cast<int>(count(info[0], "threads", 0, 256)));
   return info.Env().Undefined();
 }
 
 Napi::Value GetThreads(const Napi::CallbackInfo& info) {
-  int t = g_threads.load();
+  int t = engine(info.Env()).threads();
   return Napi::Number::New(info.Env(), t == 0 ? default_threads() : t);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* eng = new Engine();
+  eng->on_disabled([](const std::string& backend, const std::string& why) {
+    std::fprintf(stderr, "uniroute: warning: the %s backend failed and is disabled; the CPU runs its work from now on (%s)\n",
+                 backend.c_str(), why.c_str());
+  });
+  env.SetInstanceData<Engine>(eng);  // deleted with the instance (an environment's teardown)
   exports.Set("Embedder", EmbedderWrap::Init(env));
   exports.Set("fitEmbedder", Napi::Function::New(env, FitEmbedder));
   exports.Set("kmeans", Napi::Function::New(env, KMeans));

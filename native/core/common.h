@@ -14,7 +14,8 @@
 
 namespace uniroute {
 
-enum class Code { Ok = 0, InvalidArgument, OutOfMemory, Internal };
+// DeviceLost: an accelerator failed in a way that poisons its context (a sticky CUDA error): not worth a retry.
+enum class Code { Ok = 0, InvalidArgument, OutOfMemory, Internal, DeviceLost };
 
 struct Status {
   Code code = Code::Ok;

@@ -9,16 +9,38 @@
 
 #include "backend.h"
 
-#define UR_CUDA(expr)                                                                                   \
-  do {                                                                                                  \
-    cudaError_t ur_err_ = (expr);                                                                       \
-    if (ur_err_ != cudaSuccess)                                                                         \
-      return ::uniroute::Status::Internal(std::string("CUDA error: ") + cudaGetErrorString(ur_err_) +   \
-                                          " (" #expr ")");                                              \
+#define UR_CUDA(expr)                                              \
+  do {                                                             \
+    cudaError_t ur_err_ = (expr);                                  \
+    if (ur_err_ != cudaSuccess) return ::uniroute::cuda::cuda_status(ur_err_, #expr); \
   } while (0)
 
 namespace uniroute {
 namespace cuda {
+
+// A CUDA error as a Status: device out-of-memory is OutOfMemory (the call is rerun on the CPU), an error that
+// poisons the context (an illegal address, a failed launch, ECC) is DeviceLost (the backend is disabled: every
+// later call in this process would fail too), anything else Internal.
+inline Status cuda_status(cudaError_t e, const char* expr) {
+  std::string m = std::string("CUDA error: ") + cudaGetErrorString(e) + " (" + expr + ")";
+  switch (e) {
+    case cudaErrorMemoryAllocation:
+      return Status::Oom(m);
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorAssert:
+    case cudaErrorLaunchTimeout:
+      return Status{Code::DeviceLost, m};
+    default:
+      return Status::Internal(m);
+  }
+}
 
 constexpr int kMaxDimsPerLane = 16;  // dim <= 512 on the GPU
 constexpr int kWarpsPerBlock = 8;

@@ -15,7 +15,15 @@ const DeviceInfo& probe() {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-      d.reason = std::string(cudaGetErrorString(e)) + " (cudaGetDeviceCount error " + std::to_string(static_cast<int>(e)) + ")";
+      // cudaDriverGetVersion gives 0 where no driver is installed at all: say that, not "insufficient"
+      auto ver = [](int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); };
+      if ((e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) && d.driver_version == 0)
+        d.reason = "no NVIDIA driver is installed (libcuda was not found)";
+      else if (e == cudaErrorInsufficientDriver)
+        d.reason = "the NVIDIA driver supports CUDA " + ver(d.driver_version) + " but this build needs " + ver(d.runtime_version) +
+                   " (update the driver)";
+      else
+        d.reason = std::string(cudaGetErrorString(e)) + " (cudaGetDeviceCount error " + std::to_string(static_cast<int>(e)) + ")";
       cudaGetLastError();
       return d;
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../core/assign.h"
+#include "../core/backend.h"
 #include "../core/embed.h"
 #include "../core/kmeans.h"
 #include "../core/linalg.h"
@@ -90,6 +91,12 @@ static void test_assign() {
 // (k around 32 and 64, k = 1), dimensions that are not a multiple of the vector width, empty input; against a
 // double-precision brute force (exact ids except float near-ties), on 1 and 2 threads (identical).
 static void test_assign_cases() {
+  Engine eng;
+  for (const std::string& backend : eng.names()) {
+  if (!eng.select(backend).ok()) {
+    std::printf("assignment op table: %s skipped (unusable here)\n", backend.c_str());
+    continue;
+  }
   size_t cases = 0, bad = 0;
   for (size_t n : {0, 1, 3, 4, 5, 255, 256, 257})
     for (size_t k : {1, 2, 31, 32, 33, 64, 65})
@@ -98,12 +105,12 @@ static void test_assign_cases() {
         auto X = random_matrix(n, d, 100 + n), C = random_matrix(k, d, 200 + k);
         std::vector<int32_t> i1(n, -1), i2(n, -1);
         std::vector<float> d1(n), d2(n), dots(n * k);
-        Status s1 = assign_nearest(X.data(), n, d, C.data(), k, i1.data(), d1.data(), 1);
-        Status s2 = assign_nearest(X.data(), n, d, C.data(), k, i2.data(), d2.data(), 2);
+        Status s1 = eng.run(AssignArgs{X.data(), n, d, C.data(), k, i1.data(), d1.data(), 1});
+        Status s2 = eng.run(AssignArgs{X.data(), n, d, C.data(), k, i2.data(), d2.data(), 2});
         const PackedCentroids P = pack_centroids(C.data(), k, d);
         dot_rows(P, X.data(), 0, n, dots.data(), k);
         ++cases;
-        bool ok = s1.ok() && s2.ok() && i1 == i2 && d1 == d2;
+        bool ok = s1.ok() && s2.ok() && i1 == i2 && (backend != "cpu" || d1 == d2);
         for (size_t i = 0; i < n && ok; ++i) {
           double best = 1e300, second = 1e300;
           int32_t arg = -1;
@@ -126,10 +133,12 @@ static void test_assign_cases() {
         }
         if (!ok) {
           ++bad;
-          std::fprintf(stderr, "  assign case n=%zu k=%zu d=%zu disagrees\n", n, k, d);
+          std::fprintf(stderr, "  %s assign case n=%zu k=%zu d=%zu disagrees\n", backend.c_str(), n, k, d);
         }
       }
-  CHECK(bad == 0, "blocked assignment: %zu of %zu shape cases disagree with brute force", bad, cases);
+  CHECK(bad == 0, "%s assignment: %zu of %zu shape cases disagree with brute force", backend.c_str(), bad, cases);
+  std::printf("assignment op table: %s, %zu shape cases\n", backend.c_str(), cases);
+  }
   std::vector<int32_t> idx(1);
   CHECK(!assign_nearest(nullptr, 0, 4, nullptr, 0, idx.data(), nullptr, 1).ok(), "assign accepted k = 0");
 }
@@ -161,6 +170,64 @@ static void test_worker_pool() {
     return Status::Ok();
   });
   CHECK(st.code == Code::OutOfMemory, "a throwing part must give OutOfMemory, got '%s'", st.message.c_str());
+}
+
+// The registry: a backend that fails has its call rerun on the CPU (never a wrong answer); a sticky failure disables
+// it with one warning; bad input is the caller's error, not a fallback; unknown and unusable backends are refused.
+class FaultyBackend final : public Backend {
+ public:
+  explicit FaultyBackend(Code c) : code_(c) {}
+  std::string name() const override { return "faulty"; }
+  bool usable(std::string*) const override { return true; }
+  bool runs(const AssignArgs&) const override { return true; }
+  Status run(const AssignArgs& a) override {
+    ++calls;
+    for (size_t i = 0; i < a.n; ++i) a.idx[i] = -7;  // a partial, wrong answer before failing
+    return Status{code_, "simulated device failure"};
+  }
+  int calls = 0;
+
+ private:
+  Code code_;
+};
+
+static void test_backend_registry() {
+  const size_t n = 300, d = 20, k = 7;
+  auto X = random_matrix(n, d, 41), C = random_matrix(k, d, 42);
+  std::vector<int32_t> want(n), got(n);
+  assign_nearest(X.data(), n, d, C.data(), k, want.data(), nullptr, 1);
+  for (Code code : {Code::DeviceLost, Code::Internal}) {
+    Engine eng;
+    auto* f = new FaultyBackend(code);
+    eng.add(std::unique_ptr<Backend>(f));
+    int warnings = 0;
+    eng.on_disabled([&](const std::string& b, const std::string&) { warnings += b == "faulty"; });
+    CHECK(eng.select("faulty").ok() && eng.selected() == "faulty", "a usable registered backend must be selectable");
+    for (int rep = 0; rep < 3; ++rep) {
+      std::fill(got.begin(), got.end(), 0);
+      Status st = eng.run(AssignArgs{X.data(), n, d, C.data(), k, got.data(), nullptr, 1});
+      CHECK(st.ok() && got == want, "a failed backend's call must be rerun on the CPU with the CPU's answer");
+    }
+    if (code == Code::DeviceLost) {
+      CHECK(f->calls == 1 && warnings == 1 && eng.fallbacks() == 1, "a sticky failure must disable the backend after one call (calls %d, warnings %d)", f->calls, warnings);
+      CHECK(eng.selected() == "cpu", "a disabled backend must not stay selected");
+      CHECK(!eng.select("faulty").ok(), "a disabled backend must not be selectable again");
+    } else {
+      CHECK(f->calls == 3 && warnings == 0 && eng.fallbacks() == 3, "a transient failure falls back per call and keeps the backend");
+    }
+    CHECK(eng.last_failure().find("simulated device failure") != std::string::npos, "the last failure must be kept");
+  }
+  Engine eng;
+  CHECK(!eng.select("nope").ok(), "an unknown backend must be refused");
+  std::string why;
+  if (!make_cuda_backend()->usable(&why)) {
+    Status st = eng.select("cuda");
+    CHECK(!st.ok() && st.message.find(why) != std::string::npos, "cuda without a device must be refused with the reason");
+    CHECK(eng.select("auto").ok() && eng.selected() == "cpu", "auto without a device is the CPU");
+  }
+  std::vector<int32_t> bad(n);
+  CHECK(eng.run(AssignArgs{X.data(), n, d, C.data(), 0, bad.data(), nullptr, 1}).code == Code::InvalidArgument,
+        "bad input is the caller's error");
 }
 
 static void test_kmeans() {
@@ -612,6 +679,7 @@ int main() {
   test_assign();
   test_assign_cases();
   test_worker_pool();
+  test_backend_registry();
   test_kmeans();
   test_score();
   test_evidence_and_vectors();

@@ -151,6 +151,12 @@ export type Backend = 'auto' | 'cpu' | 'cuda';
 
 export interface BackendInfo {
   backend: 'cpu' | 'cuda';
+  /** Every registered backend, the CPU first. */
+  backends: string[];
+  /** Engine calls that a failing backend handed to the CPU (the answer is the CPU's; a sticky error disables it). */
+  fallbacks: number;
+  /** Why the last of those failed, or null. */
+  lastFailure: string | null;
   cuda: {
     compiled: boolean;
     available: boolean;

@@ -1,5 +1,6 @@
 /** Prometheus metrics; every name starts with uniroute_. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { native } from '../engine/native.js';
 
 export function createMetrics() {
   const registry = new Registry();
@@ -23,6 +24,15 @@ export function createMetrics() {
     decisions: new Counter({ name: 'uniroute_decisions_total', help: 'routing decisions per LLM', labelNames: ['model'], registers: [registry] }),
     ood: new Counter({ name: 'uniroute_ood_total', help: 'prompts beyond the out-of-distribution distance threshold (routed to the fallback)', labelNames: ['route'], registers: [registry] }),
     sticky: new Counter({ name: 'uniroute_sticky_total', help: 'routed turns of a conversation: its LLM kept, switched for a better one, or a new conversation', labelNames: ['outcome'], registers: [registry] }),
+    // read from the engine at scrape time: calls a failing accelerator backend handed to the CPU
+    backendFallbacks: new Gauge({
+      name: 'uniroute_backend_fallbacks_total',
+      help: 'engine calls that a failing backend (CUDA) handed to the CPU; the backend is disabled after a sticky error',
+      registers: [registry],
+      collect() {
+        this.set(native().backendInfo().fallbacks ?? 0);
+      },
+    }),
     poolVersion: new Gauge({ name: 'uniroute_pool_version', help: 'the version of the pool this server routes on', registers: [registry] }),
     storeLatency: new Histogram({ name: 'uniroute_pool_store_duration_seconds', help: 'pool store operations', labelNames: ['op'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),
     storeErrors: new Counter({ name: 'uniroute_pool_store_errors_total', help: 'failed pool store operations', labelNames: ['op'], registers: [registry] }),
