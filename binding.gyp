@@ -13,7 +13,12 @@
         "native/core/route.cpp",
         "native/core/mlp.cpp",
         "native/cuda/stub.cpp",
-        "native/binding/addon.cpp"
+        "native/binding/addon.cpp",
+        "native/binding/embed.cpp",
+        "native/binding/route.cpp",
+        "native/binding/cluster.cpp",
+        "native/binding/mlp.cpp",
+        "native/binding/backend.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -78,11 +78,8 @@ constexpr size_t kPanels = 2;
 constexpr size_t kBlock = kLanes * kPanels;  // centroids per block
 constexpr size_t kRows = 4;                  // prompts per tile
 
-inline vf16 load16(const float* p) {
-  vf16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
+// by reference, not by value: a 64-byte vector returned by value changes the ABI where AVX-512 is off (-Wpsabi)
+inline void load16(vf16& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 
 // dots[r * kBlock + c] = x_r . block centroid c, for the R prompts x[0..R).
 template <size_t R>
@@ -92,7 +89,7 @@ inline void tile_dots(const float* const* x, size_t d, const float* block, float
     for (size_t p = 0; p < kPanels; ++p) acc[r][p] = vf16{};
   for (size_t j = 0; j < d; ++j) {
     vf16 c[kPanels];
-    for (size_t p = 0; p < kPanels; ++p) c[p] = load16(block + j * kBlock + p * kLanes);
+    for (size_t p = 0; p < kPanels; ++p) load16(c[p], block + j * kBlock + p * kLanes);
     for (size_t r = 0; r < R; ++r) {
       const float xv = x[r][j];
       for (size_t p = 0; p < kPanels; ++p) acc[r][p] += xv * c[p];

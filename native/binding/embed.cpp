@@ -1,0 +1,164 @@
+// The embedder: a class over one projection (embed, and the fused route on texts), and fitting one.
+#include "common.h"
+#include "ops.h"
+
+namespace uniroute {
+namespace binding {
+
+class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Embedder",
+                       {InstanceMethod("embedSync", &EmbedderWrap::EmbedSync),
+                        InstanceMethod("embed", &EmbedderWrap::EmbedAsync),
+                        InstanceMethod("routeSync", &EmbedderWrap::RouteSync),
+                        InstanceMethod("route", &EmbedderWrap::RouteAsync),
+                        InstanceAccessor("dim", &EmbedderWrap::Dim, nullptr)});
+  }
+
+  explicit EmbedderWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EmbedderWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto p = std::make_shared<Projection>();
+    p->cfg.buckets_log2 = static_cast<uint32_t>(count(o.Get("bucketsLog2"), "bucketsLog2", 4, 24));
+    p->cfg.dim = static_cast<uint32_t>(count(o.Get("dim"), "dim", 1, 4096));
+    p->cfg.char_n = static_cast<uint32_t>(count(o.Get("charN"), "charN", 1, 16));
+    auto q = i8(o.Get("projection"), "projection");
+    auto s = f32(o.Get("scale"), "scale");
+    need_len(env, q.ElementLength(), p->cfg.buckets() * p->cfg.dim, "projection", "buckets x dim");
+    need_len(env, s.ElementLength(), p->cfg.buckets(), "scale", "one entry per bucket");
+    check_finite(env, s.Data(), s.ElementLength(), "scale");
+    p->q.assign(q.Data(), q.Data() + q.ElementLength());
+    p->scale.assign(s.Data(), s.Data() + s.ElementLength());
+    throw_status(env, p->validate());
+    p->id = next_projection_id();
+    proj_ = std::move(p);
+  }
+
+ private:
+  std::shared_ptr<Projection> proj_;
+
+  Napi::Value Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), proj_->cfg.dim); }
+
+  struct EmbedJob {
+    std::shared_ptr<Texts> texts = std::make_shared<Texts>();
+    float* out = nullptr;
+  };
+  EmbedJob prep_embed(const Napi::CallbackInfo& info) {
+    EmbedJob j;
+    j.texts->load(info[0], "texts");
+    auto out = f32(info[1], "out");
+    need_len(info.Env(), out.ElementLength(), j.texts->size() * proj_->cfg.dim, "out", "texts.length x dim");
+    j.out = out.Data();
+    return j;
+  }
+  Napi::Value EmbedSync(const Napi::CallbackInfo& info) {
+    EmbedJob j = prep_embed(info);
+    throw_status(info.Env(), engine(info.Env()).run(EmbedArgs{proj_.get(), j.texts->refs.data(), j.texts->size(), j.out, threads(info.Env())}));
+    return info.Env().Undefined();
+  }
+  Napi::Value EmbedAsync(const Napi::CallbackInfo& info) {
+    EmbedJob j = prep_embed(info);
+    auto st = std::make_shared<Staged>();
+    st->stage({info[1]});
+    st->remap(j.out, j.texts->size() * proj_->cfg.dim, true);
+    auto proj = proj_;
+    int t = threads(info.Env());
+    Engine* eng = &engine(info.Env());
+    auto* w = new Worker(info.Env(), [j, proj, t, eng, st] {
+      return eng->run(EmbedArgs{proj.get(), j.texts->refs.data(), j.texts->size(), j.out, t});
+    });
+    w->staged(st);
+    w->keep(info.This());
+    w->Queue();
+    return w->promise();
+  }
+
+  struct RouteJob : RouteParts {
+    std::shared_ptr<Texts> texts = std::make_shared<Texts>();
+  };
+  // route({texts, centroids, k, psi, cost, m, lambda, allowed?, allowedPerRow?, choice, cluster, distance, gamma?})
+  RouteJob prep_route(const Napi::CallbackInfo& info, std::vector<Napi::Value>& keep) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+    Napi::Object o = info[0].As<Napi::Object>();
+    RouteJob j;
+    j.texts->load(o.Get("texts"), "texts");
+    const size_t n = j.texts->size(), D = proj_->cfg.dim;
+    static_cast<RouteParts&>(j) = read_route_parts(env, o, n, D, keep);
+    return j;
+  }
+  Napi::Value RouteSync(const Napi::CallbackInfo& info) {
+    std::vector<Napi::Value> keep;
+    RouteJob j = prep_route(info, keep);
+    const Difficulty* diff = j.has_diff ? &j.diff : nullptr;
+    throw_status(info.Env(), engine(info.Env()).run(RouteArgs{proj_.get(), j.texts->refs.data(), j.texts->size(), j.centroids, &j.pool, j.out,
+                                                               threads(info.Env()), diff, &j.cells, j.centroid_norms}));
+    return info.Env().Undefined();
+  }
+  Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
+    std::vector<Napi::Value> keep;
+    RouteJob j = prep_route(info, keep);
+    auto st = std::make_shared<Staged>();
+    stage_route_parts(*st, keep, j, j.texts->size(), proj_->cfg.dim);
+    auto proj = proj_;
+    int t = threads(info.Env());
+    Engine* eng = &engine(info.Env());
+    auto job = std::make_shared<RouteJob>(std::move(j));
+    auto* w = new Worker(info.Env(), [job, proj, t, eng, st] {
+      return eng->run(RouteArgs{proj.get(), job->texts->refs.data(), job->texts->size(), job->centroids, &job->pool, job->out, t,
+                                job->has_diff ? &job->diff : nullptr, &job->cells, job->centroid_norms});
+    });
+    w->staged(st);
+    w->keep(info.This());
+    w->Queue();
+    return w->promise();
+  }
+};
+
+Napi::Function EmbedderClass(Napi::Env env) { return EmbedderWrap::Init(env); }
+
+// fitEmbedder(texts, {bucketsLog2, dim, charN, seed, minDf, powerIters, oversample}) -> Promise<{projection, scale, ...}>
+Napi::Value FitEmbedder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto texts = std::make_shared<Texts>();
+  texts->load(info[0], "texts");
+  if (texts->size() == 0) throw_range(env, "INVALID_ARGUMENT", "`texts` must not be empty");
+  if (!info[1].IsObject()) throw_type(env, "options", "an object", info[1]);
+  Napi::Object o = info[1].As<Napi::Object>();
+  EmbedConfig cfg;
+  cfg.buckets_log2 = static_cast<uint32_t>(opt_count(o, "bucketsLog2", 16, 4, 24));
+  cfg.dim = static_cast<uint32_t>(opt_count(o, "dim", 256, 1, 4096));
+  cfg.char_n = static_cast<uint32_t>(opt_count(o, "charN", 4, 1, 16));
+  EmbedFitOptions fo;
+  fo.seed = opt_count(o, "seed", 1, 0, 9007199254740991.0);
+  fo.min_df = static_cast<uint32_t>(opt_count(o, "minDf", 2, 1, 1e9));
+  fo.power_iters = static_cast<uint32_t>(opt_count(o, "powerIters", 3, 0, 20));
+  fo.oversample = static_cast<uint32_t>(opt_count(o, "oversample", 16, 0, 1024));
+  fo.threads = threads(info.Env());
+  auto proj = std::make_shared<Projection>();
+  auto rep = std::make_shared<EmbedFitReport>();
+  auto* w = new Worker(
+      env, [=] { return fit_projection(texts->refs.data(), texts->size(), cfg, fo, *proj, *rep); },
+      [=](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        auto q = Napi::Int8Array::New(e, proj->q.size());
+        std::copy(proj->q.begin(), proj->q.end(), q.Data());
+        auto s = Napi::Float32Array::New(e, proj->scale.size());
+        std::copy(proj->scale.begin(), proj->scale.end(), s.Data());
+        auto sv = Napi::Float32Array::New(e, rep->singular_values.size());
+        std::copy(rep->singular_values.begin(), rep->singular_values.end(), sv.Data());
+        r.Set("projection", q);
+        r.Set("scale", s);
+        r.Set("singularValues", sv);
+        r.Set("keptBuckets", Napi::Number::New(e, static_cast<double>(rep->kept_buckets)));
+        r.Set("rank", Napi::Number::New(e, static_cast<double>(rep->rank)));
+        return r;
+      });
+  w->Queue();
+  return w->promise();
+}
+
+}  // namespace binding
+}  // namespace uniroute
