@@ -32,37 +32,27 @@ Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t
   if (d > static_cast<size_t>(32 * kMaxDimsPerLane)) return Status::Invalid("the CUDA backend supports dimensions up to 512");
   if (k == 0) return Status::Invalid("there must be at least one centroid");
   if (n == 0) return Status::Ok();
-  std::lock_guard<std::mutex> lock(context().mu);
+  DeviceState& g = state();
   const std::vector<float> cn = centroid_norms(C, k, d);
-  DeviceBuffer<float> dX, dC, dN, dD;
-  DeviceBuffer<int32_t> dI;
-  auto run = [&]() -> Status {
-    Status s;
-    constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
-    const size_t rows = std::min(n, kRows);
-    if (!(s = dX.reserve(rows * d)).ok() || !(s = dC.reserve(k * d)).ok() || !(s = dN.reserve(k)).ok() ||
-        !(s = dD.reserve(rows)).ok() || !(s = dI.reserve(rows)).ok())
-      return s;
-    UR_CUDA(cudaMemcpy(dC.ptr, C, k * d * sizeof(float), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(dN.ptr, cn.data(), k * sizeof(float), cudaMemcpyHostToDevice));
-    for (size_t b = 0; b < n; b += kRows) {
-      const size_t cnt = std::min(n - b, kRows);
-      UR_CUDA(cudaMemcpy(dX.ptr, X + b * d, cnt * d * sizeof(float), cudaMemcpyHostToDevice));
-      const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
-      assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(dX.ptr, static_cast<int>(cnt), static_cast<int>(d), dC.ptr, dN.ptr, static_cast<int>(k), dI.ptr, dD.ptr);
-      UR_CUDA(cudaGetLastError());
-      UR_CUDA(cudaMemcpy(idx + b, dI.ptr, cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
-      if (dist) UR_CUDA(cudaMemcpy(dist + b, dD.ptr, cnt * sizeof(float), cudaMemcpyDeviceToHost));
-    }
-    return Status::Ok();
-  };
-  Status st = run();
-  dX.free();
-  dC.free();
-  dN.free();
-  dD.free();
-  dI.free();
-  return st;
+  Status s;
+  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
+  const size_t rows = std::min(n, kRows);
+  if (!(s = g.X.reserve(rows * d)).ok() || !(s = g.centroids.reserve(k * d)).ok() || !(s = g.norms.reserve(k)).ok() ||
+      !(s = g.dist.reserve(rows)).ok() || !(s = g.idx.reserve(rows)).ok())
+    return s;
+  UR_CUDA(cudaMemcpy(g.centroids.get(), C, k * d * sizeof(float), cudaMemcpyHostToDevice));
+  UR_CUDA(cudaMemcpy(g.norms.get(), cn.data(), k * sizeof(float), cudaMemcpyHostToDevice));
+  for (size_t b = 0; b < n; b += kRows) {
+    const size_t cnt = std::min(n - b, kRows);
+    UR_CUDA(cudaMemcpy(g.X.get(), X + b * d, cnt * d * sizeof(float), cudaMemcpyHostToDevice));
+    const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(g.X.get(), static_cast<int>(cnt), static_cast<int>(d), g.centroids.get(),
+                                                   g.norms.get(), static_cast<int>(k), g.idx.get(), g.dist.get());
+    UR_CUDA(cudaGetLastError());
+    UR_CUDA(cudaMemcpy(idx + b, g.idx.get(), cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    if (dist) UR_CUDA(cudaMemcpy(dist + b, g.dist.get(), cnt * sizeof(float), cudaMemcpyDeviceToHost));
+  }
+  return Status::Ok();
 }
 
 }  // namespace cuda

@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -65,45 +66,99 @@ __device__ __forceinline__ void warp_argmin(double& s, float& c, int& j) {
   }
 }
 
-// Growable device / pinned host buffers.
+// RAII owners. Buffers grow (never shrink) and are reused across calls; each frees what it holds when destroyed
+// (at thread exit for the per-thread state below). Move-only: a copy would free twice.
 template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  size_t cap = 0;
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { free(); }
   Status reserve(size_t n) {
-    if (n <= cap) return Status::Ok();
-    if (ptr) cudaFree(ptr);
-    ptr = nullptr;
-    cap = 0;
-    UR_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1) * sizeof(T)));
-    cap = n;
+    if (n <= cap_) return Status::Ok();
+    free();
+    UR_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T)));
+    cap_ = n;
     return Status::Ok();
   }
   void free() {
-    if (ptr) cudaFree(ptr);
-    ptr = nullptr;
-    cap = 0;
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = nullptr;
+    cap_ = 0;
   }
+  T* get() const { return ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t cap_ = 0;
 };
 
 template <typename T>
-struct PinnedBuffer {
-  T* ptr = nullptr;
-  size_t cap = 0;
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() { free(); }
   Status reserve(size_t n) {
-    if (n <= cap) return Status::Ok();
-    if (ptr) cudaFreeHost(ptr);
-    ptr = nullptr;
-    cap = 0;
-    UR_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr), std::max<size_t>(n, 1) * sizeof(T)));
-    cap = n;
+    if (n <= cap_) return Status::Ok();
+    free();
+    UR_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T)));
+    cap_ = n;
     return Status::Ok();
   }
   void free() {
-    if (ptr) cudaFreeHost(ptr);
-    ptr = nullptr;
-    cap = 0;
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = nullptr;
+    cap_ = 0;
   }
+  T* get() const { return ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
+class Stream {
+ public:
+  Stream() = default;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream() { reset(); }
+  Status ensure() {
+    if (!s_) UR_CUDA(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
+    return Status::Ok();
+  }
+  void reset() {
+    if (s_) {
+      cudaStreamSynchronize(s_);
+      cudaStreamDestroy(s_);
+    }
+    s_ = nullptr;
+  }
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  ~Event() {
+    if (e_) cudaEventDestroy(e_);
+  }
+  Status ensure() {
+    if (!e_) UR_CUDA(cudaEventCreateWithFlags(&e_, cudaEventDisableTiming));
+    return Status::Ok();
+  }
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
 };
 
 // The projection table on the device, uploaded once per fitted embedder (keyed by its id).
@@ -113,19 +168,52 @@ struct DeviceProjection {
   DeviceBuffer<float> scale;
 };
 
-// One process-wide context; GPU calls are serialised by its mutex.
-struct Context {
-  std::mutex mu;
-  DeviceProjection proj;
-  void release_all();
+// One pipeline slot of the fused route: its stream, the event that marks its chunk done, the CPU-side hashing
+// output and the pinned and device buffers of one chunk.
+struct Slot {
+  Stream stream;
+  Event done;
+  size_t begin = 0, count = 0;
+  bool busy = false;
+  std::vector<uint32_t> rows, bucket;
+  std::vector<float> weight;
+  PinnedBuffer<uint32_t> h_rows, h_bucket;
+  PinnedBuffer<float> h_weight, h_dist, h_gamma;
+  PinnedBuffer<int32_t> h_choice, h_cluster;
+  PinnedBuffer<uint8_t> h_allowed;
+  DeviceBuffer<uint32_t> d_rows, d_bucket;
+  DeviceBuffer<float> d_weight, d_dist, d_gamma;
+  DeviceBuffer<int32_t> d_choice, d_cluster;
+  DeviceBuffer<uint8_t> d_allowed;
 };
-Context& context();
+
+// Everything the CUDA backend keeps between calls, one per engine thread (a libuv worker, or the JS thread for
+// sync calls): two streams and their slots, the model's tensors, the projection, the staging buffers. There is no
+// device-wide lock: threads never share a buffer or a stream, CPU hashing never holds anything, and the CUDA
+// runtime orders each thread's streams. release() drops the calling thread's state and tells the others to drop
+// theirs at their next call.
+struct DeviceState {
+  uint64_t generation = 0;
+  DeviceProjection proj;
+  Slot slots[2];
+  DeviceBuffer<float> centroids, norms, psi, cost;
+  DeviceBuffer<uint8_t> mask;
+  // embed, assign and score: rows in chunks
+  DeviceBuffer<uint32_t> rows, bucket;
+  DeviceBuffer<float> weight, X, out, dist, gamma;
+  DeviceBuffer<int32_t> idx, clusters, choice;
+  std::vector<uint32_t> h_rows, h_bucket;
+  std::vector<float> h_weight;
+};
+// The calling thread's state (created on first use, dropped when release() was called since).
+DeviceState& state();
 
 // Makes sure the projection is on the device; returns its device pointers.
 Status upload_projection(const Projection& p, const int8_t** q, const float** scale);
 
-// Hashes texts [b, e) on CPU threads into CSR (row offsets relative to the chunk).
-void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
+// Hashes texts [b, e) on CPU threads into CSR (row offsets relative to the chunk). A failure (out of memory) is
+// returned: a chunk hashed in part would route its prompts on empty features.
+Status hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
                 std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight);
 
 // Device function: the projected, L2-normalised embedding of one prompt, held by a warp (dims lane + 32 j).

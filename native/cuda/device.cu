@@ -1,5 +1,7 @@
 // Probing the device, the shared context, uploading the projection, hashing on CPU threads.
 #include <algorithm>
+#include <atomic>
+#include <memory>
 
 #include "common.cuh"
 
@@ -52,47 +54,51 @@ const DeviceInfo& probe() {
   return info;
 }
 
-Context& context() {
-  static Context* ctx = new Context();  // never destroyed: the CUDA runtime may already be gone at exit
-  return *ctx;
-}
+namespace {
+std::atomic<uint64_t> g_generation{1};  // bumped by release(): every thread drops its state at its next call
+}  // namespace
 
-void Context::release_all() {
-  proj.q.free();
-  proj.scale.free();
-  proj.id = 0;
+DeviceState& state() {
+  thread_local std::unique_ptr<DeviceState> st;
+  const uint64_t g = g_generation.load();
+  if (!st || st->generation != g) {
+    st.reset(new DeviceState());
+    st->generation = g;
+  }
+  return *st;
 }
 
 void release() {
   if (!probe().available) return;
-  std::lock_guard<std::mutex> lock(context().mu);
-  context().release_all();
+  g_generation++;
+  state();  // this thread's state, dropped now
 }
 
 Status upload_projection(const Projection& p, const int8_t** q, const float** scale) {
-  DeviceProjection& dp = context().proj;
+  DeviceProjection& dp = state().proj;
   if (p.id == 0 || dp.id != p.id) {
+    dp.id = 0;  // a failed upload leaves no stale id behind
     Status st = dp.q.reserve(p.q.size());
     if (!st.ok()) return st;
     if (!(st = dp.scale.reserve(p.scale.size())).ok()) return st;
-    UR_CUDA(cudaMemcpy(dp.q.ptr, p.q.data(), p.q.size(), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(dp.scale.ptr, p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(dp.q.get(), p.q.data(), p.q.size(), cudaMemcpyHostToDevice));
+    UR_CUDA(cudaMemcpy(dp.scale.get(), p.scale.data(), p.scale.size() * sizeof(float), cudaMemcpyHostToDevice));
     dp.id = p.id;
   }
-  *q = dp.q.ptr;
-  *scale = dp.scale.ptr;
+  *q = dp.q.get();
+  *scale = dp.scale.get();
   return Status::Ok();
 }
 
-void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
-                std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight) {
+Status hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
+                  std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight) {
   const size_t n = e - b;
   int t = threads <= 0 ? default_threads() : threads;
   t = static_cast<int>(std::min<size_t>(static_cast<size_t>(t), std::max<size_t>(1, n / 64)));
   std::vector<std::vector<Feature>> parts(static_cast<size_t>(t));
   std::vector<std::vector<uint32_t>> counts(static_cast<size_t>(t));
   const size_t per = (n + t - 1) / t;
-  parallel_for(static_cast<size_t>(t), t, 1, [&](size_t tb, size_t te, int) {
+  Status hashed = parallel_for(static_cast<size_t>(t), t, 1, [&](size_t tb, size_t te, int) {
     for (size_t ti = tb; ti < te; ++ti) {
       FeatureExtractor fx(p.cfg);
       std::vector<Feature> f;
@@ -105,6 +111,7 @@ void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, i
     }
     return Status::Ok();
   });
+  if (!hashed.ok()) return hashed;
   row_ptr.assign(n + 1, 0);
   size_t r = 0, total = 0;
   for (auto& c : counts)
@@ -121,6 +128,7 @@ void hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, i
       weight[o] = f.weight;
       ++o;
     }
+  return Status::Ok();
 }
 
 }  // namespace cuda

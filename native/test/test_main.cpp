@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/assign.h"
@@ -661,6 +662,38 @@ static void test_cuda() {
       size_t rdiff = 0;
       for (size_t i = 0; i < n; ++i) rdiff += (clc[i] != clg[i] && std::fabs(rdc[i] - rdg[i]) > 1e-4) || (clc[i] == clg[i] && rc[i] != rg[i]);
       CHECK(rdiff == 0, "CUDA route differs from CPU on %zu prompts (masked %d)", rdiff, masked);
+    }
+  }
+  {
+    // two threads routing at once on the device (each has its own streams and buffers; no device-wide lock)
+    EmbedConfig cfg;
+    cfg.dim = 128;
+    Projection proj;
+    EmbedFitReport rep;
+    EmbedFitOptions fo;
+    fit_projection(refs.data(), std::min<size_t>(refs.size(), 2000), cfg, fo, proj, rep);
+    proj.id = next_projection_id();
+    const size_t n = refs.size(), k = 16, m = 12;
+    auto C = random_matrix(k, 128, 77);
+    Rng r(9);
+    std::vector<float> psi(m * k), cost(m);
+    for (auto& v : psi) v = static_cast<float>(r.uniform());
+    for (auto& v : cost) v = static_cast<float>(r.uniform());
+    Pool p{m, k, psi.data(), cost.data(), 0.2f};
+    std::vector<int32_t> want(n), wc(n);
+    std::vector<float> wd(n);
+    route_batch(proj, refs.data(), n, C.data(), p, {want.data(), wc.data(), wd.data(), nullptr}, 0);
+    std::vector<int32_t> got[2] = {std::vector<int32_t>(n), std::vector<int32_t>(n)}, gc[2] = {std::vector<int32_t>(n), std::vector<int32_t>(n)};
+    std::vector<float> gd[2] = {std::vector<float>(n), std::vector<float>(n)};
+    Status sts[2];
+    std::thread th[2];
+    for (int t = 0; t < 2; ++t)
+      th[t] = std::thread([&, t] { sts[t] = cuda::route_batch(proj, refs.data(), n, C.data(), p, {got[t].data(), gc[t].data(), gd[t].data(), nullptr}, 1); });
+    for (auto& x : th) x.join();
+    for (int t = 0; t < 2; ++t) {
+      size_t diff = 0;
+      for (size_t i = 0; i < n; ++i) diff += (gc[t][i] != wc[i] && std::fabs(gd[t][i] - wd[i]) > 1e-4) || (gc[t][i] == wc[i] && got[t][i] != want[i]);
+      CHECK(sts[t].ok() && diff == 0, "concurrent CUDA route (thread %d) differs from CPU on %zu prompts: %s", t, diff, sts[t].message.c_str());
     }
   }
   Projection big;
