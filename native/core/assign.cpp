@@ -68,35 +68,95 @@ void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2,
 
 namespace {
 
-// The blocked kernel: centroids packed in blocks of kBlock (zero-padded, transposed to d x kBlock), a tile of kRows
-// prompts against one block held in kRows x kBlock / 16 vector accumulators, so each centroid value loaded is used
-// kRows times and each prompt value kBlock times, as a GEMM micro-kernel does. GCC/Clang vector extensions: the
-// compiler maps a 16-float vector to one AVX-512 register, two AVX ones or four SSE ones.
+// The blocked kernel: centroids packed in blocks of W = 16 x PANELS (zero-padded, transposed to d x W), a tile of R
+// prompts against one block held in R x PANELS vector accumulators, so each centroid value loaded is used R times
+// and each prompt value W times, as a GEMM micro-kernel does. K <= 16 takes blocks of 16 and tiles of 8 prompts,
+// larger K blocks of 32 and tiles of 4 (8 accumulators either way). GCC/Clang vector extensions: the compiler maps
+// a 16-float vector to one AVX-512 register, two AVX ones or four SSE ones.
 typedef float vf16 __attribute__((vector_size(64)));
 constexpr size_t kLanes = 16;
-constexpr size_t kPanels = 2;
-constexpr size_t kBlock = kLanes * kPanels;  // centroids per block
-constexpr size_t kRows = 4;                  // prompts per tile
 
 // by reference, not by value: a 64-byte vector returned by value changes the ABI where AVX-512 is off (-Wpsabi)
 inline void load16(vf16& v, const float* p) { std::memcpy(&v, p, sizeof v); }
 
-// dots[r * kBlock + c] = x_r . block centroid c, for the R prompts x[0..R).
-template <size_t R>
+// dots[r * W + c] = x_r . block centroid c, for the R prompts x[0..R).
+template <size_t R, size_t PANELS>
 inline void tile_dots(const float* const* x, size_t d, const float* block, float* dots) {
-  vf16 acc[R][kPanels];
+  constexpr size_t W = kLanes * PANELS;
+  vf16 acc[R][PANELS];
   for (size_t r = 0; r < R; ++r)
-    for (size_t p = 0; p < kPanels; ++p) acc[r][p] = vf16{};
+    for (size_t p = 0; p < PANELS; ++p) acc[r][p] = vf16{};
   for (size_t j = 0; j < d; ++j) {
-    vf16 c[kPanels];
-    for (size_t p = 0; p < kPanels; ++p) load16(c[p], block + j * kBlock + p * kLanes);
+    vf16 c[PANELS];
+    for (size_t p = 0; p < PANELS; ++p) load16(c[p], block + j * W + p * kLanes);
     for (size_t r = 0; r < R; ++r) {
       const float xv = x[r][j];
-      for (size_t p = 0; p < kPanels; ++p) acc[r][p] += xv * c[p];
+      for (size_t p = 0; p < PANELS; ++p) acc[r][p] += xv * c[p];
     }
   }
   for (size_t r = 0; r < R; ++r)
-    for (size_t p = 0; p < kPanels; ++p) std::memcpy(dots + r * kBlock + p * kLanes, &acc[r][p], sizeof(vf16));
+    for (size_t p = 0; p < PANELS; ++p) std::memcpy(dots + r * W + p * kLanes, &acc[r][p], sizeof(vf16));
+}
+
+// Rows b .. e - 1 in tiles of R against every block; visit(i, R, blk, dots) sees each tile's dots (R x W).
+template <size_t R, size_t PANELS, typename Visit>
+inline void tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, Visit&& visit) {
+  constexpr size_t W = kLanes * PANELS;
+  const size_t d = P.d;
+  float dots[R * W];
+  for (size_t i = b; i < e; i += R) {
+    const size_t n = std::min(R, e - i);
+    const float* xs[R];
+    for (size_t r = 0; r < R; ++r) xs[r] = X + (i + std::min(r, n - 1)) * d;
+    for (size_t blk = 0; blk < P.blocks; ++blk) {
+      const float* block = P.data.data() + blk * d * W;
+      if (n == R)
+        tile_dots<R, PANELS>(xs, d, block, dots);
+      else
+        for (size_t r = 0; r < n; ++r) tile_dots<1, PANELS>(xs + r, d, block, dots + r * W);
+      visit(i, n, blk, static_cast<const float*>(dots));
+    }
+  }
+}
+
+template <size_t R, size_t PANELS>
+void assign_tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist) {
+  constexpr size_t W = kLanes * PANELS;
+  float best[R];
+  int32_t arg[R];
+  tiles<R, PANELS>(P, X, b, e, [&](size_t i, size_t n, size_t blk, const float* dots) {
+    if (blk == 0)
+      for (size_t r = 0; r < R; ++r) {
+        best[r] = std::numeric_limits<float>::infinity();
+        arg[r] = 0;
+      }
+    // per prompt: the nearest centroid over every block, ties to the lowest index
+    const float* cn = P.norms.data() + blk * W;
+    for (size_t r = 0; r < n; ++r) {
+      const float* dr = dots + r * W;
+      for (size_t c = 0; c < W; ++c) {
+        const float v = cn[c] - 2.0f * dr[c];
+        if (v < best[r]) {
+          best[r] = v;
+          arg[r] = static_cast<int32_t>(blk * W + c);
+        }
+      }
+    }
+    if (blk + 1 == P.blocks)
+      for (size_t r = 0; r < n; ++r) {
+        idx[i + r] = arg[r];
+        if (dist) dist[i + r] = std::sqrt(std::max(0.0f, squared_norm(X + (i + r) * P.d, P.d) + best[r]));
+      }
+  });
+}
+
+template <size_t R, size_t PANELS>
+void dot_tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {
+  constexpr size_t W = kLanes * PANELS;
+  tiles<R, PANELS>(P, X, b, e, [&](size_t i, size_t n, size_t blk, const float* dots) {
+    const size_t c0 = blk * W, cnt = std::min(W, P.k - c0);
+    for (size_t r = 0; r < n; ++r) std::memcpy(out + (i - b + r) * ld + c0, dots + r * W, cnt * sizeof(float));
+  });
 }
 
 }  // namespace
@@ -111,83 +171,37 @@ float squared_norm(const float* x, size_t d) {
   return s;
 }
 
-namespace {
-inline float sqnorm(const float* x, size_t d) { return squared_norm(x, d); }
-}  // namespace
-
 PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* c_norm2) {
   PackedCentroids p;
   p.k = k;
   p.d = d;
-  p.blocks = (k + kBlock - 1) / kBlock;
-  p.data.assign(p.blocks * d * kBlock, 0.0f);
-  p.norms.assign(p.blocks * kBlock, std::numeric_limits<float>::infinity());
+  p.width = k <= kLanes ? kLanes : 2 * kLanes;
+  const size_t W = p.width;
+  p.blocks = (k + W - 1) / W;
+  p.data.assign(p.blocks * d * W, 0.0f);
+  p.norms.assign(p.blocks * W, std::numeric_limits<float>::infinity());
   const std::vector<float> cn = c_norm2 ? std::vector<float>() : centroid_norms(C, k, d);
   for (size_t c = 0; c < k; ++c) {
-    const size_t b = c / kBlock, l = c % kBlock;
-    float* block = p.data.data() + b * d * kBlock;
-    for (size_t j = 0; j < d; ++j) block[j * kBlock + l] = C[c * d + j];
+    const size_t b = c / W, l = c % W;
+    float* block = p.data.data() + b * d * W;
+    for (size_t j = 0; j < d; ++j) block[j * W + l] = C[c * d + j];
     p.norms[c] = c_norm2 ? c_norm2[c] : cn[c];
   }
   return p;
 }
 
 void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist) {
-  const size_t d = P.d;
-  float dots[kRows * kBlock];
-  size_t i = b;
-  float best[kRows];
-  int32_t arg[kRows];
-  for (; i < e; i += kRows) {
-    const size_t R = std::min(kRows, e - i);
-    const float* xs[kRows];
-    for (size_t r = 0; r < kRows; ++r) xs[r] = X + (i + std::min(r, R - 1)) * d;
-    for (size_t r = 0; r < kRows; ++r) {
-      best[r] = std::numeric_limits<float>::infinity();
-      arg[r] = 0;
-    }
-    for (size_t blk = 0; blk < P.blocks; ++blk) {
-      const float* block = P.data.data() + blk * d * kBlock;
-      if (R == kRows)
-        tile_dots<kRows>(xs, d, block, dots);
-      else
-        for (size_t r = 0; r < R; ++r) tile_dots<1>(xs + r, d, block, dots + r * kBlock);
-      const float* cn = P.norms.data() + blk * kBlock;
-      for (size_t r = 0; r < R; ++r) {
-        const float* dr = dots + r * kBlock;
-        for (size_t c = 0; c < kBlock; ++c) {
-          const float v = cn[c] - 2.0f * dr[c];
-          if (v < best[r]) {
-            best[r] = v;
-            arg[r] = static_cast<int32_t>(blk * kBlock + c);
-          }
-        }
-      }
-    }
-    for (size_t r = 0; r < R; ++r) {
-      idx[i + r] = arg[r];
-      if (dist) dist[i + r] = std::sqrt(std::max(0.0f, sqnorm(X + (i + r) * d, d) + best[r]));
-    }
-  }
+  if (P.width == kLanes)
+    assign_tiles<8, 1>(P, X, b, e, idx, dist);
+  else
+    assign_tiles<4, 2>(P, X, b, e, idx, dist);
 }
 
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {
-  const size_t d = P.d;
-  float dots[kRows * kBlock];
-  for (size_t i = b; i < e; i += kRows) {
-    const size_t R = std::min(kRows, e - i);
-    const float* xs[kRows];
-    for (size_t r = 0; r < kRows; ++r) xs[r] = X + (i + std::min(r, R - 1)) * d;
-    for (size_t blk = 0; blk < P.blocks; ++blk) {
-      const float* block = P.data.data() + blk * d * kBlock;
-      if (R == kRows)
-        tile_dots<kRows>(xs, d, block, dots);
-      else
-        for (size_t r = 0; r < R; ++r) tile_dots<1>(xs + r, d, block, dots + r * kBlock);
-      const size_t c0 = blk * kBlock, cn = std::min(kBlock, P.k - c0);
-      for (size_t r = 0; r < R; ++r) std::memcpy(out + (i - b + r) * ld + c0, dots + r * kBlock, cn * sizeof(float));
-    }
-  }
+  if (P.width == kLanes)
+    dot_tiles<8, 1>(P, X, b, e, out, ld);
+  else
+    dot_tiles<4, 2>(P, X, b, e, out, ld);
 }
 
 Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,

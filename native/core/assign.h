@@ -14,10 +14,11 @@ std::vector<float> centroid_norms(const float* C, size_t k, size_t d);
 // c_norm2[k] must hold ||c_k||^2. Ties go to the lowest index. dist receives the Euclidean distance.
 void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2, size_t k, int32_t* idx, float* dist);
 
-// Centroids packed for the blocked kernel (blocks of 32, transposed, zero-padded; padded norms are +inf).
+// Centroids packed for the blocked kernel (blocks of `width` = 16 for k <= 16, else 32; transposed, zero-padded;
+// padded norms are +inf).
 struct PackedCentroids {
   std::vector<float> data, norms;
-  size_t k = 0, d = 0, blocks = 0;
+  size_t k = 0, d = 0, blocks = 0, width = 32;
 };
 PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* c_norm2 = nullptr);
 

@@ -327,7 +327,7 @@ Status orthonormalise(std::vector<float>& Y, size_t rows, size_t L, int threads)
   std::vector<double> G, vals, vecs;
   Status st = gram(Y, rows, L, G, threads);
   if (!st.ok()) return st;
-  sym_eigen(L, G, vals, vecs);
+  if (!(st = sym_eigen(L, G, vals, vecs)).ok()) return st;
   const double top = vals.empty() ? 0.0 : vals[0];
   std::vector<double> M(L * L, 0.0);
   for (size_t j = 0; j < L; ++j) {
@@ -434,7 +434,7 @@ Status fit_projection(const TextRef* texts, size_t n, const EmbedConfig& cfg, co
   if (!(st = spmm(XT, Y, L, W, threads)).ok()) return st;
   std::vector<double> G, vals, vecs;
   if (!(st = gram(W, C, L, G, threads)).ok()) return st;
-  sym_eigen(L, G, vals, vecs);
+  if (!(st = sym_eigen(L, G, vals, vecs)).ok()) return st;
   std::vector<double> M(L * L, 0.0);
   report.singular_values.clear();
   size_t kept_rank = 0;

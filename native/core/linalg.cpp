@@ -91,8 +91,10 @@ void tql2(size_t n, std::vector<double>& V, std::vector<double>& d, std::vector<
   const double eps = std::pow(2.0, -52.0);
   for (size_t l = 0; l < n; l++) {
     tst1 = std::max(tst1, std::fabs(d[l]) + std::fabs(e[l]));
+    // m stops at n - 1 whatever the values: with a NaN the test below is never true, and an m of n would read
+    // d[n] and e[n] (EISPACK relies on e[n - 1] = 0 passing it)
     size_t m = l;
-    while (m < n) {
+    while (m < n - 1) {
       if (std::fabs(e[m]) <= eps * tst1) break;
       m++;
     }
@@ -145,14 +147,17 @@ void tql2(size_t n, std::vector<double>& V, std::vector<double>& d, std::vector<
 
 }  // namespace
 
-void sym_eigen(size_t n, const std::vector<double>& a, std::vector<double>& values, std::vector<double>& vectors) {
+Status sym_eigen(size_t n, const std::vector<double>& a, std::vector<double>& values, std::vector<double>& vectors) {
   values.assign(n, 0.0);
   vectors.assign(n * n, 0.0);
-  if (n == 0) return;
+  if (a.size() < n * n) return Status::Invalid("sym_eigen: the matrix has fewer than n x n values");
+  for (size_t i = 0; i < n * n; ++i)
+    if (!std::isfinite(a[i])) return Status::Invalid("sym_eigen: the matrix has a non-finite value at index " + std::to_string(i));
+  if (n == 0) return Status::Ok();
   if (n == 1) {
     values[0] = a[0];
     vectors[0] = 1.0;
-    return;
+    return Status::Ok();
   }
   std::vector<double> V(a), d(n), e(n);
   tred2(n, V, d, e);
@@ -164,6 +169,7 @@ void sym_eigen(size_t n, const std::vector<double>& a, std::vector<double>& valu
     values[j] = d[order[j]];
     for (size_t i = 0; i < n; i++) vectors[i * n + j] = V[i * n + order[j]];
   }
+  return Status::Ok();
 }
 
 }  // namespace uniroute

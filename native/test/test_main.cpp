@@ -61,6 +61,13 @@ static void test_eigen() {
   bool sorted = true;
   for (size_t i = 1; i < n; ++i) sorted &= vals[i] <= vals[i - 1];
   CHECK(sorted, "eigenvalues not sorted");
+  // NaN anywhere: refused, and (under ASan) nothing is read out of bounds
+  std::vector<double> bad(s);
+  bad[3 * n + 5] = NAN;
+  CHECK(!sym_eigen(n, bad, vals, vecs).ok(), "a NaN matrix must be refused");
+  std::vector<double> inf(s);
+  inf[0] = INFINITY;
+  CHECK(!sym_eigen(n, inf, vals, vecs).ok(), "an infinite value must be refused");
 }
 
 static void test_assign() {
@@ -582,6 +589,79 @@ static void test_mlp_gradient() {
   CHECK(!mlp_validate(bad).ok(), "a zero-width layer was accepted");
 }
 
+// The op table: embed, score and the fused route through every usable backend at the CUDA chunk boundaries
+// (32,768 prompts per route chunk, 65,536 rows per embed / score chunk: n = chunk - 1, chunk, chunk + 1), empty
+// input, one prompt, K = 1 and K = 7, a dimension (100) that is not a multiple of the vector width; against the
+// CPU's own kernels called directly (exact on the CPU; 1e-4 on the embeddings and ties by distance elsewhere).
+// Assignment has its own table above. NaN and infinities are refused at the N-API boundary (test/kernels.test.ts).
+static void test_op_table() {
+  const size_t nmax = 65537;
+  auto texts = synthetic_texts(nmax);
+  std::vector<TextRef> refs;
+  for (auto& t : texts) refs.push_back({t.data(), t.size()});
+  EmbedConfig cfg;
+  cfg.dim = 100;
+  Projection proj;
+  EmbedFitReport rep;
+  EmbedFitOptions fo;
+  CHECK(fit_projection(refs.data(), 2000, cfg, fo, proj, rep).ok(), "fit failed");
+  proj.id = next_projection_id();
+  const size_t D = cfg.dim, m = 5;
+  std::vector<float> E(nmax * D);
+  CHECK(embed_batch(proj, refs.data(), nmax, E.data(), 0).ok(), "reference embed failed");
+  Engine eng;
+  for (const std::string& backend : eng.names()) {
+    if (!eng.select(backend).ok()) {
+      std::printf("op table: %s skipped (unusable here)\n", backend.c_str());
+      continue;
+    }
+    const bool exact = backend == "cpu";
+    size_t bad = 0, cases = 0;
+    for (size_t n : {size_t(0), size_t(1), size_t(32767), size_t(32768), size_t(32769), size_t(65535), size_t(65536), size_t(65537)}) {
+      std::vector<float> e(n * D);
+      ++cases;
+      Status st = eng.run(EmbedArgs{&proj, refs.data(), n, e.data(), 0});
+      double err = 0;
+      for (size_t i = 0; i < n * D; ++i) err = std::max(err, double(std::fabs(e[i] - E[i])));
+      if (!st.ok() || (exact ? err != 0 : err > 1e-4)) {
+        ++bad;
+        std::fprintf(stderr, "  %s embed n=%zu: %s, max error %g\n", backend.c_str(), n, st.message.c_str(), err);
+      }
+      for (size_t k : {size_t(1), size_t(7)}) {
+        auto C = random_matrix(k, D, 300 + k);
+        Rng r(k);
+        std::vector<float> psi(m * k), cost(m);
+        for (auto& v : psi) v = static_cast<float>(r.uniform());
+        for (auto& v : cost) v = static_cast<float>(r.uniform());
+        Pool p{m, k, psi.data(), cost.data(), 0.25f};
+        std::vector<int32_t> cl(n), ch(n), ch_ref(n), rc(n), rcl(n), rc_ref(n), rcl_ref(n);
+        std::vector<float> rd(n), rd_ref(n);
+        ++cases;
+        if (n) assign_nearest(E.data(), n, D, C.data(), k, cl.data(), nullptr, 1);
+        score_batch_hard(p, cl.data(), n, ch_ref.data(), nullptr, 1);
+        st = eng.run(ScoreHardArgs{&p, cl.data(), n, ch.data(), nullptr, 0});
+        if (!st.ok() || ch != ch_ref) {
+          ++bad;
+          std::fprintf(stderr, "  %s score n=%zu k=%zu differs: %s\n", backend.c_str(), n, k, st.message.c_str());
+        }
+        ++cases;
+        route_batch(proj, refs.data(), n, C.data(), p, {rc_ref.data(), rcl_ref.data(), rd_ref.data(), nullptr}, 0);
+        st = eng.run(RouteArgs{&proj, refs.data(), n, C.data(), &p, {rc.data(), rcl.data(), rd.data(), nullptr}, 0});
+        size_t diff = 0;
+        for (size_t i = 0; i < n; ++i)
+          diff += exact ? (rc[i] != rc_ref[i] || rcl[i] != rcl_ref[i] || rd[i] != rd_ref[i])
+                        : ((rcl[i] != rcl_ref[i] && std::fabs(rd[i] - rd_ref[i]) > 1e-4) || (rcl[i] == rcl_ref[i] && rc[i] != rc_ref[i]));
+        if (!st.ok() || diff) {
+          ++bad;
+          std::fprintf(stderr, "  %s route n=%zu k=%zu differs on %zu prompts: %s\n", backend.c_str(), n, k, diff, st.message.c_str());
+        }
+      }
+    }
+    CHECK(bad == 0, "op table on %s: %zu of %zu cases differ", backend.c_str(), bad, cases);
+    std::printf("op table: %s, %zu cases (embed, score, route)\n", backend.c_str(), cases);
+  }
+}
+
 // CUDA kernels against their CPU twins. Skipped (with the reason) where no device is usable. Real prompts, one
 // per line, are read from $UNIROUTE_TEST_PROMPTS when set; synthetic ones otherwise.
 static void test_cuda() {
@@ -713,6 +793,7 @@ int main() {
   test_assign_cases();
   test_worker_pool();
   test_backend_registry();
+  test_op_table();
   test_kmeans();
   test_score();
   test_evidence_and_vectors();
