@@ -46,24 +46,45 @@ export async function chooseOperatingPoint(router: Router, E: Float32Array, Y: F
   const snap = router.snapshot();
   const m = snap.names.length;
   const n = E.length / router.dim;
-  const costs = snap.cost;
-  const at = async (lambda: number) => {
-    const b = await router.routeEmbeddings(E, { lambda, explain: false, ood: false });
-    let c = 0;
-    let q = 0;
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const j = b.choice[i];
+  const lambdas = lambdaGrid(snap.cost, 48);
+  const acc = new CurveAccumulator(lambdas.length);
+  for (let t = 0; t < lambdas.length; t++) {
+    const b = await router.routeEmbeddings(E, { lambda: lambdas[t], explain: false, ood: false });
+    acc.add(t, b.choice, Y, m, snap.cost);
+  }
+  return pickOperatingPoint(lambdas, acc, bestSingleOf(Y, n, m, snap.names, snap.cost), n, tolerance);
+}
+
+/** Sums of cost and accuracy per λ of a grid, over prompts scored in one or several parts (cross-fitting). */
+export class CurveAccumulator {
+  readonly cost: Float64Array;
+  readonly acc: Float64Array;
+  readonly count: Float64Array;
+  constructor(points: number) {
+    this.cost = new Float64Array(points);
+    this.acc = new Float64Array(points);
+    this.count = new Float64Array(points);
+  }
+  /** The decisions `choice` at grid point t for rows whose outcomes are Y (rows x m, NaN = none: not counted). */
+  add(t: number, choice: ArrayLike<number>, Y: Float32Array, m: number, costs: ArrayLike<number>): void {
+    for (let i = 0; i < choice.length; i++) {
+      const j = choice[i];
       const y = Y[i * m + j];
       if (Number.isNaN(y)) continue;
-      c += costs[j];
-      q += y;
-      k++;
+      this.cost[t] += costs[j];
+      this.acc[t] += y;
+      this.count[t]++;
     }
-    return { lambda, cost: k ? c / k : NaN, accuracy: k ? q / k : NaN };
-  };
-  // the best single LLM among those with outcomes on (nearly) every prompt
-  let bestSingle: OperatingPoint['bestSingle'] = null;
+  }
+  point(t: number, lambda: number) {
+    const k = this.count[t];
+    return { lambda, cost: k ? this.cost[t] / k : NaN, accuracy: k ? this.acc[t] / k : NaN };
+  }
+}
+
+/** The best single LLM among those with outcomes on (nearly) every prompt (rows x m outcomes, NaN = none). */
+export function bestSingleOf(Y: Float32Array, n: number, m: number, names: string[], costs: ArrayLike<number>): OperatingPoint['bestSingle'] {
+  let best: OperatingPoint['bestSingle'] = null;
   for (let j = 0; j < m; j++) {
     let q = 0;
     let k = 0;
@@ -73,10 +94,14 @@ export async function chooseOperatingPoint(router: Router, E: Float32Array, Y: F
       q += y;
       k++;
     }
-    if (k >= 0.9 * n && k > 0 && (!bestSingle || q / k > bestSingle.accuracy)) bestSingle = { model: snap.names[j], accuracy: q / k, cost: costs[j] };
+    if (k >= 0.9 * n && k > 0 && (!best || q / k > best.accuracy)) best = { model: names[j], accuracy: q / k, cost: costs[j] };
   }
-  const points = [];
-  for (const lambda of lambdaGrid(costs, 48)) points.push(await at(lambda));
+  return best;
+}
+
+/** The rule on a measured curve (λ ascending): the cheapest point within `tolerance` of the best single LLM's accuracy. */
+export function pickOperatingPoint(lambdas: number[], acc: CurveAccumulator, bestSingle: OperatingPoint['bestSingle'], n: number, tolerance = 0.01): OperatingPoint {
+  const points = lambdas.map((l, t) => acc.point(t, l));
   const ok = points.filter((p) => Number.isFinite(p.accuracy));
   const zero = points[0];
   const bestAcc = Math.max(...ok.map((p) => p.accuracy));
