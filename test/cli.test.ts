@@ -306,3 +306,20 @@ describe('batch routing streams', () => {
     expect(large).toBeLessThan(small * 1.25);
   }, 120_000);
 });
+
+describe('one decision shape', () => {
+  it('uniroute route lines (with and without --explain) validate against the HTTP decision schema', async () => {
+    const { default: Ajv } = await import('ajv');
+    const ajv = new (Ajv as any)({ allErrors: true, strict: false });
+    const { decisionSchema } = await import('../src/server/schemas.js');
+    const input = ['{"id":"a","text":"What is 17*23?"}', '{"id":7,"text":"Write a Python loop over a list."}'].join('\n') + '\n';
+    for (const extra of [[], ['--explain']]) {
+      const r = run(['route', ...extra], input);
+      expect(r.code, r.err).toBe(0);
+      const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines).toHaveLength(2);
+      for (const d of lines) expect(ajv.validate(decisionSchema, d), JSON.stringify(ajv.errors)).toBe(true);
+      if (extra.length) expect(Object.keys(lines[0].candidates).length).toBeGreaterThan(1);
+    }
+  });
+});

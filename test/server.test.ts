@@ -270,3 +270,34 @@ describe('uniroute serve (a real process)', () => {
     expect(err()).toMatch(/SIGTERM: finishing in-flight requests/);
   });
 });
+
+describe('the response schemas (src/server/schemas.ts) hold for what the server and the CLI send', () => {
+  it('route, models, health and error bodies validate; the library decision serialises to the same shape', async () => {
+    const { default: Ajv } = await import('ajv');
+    const ajv = new (Ajv as any)({ allErrors: true, strict: false });
+    const S = await import('../src/server/schemas.js');
+    const check = (schema: object, body: unknown) => {
+      const ok = ajv.validate(schema, body);
+      expect(ok, JSON.stringify(ajv.errors) + ' in ' + JSON.stringify(body).slice(0, 300)).toBe(true);
+    };
+    for (const payload of [{ prompt: 'integral of x^2?' }, { prompts: randomTexts(5, 2), lambda: 0.3 }, { prompts: randomTexts(3, 4), max_error: 0.4 }, { prompt: 'python loop', models: ['cheap-math', 'mid-all'] }]) {
+      const r = await post('/v1/route', payload);
+      expect(r.statusCode, r.body).toBe(200);
+      check(S.routeResponseSchema, r.json());
+    }
+    const models = await app.inject({ method: 'GET', url: '/v1/models' });
+    check(S.modelsResponseSchema, models.json());
+    check(S.healthResponseSchema, (await app.inject({ method: 'GET', url: '/healthz' })).json());
+    check(S.readyResponseSchema, (await app.inject({ method: 'GET', url: '/readyz' })).json());
+    for (const bad of [{ prompt: 5 }, { prompt: 'x', lambda: -1 }, { prompt: 'x', models: ['nope'] }]) {
+      const r = await post('/v1/route', bad);
+      expect([400, 404]).toContain(r.statusCode);
+      check(S.errorSchema, r.json());
+    }
+    // the library's decision record is the same shape, candidates keyed by LLM
+    const [d] = await router.route(['integral of x^2?'], { lambda: 0.3, explain: true });
+    check(S.decisionSchema, JSON.parse(JSON.stringify(decisionRecord(d, true))));
+    // and a schema that could fail does: a decision without its model is refused
+    expect(ajv.validate(S.decisionSchema, { cluster: 0, distance: 1, predicted_error: 0.1, cost: 1, ood: false })).toBe(false);
+  });
+});

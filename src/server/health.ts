@@ -1,6 +1,7 @@
 /** GET /healthz, /readyz and /metrics (a fastify plugin). */
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from './context.js';
+import { healthResponseSchema, readyResponseSchema } from './schemas.js';
 
 export function healthRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { router, live, metrics } = ctx;
@@ -8,8 +9,8 @@ export function healthRoutes(app: FastifyInstance, ctx: ServerContext): void {
     for (const [name, u] of ctx.gateway().upstreams) metrics.breakerOpen.set({ model: name }, u.breaker.state() === 'closed' ? 0 : 1);
   };
   // ---- health and metrics ---------------------------------------------------------------------------------------
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (req, reply) => {
+  app.get('/healthz', { schema: { response: { 200: healthResponseSchema } } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: readyResponseSchema, 503: readyResponseSchema } } }, async (req, reply) => {
     if (router.size === 0) return reply.status(503).send({ status: 'not ready', reason: 'the pool is empty' });
     const storeDown = ctx.storeDown();
     if (storeDown !== undefined) return { status: 'degraded', reason: `the pool store is unavailable (${storeDown}); routing on pool version ${live!.version}`, models: router.size, clusters: router.k, pool_version: live!.version };

@@ -8,11 +8,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { UnirouteError } from '../errors.js';
 import { errorBody, type ServerContext } from './context.js';
 import { reportedOutcome } from '../pool/feedback.js';
+import { modelsResponseSchema } from './schemas.js';
 
 export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { opts, router, metrics, live, signer, modelTag, maxPrompts, maxOutcomes, checkPrompt, poolChanged } = ctx;
   // ---- the pool -------------------------------------------------------------------------------------------------
-  app.get('/v1/models', async (req, reply) => {
+  app.get('/v1/models', { schema: { response: { 200: modelsResponseSchema } } }, async (req, reply) => {
     if (live) reply.header('etag', `"${live.version}"`);
     return {
     object: 'list',

@@ -1,5 +1,6 @@
 /** POST /v1/route: decisions for prompts (or embeddings), in the CLI's decision shape (a fastify plugin). */
 import type { FastifyInstance } from 'fastify';
+import { routeResponseSchema } from './schemas.js';
 import { UnirouteError, didYouMean } from '../errors.js';
 import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow } from '../router/router.js';
@@ -110,6 +111,8 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
           },
           oneOf: [{ required: ['prompt'] }, { required: ['prompts'] }, { required: ['embedding'] }, { required: ['embeddings'] }],
         },
+        // the body is written by hand (decisionJson) for speed, so this documents it; a test validates responses
+        response: { 200: routeResponseSchema },
       },
     },
     async (req, reply) => {
