@@ -108,6 +108,9 @@ describe('uniroute CLI', () => {
       [['fit', '--data', data, '--clusters', 'abc', '--out', join(tmp, 'x')], /--clusters/],
       [['fit', '--data', data, '--seed', '-3', '--out', join(tmp, 'x')], /--seed/],
       [['route', '--router', routerFile, '--risk', '-1'], /--risk/],
+      [['route', '--router', routerFile, '--tradeoff', '1.5'], /--tradeoff must be in \[0, 1\]/],
+      [['route', '--router', routerFile, '--tradeoff', '0.5', '--lambda', '1'], /at most one of --lambda, --tradeoff/],
+      [['route', '--router', routerFile, '--max-errors', '-2'], /--max-errors/],
       // an output that cannot be written: one coded line, no stack trace
       [['route', '--router', routerFile, '--output', '/proc/nonexistent/x'], /IO_ERROR: cannot write \/proc\/nonexistent\/x/],
     ];
@@ -118,7 +121,22 @@ describe('uniroute CLI', () => {
       expect(r.err.trim().split('\n').length, r.err).toBeLessThanOrEqual(2);
       expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
       if (/--(clusters|seed|risk)/.test(args.join(' '))) expect(r.code, args.join(' ')).toBe(2);
+      // bad option values are refused before any work: no progress line precedes the error
+      if (/--(clusters|seed)/.test(args.join(' '))) expect(r.err).not.toMatch(/reading dataset/);
     }
+    // the wrong file: it stops after --max-errors bad lines (default 10) with one summary, not one record per line
+    const csv = Array.from({ length: 500 }, (_, i) => `p${i},m,1`).join('\n') + '\n';
+    const wrong = run(['route', '--router', routerFile], csv);
+    expect(wrong.code).toBe(2);
+    expect(wrong.out.trim().split('\n')).toHaveLength(10);
+    expect(wrong.err).toMatch(/stopped after 10 bad input lines \(--max-errors 10\); the first: line 1: malformed JSON/);
+    expect(wrong.err.trim().split('\n')).toHaveLength(1);
+    const all = run(['route', '--router', routerFile, '--max-errors', '0'], csv);
+    expect(all.out.trim().split('\n')).toHaveLength(500);
+    // a few bad lines among good ones are reported per line and the rest routed
+    const mixed = run(['route', '--router', routerFile], '{"id":1,"text":"hello"}\nnot json\n{"id":2,"text":"integral"}\n');
+    expect(mixed.code).toBe(2);
+    expect(mixed.out.trim().split('\n').map((l) => Object.keys(JSON.parse(l)).includes('error'))).toEqual([false, true, false]);
     // an empty input says so
     const empty = run(['route', '--router', routerFile], '');
     expect(empty.code).toBe(0);
@@ -216,7 +234,7 @@ describe('uniroute route --max-cost / --min-accuracy', () => {
     expect(costs.reduce((a: number, x: number) => a + x, 0) / costs.length).toBeLessThanOrEqual(0.3 + 1e-12);
     const bad = run(['route', '--router', routerFile, '--max-cost', '0.3', '--lambda', '1'], input);
     expect(bad.code).not.toBe(0);
-    expect(bad.err).toMatch(/at most one of --lambda, --max-cost, --min-accuracy and --max-error/);
+    expect(bad.err).toMatch(/at most one of --lambda, --tradeoff, --max-cost, --min-accuracy and --max-error/);
   });
 });
 

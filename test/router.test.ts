@@ -348,3 +348,23 @@ describe('calibrating lambda (label-free line search)', () => {
     expect(only.meanCost).toBeCloseTo(0.5, 6);
   });
 });
+
+describe('the unit-free tradeoff knob', () => {
+  it('t = 0 is lambda = 0; mean cost never rises with t; t = 1 is cheaper than any t < 1; bad values and both knobs are refused', async () => {
+    const { defaultRouterPath } = await import('../src/defaults.js');
+    const router = await Router.load(defaultRouterPath());
+    const texts = randomTexts(400, 12);
+    const zero = await router.routeBatch(texts, { lambda: 0, ood: false });
+    const t0 = await router.routeBatch(texts, { tradeoff: 0, ood: false });
+    expect(Array.from(t0.choice)).toEqual(Array.from(zero.choice));
+    const meanCost = (b: Awaited<ReturnType<Router['routeBatch']>>) => Array.from(b.choice).reduce((a, c) => a + b.costs[c], 0) / b.choice.length;
+    const ts = [0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1];
+    const costs: number[] = [];
+    for (const t of ts) costs.push(meanCost(await router.routeBatch(texts, { tradeoff: t, ood: false })));
+    for (let i = 1; i < costs.length; i++) expect(costs[i]).toBeLessThanOrEqual(costs[i - 1] * (1 + 1e-9));
+    expect(costs[costs.length - 1]).toBeLessThan(costs[0] / 5); // the knob spans the pool's costs
+    expect(router.lambdaForTradeoff(1)).toBe(router.tradeoffScale());
+    for (const bad of [-0.1, 1.5, NaN]) await expect(router.routeBatch(texts.slice(0, 2), { tradeoff: bad })).rejects.toThrow(/tradeoff/);
+    await expect(router.routeBatch(texts.slice(0, 2), { tradeoff: 0.5, lambda: 1 })).rejects.toThrow(/not both/);
+  });
+});

@@ -47,6 +47,17 @@ describe('/v1/route', () => {
     expect(d.predicted_error).toBe(d.candidates[d.model].predicted_error);
   });
 
+  it('tradeoff: the unit-free knob maps onto the pool\'s lambda; out of [0, 1] or with lambda it is refused', async () => {
+    const r = await post('/v1/route', { prompt: 'Question: integral solve equation?', tradeoff: 1 });
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json().lambda).toBeCloseTo(router.tradeoffScale(), 10);
+    expect((await post('/v1/route', { prompt: 'x', tradeoff: 0 })).json().lambda).toBe(0);
+    expect((await post('/v1/route', { prompt: 'x', tradeoff: 1.5 })).statusCode).toBe(400);
+    const both = await post('/v1/route', { prompt: 'x', tradeoff: 0.5, lambda: 1 });
+    expect(both.statusCode).toBe(400);
+    expect(both.json().error.message).toMatch(/not both/);
+  });
+
   it('ood: decisions say when a prompt is out of distribution, the fallback answers it, and the metrics count it', async () => {
     const texts = randomTexts(8, 33);
     const r = await post('/v1/route', { prompts: texts, lambda: 0.2, ood: { quantile: 0.5, fallback: 'mid-all' } });

@@ -183,6 +183,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .action(async (o) => {
       if (o.embedder && o.embeddings) throw new UnirouteError('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
+      // option values are checked before any work starts
+      const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
       const remote = o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, !quiet()) : undefined;
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
@@ -192,7 +194,6 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         const pe = await promptEmbeddingsOf(ds, o.embeddings);
         embeddings = { dim: pe.spec.dim, data: pe.data, name: o.embeddingName };
       }
-      const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
       const { router, report } = await fitRouter(ds, {
         trainModels: o.trainModels,
         excludeModels: o.excludeModels,
@@ -396,7 +397,17 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         if (!o.json) await writeLine(process.stderr, `pool ${live.store.description}, version ${live.version}, model ${live.modelHash.slice(0, 12)}\n`);
         await live.close();
       }
-      if (!o.json) await writeLine(process.stderr, operatingPointText(router) + '\n');
+      if (!o.json) {
+        await writeLine(process.stderr, operatingPointText(router) + '\n');
+        if (router.size > 0) {
+          const t1 = router.tradeoffScale();
+          await writeLine(
+            process.stderr,
+            `--tradeoff t maps onto lambda = ${t1.toPrecision(3)} x 10^(-4 (1 - t)) for this pool: t = 0 the lowest predicted error, ` +
+              `t = 0.5 lambda ${router.lambdaForTradeoff(0.5).toPrecision(3)}, t = 1 lambda ${t1.toPrecision(3)} (the cheapest LLM wins in every cluster)\n`,
+          );
+        }
+      }
       for (const m of router.models()) {
         const line = o.json
           ? JSON.stringify(m)
@@ -452,6 +463,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
+    .option('--tradeoff <t>', 'the unit-free knob instead of --lambda: t in [0, 1], 0 = lowest predicted error, 1 = the cheapest LLM (uniroute models prints what it means for this pool)', numArg('--tradeoff'))
     .option('--max-cost <usd>', 'instead of --lambda: the most accurate routing with mean cost per query at most this (lambda calibrated on the first batch, then fixed)', numArg('--max-cost'))
     .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this (calibrated likewise)', numArg('--min-accuracy'))
     .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
@@ -466,10 +478,12 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
     .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
+    .addOption(new Option('--max-errors <n>', 'stop after this many bad input lines, with a summary (0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .option('--pool <url>', POOL_HELP)
     .action(async (o) => {
-      const targets = [o.lambda, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
-      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --max-cost, --min-accuracy and --max-error');
+      const targets = [o.lambda, o.tradeoff, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
+      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --tradeoff, --max-cost, --min-accuracy and --max-error');
+      if (o.tradeoff !== undefined && !(o.tradeoff >= 0 && o.tradeoff <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `--tradeoff must be in [0, 1] (0 = lowest predicted error, 1 = cheapest); got ${o.tradeoff}`);
       if (o.maxError !== undefined && (o.maxError < 0 || o.maxError > 1)) throw new UnirouteError('INVALID_ARGUMENT', '--max-error must be in [0, 1]');
       if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
       let shard: { i: number; n: number } | undefined;
@@ -480,7 +494,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       }
       const { router, live } = await loadWithPool(o.router, o.pool);
       await live?.close(); // routes on the pool as it is now
-      let lambda: number | undefined = o.lambda;
+      let lambda: number | undefined = o.tradeoff !== undefined ? router.lambdaForTradeoff(o.tradeoff) : o.lambda;
       const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
       const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
@@ -570,7 +584,10 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         return chunk;
       };
       let seq = 0;
-      for await (const lines of jsonLineBatches(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
+      let bad = 0;
+      let stopped = false;
+      let firstError: string | undefined;
+      read: for await (const lines of jsonLineBatches(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
         for (const { rec, line, malformed, why } of lines) {
           // --shard I/N: the I-th of N interleaved shards of the (non-blank) lines, so that machines can split a file
           if (shard && seq++ % shard.n !== shard.i - 1) continue;
@@ -588,12 +605,26 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             else if (!/\S/.test(rec.text)) item.error = { code: 'EMPTY_TEXT', message: `line ${line}: "text" is empty` };
             else item.text = rec.text;
           }
+          if (item.error && firstError === undefined) firstError = item.error.message;
           batch.push(item);
+          if (item.error && ++bad >= o.maxErrors && o.maxErrors > 0) {
+            // the wrong file, most likely: stop instead of writing one error record per line of it
+            stopped = true;
+            break read;
+          }
           if (batch.length >= o.batchSize) await flush();
         }
       }
       if (batch.length) await flush();
       await writing;
+      if (stopped) {
+        const first = firstError ?? '';
+        process.stderr.write(
+          `uniroute: INVALID_ARGUMENT: stopped after ${bad} bad input lines (--max-errors ${o.maxErrors}); the first: ${first}. ` +
+            `Is ${o.input === '-' ? 'standard input' : o.input} JSONL of {"id", "text"} lines? (--max-errors 0 never stops)\n`,
+        );
+        process.exitCode = 2;
+      }
       if (out !== io.stdout) {
         out.end();
         await once(out, 'finish');
@@ -616,7 +647,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
                 : ''),
       );
       if (routed + failed === 0) process.stderr.write(`uniroute: ${o.input === '-' ? 'standard input' : o.input} has no prompt line: nothing routed\n`);
-      if (failed) {
+      if (failed && !stopped) {
         process.stderr.write(`uniroute: ${failed} input line(s) could not be routed (see their "error" records)\n`);
         process.exitCode = 2;
       }

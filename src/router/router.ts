@@ -82,6 +82,12 @@ export interface Outcome {
 export interface RouteOptions {
   /** Error-per-cost trade-off; 0 picks the lowest predicted error. Default: the router's defaultLambda. */
   lambda?: number;
+  /**
+   * The unit-free knob instead of λ: t in [0, 1], 0 = the lowest predicted error, 1 = the cheapest LLM for (nearly)
+   * every prompt; λ = λ₁ · 10^(−4 (1 − t)) for t > 0, where λ₁ is this pool's λ at which the cheapest LLM wins in
+   * every cluster (`Router.tradeoffScale()`). Mean cost never rises as t rises.
+   */
+  tradeoff?: number;
   /** The allowed LLMs: one list for every prompt, or one list per prompt. Default: the whole pool. */
   models?: string[] | string[][];
   /**
@@ -574,10 +580,42 @@ export class Router {
 
   // ---- routing ------------------------------------------------------------------------------------------------
 
+  /**
+   * λ₁: the smallest λ at which the cheapest LLM of the pool wins in every cluster on Ψ (error differences over
+   * cost differences), the top of the `tradeoff` scale. A pool whose cheapest LLM is also never worse gets the λ at
+   * which cost outweighs a whole error unit over the pool's cost spread.
+   */
+  tradeoffScale(): number {
+    const s = this.snapshot();
+    const m = s.names.length;
+    if (m === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty: add an LLM first');
+    let cheap = 0;
+    for (let j = 1; j < m; j++) if (s.cost[j] < s.cost[cheap]) cheap = j;
+    let hi = 0;
+    let spread = 0;
+    for (let j = 0; j < m; j++) {
+      const dc = s.cost[j] - s.cost[cheap];
+      spread = Math.max(spread, dc);
+      if (!(dc > 0)) continue;
+      for (let k = 0; k < this.k; k++) hi = Math.max(hi, (s.psi[cheap * this.k + k] - s.psi[j * this.k + k]) / dc);
+    }
+    if (hi > 0 && Number.isFinite(hi)) return hi;
+    return spread > 0 ? 1 / spread : 1;
+  }
+
+  /** The λ of `tradeoff` t in [0, 1] (see RouteOptions.tradeoff). */
+  lambdaForTradeoff(t: number): number {
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0 || t > 1)
+      throw new UnirouteError('INVALID_ARGUMENT', `Expected a number in [0, 1] for \`tradeoff\` (0 = lowest predicted error, 1 = cheapest) but received ${String(t)}`);
+    return t === 0 ? 0 : this.tradeoffScale() * 10 ** (-4 * (1 - t));
+  }
+
   private prepare(n: number, opts: RouteOptions) {
     const s = this.snapshot();
     if (s.names.length === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty: add an LLM first');
-    const lambda = opts.lambda ?? this.defaultLambda;
+    if (opts.tradeoff !== undefined && opts.lambda !== undefined)
+      throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` or `tradeoff`, not both');
+    const lambda = opts.tradeoff !== undefined ? this.lambdaForTradeoff(opts.tradeoff) : (opts.lambda ?? this.defaultLambda);
     if (typeof lambda !== 'number' || !Number.isFinite(lambda) || lambda < 0)
       throw new UnirouteError('INVALID_ARGUMENT', `Expected a finite number >= 0 for \`lambda\` but received ${String(lambda)}`);
     const m = s.names.length;

@@ -81,7 +81,7 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   // ---- routing --------------------------------------------------------------------------------------------------
   app.post<{
-    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore'; max_error?: number; ood?: false | { quantile?: number; fallback?: string } };
+    Body: { prompt?: string; prompts?: string[]; embedding?: number[]; embeddings?: number[][]; lambda?: number; tradeoff?: number; models?: string[]; risk?: number; evidence?: 'prefer' | 'ignore'; max_error?: number; ood?: false | { quantile?: number; fallback?: string } };
   }>(
     '/v1/route',
     {
@@ -96,6 +96,8 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
             embedding: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 },
             embeddings: { type: 'array', items: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536 }, minItems: 1, maxItems: maxPrompts },
             lambda: { type: 'number', minimum: 0 },
+            // the unit-free knob instead of lambda: 0 = lowest predicted error, 1 = the cheapest LLM
+            tradeoff: { type: 'number', minimum: 0, maximum: 1 },
             models: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 10_000 },
             risk: { type: 'number', minimum: 0, maximum: 100 },
             evidence: { type: 'string', enum: ['prefer', 'ignore'] },
@@ -117,10 +119,11 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
     async (req, reply) => {
       const b = req.body;
-      const lambda = checkLambda(b.lambda);
+      if (b.tradeoff !== undefined && b.lambda !== undefined) throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` or `tradeoff`, not both');
+      const lambda = b.tradeoff !== undefined ? router.lambdaForTradeoff(b.tradeoff) : checkLambda(b.lambda);
       const models = checkModels(b.models);
       if (router.size === 0) throw new UnirouteError('NO_MODELS', 'the pool is empty');
-      if (b.max_error !== undefined && b.lambda !== undefined) throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` or `max_error`, not both');
+      if (b.max_error !== undefined && (b.lambda !== undefined || b.tradeoff !== undefined)) throw new UnirouteError('INVALID_ARGUMENT', 'give `lambda` (or `tradeoff`) or `max_error`, not both');
       const policy = { lambda, risk: b.risk, evidence: b.evidence, ood: b.ood ?? oodDefault, ...(b.max_error !== undefined ? { maxError: b.max_error } : {}) };
       let slice: BatchSlice;
       let count: number;
