@@ -14,7 +14,7 @@ const argv = process.argv.slice(2);
 const seeds = argv.includes('--seeds') ? Number(argv[argv.indexOf('--seeds') + 1]) : 5;
 const dataDir = resolve(process.env.UNIROUTE_DATA ?? join(process.cwd(), '..', 'shared', 'data'));
 const sets = [
-  { name: 'routerbench', title: 'RouterBench (3,164 prompts, 11 LLMs with measured cost)', log: false },
+  { name: 'routerbench', title: 'RouterBench (3,164 prompts, 11 LLMs with measured cost)', log: true },
   { name: 'zeroeval', title: 'ZeroEval (2,840 prompts; the 30 LLMs with complete outcomes)', log: true },
 ];
 const progress = new Progress(true);

@@ -127,7 +127,7 @@ describe('the learned map\'s trainer (native)', () => {
 });
 
 describe('uniroute eval', () => {
-  it('writes report.json, report.md and the SVG, with a label-efficiency sweep', () => {
+  it('writes report.json, report.md, report.html and the SVGs (rendered: not blank), with a label-efficiency sweep', async () => {
     const data = makeSyntheticDataset(600, 21);
     const out = join(mkdtempSync(join(tmpdir(), 'uniroute-eval-')), 'rep');
     const r = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--seeds', '2', '--val-prompts', '30,120', '--out', out, '--quiet'], { encoding: 'utf8' });
@@ -145,6 +145,37 @@ describe('uniroute eval', () => {
     const svg = readFileSync(join(out, 'deferral.svg'), 'utf8');
     expect(svg).toMatch(/^<svg/);
     expect(svg).toMatch(/uniroute-learned-map/);
+    // plots a person reads: the data set's name as title, a log cost axis in USD, every unseen LLM as a labelled
+    // point, bands over seeds, the label-efficiency sweep plotted, QNC as sentences, one HTML page
+    const name = data.split('/').pop()!;
+    expect(svg).toContain(`>${name}</text>`);
+    expect(svg).toMatch(/mean cost per query \(USD, log scale\)/);
+    const unseen = new Set(rep.seeds.flatMap((x: { unseen: string[] }) => x.unseen));
+    expect(rep.llms.map((l: { name: string }) => l.name).sort()).toEqual([...unseen].sort());
+    for (const l of unseen) expect(svg).toContain(`>${l}</text>`);
+    expect(svg).toMatch(/<polygon[^>]*fill-opacity/);
+    expect(new Set([...svg.matchAll(/stroke-dasharray="([^"]+)"/g)].map((x) => x[1])).size).toBeGreaterThan(3);
+    const le = readFileSync(join(out, 'label-efficiency.svg'), 'utf8');
+    expect(le).toMatch(/label efficiency/);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(/uniroute-kmeans (reaches the accuracy of the most accurate unseen LLM at \d+ % of that LLM's cost|never reaches)/);
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html).toMatch(/<svg[\s\S]*<table>[\s\S]*label efficiency/);
+    // every SVG rendered by a real renderer (resvg): not blank, several colours
+    const { Resvg } = await import('@resvg/resvg-js');
+    for (const file of ['deferral.svg', 'label-efficiency.svg']) {
+      const png = new Resvg(readFileSync(join(out, file), 'utf8'), { font: { loadSystemFonts: false } }).render();
+      const px = png.pixels;
+      let ink = 0;
+      const colours = new Set<number>();
+      for (let i = 0; i < px.length; i += 4) {
+        if (px[i] < 235 || px[i + 1] < 235 || px[i + 2] < 235) ink++;
+        colours.add(((px[i] >> 4) << 8) | ((px[i + 1] >> 4) << 4) | (px[i + 2] >> 4));
+      }
+      expect(png.width).toBeGreaterThan(500);
+      expect(ink / (px.length / 4), file).toBeGreaterThan(0.01);
+      expect(colours.size, file).toBeGreaterThan(6);
+    }
     expect(r.stdout).toMatch(/\| method \|/);
     const bad = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--methods', 'magic', '--out', out], { encoding: 'utf8' });
     expect(bad.status).not.toBe(0);

@@ -2,7 +2,7 @@
 import { createWriteStream, existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
 import { backendInfo, getThreads, setBackend, setThreads } from '../engine/native.js';
@@ -668,7 +668,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
     .option('--title <text>', 'report title')
-    .option('--log-cost', 'log-scale cost axis in the SVG')
+    .option('--linear-cost', 'a linear cost axis in the plots (default: log scale)')
+    .option('--log-cost', 'a log-scale cost axis (the default; kept for scripts)')
     .option('--embedder <spec>', 'embed every prompt once through an OpenAI-compatible endpoint: openai:MODEL@BASE_URL')
     .option('--embeddings <jsonl>', 'or your own prompt embeddings: {"id", "embedding"} lines, one per prompt')
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
@@ -696,7 +697,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       (report.settings as any).seconds = (Date.now() - t0) / 1000;
-      const files = await writeReport(o.out, report, o.title ?? `Deferral curves: ${o.data}`, !!o.logCost);
+      // the data set's name, not its path, as the title
+      const files = await writeReport(o.out, report, o.title ?? basename(resolvePath(o.data)), !o.linearCost);
       progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
       await writeLine(io.stdout, markdownTable(report) + '\n' + (report.operating_point ? operatingPointLine(report) + '\n' : ''));
     });

@@ -79,6 +79,8 @@ export interface SeedResult {
   byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
   /** UniRoute (K-means)'s default operating point on the test prompts, against λ = 0. */
   operatingPoint?: { lambda: number; costRatio: number; accuracyDiff: number };
+  /** The unseen LLMs themselves: cost per query and accuracy on the test prompts. */
+  llms: Array<{ name: string; cost: number; accuracy: number }>;
 }
 
 const ladder = (lo: number, hi: number, values: number[]) => {
@@ -275,6 +277,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     costRange: [cMin, cMax],
     split: { train: trainIdx, val: valIdx, test: testIdx },
     byValSize: {},
+    llms: unseen.map((name, j) => ({ name, cost: cUnseen[j], accuracy: testAcc[j] })),
   };
   const mapCache = new Map<number, Float32Array>();
   for (const v of valSizes) {
@@ -466,7 +469,10 @@ const summary = (xs: number[]): Summary => {
 
 export interface Report {
   settings: Record<string, unknown>;
-  methods: Record<string, { audc: Summary; qnc: Summary & { reached: number; of: number }; peak_accuracy: Summary; aiq: Summary; curve: CurvePoint[] }>;
+  /** curve: the mean over seeds on a common cost grid, with `sd`, the sd over seeds at each point. */
+  methods: Record<string, { audc: Summary; qnc: Summary & { reached: number; of: number }; peak_accuracy: Summary; aiq: Summary; curve: Array<CurvePoint & { sd: number }> }>;
+  /** Each LLM that was unseen in some seed: cost per query, mean test accuracy over those seeds, and how many. */
+  llms: Array<{ name: string; cost: number; accuracy: number; seeds: number }>;
   label_efficiency: { val_prompts: number[]; methods: Record<string, Array<{ val_prompts: number; audc: Summary }>> };
   seeds: Array<{ seed: number; chosen: Record<string, number>; unseen: string[]; audc: Record<string, number> }>;
   /** UniRoute (K-means)'s default operating point on test prompts: cost relative to λ = 0, accuracy difference. */
@@ -503,9 +509,20 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
       qnc: { ...summary(qncs), reached: qncs.length, of: rs.length },
       peak_accuracy: summary(rs.map((r) => r.peak)),
       aiq: summary(rs.map((r) => r.aiq)),
-      curve: grid.map((x) => ({ cost: x, quality: rs.reduce((a, r) => a + curveAt(monotoneCurve(r.curve), x), 0) / rs.length })),
+      curve: grid.map((x) => {
+        const q = summary(rs.map((r) => curveAt(monotoneCurve(r.curve), x)));
+        return { cost: x, quality: q.mean, sd: q.sd };
+      }),
     };
   }
+  const llmAcc = new Map<string, { cost: number; acc: number[] }>();
+  for (const r of results)
+    for (const l of r.llms) {
+      const e = llmAcc.get(l.name) ?? { cost: l.cost, acc: [] };
+      e.acc.push(l.accuracy);
+      llmAcc.set(l.name, e);
+    }
+  const llms = [...llmAcc].map(([name, e]) => ({ name, cost: e.cost, accuracy: e.acc.reduce((a, x) => a + x, 0) / e.acc.length, seeds: e.acc.length }));
   const le: Report['label_efficiency'] = { val_prompts: valSizes, methods: {} };
   for (const name of Object.keys(results[0].byValSize[valSizes[0]]))
     le.methods[name] = valSizes.map((v) => ({ val_prompts: v, audc: summary(results.map((r) => r.byValSize[v][name as MethodName]!.audc)) }));
@@ -525,6 +542,7 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
       llms_with_complete_outcomes: results[0].trainModels.length + results[0].unseenModels.length,
     },
     methods,
+    llms,
     label_efficiency: le,
     ...(results.every((r) => r.operatingPoint)
       ? {

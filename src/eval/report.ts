@@ -1,4 +1,4 @@
-/** Writing an evaluation: report.json, report.md (tables) and an SVG of the deferral curves. */
+/** Writing an evaluation: report.json, report.md (tables), report.html (plots and tables), the deferral curves and the label-efficiency sweep as SVG. */
 import { lineChart } from '../plot/svg.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -49,35 +49,119 @@ export function markdownReport(r: Report, title: string): string {
     '',
     markdownTable(r),
     '',
+    ...qncSentences(r).map((q) => `- ${q}`),
+    '',
     operatingPointLine(r),
     '',
     r.label_efficiency.val_prompts.length > 1 ? `## Label efficiency (area by validation prompts per unseen LLM)\n\n${labelEfficiencyTable(r)}\n` : '',
   ].join('\n');
 }
 
-/** Deferral curves (mean quality against mean cost per query) of every method, one SVG. */
-export function deferralSvg(r: Report, title: string, logCost = false): string {
+/** QNC as sentences: where each method reaches the most accurate unseen LLM's test accuracy, if it does. */
+export function qncSentences(r: Report): string[] {
+  return Object.entries(r.methods)
+    .sort((a, b) => b[1].audc.mean - a[1].audc.mean)
+    .map(([name, m]) =>
+      m.qnc.reached === 0
+        ? `${name} never reaches the accuracy of the most accurate unseen LLM.`
+        : `${name} reaches the accuracy of the most accurate unseen LLM at ${fmt(m.qnc.mean * 100, 0)} % of that LLM's cost` +
+          (m.qnc.reached < m.qnc.of ? ` (in ${m.qnc.reached} of ${m.qnc.of} seeds; in the others it never does).` : ` (every seed).`),
+    );
+}
+
+const usd = (x: number) => (x >= 0.01 ? `$${x.toFixed(2)}` : x >= 1e-4 ? `$${x.toPrecision(2)}` : `$${x.toExponential(0)}`);
+
+/**
+ * Deferral curves of every method: mean quality against mean cost per query (USD, log scale by default), each
+ * curve with a band of ± one sd over seeds, and each unseen LLM as a labelled point (its test accuracy, averaged
+ * over the seeds in which it was unseen).
+ */
+export function deferralSvg(r: Report, title: string, logCost = true): string {
   return lineChart({
     title,
-    xLabel: `mean cost per query${logCost ? ' (log scale)' : ''}`,
-    yLabel: 'mean quality (accuracy)',
+    xLabel: `mean cost per query (USD${logCost ? ', log scale' : ''})`,
+    yLabel: 'mean accuracy on test prompts',
     xLog: logCost,
+    xFormat: usd,
     yStep: 0.05,
-    legendWidth: 300,
-    series: Object.entries(r.methods).map(([name, meth]) => ({
-      name: `${name} (${meth.audc.mean.toFixed(3)})`,
-      points: meth.curve.map((p) => ({ x: p.cost, y: p.quality })),
-      dash: name === 'oracle' ? '4 3' : name.startsWith('uniroute') ? undefined : '8 3',
-      width: name.startsWith('uniroute') ? 2.5 : 1.5,
-    })),
+    legendWidth: 320,
+    series: Object.entries(r.methods)
+      .sort((a, b) => b[1].audc.mean - a[1].audc.mean)
+      .map(([name, meth]) => ({
+        name: `${name} (area ${meth.audc.mean.toFixed(3)})`,
+        points: meth.curve.map((p) => ({ x: p.cost, y: p.quality })),
+        band: meth.curve.map((p) => ({ x: p.cost, lo: p.quality - (p.sd ?? 0), hi: p.quality + (p.sd ?? 0) })),
+        width: name.startsWith('uniroute') ? 2.5 : 1.5,
+      })),
+    markers: (r.llms ?? []).map((l) => ({ x: l.cost, y: l.accuracy, label: l.name })),
   });
 }
 
-export async function writeReport(dir: string, r: Report, title: string, logCost = false): Promise<string[]> {
+/** Label efficiency: area against validation prompts per unseen LLM (log scale), ± one sd over seeds. */
+export function labelEfficiencySvg(r: Report, title: string): string {
+  const sizes = r.label_efficiency.val_prompts;
+  return lineChart({
+    title: `${title}: label efficiency`,
+    xLabel: 'validation prompts per unseen LLM (log scale)',
+    yLabel: 'area under the deferral curve',
+    xLog: true,
+    xTicks: sizes,
+    xFormat: (x) => String(Math.round(x)),
+    yFormat: (y) => y.toFixed(3),
+    legendWidth: 300,
+    series: Object.entries(r.label_efficiency.methods)
+      .filter(([name]) => name !== 'oracle')
+      .map(([name, rows]) => ({
+        name,
+        points: rows.map((x) => ({ x: x.val_prompts, y: x.audc.mean })),
+        band: rows.map((x) => ({ x: x.val_prompts, lo: x.audc.mean - x.audc.sd, hi: x.audc.mean + x.audc.sd })),
+        width: name.startsWith('uniroute') ? 2.5 : 1.5,
+      })),
+  });
+}
+
+const escapeHtml = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+
+/** A markdown table (as markdownTable writes them) as an HTML table. */
+function htmlTable(md: string): string {
+  const rows = md.trim().split('\n').filter((l, i) => i !== 1);
+  const cells = (l: string) => l.replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => escapeHtml(c.trim()));
+  const [head, ...body] = rows;
+  return `<table><thead><tr>${cells(head).map((c) => `<th>${c}</th>`).join('')}</tr></thead><tbody>${body
+    .map((l) => `<tr>${cells(l).map((c) => `<td>${c}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
+}
+
+/** report.html: the plots and the tables on one page (no scripts, no external files). */
+export function htmlReport(r: Report, title: string, logCost = true): string {
+  const s = r.settings as any;
+  const le = r.label_efficiency.val_prompts.length > 1;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
+<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style>
+</head><body>
+<h1>${escapeHtml(title)}</h1>
+<p>${s.seeds} seeds; ${s.llms_with_complete_outcomes} LLMs with complete outcomes, ${Math.round(s.unseen_fraction * 100)} % unseen per seed; prompts: ${s.split_sizes.train} train / ${s.split_sizes.val} validation / ${s.split_sizes.test} test. Mean ± sd over seeds. Area: mean accuracy over the unseen LLMs' cost range.</p>
+${deferralSvg(r, title, logCost)}
+<h2>Methods</h2>
+${htmlTable(markdownTable(r))}
+<ul>${qncSentences(r).map((q) => `<li>${escapeHtml(q)}</li>`).join('')}</ul>
+<p>${escapeHtml(operatingPointLine(r))}</p>
+${le ? `<h2>Label efficiency</h2>\n${labelEfficiencySvg(r, title)}\n${htmlTable(labelEfficiencyTable(r))}` : ''}
+</body></html>
+`;
+}
+
+export async function writeReport(dir: string, r: Report, title: string, logCost = true): Promise<string[]> {
   await fs.mkdir(dir, { recursive: true });
-  const files = [join(dir, 'report.json'), join(dir, 'report.md'), join(dir, 'deferral.svg')];
+  const files = [join(dir, 'report.json'), join(dir, 'report.md'), join(dir, 'deferral.svg'), join(dir, 'report.html')];
   await fs.writeFile(files[0], JSON.stringify(r, null, 1));
   await fs.writeFile(files[1], markdownReport(r, title));
   await fs.writeFile(files[2], deferralSvg(r, title, logCost));
+  await fs.writeFile(files[3], htmlReport(r, title, logCost));
+  if (r.label_efficiency.val_prompts.length > 1) {
+    files.push(join(dir, 'label-efficiency.svg'));
+    await fs.writeFile(files[4], labelEfficiencySvg(r, title));
+  }
   return files;
 }

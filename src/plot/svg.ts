@@ -1,12 +1,14 @@
-/** The one SVG writer: a line chart with a title, axes (linear or log), grid, series and a legend. */
+/** The one SVG writer: a line chart with a title, axes (linear or log), grid, series (bands optional), labelled markers and a legend. */
 
 export interface Series {
   name: string;
   points: Array<{ x: number; y: number }>;
-  /** Default: a colour from the palette, a solid line of width 2. */
+  /** Default: a colour from the palette and a dash pattern of its own (so series differ in print too), width 2. */
   color?: string;
   dash?: string;
   width?: number;
+  /** A shaded band around the line (for example ± one sd over seeds), in the series' colour. */
+  band?: Array<{ x: number; lo: number; hi: number }>;
 }
 
 export interface LineChart {
@@ -26,9 +28,13 @@ export interface LineChart {
   yFormat?: (y: number) => string;
   /** Pad the y range to multiples of this (linear axes; default none). */
   yStep?: number;
+  /** Labelled points (for example each LLM at its cost and accuracy). */
+  markers?: Array<{ x: number; y: number; label: string }>;
 }
 
 export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#17becf'];
+/** One dash pattern per series index (solid first): colour and dash together tell the curves apart. */
+export const DASHES = ['', '8 3', '3 3', '12 3 3 3', '2 5', '6 2 2 2 2 2', '10 5', '1 3', '4 2 8 2'];
 
 export function escapeXml(s: string): string {
   return s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
@@ -40,7 +46,7 @@ export function lineChart(c: LineChart): string {
   const m = { l: 76, r: c.legendWidth ?? 280, t: 40, b: 56 };
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
-  const pts = c.series.flatMap((s) => s.points).filter((p) => (!c.xLog || p.x > 0) && (!c.yLog || p.y > 0));
+  const pts = [...c.series.flatMap((s) => s.points), ...(c.markers ?? [])].filter((p) => (!c.xLog || p.x > 0) && (!c.yLog || p.y > 0));
   const xs = pts.map((p) => p.x);
   const ys = pts.map((p) => p.y);
   const x0 = xs.length ? Math.min(...xs) : 0;
@@ -74,17 +80,33 @@ export function lineChart(c: LineChart): string {
     `<text x="${m.l + pw / 2}" y="${H - 14}" text-anchor="middle">${escapeXml(c.xLabel)}</text>`,
     `<text transform="translate(18 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">${escapeXml(c.yLabel)}</text>`,
   );
+  const okPoint = (p: { x: number; y: number }) => (!c.xLog || p.x > 0) && (!c.yLog || p.y > 0);
+  out.push(`<defs><clipPath id="plot"><rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}"/></clipPath></defs>`);
   c.series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
-    const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : '';
-    const line = s.points
-      .filter((p) => (!c.xLog || p.x > 0) && (!c.yLog || p.y > 0))
-      .map((p) => `${tx(p.x).toFixed(1)},${ty(p.y).toFixed(1)}`);
-    out.push(`<polyline fill="none" stroke="${color}" stroke-width="${s.width ?? 2}"${dash} points="${line.join(' ')}"/>`);
+    const dashPattern = s.dash ?? DASHES[i % DASHES.length];
+    const dash = dashPattern ? ` stroke-dasharray="${dashPattern}"` : '';
+    if (s.band && s.band.length > 1) {
+      const band = s.band.filter((b) => (!c.xLog || b.x > 0) && (!c.yLog || b.lo > 0));
+      const upper = band.map((b) => `${tx(b.x).toFixed(1)},${ty(Math.min(b.hi, y1)).toFixed(1)}`);
+      const lower = band.map((b) => `${tx(b.x).toFixed(1)},${ty(Math.max(b.lo, y0)).toFixed(1)}`).reverse();
+      out.push(`<polygon clip-path="url(#plot)" fill="${color}" fill-opacity="0.12" stroke="none" points="${[...upper, ...lower].join(' ')}"/>`);
+    }
+    const line = s.points.filter(okPoint).map((p) => `${tx(p.x).toFixed(1)},${ty(p.y).toFixed(1)}`);
+    out.push(`<polyline clip-path="url(#plot)" fill="none" stroke="${color}" stroke-width="${s.width ?? 2}"${dash} points="${line.join(' ')}"/>`);
     const ly = m.t + 10 + i * 20;
     out.push(`<line x1="${m.l + pw + 15}" x2="${m.l + pw + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash}/>`);
     out.push(`<text x="${m.l + pw + 46}" y="${ly + 4}">${escapeXml(s.name)}</text>`);
   });
+  for (const p of (c.markers ?? []).filter(okPoint)) {
+    const x = tx(p.x);
+    const y = ty(p.y);
+    const label = p.label.length > 28 ? `${p.label.slice(0, 27)}…` : p.label;
+    out.push(`<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3.5" fill="#222"/>`);
+    // labels to the left of the right edge's points, so they stay inside the plot
+    const right = x > m.l + pw * 0.75;
+    out.push(`<text x="${(right ? x - 6 : x + 6).toFixed(1)}" y="${(y - 5).toFixed(1)}" font-size="10" fill="#222" text-anchor="${right ? 'end' : 'start'}">${escapeXml(label)}</text>`);
+  }
   out.push('</svg>');
   return out.join('\n');
 }
