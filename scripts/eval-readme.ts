@@ -41,7 +41,9 @@ for (const s of sets) {
       `${seeds} seeds, ${Math.round(st.unseen_fraction * 100)} % of the LLMs unseen, ${st.split_sizes.val} validation / ${st.split_sizes.test} test prompts ` +
       `(${secs.toFixed(0)} s on this machine). Mean ± sd over seeds.\n\n${markdownTable(report)}\n\n${operatingPointLine(report)}\n\n` +
       `Area by number of validation prompts per unseen LLM (label efficiency):\n\n${labelEfficiencyTable(report)}\n\n` +
-      `![deferral curves](docs/results/${s.name}/deferral.svg)\n`,
+      `![deferral curves](docs/results/${s.name}/deferral.svg)\n\n` +
+      `![label efficiency](docs/results/${s.name}/label-efficiency.svg)\n\n` +
+      `All of it on one page: [docs/results/${s.name}/report.html](docs/results/${s.name}/report.html).\n`,
   );
 }
 progress.done();

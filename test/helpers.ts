@@ -5,9 +5,10 @@ import { join, resolve } from 'node:path';
 import { mulberry32 } from '../src/engine/reference.js';
 import { startLocalRedis, type LocalRedis } from '../bench/redis-server.js';
 
-export const SHARED_DATA = resolve(__dirname, '..', '..', 'shared', 'data');
+/** The real data sets: $UNIROUTE_DATA (a copy of your own in the same layout), else ../shared/data beside the clone. */
+export const SHARED_DATA = process.env.UNIROUTE_DATA ? resolve(process.env.UNIROUTE_DATA) : resolve(__dirname, '..', '..', 'shared', 'data');
 export const HAS_SHARED_DATA = existsSync(join(SHARED_DATA, 'routerbench', 'labels.csv'));
-export const SKIP_REASON = `../shared/data is absent: real-data tests skipped (they need ${SHARED_DATA})`;
+export const SKIP_REASON = `real-data tests skipped: ${SHARED_DATA} has no routerbench/ (set UNIROUTE_DATA to a folder holding routerbench/ and zeroeval/)`;
 
 const TOPICS: Record<string, string[]> = {
   math: ['integral', 'derivative', 'equation', 'solve', 'algebra', 'sum', 'prime', 'number', 'fraction', 'compute'],

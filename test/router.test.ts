@@ -368,3 +368,47 @@ describe('the unit-free tradeoff knob', () => {
     await expect(router.routeBatch(texts.slice(0, 2), { tradeoff: 0.5, lambda: 1 })).rejects.toThrow(/not both/);
   });
 });
+
+describe('cost and accuracy targets land on the target', () => {
+  it('max cost: within 5 % below the budget, mixing two neighbouring lambdas when no single one lands (built-in router)', async () => {
+    const { defaultRouterPath } = await import('../src/defaults.js');
+    const router = await Router.load(defaultRouterPath());
+    const texts = randomTexts(3000, 77);
+    const mean = (b: Awaited<ReturnType<Router['routeBatch']>>) => Array.from(b.choice).reduce((a, c) => a + b.costs[c], 0) / b.choice.length;
+    const lo = mean(await router.routeBatch(texts, { tradeoff: 1 }));
+    const hi = mean(await router.routeBatch(texts, { lambda: 0 }));
+    let mixed = 0;
+    for (const f of [0.05, 0.12, 0.3, 0.6]) {
+      const budget = lo + f * (hi - lo);
+      const c = await router.calibrateLambda(texts, { maxCost: budget });
+      expect(c.feasible).toBe(true);
+      if (c.mix) mixed++;
+      const got = mean(await router.routeBatch(texts, { lambda: c.lambda, mix: c.mix }));
+      expect(got).toBeCloseTo(c.meanCost, 12); // the calibration's figure is what routing does
+      expect(got).toBeLessThanOrEqual(budget * (1 + 1e-9));
+      expect(got, `budget ${budget}`).toBeGreaterThanOrEqual(0.95 * budget);
+    }
+    // a coarse pool (5 LLMs at 0.1, 0.5 and 2 USD, 3 clusters): budgets between two lambdas' costs need the mix
+    const ds = await loadDataset(makeSyntheticDataset(450, 9));
+    const small = (await fitRouter(ds, { seed: 2, clusters: 3, embedder: { bucketsLog2: 12, dim: 24 } })).router;
+    // one prompt repeated: every decision flips at the same lambda, so between two steps only a mix can land
+    const few = Array.from({ length: 400 }, () => 'Solve the integral of the derivative of this equation.');
+    const m0 = mean(await small.routeBatch(few, { lambda: 0, ood: false }));
+    const m1 = mean(await small.routeBatch(few, { tradeoff: 1, ood: false }));
+    for (const f of [0.2, 0.45, 0.7]) {
+      const budget = m1 + f * (m0 - m1);
+      const c = await small.calibrateLambda(few, { maxCost: budget }, { ood: false });
+      if (c.mix) mixed++;
+      const got = mean(await small.routeBatch(few, { lambda: c.lambda, mix: c.mix, ood: false }));
+      expect(got).toBeLessThanOrEqual(budget * (1 + 1e-9));
+      expect(got, `budget ${budget}`).toBeGreaterThanOrEqual(0.95 * budget);
+    }
+    expect(mixed).toBeGreaterThan(0); // at least one budget fell between two lambdas
+    // min accuracy: met, within 0.2 points
+    const acc = await router.calibrateLambda(texts, { minAccuracy: 0.85 });
+    const b = await router.routeBatch(texts, { lambda: acc.lambda, mix: acc.mix });
+    const predicted = Array.from(b.choice).reduce((a, c, i) => a + 1 - b.predictedError[i * b.models.length + c], 0) / b.choice.length;
+    expect(predicted).toBeGreaterThanOrEqual(0.85 - 1e-9);
+    expect(predicted).toBeLessThanOrEqual(0.85 + 0.002 + 1e-9);
+  });
+});

@@ -1,5 +1,6 @@
 // Nearest centroid on the GPU: one warp per point.
 #include <algorithm>
+#include <cstring>
 
 #include "../core/assign.h"
 #include "common.cuh"
@@ -35,24 +36,34 @@ Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t
   DeviceState& g = state();
   const std::vector<float> cn = centroid_norms(C, k, d);
   Status s;
-  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
-  const size_t rows = std::min(n, kRows);
-  if (!(s = g.X.reserve(rows * d)).ok() || !(s = g.centroids.reserve(k * d)).ok() || !(s = g.norms.reserve(k)).ok() ||
-      !(s = g.dist.reserve(rows)).ok() || !(s = g.idx.reserve(rows)).ok())
-    return s;
+  if (!(s = g.centroids.reserve(k * d)).ok() || !(s = g.norms.reserve(k)).ok()) return s;
   UR_CUDA(cudaMemcpy(g.centroids.get(), C, k * d * sizeof(float), cudaMemcpyHostToDevice));
   UR_CUDA(cudaMemcpy(g.norms.get(), cn.data(), k * sizeof(float), cudaMemcpyHostToDevice));
-  for (size_t b = 0; b < n; b += kRows) {
-    const size_t cnt = std::min(n - b, kRows);
-    UR_CUDA(cudaMemcpy(g.X.get(), X + b * d, cnt * d * sizeof(float), cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    assign_kernel<<<blocks, 32 * kWarpsPerBlock>>>(g.X.get(), static_cast<int>(cnt), static_cast<int>(d), g.centroids.get(),
-                                                   g.norms.get(), static_cast<int>(k), g.idx.get(), g.dist.get());
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(idx + b, g.idx.get(), cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    if (dist) UR_CUDA(cudaMemcpy(dist + b, g.dist.get(), cnt * sizeof(float), cudaMemcpyDeviceToHost));
-  }
-  return Status::Ok();
+  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows, two in flight
+  return pipeline(
+      g.aux, n, kRows,
+      [&](Slot& sl, size_t b, size_t e) -> Status {
+        const size_t cnt = e - b;
+        Status r;
+        if (!(r = sl.h_x.reserve(cnt * d)).ok() || !(r = sl.d_x.reserve(cnt * d)).ok() || !(r = sl.h_cluster.reserve(cnt)).ok() ||
+            !(r = sl.d_cluster.reserve(cnt)).ok() || !(r = sl.h_dist.reserve(cnt)).ok() || !(r = sl.d_dist.reserve(cnt)).ok())
+          return r;
+        std::memcpy(sl.h_x.get(), X + b * d, cnt * d * sizeof(float));
+        cudaStream_t str = sl.stream.get();
+        UR_CUDA(cudaMemcpyAsync(sl.d_x.get(), sl.h_x.get(), cnt * d * sizeof(float), cudaMemcpyHostToDevice, str));
+        const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+        assign_kernel<<<blocks, 32 * kWarpsPerBlock, 0, str>>>(sl.d_x.get(), static_cast<int>(cnt), static_cast<int>(d), g.centroids.get(),
+                                                                g.norms.get(), static_cast<int>(k), sl.d_cluster.get(), sl.d_dist.get());
+        UR_CUDA(cudaGetLastError());
+        UR_CUDA(cudaMemcpyAsync(sl.h_cluster.get(), sl.d_cluster.get(), cnt * sizeof(int32_t), cudaMemcpyDeviceToHost, str));
+        UR_CUDA(cudaMemcpyAsync(sl.h_dist.get(), sl.d_dist.get(), cnt * sizeof(float), cudaMemcpyDeviceToHost, str));
+        return Status::Ok();
+      },
+      [&](Slot& sl) -> Status {
+        std::memcpy(idx + sl.begin, sl.h_cluster.get(), sl.count * sizeof(int32_t));
+        if (dist) std::memcpy(dist + sl.begin, sl.h_dist.get(), sl.count * sizeof(float));
+        return Status::Ok();
+      });
 }
 
 }  // namespace cuda

@@ -185,7 +185,49 @@ struct Slot {
   DeviceBuffer<float> d_weight, d_dist, d_gamma;
   DeviceBuffer<int32_t> d_choice, d_cluster;
   DeviceBuffer<uint8_t> d_allowed;
+  // embed, assign and score use the same slots: rows of floats in or out (h_x / d_x), ids in (h_in / d_in)
+  PinnedBuffer<float> h_x;
+  DeviceBuffer<float> d_x;
+  PinnedBuffer<int32_t> h_in;
+  DeviceBuffer<int32_t> d_in;
 };
+
+// Two slots in turn: while the GPU works on one chunk (copy in, kernel, copy out on the slot's stream), the CPU
+// prepares the next in the other slot's pinned buffers. `start(slot, b, e)` fills and enqueues chunk [b, e);
+// `done(slot)` runs on the CPU once the slot's previous chunk has finished (its event), to copy outputs out.
+template <typename Start, typename Done>
+Status pipeline(Slot* slots, size_t n, size_t chunk, Start&& start, Done&& done) {
+  Status st;
+  for (int i = 0; i < 2; ++i)
+    if (!(st = slots[i].stream.ensure()).ok() || !(st = slots[i].done.ensure()).ok()) return st;
+  auto finish = [&](Slot& s) -> Status {
+    if (!s.busy) return Status::Ok();
+    s.busy = false;
+    UR_CUDA(cudaEventSynchronize(s.done.get()));
+    return done(s);
+  };
+  size_t index = 0;
+  for (size_t b = 0; b < n; b += chunk, ++index) {
+    Slot& s = slots[index & 1];
+    if (!(st = finish(s)).ok()) break;
+    const size_t e = std::min(n, b + chunk);
+    if (!(st = start(s, b, e)).ok()) break;
+    if (cudaError_t err = cudaEventRecord(s.done.get(), s.stream.get())) {
+      st = cuda_status(err, "cudaEventRecord");
+      break;
+    }
+    s.begin = b;
+    s.count = e - b;
+    s.busy = true;
+  }
+  for (int i = 0; i < 2 && st.ok(); ++i) st = finish(slots[i]);
+  if (!st.ok())  // nothing of this call may still be in flight when the buffers are reused
+    for (int i = 0; i < 2; ++i) {
+      if (slots[i].stream.get()) cudaStreamSynchronize(slots[i].stream.get());
+      slots[i].busy = false;
+    }
+  return st;
+}
 
 // Everything the CUDA backend keeps between calls, one per engine thread (a libuv worker, or the JS thread for
 // sync calls): two streams and their slots, the model's tensors, the projection, the staging buffers. There is no
@@ -195,15 +237,10 @@ struct Slot {
 struct DeviceState {
   uint64_t generation = 0;
   DeviceProjection proj;
-  Slot slots[2];
-  DeviceBuffer<float> centroids, norms, psi, cost;
-  DeviceBuffer<uint8_t> mask;
-  // embed, assign and score: rows in chunks
-  DeviceBuffer<uint32_t> rows, bucket;
-  DeviceBuffer<float> weight, X, out, dist, gamma;
-  DeviceBuffer<int32_t> idx, clusters, choice;
-  std::vector<uint32_t> h_rows, h_bucket;
-  std::vector<float> h_weight;
+  Slot slots[2];  // the fused route's
+  Slot aux[2];    // embed, assign and score
+  DeviceBuffer<float> centroids, norms, psi, cost;  // the model's tensors, uploaded per call
+  DeviceBuffer<uint8_t> mask;                        // a mask shared by every row
 };
 // The calling thread's state (created on first use, dropped when release() was called since).
 DeviceState& state();

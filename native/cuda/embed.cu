@@ -1,5 +1,6 @@
 // Embedding on the GPU: one warp per prompt gathers the int8 projection rows of its hashed features.
 #include <algorithm>
+#include <cstring>
 
 #include "common.cuh"
 
@@ -30,24 +31,37 @@ Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* o
   const float* scale;
   Status s = upload_projection(p, &q, &scale);
   if (!s.ok()) return s;
-  // chunks of at most kRows prompts: device memory stays bounded whatever the batch
+  // chunks of at most kRows prompts, two in flight: the CPU hashes one while the GPU projects the other
   constexpr size_t kRows = 1 << 16;
-  for (size_t b = 0; b < n; b += kRows) {
-    const size_t e = std::min(n, b + kRows), cnt = e - b;
-    if (!(s = hash_chunk(p, texts, b, e, threads, g.h_rows, g.h_bucket, g.h_weight)).ok()) return s;
-    if (!(s = g.rows.reserve(cnt + 1)).ok() || !(s = g.bucket.reserve(g.h_bucket.size())).ok() ||
-        !(s = g.weight.reserve(g.h_weight.size())).ok() || !(s = g.out.reserve(cnt * D)).ok())
-      return s;
-    UR_CUDA(cudaMemcpy(g.rows.get(), g.h_rows.data(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(g.bucket.get(), g.h_bucket.data(), g.h_bucket.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    UR_CUDA(cudaMemcpy(g.weight.get(), g.h_weight.data(), g.h_weight.size() * sizeof(float), cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    embed_kernel<<<blocks, 32 * kWarpsPerBlock>>>(g.rows.get(), g.bucket.get(), g.weight.get(), static_cast<int>(cnt), q, scale, D,
-                                                  g.out.get());
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(out + b * D, g.out.get(), cnt * D * sizeof(float), cudaMemcpyDeviceToHost));
-  }
-  return Status::Ok();
+  return pipeline(
+      g.aux, n, kRows,
+      [&](Slot& sl, size_t b, size_t e) -> Status {
+        const size_t cnt = e - b;
+        Status r;
+        if (!(r = hash_chunk(p, texts, b, e, threads, sl.rows, sl.bucket, sl.weight)).ok()) return r;
+        const size_t nf = sl.bucket.size();
+        if (!(r = sl.h_rows.reserve(cnt + 1)).ok() || !(r = sl.h_bucket.reserve(nf)).ok() || !(r = sl.h_weight.reserve(nf)).ok() ||
+            !(r = sl.d_rows.reserve(cnt + 1)).ok() || !(r = sl.d_bucket.reserve(nf)).ok() || !(r = sl.d_weight.reserve(nf)).ok() ||
+            !(r = sl.h_x.reserve(cnt * D)).ok() || !(r = sl.d_x.reserve(cnt * D)).ok())
+          return r;
+        std::memcpy(sl.h_rows.get(), sl.rows.data(), (cnt + 1) * sizeof(uint32_t));
+        std::memcpy(sl.h_bucket.get(), sl.bucket.data(), nf * sizeof(uint32_t));
+        std::memcpy(sl.h_weight.get(), sl.weight.data(), nf * sizeof(float));
+        cudaStream_t str = sl.stream.get();
+        UR_CUDA(cudaMemcpyAsync(sl.d_rows.get(), sl.h_rows.get(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
+        UR_CUDA(cudaMemcpyAsync(sl.d_bucket.get(), sl.h_bucket.get(), nf * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
+        UR_CUDA(cudaMemcpyAsync(sl.d_weight.get(), sl.h_weight.get(), nf * sizeof(float), cudaMemcpyHostToDevice, str));
+        const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+        embed_kernel<<<blocks, 32 * kWarpsPerBlock, 0, str>>>(sl.d_rows.get(), sl.d_bucket.get(), sl.d_weight.get(), static_cast<int>(cnt), q,
+                                                               scale, D, sl.d_x.get());
+        UR_CUDA(cudaGetLastError());
+        UR_CUDA(cudaMemcpyAsync(sl.h_x.get(), sl.d_x.get(), cnt * D * sizeof(float), cudaMemcpyDeviceToHost, str));
+        return Status::Ok();
+      },
+      [&](Slot& sl) -> Status {
+        std::memcpy(out + sl.begin * D, sl.h_x.get(), sl.count * D * sizeof(float));
+        return Status::Ok();
+      });
 }
 
 }  // namespace cuda

@@ -1,5 +1,6 @@
 // Scoring on the GPU: one warp per prompt takes the argmin over the pool.
 #include <algorithm>
+#include <cstring>
 
 #include "common.cuh"
 
@@ -22,29 +23,46 @@ Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_
       return Status::Invalid("cluster id " + std::to_string(clusters[i]) + " at index " + std::to_string(i) + " is outside [0, " + std::to_string(p.k) + ")");
   if (n == 0) return Status::Ok();
   DeviceState& g = state();
-  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows
-  const size_t rows = std::min(n, kRows);
-  const size_t al_n = p.allowed ? (p.allowed_per_row ? rows * p.m : p.m) : 0;
+  constexpr size_t kRows = 1 << 16;  // bounded device memory: chunks of rows, two in flight
+  const size_t M = p.m, K = p.k;
+  const bool per_row = p.allowed && p.allowed_per_row;
   Status s;
-  if (!(s = g.clusters.reserve(rows)).ok() || !(s = g.choice.reserve(rows)).ok() || !(s = g.psi.reserve(p.m * p.k)).ok() ||
-      !(s = g.cost.reserve(p.m)).ok() || !(s = g.gamma.reserve(gamma ? rows * p.m : 1)).ok() || !(s = g.mask.reserve(al_n + 1)).ok())
-    return s;
-  UR_CUDA(cudaMemcpy(g.psi.get(), p.psi, p.m * p.k * sizeof(float), cudaMemcpyHostToDevice));
-  UR_CUDA(cudaMemcpy(g.cost.get(), p.cost, p.m * sizeof(float), cudaMemcpyHostToDevice));
-  if (p.allowed && !p.allowed_per_row) UR_CUDA(cudaMemcpy(g.mask.get(), p.allowed, p.m, cudaMemcpyHostToDevice));
-  for (size_t b = 0; b < n; b += kRows) {
-    const size_t cnt = std::min(n - b, kRows);
-    UR_CUDA(cudaMemcpy(g.clusters.get(), clusters + b, cnt * sizeof(int32_t), cudaMemcpyHostToDevice));
-    if (p.allowed && p.allowed_per_row) UR_CUDA(cudaMemcpy(g.mask.get(), p.allowed + b * p.m, cnt * p.m, cudaMemcpyHostToDevice));
-    const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    score_kernel<<<blocks, 32 * kWarpsPerBlock>>>(g.clusters.get(), static_cast<int>(cnt), g.psi.get(), g.cost.get(), static_cast<int>(p.m),
-                                                   static_cast<int>(p.k), p.lambda, p.allowed ? g.mask.get() : nullptr,
-                                                   p.allowed_per_row ? 1 : 0, g.choice.get(), gamma ? g.gamma.get() : nullptr);
-    UR_CUDA(cudaGetLastError());
-    UR_CUDA(cudaMemcpy(choice + b, g.choice.get(), cnt * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    if (gamma) UR_CUDA(cudaMemcpy(gamma + b * p.m, g.gamma.get(), cnt * p.m * sizeof(float), cudaMemcpyDeviceToHost));
-  }
-  return Status::Ok();
+  if (!(s = g.psi.reserve(M * K)).ok() || !(s = g.cost.reserve(M)).ok() || !(s = g.mask.reserve(M)).ok()) return s;
+  UR_CUDA(cudaMemcpy(g.psi.get(), p.psi, M * K * sizeof(float), cudaMemcpyHostToDevice));
+  UR_CUDA(cudaMemcpy(g.cost.get(), p.cost, M * sizeof(float), cudaMemcpyHostToDevice));
+  if (p.allowed && !per_row) UR_CUDA(cudaMemcpy(g.mask.get(), p.allowed, M, cudaMemcpyHostToDevice));
+  return pipeline(
+      g.aux, n, kRows,
+      [&](Slot& sl, size_t b, size_t e) -> Status {
+        const size_t cnt = e - b;
+        Status r;
+        if (!(r = sl.h_in.reserve(cnt)).ok() || !(r = sl.d_in.reserve(cnt)).ok() || !(r = sl.h_choice.reserve(cnt)).ok() ||
+            !(r = sl.d_choice.reserve(cnt)).ok() || !(r = sl.h_gamma.reserve(gamma ? cnt * M : 1)).ok() ||
+            !(r = sl.d_gamma.reserve(gamma ? cnt * M : 1)).ok() || !(r = sl.h_allowed.reserve(per_row ? cnt * M : 1)).ok() ||
+            !(r = sl.d_allowed.reserve(per_row ? cnt * M : 1)).ok())
+          return r;
+        cudaStream_t str = sl.stream.get();
+        std::memcpy(sl.h_in.get(), clusters + b, cnt * sizeof(int32_t));
+        UR_CUDA(cudaMemcpyAsync(sl.d_in.get(), sl.h_in.get(), cnt * sizeof(int32_t), cudaMemcpyHostToDevice, str));
+        if (per_row) {
+          std::memcpy(sl.h_allowed.get(), p.allowed + b * M, cnt * M);
+          UR_CUDA(cudaMemcpyAsync(sl.d_allowed.get(), sl.h_allowed.get(), cnt * M, cudaMemcpyHostToDevice, str));
+        }
+        const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
+        score_kernel<<<blocks, 32 * kWarpsPerBlock, 0, str>>>(sl.d_in.get(), static_cast<int>(cnt), g.psi.get(), g.cost.get(), static_cast<int>(M),
+                                                               static_cast<int>(K), p.lambda,
+                                                               per_row ? sl.d_allowed.get() : (p.allowed ? g.mask.get() : nullptr),
+                                                               per_row ? 1 : 0, sl.d_choice.get(), gamma ? sl.d_gamma.get() : nullptr);
+        UR_CUDA(cudaGetLastError());
+        UR_CUDA(cudaMemcpyAsync(sl.h_choice.get(), sl.d_choice.get(), cnt * sizeof(int32_t), cudaMemcpyDeviceToHost, str));
+        if (gamma) UR_CUDA(cudaMemcpyAsync(sl.h_gamma.get(), sl.d_gamma.get(), cnt * M * sizeof(float), cudaMemcpyDeviceToHost, str));
+        return Status::Ok();
+      },
+      [&](Slot& sl) -> Status {
+        std::memcpy(choice + sl.begin, sl.h_choice.get(), sl.count * sizeof(int32_t));
+        if (gamma) std::memcpy(gamma + sl.begin * M, sl.h_gamma.get(), sl.count * M * sizeof(float));
+        return Status::Ok();
+      });
 }
 
 }  // namespace cuda

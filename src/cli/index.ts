@@ -495,6 +495,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       const { router, live } = await loadWithPool(o.router, o.pool);
       await live?.close(); // routes on the pool as it is now
       let lambda: number | undefined = o.tradeoff !== undefined ? router.lambdaForTradeoff(o.tradeoff) : o.lambda;
+      let mix: { lambda: number; share: number } | undefined; // a calibrated target between two lambdas
+      let dispatched = 0; // prompts sent to routing so far (the mix's assignment continues across batches)
       const calibrate = o.maxCost !== undefined || o.minAccuracy !== undefined;
       const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       const progress = new Progress(!quiet() && (o.output !== '-' || !!process.stderr.isTTY));
@@ -518,14 +520,18 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
           if (!byText) throw new UnirouteError('INVALID_ARGUMENT', '--max-cost / --min-accuracy need a router on texts');
           const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models, risk: o.risk, evidence: o.evidence });
           lambda = c.lambda;
+          mix = c.mix;
+          const target = o.maxCost !== undefined ? `mean cost <= ${o.maxCost}` : `predicted accuracy >= ${o.minAccuracy}`;
           if (!quiet() || !c.feasible)
             process.stderr.write(
-              `${c.feasible ? '' : 'warning: the target cannot be met; using the closest routing. '}lambda = ${c.lambda.toPrecision(4)} ` +
-                `(on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)})\n`,
+              `${c.feasible ? '' : 'warning: the target cannot be met; using the closest routing. '}lambda = ${c.lambda.toPrecision(4)}` +
+                (c.mix ? `, and ${(100 * c.mix.share).toFixed(1)} % of prompts at lambda = ${c.mix.lambda.toPrecision(4)} (no single lambda lands within 5 % of the target)` : '') +
+                ` for ${target}; reached on the first ${ok.length} prompts: mean cost ${c.meanCost.toPrecision(4)}, predicted accuracy ${c.predictedAccuracy.toFixed(4)}\n`,
             );
         }
         const ood = o.ood === false ? (false as const) : { quantile: o.oodQuantile, fallback: o.oodFallback };
-        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError, ood };
+        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError, ood, ...(mix ? { mix: { ...mix, offset: dispatched } } : {}) };
+        dispatched += ok.length;
         let routing: Promise<RouteBatch | undefined> = Promise.resolve(undefined);
         if (ok.length && byText) routing = router.routeBatch(ok.map((b) => b.text!), policy);
         else if (ok.length) {
@@ -631,7 +637,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       }
       const secs = (Date.now() - t0) / 1000;
       const top = [...share].sort((a, b) => b[1] - a[1]);
-      const mix = top
+      const shares = top
         .slice(0, 4)
         .map(([m, c]) => `${m} ${((100 * c) / Math.max(1, routed)).toFixed(1)} %`)
         .join(', ');
@@ -643,7 +649,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
               `${failed ? `, ${failed} lines failed` : ''}` +
               (routed
                 ? `; mean cost ${(costSum / routed).toExponential(3)}, mean predicted error ${(errSum / routed).toFixed(3)}; ` +
-                  `${mix}${top.length > 4 ? `, ${top.length - 4} more LLMs` : ''}`
+                  `${shares}${top.length > 4 ? `, ${top.length - 4} more LLMs` : ''}`
                 : ''),
       );
       if (routed + failed === 0) process.stderr.write(`uniroute: ${o.input === '-' ? 'standard input' : o.input} has no prompt line: nothing routed\n`);

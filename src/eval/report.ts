@@ -69,12 +69,14 @@ export function qncSentences(r: Report): string[] {
     );
 }
 
+const BANDED = new Set(['uniroute-kmeans', 'knn', 'zero-router']);
+
 const usd = (x: number) => (x >= 0.01 ? `$${x.toFixed(2)}` : x >= 1e-4 ? `$${x.toPrecision(2)}` : `$${x.toExponential(0)}`);
 
 /**
- * Deferral curves of every method: mean quality against mean cost per query (USD, log scale by default), each
- * curve with a band of ± one sd over seeds, and each unseen LLM as a labelled point (its test accuracy, averaged
- * over the seeds in which it was unseen).
+ * Deferral curves of every method: mean quality against mean cost per query (USD, log scale by default), bands of
+ * ± one sd over seeds for UniRoute (K-means), K-NN and ZeroRouter, and each unseen LLM as a labelled point (its test
+ * accuracy, averaged over the seeds in which it was unseen).
  */
 export function deferralSvg(r: Report, title: string, logCost = true): string {
   return lineChart({
@@ -90,14 +92,16 @@ export function deferralSvg(r: Report, title: string, logCost = true): string {
       .map(([name, meth]) => ({
         name: `${name} (area ${meth.audc.mean.toFixed(3)})`,
         points: meth.curve.map((p) => ({ x: p.cost, y: p.quality })),
-        band: meth.curve.map((p) => ({ x: p.cost, lo: p.quality - (p.sd ?? 0), hi: p.quality + (p.sd ?? 0) })),
+        // bands for the comparison that matters (UniRoute against the two strongest simple baselines): nine
+        // overlapping bands of per-seed spread hide the curves
+        band: BANDED.has(name) ? meth.curve.map((p) => ({ x: p.cost, lo: p.quality - (p.sd ?? 0), hi: p.quality + (p.sd ?? 0) })) : undefined,
         width: name.startsWith('uniroute') ? 2.5 : 1.5,
       })),
     markers: (r.llms ?? []).map((l) => ({ x: l.cost, y: l.accuracy, label: l.name })),
   });
 }
 
-/** Label efficiency: area against validation prompts per unseen LLM (log scale), ± one sd over seeds. */
+/** Label efficiency: area against validation prompts per unseen LLM (log scale), with the same ± one sd bands. */
 export function labelEfficiencySvg(r: Report, title: string): string {
   const sizes = r.label_efficiency.val_prompts;
   return lineChart({
@@ -114,7 +118,7 @@ export function labelEfficiencySvg(r: Report, title: string): string {
       .map(([name, rows]) => ({
         name,
         points: rows.map((x) => ({ x: x.val_prompts, y: x.audc.mean })),
-        band: rows.map((x) => ({ x: x.val_prompts, lo: x.audc.mean - x.audc.sd, hi: x.audc.mean + x.audc.sd })),
+        band: BANDED.has(name) ? rows.map((x) => ({ x: x.val_prompts, lo: x.audc.mean - x.audc.sd, hi: x.audc.mean + x.audc.sd })) : undefined,
         width: name.startsWith('uniroute') ? 2.5 : 1.5,
       })),
   });

@@ -90,7 +90,7 @@ export function lineChart(c: LineChart): string {
       const band = s.band.filter((b) => (!c.xLog || b.x > 0) && (!c.yLog || b.lo > 0));
       const upper = band.map((b) => `${tx(b.x).toFixed(1)},${ty(Math.min(b.hi, y1)).toFixed(1)}`);
       const lower = band.map((b) => `${tx(b.x).toFixed(1)},${ty(Math.max(b.lo, y0)).toFixed(1)}`).reverse();
-      out.push(`<polygon clip-path="url(#plot)" fill="${color}" fill-opacity="0.12" stroke="none" points="${[...upper, ...lower].join(' ')}"/>`);
+      out.push(`<polygon clip-path="url(#plot)" fill="${color}" fill-opacity="0.10" stroke="none" points="${[...upper, ...lower].join(' ')}"/>`);
     }
     const line = s.points.filter(okPoint).map((p) => `${tx(p.x).toFixed(1)},${ty(p.y).toFixed(1)}`);
     out.push(`<polyline clip-path="url(#plot)" fill="none" stroke="${color}" stroke-width="${s.width ?? 2}"${dash} points="${line.join(' ')}"/>`);

@@ -31,7 +31,7 @@ import {
 import { argminRows } from './decide.js';
 
 const gzipAsync = promisify(gzip);
-import { calibrateLambda, type Calibration, type CalibrationTarget } from './calibrate.js';
+import { calibrateLambda, mixedRow, type Calibration, type CalibrationTarget } from './calibrate.js';
 import { pickSuggestions, type SuggestOptions, type Suggestion } from './suggest.js';
 
 export interface PoolEntry extends OutcomeStats {
@@ -88,6 +88,12 @@ export interface RouteOptions {
    * every cluster (`Router.tradeoffScale()`). Mean cost never rises as t rises.
    */
   tradeoff?: number;
+  /**
+   * A calibrated mix (Calibration.mix from calibrateLambda): the prompts `mixedRow` picks are routed at mix.lambda,
+   * the rest at λ, so that a cost or accuracy target can land between two neighbouring λ. `offset`: the index of
+   * this batch's first prompt in the whole stream (so the assignment continues across batches).
+   */
+  mix?: { lambda: number; share: number; offset?: number };
   /** The allowed LLMs: one list for every prompt, or one list per prompt. Default: the whole pool. */
   models?: string[] | string[][];
   /**
@@ -147,6 +153,8 @@ export interface RouteBatch {
   cellOf: Int32Array;
   /** Per prompt: 1 when it lies beyond the out-of-distribution threshold (empty when OOD is off). */
   ood: Uint8Array;
+  /** True when those prompts went to a fixed fallback (whatever λ), false when they were only flagged. */
+  oodFixed?: boolean;
 }
 
 export interface Candidate {
@@ -727,6 +735,7 @@ export class Router {
       evidenceStride: this.cells?.count ?? this.k,
       cellOf: this.cells ? p.out.cell : p.out.cluster,
       ood,
+      oodFixed: !!p.ood && p.ood.fallback !== 'route',
     };
   }
 
@@ -893,6 +902,7 @@ export class Router {
 
   /** Routes a batch of prompt texts off the event loop. */
   async routeBatch(texts: string[], opts: RouteOptions = {}): Promise<RouteBatch> {
+    if (opts.mix) return this.mixed(opts, (o) => this.routeBatch(texts, o), (rows, o) => this.routeBatch(rows.map((i) => texts[i]), o), texts.length);
     // the fused kernel serves a hashed router with nearest centroids; the others embed, then route the vectors
     if (!this.hashed || this.map) return this.routeEmbeddings(await this.embedTexts(texts), opts);
     const h = this.hashed;
@@ -900,6 +910,24 @@ export class Router {
     const p = this.prepare(texts.length, opts);
     if (texts.length > 0) await callAsync(() => h.nativeHandle.route(this.routeArgs(texts, p)));
     return this.batchResult(p);
+  }
+
+  /** A mix (RouteOptions.mix): the whole batch at λ, then the rows it picks again at mix.lambda. */
+  private async mixed(opts: RouteOptions, all: (o: RouteOptions) => Promise<RouteBatch>, some: (rows: number[], o: RouteOptions) => Promise<RouteBatch>, n: number): Promise<RouteBatch> {
+    const mix = opts.mix!;
+    if (!(Number.isFinite(mix.lambda) && mix.lambda >= 0 && mix.share >= 0 && mix.share <= 1))
+      throw new UnirouteError('INVALID_ARGUMENT', '`mix` needs a lambda >= 0 and a share in [0, 1]');
+    const offset = mix.offset ?? 0;
+    const b = await all({ ...opts, mix: undefined });
+    const rows: number[] = [];
+    for (let i = 0; i < n; i++) if (mixedRow(offset + i, mix.share)) rows.push(i);
+    if (rows.length === 0) return b;
+    const o = await some(rows, { ...opts, mix: undefined, tradeoff: undefined, lambda: mix.lambda });
+    rows.forEach((i, j) => {
+      b.choice[i] = o.choice[j];
+      b.chosenError[i] = o.chosenError[j];
+    });
+    return b;
   }
 
   /** Routes a small batch on the calling thread (cheaper than a thread hop for a few prompts). */
@@ -917,6 +945,15 @@ export class Router {
    * event loop, in bounded chunks: nearest centroid, the learned map, difficulty, evidence, argmin.
    */
   async routeEmbeddings(embeddings: Float32Array, opts: RouteOptions = {}): Promise<RouteBatch> {
+    if (opts.mix) {
+      const D = this.dim;
+      const sub = (rows: number[]) => {
+        const e = new Float32Array(rows.length * D);
+        rows.forEach((r, j) => e.set(embeddings.subarray(r * D, (r + 1) * D), j * D));
+        return e;
+      };
+      return this.mixed(opts, (o) => this.routeEmbeddings(embeddings, o), (rows, o) => this.routeEmbeddings(sub(rows), o), embeddings.length / D);
+    }
     checkEmbeddings(embeddings, this.dim);
     const p = this.prepare(embeddings.length / this.dim, opts);
     if (embeddings.length > 0) await callAsync(() => native().routeVectors(this.vectorArgs(embeddings, p, false))!);
