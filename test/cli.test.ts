@@ -33,15 +33,24 @@ describe('uniroute CLI', () => {
   });
 
   it('fit -> add-model -> models -> route -> remove-model', () => {
-    const fit = run(['fit', '--data', data, '--train-models', 'cheap-math,big-all,mid-all', '--clusters', '4', '--out', routerFile, '--quiet']);
+    const fit = run(['fit', '--data', data, '--train-models', 'cheap-math,big-all,mid-all', '--clusters', '4', '--out', routerFile, '--quiet', '--json']);
     expect(fit.code, fit.err).toBe(0);
     expect(JSON.parse(fit.out).clusters).toBe(4);
+    // without --json: a short summary (the chosen K, each LLM's cost and coverage, the operating point), not JSON
+    const human = run(['fit', '--data', data, '--train-models', 'cheap-math,big-all,mid-all', '--out', join(tmp, 'h.uniroute'), '--quiet']);
+    expect(human.code, human.err).toBe(0);
+    expect(human.out).toMatch(/^router {5}.*h\.uniroute, fitted in [0-9.]+ s\nclusters {3}\d+ \(chosen on validation prompts among [0-9, ]+\)/);
+    expect(human.out).toMatch(/\nLLM +cost\/query +outcomes +coverage\n/);
+    expect(human.out).toMatch(/\ncheap-math +1\.000e-1 +\d+ +100 %/);
+    expect(human.out).toMatch(/\noperating  default lambda/);
+    expect(() => JSON.parse(human.out)).toThrow();
     const outcomes = randomTexts(90, 5).map((text, i) => JSON.stringify({ text, correct: i % 3 === 1 ? 1 : 0 })).join('\n');
     const outFile = join(tmp, 'outcomes.jsonl');
     writeFileSync(outFile, outcomes);
     const add = run(['add-model', '--router', routerFile, '--name', 'cheap-code', '--outcomes', outFile, '--cost', '0.1']);
     expect(add.code, add.err).toBe(0);
-    const labels = run(['add-model', '--router', routerFile, '--name', 'cheap-history', '--labels', join(data, 'labels.csv'), '--data', data, '--quiet']);
+    expect(add.out).toMatch(/^added "cheap-code" -> .*: 90 outcomes, predicted error [0-9.]+ over the training distribution, cost 1\.000e-1 per query, coverage \d+ % of the prompts\n$/);
+    const labels = run(['add-model', '--router', routerFile, '--name', 'cheap-history', '--labels', join(data, 'labels.csv'), '--data', data, '--quiet', '--json']);
     expect(labels.code, labels.err).toBe(0);
     expect(JSON.parse(labels.out).costPerQuery).toBeCloseTo(0.1, 6); // from cost_usd
     const models = run(['models', '--router', routerFile, '--json']);
@@ -95,6 +104,8 @@ describe('uniroute CLI', () => {
 
   it('errors are one line with a code and a non-zero status', () => {
     const before = readFileSync(routerFile);
+    const emptyFile = join(tmp, 'empty.jsonl');
+    writeFileSync(emptyFile, '');
     const cases: Array<[string[], RegExp]> = [
       [['route', '--router', join(tmp, 'missing.uniroute')], /NOT_FOUND/],
       [['route', '--router', routerFile, '--models', 'ghost'], /UNKNOWN_MODEL: .*ghost/],
@@ -111,6 +122,27 @@ describe('uniroute CLI', () => {
       [['route', '--router', routerFile, '--tradeoff', '1.5'], /--tradeoff must be in \[0, 1\]/],
       [['route', '--router', routerFile, '--tradeoff', '0.5', '--lambda', '1'], /at most one of --lambda, --tradeoff/],
       [['route', '--router', routerFile, '--max-errors', '-2'], /--max-errors/],
+      // every command: a missing file, a file of the wrong type, an empty file, an out-of-range value
+      [['fit', '--data', data, '--embeddings', join(data, 'labels.csv'), '--out', join(tmp, 'x')], /labels\.csv:1: malformed JSON/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--outcomes', join(tmp, 'none.jsonl'), '--cost', '0.1'], /NOT_FOUND: .*none\.jsonl does not exist/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--outcomes', join(data, 'labels.csv'), '--cost', '0.1'], /malformed JSON/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--outcomes', emptyFile, '--cost', '0.1'], /needs at least one outcome/],
+      [['add-model', '--router', routerFile, '--name', 'x', '--outcomes', emptyFile, '--cost', '-1'], /--cost/],
+      [['models', '--router', join(data, 'labels.csv')], /BAD_ARTIFACT: .*labels\.csv is not a valid uniroute router/],
+      [['info', '--router', join(tmp, 'none.uniroute')], /NOT_FOUND: cannot read router file/],
+      [['eval', '--data', join(tmp, 'nowhere'), '--out', join(tmp, 'e')], /BAD_DATASET/],
+      [['eval', '--data', data, '--seeds', '0', '--out', join(tmp, 'e')], /--seeds/],
+      [['eval', '--data', data, '--unseen-fraction', '2', '--out', join(tmp, 'e')], /--unseen-fraction must be between 0 and 1/],
+      [['serve', '--port', 'abc'], /--port/],
+      [['serve', '--config', join(tmp, 'none.yaml')], /NOT_FOUND: cannot read config file/],
+      [['suggest-labels', '--candidates', join(tmp, 'none.jsonl'), '--budget', '5'], /NOT_FOUND/],
+      [['suggest-labels', '--candidates', emptyFile, '--budget', '5'], /has no candidate prompt/],
+      [['suggest-labels', '--candidates', emptyFile, '--budget', '0'], /--budget/],
+      [['export', '--router', routerFile, '--pool', 'bogus://x', '--out', join(tmp, 'o')], /pool/i],
+      [['import', '--router', join(tmp, 'none.uniroute'), '--pool', 'memory:'], /NOT_FOUND/],
+      [['feedback', join(tmp, 'none.jsonl'), '--router', routerFile, '--pool', 'memory:'], /UNIROUTE_FEEDBACK_SECRET|NOT_FOUND/],
+      [['route', '--router', routerFile, '--threads', '-1'], /--threads/],
+      [['route', '--router', routerFile, '--backend', 'gpu'], /auto, cpu, cuda/],
       // an output that cannot be written: one coded line, no stack trace
       [['route', '--router', routerFile, '--output', '/proc/nonexistent/x'], /IO_ERROR: cannot write \/proc\/nonexistent\/x/],
     ];
@@ -381,4 +413,50 @@ describe('the README day-one walk-through', () => {
     expect(decisions.reduce((a, d) => a + d.cost, 0) / decisions.length).toBeLessThanOrEqual(0.001 + 1e-12);
     expect(readFileSync(join(dir, 'my.uniroute')).length).toBeGreaterThan(0);
   }, 180_000);
+});
+
+describe('progress on stderr', () => {
+  it('says the rate, and the time left when the total is known', async () => {
+    const { Progress, formatSeconds } = await import('../src/cli/progress.js');
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    (process.stderr as any).write = (s: string) => (lines.push(s), true);
+    const realNow = Date.now;
+    let t = 1_000_000;
+    Date.now = () => t;
+    try {
+      const p = new Progress(true, false);
+      p.update('seeds', 0, 10);
+      t += 4000;
+      p.update('seeds', 2, 10);
+      t += 3000;
+      p.update('routed', 0);
+      t += 2000;
+      p.update('routed', 50_000);
+    } finally {
+      Date.now = realNow;
+      (process.stderr as any).write = write;
+    }
+    // in a log, no "0 done" lines (they would stand just before an error about the input)
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^seeds \[#{5}\.{19}\] 2\/10 \(0\.50\/s, ETA 16 s\)\n$/);
+    expect(lines[1]).toMatch(/^routed 50,000 \(25,000\/s\)\n$/);
+    expect(formatSeconds(75)).toBe('1 min 15 s');
+    expect(formatSeconds(4000)).toBe('1 h 7 min');
+  });
+});
+
+describe('the library and the CLI write the same decisions', () => {
+  it('decisionJson of Router.route equals uniroute route\'s lines, byte for byte, with and without --explain', async () => {
+    const { Router, decisionJson } = await import('../src/router/router.js');
+    const router = await Router.load(routerFile);
+    const texts = randomTexts(12, 88);
+    const input = texts.map((text, i) => JSON.stringify({ id: `q${i}`, text })).join('\n') + '\n';
+    for (const explain of [false, true]) {
+      const cli = run(['route', '--router', routerFile, '--lambda', '0.2', ...(explain ? ['--explain'] : [])], input);
+      expect(cli.code, cli.err).toBe(0);
+      const lib = (await router.route(texts, { lambda: 0.2 })).map((d, i) => decisionJson(d, explain, `q${i}`));
+      expect(cli.out.trim().split('\n')).toEqual(lib);
+    }
+  });
 });

@@ -8,7 +8,7 @@ import { UnirouteError } from '../errors.js';
 import { backendInfo, getThreads, setBackend, setThreads } from '../engine/native.js';
 import { addCostRow, costFrom, loadDataset, newCostAcc, readLabels, readModels, readPrompts } from '../data/dataset.js';
 import { fitRouter } from '../router/fit.js';
-import { Router, decisionRecord, explainRow, type RouteBatch } from '../router/router.js';
+import { Router, decisionJson, explainRow, type RouteBatch } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 import { LivePool } from '../pool/live.js';
@@ -52,6 +52,13 @@ function operatingPointText(router: Router): string {
     `(${((100 * op.expectedCost) / op.costAtZero).toFixed(0)} % of lambda 0's) at accuracy ${op.expectedAccuracy.toFixed(3)} ` +
     `(lambda 0: ${op.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
   );
+}
+
+/** A plain-text table: columns padded to their widest cell, the first left-aligned and the others right-aligned. */
+function table(head: string[], rows: string[][]): string {
+  const width = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
+  const line = (r: string[]) => r.map((c, j) => (j === 0 ? c.padEnd(width[j]) : c.padStart(width[j]))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
 }
 
 const coverageWarning = (name: string, coverage: number) =>
@@ -110,9 +117,6 @@ async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<st
   if (dim < 0) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding`);
   return { dim, rows };
 }
-
-/** JSON replacer: numbers (other than costs' magnitudes) to 5 significant decimals, to keep lines short. */
-const round5 = (key: string, v: unknown) => (typeof v === 'number' && key !== 'cost' && !Number.isInteger(v) ? +v.toFixed(5) : v);
 
 /** Every dataset prompt's embedding from a {"id", "embedding"} file, in dataset order. */
 async function promptEmbeddingsOf(ds: { prompts: Array<{ id: string }> }, file: string) {
@@ -181,6 +185,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
     .option('--embedder <spec>', 'embed through an OpenAI-compatible endpoint instead: openai:MODEL@BASE_URL (recorded in the router; route and serve use it too)')
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
+    .option('--json', 'print the full fit report as JSON instead of the summary')
     .action(async (o) => {
       if (o.embedder && o.embeddings) throw new UnirouteError('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
       // option values are checked before any work starts
@@ -212,7 +217,23 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       await router.save(o.out);
       for (const m of report.models) if (m.coverage < 0.5) process.stderr.write(coverageWarning(m.name, m.coverage));
       progress.done(`fitted ${report.clusters} clusters on ${report.trainPrompts} prompts, ${report.models.length} LLMs profiled on ${report.valPrompts} validation prompts in ${report.seconds.toFixed(1)} s -> ${o.out}`);
-      await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
+      if (o.json) await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
+      else {
+        const grid = report.kSearch.length > 1 ? ` (chosen on validation prompts among ${[...new Set(report.kSearch.map((x) => x.k))].join(', ')})` : '';
+        const lines = [
+          `router     ${o.out}, fitted in ${report.seconds.toFixed(1)} s`,
+          `clusters   ${report.clusters}${grid}; prior strength ${report.priorStrength}`,
+          `prompts    ${report.trainPrompts} train, ${report.valPrompts} validation`,
+          `operating  ${operatingPointText(router)}`,
+          '',
+          table(
+            ['LLM', 'cost/query', 'outcomes', 'coverage'],
+            report.models.map((m) => [m.name, m.costPerQuery.toExponential(3), String(m.validationOutcomes), `${(100 * m.coverage).toFixed(0)} %`]),
+          ),
+          '(--json for the full report)',
+        ];
+        await writeLine(io.stdout, lines.join('\n') + '\n');
+      }
     });
 
   program
@@ -228,6 +249,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
     .option('--out <file>', 'write the updated router here instead of in place')
     .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
+    .option('--json', 'print the added LLM as JSON instead of the summary')
     .option('--pool <url>', POOL_HELP)
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
@@ -287,9 +309,14 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         dest = o.out ?? o.router;
         await router.save(dest);
       }
-      if (!quiet()) process.stderr.write(`added "${o.name}" from ${info.outcomes} outcomes (overall error ${info.overallError.toFixed(3)}, cost ${cost}) -> ${dest}\n`);
       if (info.coverage < 0.5) process.stderr.write(coverageWarning(info.name, info.coverage));
-      await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, coverage: info.coverage }) + '\n');
+      if (o.json) await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, coverage: info.coverage }) + '\n');
+      else
+        await writeLine(
+          io.stdout,
+          `added "${info.name}" -> ${dest}: ${info.outcomes} outcomes, predicted error ${info.overallError.toFixed(3)} over the training distribution, ` +
+            `cost ${info.costPerQuery.toExponential(3)} per query, coverage ${(100 * info.coverage).toFixed(0)} % of the prompts\n`,
+        );
     });
 
   program
@@ -582,7 +609,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             share.set(d.model, (share.get(d.model) ?? 0) + 1);
             costSum += d.cost;
             errSum += d.predictedError;
-            chunk += JSON.stringify({ id: b.id, ...decisionRecord(d, !!o.explain) }, round5) + '\n';
+            chunk += decisionJson(d, !!o.explain, b.id) + '\n';
           }
           j++;
           routed++;
@@ -680,6 +707,9 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--embeddings <jsonl>', 'or your own prompt embeddings: {"id", "embedding"} lines, one per prompt')
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .action(async (o) => {
+      // option values are checked before any work starts
+      for (const [flag, v] of [['--unseen-fraction', o.unseenFraction], ['--test-fraction', o.testFraction]] as const)
+        if (!(v > 0 && v < 1)) throw new UnirouteError('INVALID_ARGUMENT', `${flag} must be between 0 and 1 (exclusive); got ${v}`);
       const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../eval/protocol.js');
       const { writeReport, markdownTable, operatingPointLine } = await import('../eval/report.js');
       const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);

@@ -1282,6 +1282,14 @@ const clampedLogit = (p: number) => logit(Math.min(1 - 1e-6, Math.max(1e-6, p)))
  * The one JSON shape of a decision, shared by the CLI and the HTTP API: {model, cluster, distance, predicted_error,
  * cost, ood} and, when explained, candidates keyed by LLM: {predicted_error, cost, outcomes, evidence, interval}.
  */
+/** The JSON of decision records: numbers other than costs to 5 decimals (what `uniroute route` writes). */
+export const decisionReplacer = (key: string, v: unknown) => (typeof v === 'number' && key !== 'cost' && !Number.isInteger(v) ? +v.toFixed(5) : v);
+
+/** One decision as `uniroute route` writes it (with `id` first when given): the library's decision, serialised. */
+export function decisionJson(d: RouteDecision, withCandidates: boolean, id?: unknown): string {
+  return JSON.stringify(id === undefined ? decisionRecord(d, withCandidates) : { id, ...decisionRecord(d, withCandidates) }, decisionReplacer);
+}
+
 export function decisionRecord(d: RouteDecision, withCandidates: boolean): Record<string, unknown> {
   const rec: Record<string, unknown> = {
     model: d.model,
