@@ -1,5 +1,7 @@
 /** Native kernels against the plain TypeScript reference implementations, on random data. */
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
 import fc from 'fast-check';
 import { native } from '../src/engine/native.js';
 import { HashedEmbedder } from '../src/embed/embedder.js';
@@ -170,9 +172,23 @@ describe('scoring', () => {
 });
 
 describe('an exception deep in the engine reaches JS as an error', () => {
-  it('a network far too large for memory fails with an error, and the process goes on', () => {
+  it('an allocation that fails inside training (address space capped with ulimit -v) rejects with OUT_OF_MEMORY; the process goes on', () => {
+    const addon = resolve(__dirname, '..', 'build', 'Release', 'uniroute.node');
+    const script = `
+      const a = require(${JSON.stringify(addon)});
+      const n = 64, d = 4;
+      const X = new Float32Array(n * d).fill(0.5), Y = new Float32Array(n * 2).fill(0.5);
+      // about 256 M parameters: with gradients and Adam's moments, over 4 GB: past the cap, deep in mlp_train
+      a.trainMlp(X, n, Y, 2, { in: d, out: 2, hidden: [16000, 16000], batchnorm: false, inputBn: false, head: 'mixture' }, { epochs: 1, psi: new Float32Array(4).fill(0.5) })
+        .then(() => console.log('trained'), (e) => console.log('rejected', e.code))
+        .then(() => console.log('alive', a.getThreads() > 0));`;
+    const r = spawnSync('bash', ['-c', `ulimit -v 4500000 && exec "${process.execPath}" -e '${script.replace(/'/g, "'\\''")}'`], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout, r.stderr).toMatch(/rejected OUT_OF_MEMORY\nalive true/);
+  });
+
+  it('a network far too large for memory is refused before anything is allocated, and the process goes on', () => {
     const config = { in: 4, out: 3, hidden: Array(8).fill(65536), batchnorm: false, inputBn: false, head: 'mixture' as const };
-    expect(() => native().mlpForward(new Float32Array(10), config, new Float32Array(4), 1, new Float32Array(3))).toThrow(/alloc|parameter/);
+    expect(() => native().mlpForward(new Float32Array(10), config, new Float32Array(4), 1, new Float32Array(3))).toThrow(/the network has 30065754115 parameters; the limit is/);
     // the addon still works afterwards
     const out = new Int32Array(1);
     native().assignSync(Float32Array.from([1, 0]), 1, 2, Float32Array.from([0, 0, 1, 0]), 2, out, null);

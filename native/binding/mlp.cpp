@@ -22,6 +22,9 @@ MlpConfig mlp_config(Napi::Env env, Napi::Value v) {
   std::string hs = head.IsString() ? head.As<Napi::String>().Utf8Value() : "mixture";
   if (hs != "mixture" && hs != "sigmoid") throw_range(env, "INVALID_ARGUMENT", "config.head must be \"mixture\" or \"sigmoid\"");
   c.head = hs == "mixture" ? Head::Mixture : Head::Sigmoid;
+  // a network too large is refused here, before its size is used for anything
+  Status st = mlp_validate(c);
+  if (!st.ok()) throw_range(env, "INVALID_ARGUMENT", st.message);
   return c;
 }
 

@@ -302,7 +302,16 @@ double loss_grad(const MlpConfig& c, const Layout& L, std::vector<float>& P, con
 
 }  // namespace
 
-size_t MlpConfig::param_count() const { return layout(*this).total; }
+// Counted, not laid out: a layout also allocates a byte per parameter, and a count must be safe to ask of any size.
+size_t MlpConfig::param_count() const {
+  size_t total = input_bn ? 4 * static_cast<size_t>(in) : 0;
+  size_t prev = in;
+  for (uint32_t h : hidden) {
+    total += static_cast<size_t>(h) * prev + h + (batchnorm ? 4 * static_cast<size_t>(h) : 0);
+    prev = h;
+  }
+  return total + static_cast<size_t>(out) * prev + out;
+}
 
 Status mlp_validate(const MlpConfig& c) {
   if (c.in < 1 || c.in > 65536) return Status::Invalid("input dimension must be in [1, 65536]");
@@ -310,6 +319,9 @@ Status mlp_validate(const MlpConfig& c) {
   if (c.hidden.size() > 8) return Status::Invalid("at most 8 hidden layers");
   for (uint32_t h : c.hidden)
     if (h < 1 || h > 65536) return Status::Invalid("hidden layer sizes must be in [1, 65536]");
+  // checked before anything is allocated: parameters, gradients, Adam's moments and activations scale with it
+  if (c.param_count() > kMaxMlpParams)
+    return Status::Invalid("the network has " + std::to_string(c.param_count()) + " parameters; the limit is " + std::to_string(kMaxMlpParams));
   return Status::Ok();
 }
 

@@ -57,6 +57,9 @@ Status mlp_train(const MlpConfig& cfg, std::vector<float>& params, const float* 
 double mlp_loss_grad(const MlpConfig& cfg, const std::vector<float>& params, const float* X, const float* Y, size_t n,
                      size_t M, const float* psi, std::vector<float>* grad);
 
+// The largest network accepted (1 GiB of float parameters): a bigger one is refused before any allocation.
+constexpr size_t kMaxMlpParams = size_t(1) << 28;
+
 Status mlp_validate(const MlpConfig& cfg);
 
 }  // namespace uniroute
