@@ -460,3 +460,26 @@ describe('the library and the CLI write the same decisions', () => {
     }
   });
 });
+
+describe('hand-edited inputs: a few bad lines are skipped with a warning, the wrong file stops at --max-errors', () => {
+  it('add-model --outcomes and suggest-labels --candidates', () => {
+    const file = join(tmp, 'r-bad.uniroute');
+    expect(run(['fit', '--data', data, '--clusters', '3', '--out', file, '--quiet']).code).toBe(0);
+    const good = randomTexts(60, 3).map((text, i) => JSON.stringify({ text, correct: i % 2 }));
+    const outcomes = join(tmp, 'some-bad.jsonl');
+    writeFileSync(outcomes, [...good.slice(0, 30), 'not json', JSON.stringify({ text: 'x', correct: 7 }), ...good.slice(30)].join('\n') + '\n');
+    const add = run(['add-model', '--router', file, '--name', 'edited', '--outcomes', outcomes, '--cost', '0.2', '--json']);
+    expect(add.code, add.err).toBe(0);
+    expect(JSON.parse(add.out).outcomes).toBe(60);
+    expect(add.err).toMatch(/warning: skipped 2 bad lines of .*some-bad\.jsonl \(the first: .*some-bad\.jsonl:31: malformed JSON\)/);
+    const strict = run(['add-model', '--router', file, '--name', 'edited2', '--outcomes', outcomes, '--cost', '0.2', '--max-errors', '1']);
+    expect(strict.code).not.toBe(0);
+    expect(strict.err).toMatch(/stopped after 1 bad lines .*--max-errors 1/);
+    const cands = join(tmp, 'cands.jsonl');
+    writeFileSync(cands, [...randomTexts(20, 4).map((text, i) => JSON.stringify({ id: i, text })), '{"text":"no id"}'].join('\n') + '\n');
+    const sug = run(['suggest-labels', '--router', file, '--candidates', cands, '--budget', '5']);
+    expect(sug.code, sug.err).toBe(0);
+    expect(sug.out.trim().split('\n')).toHaveLength(5);
+    expect(sug.err).toMatch(/skipped 1 bad line of .*cands\.jsonl \(the first: .*cands\.jsonl:21: needs an "id"\)/);
+  });
+});

@@ -13,7 +13,7 @@ import { defaultRouterPath } from '../defaults.js';
 import { Progress } from './progress.js';
 import { LivePool } from '../pool/live.js';
 import { DecisionSigner, reportedOutcome } from '../pool/feedback.js';
-import { jsonLineBatches, jsonLines } from '../data/jsonl.js';
+import { jsonLineBatches, jsonLines, readRecords } from '../data/jsonl.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
 
 const intArg = (name: string, min = 0) => (v: string) => {
@@ -250,6 +250,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--out <file>', 'write the updated router here instead of in place')
     .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
     .option('--json', 'print the added LLM as JSON instead of the summary')
+    .addOption(new Option('--max-errors <n>', 'with --outcomes: stop after this many bad lines (fewer are skipped with a warning; 0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .option('--pool <url>', POOL_HELP)
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
@@ -284,12 +285,17 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
         if (cost === undefined)
           cost = costFrom(o.name, acc, (await readModels(join(o.data, 'models.csv'))).get(o.name), { pricePerBillionParams: o.pricePerBillionParams });
       } else {
-        for await (const { rec, line } of jsonLines(o.outcomes)) {
-          const what = router.takesText ? 'a string "text"' : 'an "embedding" array';
-          if ((router.takesText ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
-            throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
-          outcomes.push(router.takesText ? { text: rec.text, correct: Number(rec.correct) } : { embedding: rec.embedding, correct: Number(rec.correct) });
-        }
+        const what = router.takesText ? 'a string "text"' : 'an "embedding" array';
+        const good = await readRecords(
+          o.outcomes,
+          (rec, line) => {
+            if ((router.takesText ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
+              throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
+            return router.takesText ? { text: rec.text as string, correct: Number(rec.correct) } : { embedding: rec.embedding as number[], correct: Number(rec.correct) };
+          },
+          { maxErrors: o.maxErrors, warn: (m) => process.stderr.write(`uniroute: warning: ${m}\n`) },
+        );
+        outcomes.push(...good);
       }
       if (cost === undefined)
         throw new UnirouteError('NO_COST', `no cost for LLM "${o.name}": pass --cost (no cost_usd in the labels and no list price in models.csv)`);
@@ -454,14 +460,22 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--lambda <l>', 'the routing the labels should improve (default: the router\'s)', numArg('--lambda'))
     .option('--seed <n>', 'random seed', intArg('--seed'), 1)
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
+    .addOption(new Option('--max-errors <n>', 'stop after this many bad candidate lines (fewer are skipped with a warning; 0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .action(async (o) => {
       const router = await loadRouter(o.router);
       const recs: any[] = [];
       const seen = new Set<string>();
-      for await (const { rec, line } of jsonLines(o.candidates)) {
-        if (rec?.id === undefined) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs an "id"`);
-        if (router.takesText ? typeof rec.text !== 'string' || !rec.text.trim() : !Array.isArray(rec.embedding) || rec.embedding.length !== router.dim)
-          throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.takesText ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
+      const good = await readRecords(
+        o.candidates,
+        (rec, line) => {
+          if (rec?.id === undefined) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs an "id"`);
+          if (router.takesText ? typeof rec.text !== 'string' || !rec.text.trim() : !Array.isArray(rec.embedding) || rec.embedding.length !== router.dim)
+            throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.takesText ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
+          return rec;
+        },
+        { maxErrors: o.maxErrors, warn: (m) => process.stderr.write(`uniroute: warning: ${m}\n`) },
+      );
+      for (const rec of good) {
         // the same prompt twice is one candidate
         const key = router.takesText ? rec.text : String(rec.id);
         if (seen.has(key)) continue;

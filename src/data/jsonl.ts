@@ -116,3 +116,40 @@ export async function* jsonLineBatches(
     if (out.length) yield out;
   }
 }
+
+/**
+ * The good records of a JSONL file, for inputs a user may hand-edit (outcomes, candidate prompts). `take` returns a
+ * line's value, or throws a UnirouteError saying what is wrong with it. Bad lines (malformed, over-long, refused by
+ * `take`) are skipped and counted; at `maxErrors` of them reading stops with one error naming the count and the
+ * first, so the wrong file fails fast. Fewer are reported through `warn` (one line). maxErrors 0 never stops.
+ */
+export async function readRecords<T>(
+  file: string,
+  take: (rec: any, line: number) => T | undefined,
+  opts: { maxErrors: number; warn?: (message: string) => void },
+): Promise<T[]> {
+  const out: T[] = [];
+  let bad = 0;
+  let first = '';
+  for await (const batch of jsonLineBatches(file, 'INVALID_ARGUMENT', { tolerant: true })) {
+    for (const { rec, line, malformed, why } of batch) {
+      let problem: string | undefined;
+      if (malformed) problem = `${file}:${line}: ${why ?? 'malformed JSON'}`;
+      else {
+        try {
+          const v = take(rec, line);
+          if (v !== undefined) out.push(v);
+        } catch (e) {
+          if (!(e instanceof UnirouteError)) throw e;
+          problem = e.message;
+        }
+      }
+      if (problem === undefined) continue;
+      if (bad++ === 0) first = problem;
+      if (opts.maxErrors > 0 && bad >= opts.maxErrors)
+        throw new UnirouteError('INVALID_ARGUMENT', `stopped after ${bad} bad lines of ${file} (--max-errors ${opts.maxErrors}); the first: ${first}`);
+    }
+  }
+  if (bad > 0) opts.warn?.(`skipped ${bad} bad line${bad === 1 ? '' : 's'} of ${file} (the first: ${first}); --max-errors ${opts.maxErrors} would stop reading`);
+  return out;
+}
