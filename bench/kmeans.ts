@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readPrompts } from '../src/data/dataset.js';
 import { native } from '../src/engine/native.js';
-import { kmeansObjective } from '../src/engine/reference.js';
+import { kmeansObjective, mulberry32 } from '../src/engine/reference.js';
 import { Router } from '../src/router/router.js';
 import { defaultRouterPath } from '../src/defaults.js';
 
@@ -46,14 +46,7 @@ function findPython(): string | null {
 
 /** Gaussian blobs: k centres N(0, 1) per coordinate, points at sd 0.5 around them; fixed seed. */
 function blobs(n: number, d: number, k: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const u = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(Math.max(u(), 1e-12))) * Math.cos(2 * Math.PI * u());
   const centres = Float32Array.from({ length: k * d }, normal);
   const x = new Float32Array(n * d);

@@ -8,19 +8,9 @@
 namespace uniroute {
 
 std::vector<float> centroid_norms(const float* C, size_t k, size_t d) {
-  // eight partial sums per row (a float sum in one accumulator does not vectorise); routing computes these on
-  // every call, so they showed when routing one prompt at a time
+  // routing computes these on every call unless given, so they showed when routing one prompt at a time
   std::vector<float> cn(k);
-  for (size_t c = 0; c < k; ++c) {
-    const float* r = C + c * d;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t j = 0;
-    for (; j + 8 <= d; j += 8)
-      for (size_t l = 0; l < 8; ++l) acc[l] += r[j + l] * r[j + l];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; j < d; ++j) s += r[j] * r[j];
-    cn[c] = s;
-  }
+  for (size_t c = 0; c < k; ++c) cn[c] = squared_norm(C + c * d, d);
   return cn;
 }
 

@@ -68,22 +68,27 @@ __device__ __forceinline__ void warp_argmin(double& s, float& c, int& j) {
 
 // RAII owners. Buffers grow (never shrink) and are reused across calls; each frees what it holds when destroyed
 // (at thread exit for the per-thread state below). Move-only: a copy would free twice.
-template <typename T>
-class DeviceBuffer {
+inline cudaError_t device_alloc(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
+inline cudaError_t device_free(void* p) { return cudaFree(p); }
+inline cudaError_t pinned_alloc(void** p, size_t bytes) { return cudaMallocHost(p, bytes); }
+inline cudaError_t pinned_free(void* p) { return cudaFreeHost(p); }
+
+template <typename T, cudaError_t (*Alloc)(void**, size_t), cudaError_t (*Free)(void*)>
+class Buffer {
  public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { free(); }
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { free(); }
   Status reserve(size_t n) {
     if (n <= cap_) return Status::Ok();
     free();
-    UR_CUDA(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T)));
+    UR_CUDA(Alloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T)));
     cap_ = n;
     return Status::Ok();
   }
   void free() {
-    if (ptr_) cudaFree(ptr_);
+    if (ptr_) Free(ptr_);
     ptr_ = nullptr;
     cap_ = 0;
   }
@@ -93,32 +98,10 @@ class DeviceBuffer {
   T* ptr_ = nullptr;
   size_t cap_ = 0;
 };
-
 template <typename T>
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  ~PinnedBuffer() { free(); }
-  Status reserve(size_t n) {
-    if (n <= cap_) return Status::Ok();
-    free();
-    UR_CUDA(cudaMallocHost(reinterpret_cast<void**>(&ptr_), std::max<size_t>(n, 1) * sizeof(T)));
-    cap_ = n;
-    return Status::Ok();
-  }
-  void free() {
-    if (ptr_) cudaFreeHost(ptr_);
-    ptr_ = nullptr;
-    cap_ = 0;
-  }
-  T* get() const { return ptr_; }
-
- private:
-  T* ptr_ = nullptr;
-  size_t cap_ = 0;
-};
+using DeviceBuffer = Buffer<T, device_alloc, device_free>;
+template <typename T>
+using PinnedBuffer = Buffer<T, pinned_alloc, pinned_free>;
 
 class Stream {
  public:
@@ -251,7 +234,11 @@ Status upload_projection(const Projection& p, const int8_t** q, const float** sc
 // Hashes texts [b, e) on CPU threads into CSR (row offsets relative to the chunk). A failure (out of memory) is
 // returned: a chunk hashed in part would route its prompts on empty features.
 Status hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e, int threads,
-                std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight);
+                  std::vector<uint32_t>& row_ptr, std::vector<uint32_t>& bucket, std::vector<float>& weight);
+
+// Texts [b, e) hashed into the slot (hash_chunk) and their CSR copied to the device on the slot's stream, through
+// its pinned buffers: what the embed and route kernels read (d_rows, d_bucket, d_weight).
+Status stage_hashed(Slot& sl, const Projection& p, const TextRef* texts, size_t b, size_t e, int threads);
 
 // Device function: the projected, L2-normalised embedding of one prompt, held by a warp (dims lane + 32 j).
 __device__ __forceinline__ void warp_embed(const uint32_t* bucket, const float* weight, uint32_t f0, uint32_t f1,

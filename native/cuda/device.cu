@@ -1,5 +1,6 @@
 // Probing the device, the shared context, uploading the projection, hashing on CPU threads.
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <memory>
 
@@ -128,6 +129,24 @@ Status hash_chunk(const Projection& p, const TextRef* texts, size_t b, size_t e,
       weight[o] = f.weight;
       ++o;
     }
+  return Status::Ok();
+}
+
+Status stage_hashed(Slot& sl, const Projection& p, const TextRef* texts, size_t b, size_t e, int threads) {
+  const size_t cnt = e - b;
+  Status r;
+  if (!(r = hash_chunk(p, texts, b, e, threads, sl.rows, sl.bucket, sl.weight)).ok()) return r;
+  const size_t nf = sl.bucket.size();
+  if (!(r = sl.h_rows.reserve(cnt + 1)).ok() || !(r = sl.h_bucket.reserve(nf)).ok() || !(r = sl.h_weight.reserve(nf)).ok() ||
+      !(r = sl.d_rows.reserve(cnt + 1)).ok() || !(r = sl.d_bucket.reserve(nf)).ok() || !(r = sl.d_weight.reserve(nf)).ok())
+    return r;
+  std::memcpy(sl.h_rows.get(), sl.rows.data(), (cnt + 1) * sizeof(uint32_t));
+  std::memcpy(sl.h_bucket.get(), sl.bucket.data(), nf * sizeof(uint32_t));
+  std::memcpy(sl.h_weight.get(), sl.weight.data(), nf * sizeof(float));
+  cudaStream_t str = sl.stream.get();
+  UR_CUDA(cudaMemcpyAsync(sl.d_rows.get(), sl.h_rows.get(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
+  UR_CUDA(cudaMemcpyAsync(sl.d_bucket.get(), sl.h_bucket.get(), nf * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
+  UR_CUDA(cudaMemcpyAsync(sl.d_weight.get(), sl.h_weight.get(), nf * sizeof(float), cudaMemcpyHostToDevice, str));
   return Status::Ok();
 }
 

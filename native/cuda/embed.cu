@@ -38,19 +38,9 @@ Status embed_batch(const Projection& p, const TextRef* texts, size_t n, float* o
       [&](Slot& sl, size_t b, size_t e) -> Status {
         const size_t cnt = e - b;
         Status r;
-        if (!(r = hash_chunk(p, texts, b, e, threads, sl.rows, sl.bucket, sl.weight)).ok()) return r;
-        const size_t nf = sl.bucket.size();
-        if (!(r = sl.h_rows.reserve(cnt + 1)).ok() || !(r = sl.h_bucket.reserve(nf)).ok() || !(r = sl.h_weight.reserve(nf)).ok() ||
-            !(r = sl.d_rows.reserve(cnt + 1)).ok() || !(r = sl.d_bucket.reserve(nf)).ok() || !(r = sl.d_weight.reserve(nf)).ok() ||
-            !(r = sl.h_x.reserve(cnt * D)).ok() || !(r = sl.d_x.reserve(cnt * D)).ok())
+        if (!(r = stage_hashed(sl, p, texts, b, e, threads)).ok() || !(r = sl.h_x.reserve(cnt * D)).ok() || !(r = sl.d_x.reserve(cnt * D)).ok())
           return r;
-        std::memcpy(sl.h_rows.get(), sl.rows.data(), (cnt + 1) * sizeof(uint32_t));
-        std::memcpy(sl.h_bucket.get(), sl.bucket.data(), nf * sizeof(uint32_t));
-        std::memcpy(sl.h_weight.get(), sl.weight.data(), nf * sizeof(float));
         cudaStream_t str = sl.stream.get();
-        UR_CUDA(cudaMemcpyAsync(sl.d_rows.get(), sl.h_rows.get(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
-        UR_CUDA(cudaMemcpyAsync(sl.d_bucket.get(), sl.h_bucket.get(), nf * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
-        UR_CUDA(cudaMemcpyAsync(sl.d_weight.get(), sl.h_weight.get(), nf * sizeof(float), cudaMemcpyHostToDevice, str));
         const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
         embed_kernel<<<blocks, 32 * kWarpsPerBlock, 0, str>>>(sl.d_rows.get(), sl.d_bucket.get(), sl.d_weight.get(), static_cast<int>(cnt), q,
                                                                scale, D, sl.d_x.get());

@@ -66,24 +66,17 @@ Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const
         const size_t cnt = e - b;
         Status r;
         // hashing on CPU threads overlaps the other slot's GPU work
-        if (!(r = hash_chunk(proj, texts, b, e, threads, sl.rows, sl.bucket, sl.weight)).ok()) return r;
-        const size_t nf = sl.bucket.size();
-        if (!(r = sl.h_rows.reserve(cnt + 1)).ok() || !(r = sl.h_bucket.reserve(nf)).ok() || !(r = sl.h_weight.reserve(nf)).ok() ||
-            !(r = sl.h_choice.reserve(cnt)).ok() || !(r = sl.h_cluster.reserve(cnt)).ok() || !(r = sl.h_dist.reserve(cnt)).ok() ||
+        if (!(r = stage_hashed(sl, proj, texts, b, e, threads)).ok()) return r;
+        if (!(r = sl.h_choice.reserve(cnt)).ok() || !(r = sl.h_cluster.reserve(cnt)).ok() || !(r = sl.h_dist.reserve(cnt)).ok() ||
             !(r = sl.h_gamma.reserve(out.gamma ? cnt * M : 1)).ok() || !(r = sl.h_allowed.reserve(per_row ? cnt * M : 1)).ok() ||
-            !(r = sl.d_rows.reserve(cnt + 1)).ok() || !(r = sl.d_bucket.reserve(nf)).ok() || !(r = sl.d_weight.reserve(nf)).ok() ||
             !(r = sl.d_choice.reserve(cnt)).ok() || !(r = sl.d_cluster.reserve(cnt)).ok() || !(r = sl.d_dist.reserve(cnt)).ok() ||
             !(r = sl.d_gamma.reserve(out.gamma ? cnt * M : 1)).ok() || !(r = sl.d_allowed.reserve(per_row ? cnt * M : 1)).ok())
           return r;
-        std::memcpy(sl.h_rows.get(), sl.rows.data(), (cnt + 1) * sizeof(uint32_t));
-        std::memcpy(sl.h_bucket.get(), sl.bucket.data(), nf * sizeof(uint32_t));
-        std::memcpy(sl.h_weight.get(), sl.weight.data(), nf * sizeof(float));
-        if (per_row) std::memcpy(sl.h_allowed.get(), pool.allowed + b * M, cnt * M);
         cudaStream_t str = sl.stream.get();
-        UR_CUDA(cudaMemcpyAsync(sl.d_rows.get(), sl.h_rows.get(), (cnt + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
-        UR_CUDA(cudaMemcpyAsync(sl.d_bucket.get(), sl.h_bucket.get(), nf * sizeof(uint32_t), cudaMemcpyHostToDevice, str));
-        UR_CUDA(cudaMemcpyAsync(sl.d_weight.get(), sl.h_weight.get(), nf * sizeof(float), cudaMemcpyHostToDevice, str));
-        if (per_row) UR_CUDA(cudaMemcpyAsync(sl.d_allowed.get(), sl.h_allowed.get(), cnt * M, cudaMemcpyHostToDevice, str));
+        if (per_row) {
+          std::memcpy(sl.h_allowed.get(), pool.allowed + b * M, cnt * M);
+          UR_CUDA(cudaMemcpyAsync(sl.d_allowed.get(), sl.h_allowed.get(), cnt * M, cudaMemcpyHostToDevice, str));
+        }
         const int blocks = static_cast<int>((cnt + kWarpsPerBlock - 1) / kWarpsPerBlock);
         route_kernel<<<blocks, 32 * kWarpsPerBlock, 0, str>>>(
             sl.d_rows.get(), sl.d_bucket.get(), sl.d_weight.get(), static_cast<int>(cnt), q, scale, D, g.centroids.get(), g.norms.get(),
