@@ -1,6 +1,5 @@
 export { UnirouteError, type ErrorCode } from './errors.js';
 export { Router, explain, decisionRecord, decisionJson, type RouteBatch, type RouteDecision, type RouteOptions, type ModelInfo, type Outcome, type Candidate } from './router/router.js';
-export { type Calibration, type CalibrationTarget } from './router/calibrate.js';
 export { decisionSchema, routeResponseSchema, modelsResponseSchema, errorSchema } from './server/schemas.js';
 export { fitRouter, clusterGrid, type FitOptions, type FitReport } from './router/fit.js';
 export { statsOf, psiRow, overallErrorOf, ability, type OutcomeStats, type PsiPrior, type PsiRow } from './router/evidence.js';
