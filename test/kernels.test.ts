@@ -275,3 +275,29 @@ describe('the thread pool', () => {
     }
   });
 });
+
+describe('concurrent calls share the worker pool safely', () => {
+  it('four k-means and four vector routes at once give what each gives alone', async () => {
+    const n = 6000;
+    const d = 32;
+    const sets = [0, 1, 2, 3].map((s) => gaussian(n * d, 100 + s));
+    const alone = [];
+    for (const X of sets) alone.push(await native().kmeans(X, n, d, 9, { seed: 2, nInit: 2 }));
+    const together = await Promise.all(sets.map((X) => native().kmeans(X, n, d, 9, { seed: 2, nInit: 2 })));
+    together.forEach((r, i) => {
+      expect(r.centroids).toEqual(alone[i].centroids);
+      expect(r.assignments).toEqual(alone[i].assignments);
+    });
+    const route = (X: Float32Array) => {
+      const out = { choice: new Int32Array(n), cluster: new Int32Array(n), distance: new Float32Array(n) };
+      const k = 9;
+      return native()
+        .routeVectors({ embeddings: X, dim: d, centroids: alone[0].centroids, k, psi: Float32Array.from({ length: 3 * k }, (_, i) => (i % 7) / 7), cost: Float32Array.from([1, 2, 3]), m: 3, lambda: 0.05, ...out })!
+        .then(() => out);
+    };
+    const one = [];
+    for (const X of sets) one.push(await route(X));
+    const all = await Promise.all(sets.map(route));
+    all.forEach((r, i) => expect(r).toEqual(one[i]));
+  });
+});
