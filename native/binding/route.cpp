@@ -29,9 +29,7 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   if (!mv.IsUndefined() && !mv.IsNull()) {
     if (!mv.IsObject()) throw_type(env, "map", "an object {params, config}", mv);
     Napi::Object mo = mv.As<Napi::Object>();
-    job->map = std::make_shared<MlpConfig>(mlp_config(env, mo.Get("config")));
-    Status vs = mlp_validate(*job->map);
-    if (!vs.ok()) throw_range(env, "INVALID_ARGUMENT", vs.message);
+    job->map = std::make_shared<MlpConfig>(mlp_config(env, mo.Get("config")));  // validated there
     if (job->map->in != D || job->map->out != job->pool.k || job->map->head != Head::Mixture)
       throw_range(env, "DIMENSION_MISMATCH", "the learned map must map dim -> k with a mixture head");
     auto P = f32(mo.Get("params"), "map.params");
@@ -45,23 +43,23 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   job->a.X = X.Data();
   job->a.n = n;
   job->a.dim = D;
+  const int t = threads(info.Env());
+  const bool sync = o.Get("sync").ToBoolean();  // small batches: on the calling thread
+  std::shared_ptr<Staged> st;
+  if (!sync) {  // off the event loop: on copies of every array (see Staged)
+    st = std::make_shared<Staged>();
+    stage_route_parts(*st, keep, *job, n, D);
+    st->remap(job->a.X, n * D);
+    if (job->map) st->remap(job->a.map_params, job->map->param_count());
+  }
   job->a.centroids = job->centroids;
   job->a.centroid_norms = job->centroid_norms;
   job->a.diff = job->has_diff ? &job->diff : nullptr;
   job->a.cells = job->cells.centroids ? &job->cells : nullptr;
-  const int t = threads(info.Env());
-  if (o.Get("sync").ToBoolean()) {  // small batches: on the calling thread
+  if (sync) {
     throw_status(env, route_vectors(job->a, job->pool, job->out, t));
     return env.Undefined();
   }
-  auto st = std::make_shared<Staged>();
-  stage_route_parts(*st, keep, *job, n, D);
-  st->remap(job->a.X, n * D);
-  if (job->map) st->remap(job->a.map_params, job->map->param_count());
-  job->a.centroids = job->centroids;
-  job->a.centroid_norms = job->centroid_norms;
-  job->a.diff = job->has_diff ? &job->diff : nullptr;
-  job->a.cells = job->cells.centroids ? &job->cells : nullptr;
   auto* w = new Worker(env, [job, t, st] { return route_vectors(job->a, job->pool, job->out, t); });
   w->staged(st);
   w->Queue();

@@ -48,7 +48,6 @@ class WorkerPool {
   // Runs job(0) ... job(parts - 1), part 0 on the calling thread, the rest on the workers; returns after every
   // part has finished. False (nothing run) when another run holds the pool or the caller is inside a run.
   bool try_run(size_t parts, const std::function<void(size_t)>& job);
-  size_t workers() const { return threads_.size(); }
   // Threads the pool has started since the process began (a test checks that repeated calls start none).
   static size_t threads_started();
 

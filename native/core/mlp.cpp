@@ -32,7 +32,8 @@ struct Layout {
   std::vector<char> trainable;  // per parameter
 };
 
-Layout layout(const MlpConfig& c) {
+// The offsets of every tensor in the flat parameter vector and its total size (a few entries, whatever the size).
+Layout offsets(const MlpConfig& c) {
   Layout L;
   size_t off = 0;
   auto bn = [&](size_t d) {
@@ -54,7 +55,13 @@ Layout layout(const MlpConfig& c) {
   L.lin.push_back({off, off + static_cast<size_t>(c.out) * prev, prev, c.out});
   off += static_cast<size_t>(c.out) * prev + c.out;
   L.total = off;
-  L.trainable.assign(off, 1);
+  return L;
+}
+
+// The offsets and the trainable mask (a byte per parameter: running statistics are not trained).
+Layout layout(const MlpConfig& c) {
+  Layout L = offsets(c);
+  L.trainable.assign(L.total, 1);
   auto freeze = [&](const Bn& b) {
     for (size_t i = 0; i < 2 * b.dim; ++i) L.trainable[b.mean + i] = 0;
   };
@@ -302,16 +309,8 @@ double loss_grad(const MlpConfig& c, const Layout& L, std::vector<float>& P, con
 
 }  // namespace
 
-// Counted, not laid out: a layout also allocates a byte per parameter, and a count must be safe to ask of any size.
-size_t MlpConfig::param_count() const {
-  size_t total = input_bn ? 4 * static_cast<size_t>(in) : 0;
-  size_t prev = in;
-  for (uint32_t h : hidden) {
-    total += static_cast<size_t>(h) * prev + h + (batchnorm ? 4 * static_cast<size_t>(h) : 0);
-    prev = h;
-  }
-  return total + static_cast<size_t>(out) * prev + out;
-}
+// The offsets alone: the trainable mask holds a byte per parameter, and a count must be safe to ask of any size.
+size_t MlpConfig::param_count() const { return offsets(*this).total; }
 
 Status mlp_validate(const MlpConfig& c) {
   if (c.in < 1 || c.in > 65536) return Status::Invalid("input dimension must be in [1, 65536]");

@@ -61,6 +61,9 @@ function table(head: string[], rows: string[][]): string {
   return [line(head), ...rows.map(line)].join('\n');
 }
 
+/** One warning line on stderr (input lines skipped, and the like). */
+const warnLine = (message: string) => void process.stderr.write(`uniroute: warning: ${message}\n`);
+
 const coverageWarning = (name: string, coverage: number) =>
   `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
   'elsewhere it is chosen only when no allowed LLM with outcomes there is (route --evidence ignore to change that). Add outcomes on more kinds of prompts.\n';
@@ -293,7 +296,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
               throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
             return router.takesText ? { text: rec.text as string, correct: Number(rec.correct) } : { embedding: rec.embedding as number[], correct: Number(rec.correct) };
           },
-          { maxErrors: o.maxErrors, warn: (m) => process.stderr.write(`uniroute: warning: ${m}\n`) },
+          { maxErrors: o.maxErrors, warn: warnLine },
         );
         outcomes.push(...good);
       }
@@ -473,7 +476,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
             throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates}:${line}: needs ${router.takesText ? 'a non-empty string "text"' : `an "embedding" of ${router.dim} numbers`}`);
           return rec;
         },
-        { maxErrors: o.maxErrors, warn: (m) => process.stderr.write(`uniroute: warning: ${m}\n`) },
+        { maxErrors: o.maxErrors, warn: warnLine },
       );
       for (const rec of good) {
         // the same prompt twice is one candidate

@@ -10,7 +10,7 @@ import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
-import { chooseClusters, selectionDraws, stackRows } from '../router/select.js';
+import { chooseClusters, gatherRows, selectionDraws, stackRows } from '../router/select.js';
 import { CurveAccumulator, bestSingleOf, pickOperatingPoint } from '../router/operating.js';
 import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
@@ -221,11 +221,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const cells = cellCache.get(k);
     return new Router({ ...embedderParts, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
   };
-  const rowsOf = (idx: Int32Array, A: Float32Array, w: number) => {
-    const out = new Float32Array(idx.length * w);
-    idx.forEach((r, i) => out.set(A.subarray(r * w, (r + 1) * w), i * w));
-    return out;
-  };
+  const rowsOf = (idx: Int32Array, A: Float32Array, w: number) => gatherRows(A, idx, w);
   /**
    * The shipped router for this split: the fitted parts and the unseen LLMs added from their outcomes on the
    * validation prompts `rows` (default: the first v), exactly as `uniroute add-model` adds them.

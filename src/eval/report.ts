@@ -1,5 +1,5 @@
 /** Writing an evaluation: report.json, report.md (tables), report.html (plots and tables), the deferral curves and the label-efficiency sweep as SVG. */
-import { lineChart } from '../plot/svg.js';
+import { escapeXml as escapeHtml, lineChart } from '../plot/svg.js';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Report } from './protocol.js';
@@ -123,8 +123,6 @@ export function labelEfficiencySvg(r: Report, title: string): string {
       })),
   });
 }
-
-const escapeHtml = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 
 /** A markdown table (as markdownTable writes them) as an HTML table. */
 function htmlTable(md: string): string {

@@ -4,7 +4,7 @@ import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
-import { chooseClusters, selectionDraws } from './select.js';
+import { chooseClusters, gatherRows, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { DISTANCE_LEVELS, Router, type EvidenceCells, type LearnedMap } from './router.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
@@ -394,11 +394,7 @@ export async function trainLearnedMap(
   const errors = correct.map((v) => 1 - v);
   const order = permutation(n, seed + 17);
   const hold = Math.max(2, Math.round(n * 0.1));
-  const rows = (idx: Int32Array, A: Float32Array, w: number) => {
-    const out = new Float32Array(idx.length * w);
-    idx.forEach((r, i) => out.set(A.subarray(r * w, (r + 1) * w), i * w));
-    return out;
-  };
+  const rows = (idx: Int32Array, A: Float32Array, w: number) => gatherRows(A, idx, w);
   const trainRows = order.subarray(hold);
   const heldRows = order.subarray(0, hold);
   const config: MlpConfig = { in: D, out: K, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };

@@ -31,6 +31,7 @@ import {
 import { argminRows } from './decide.js';
 
 const gzipAsync = promisify(gzip);
+import { gatherRows } from './select.js';
 import { calibrateLambda, mixedRow, type Calibration, type CalibrationTarget } from './calibrate.js';
 import { pickSuggestions, type SuggestOptions, type Suggestion } from './suggest.js';
 
@@ -945,15 +946,8 @@ export class Router {
    * event loop, in bounded chunks: nearest centroid, the learned map, difficulty, evidence, argmin.
    */
   async routeEmbeddings(embeddings: Float32Array, opts: RouteOptions = {}): Promise<RouteBatch> {
-    if (opts.mix) {
-      const D = this.dim;
-      const sub = (rows: number[]) => {
-        const e = new Float32Array(rows.length * D);
-        rows.forEach((r, j) => e.set(embeddings.subarray(r * D, (r + 1) * D), j * D));
-        return e;
-      };
-      return this.mixed(opts, (o) => this.routeEmbeddings(embeddings, o), (rows, o) => this.routeEmbeddings(sub(rows), o), embeddings.length / D);
-    }
+    if (opts.mix)
+      return this.mixed(opts, (o) => this.routeEmbeddings(embeddings, o), (rows, o) => this.routeEmbeddings(gatherRows(embeddings, rows, this.dim), o), embeddings.length / this.dim);
     checkEmbeddings(embeddings, this.dim);
     const p = this.prepare(embeddings.length / this.dim, opts);
     if (embeddings.length > 0) await callAsync(() => native().routeVectors(this.vectorArgs(embeddings, p, false))!);

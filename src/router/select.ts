@@ -26,6 +26,13 @@ export function selectionDraws(nTr: number, budget: number, seed: number, draws 
 }
 
 /** Rows `idx` of A (n x M) followed by the first v rows of B. */
+/** Rows idx of A (rows of w values) in that order, as one new array. */
+export function gatherRows(A: Float32Array, idx: ArrayLike<number>, w: number): Float32Array {
+  const out = new Float32Array(idx.length * w);
+  for (let i = 0; i < idx.length; i++) out.set(A.subarray(idx[i] * w, (idx[i] + 1) * w), i * w);
+  return out;
+}
+
 export function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: number, M: number): Float32Array {
   const out = new Float32Array((idx.length + v) * M);
   idx.forEach((i, r) => out.set(A.subarray(i * M, (i + 1) * M), r * M));
