@@ -406,6 +406,7 @@ describe('failures, secrets, the breaker', () => {
     const closing = app.close();
     const r = await inflight;
     expect(r.status).toBe(200);
+    expect(r.headers.get('connection')).toBe('close'); // the client learns the keep-alive connection ends
     expect(((await r.json()) as any).choices[0].message.content).toBe('hi from slowish');
     await closing;
     expect(Date.now() - t0).toBeLessThan(3000);
@@ -430,6 +431,21 @@ describe('failures, secrets, the breaker', () => {
     b.begin(2100);
     b.success();
     expect(b.state(2100)).toBe('closed');
+    // breakers sharing a counter: how many are not closed (the proxy's fast path needs it to be exact)
+    const tripped = { count: 0 };
+    const x = new Breaker(2, 1000, tripped);
+    const y = new Breaker(1, 1000, tripped);
+    x.failure(0);
+    expect(tripped.count).toBe(0);
+    x.failure(0);
+    y.failure(0);
+    x.failure(0); // already open: counted once
+    expect(tripped.count).toBe(2);
+    x.success();
+    expect(tripped.count).toBe(1);
+    x.success(); // already closed
+    y.success();
+    expect(tripped.count).toBe(0);
   });
 
   it('passHeaders drops hop-by-hop headers and those Connection names', () => {

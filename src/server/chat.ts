@@ -38,6 +38,10 @@ export interface Gateway {
   sticky: GatewayConfig['sticky'];
   /** Client keys: the sha256 of each key's value, by key name (empty = no client keys required). */
   keys: Map<string, { digest: Buffer; budgetUsdPerDay?: number }>;
+  /** How many of the upstreams' breakers are not closed (shared with them). */
+  tripped: { count: number };
+  /** The pool's LLMs that have an upstream, for the pool snapshot's name list it was made from. */
+  routable?: { names: readonly string[]; list: string[] };
   /** Requests using this state; a replaced state closes its upstream pools once the last one ends. */
   active: number;
   retired?: () => void;
@@ -86,7 +90,8 @@ export class SessionStore implements Sessions {
 /** Builds the gateway state from a checked config; presets with a cost or accuracy target read the router's validation curve. */
 export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
   const upstreams = new Map<string, Upstream>();
-  for (const [name, u] of cfg.upstreams) upstreams.set(name, new Upstream(name, u, cfg.breaker));
+  const tripped = { count: 0 };
+  for (const [name, u] of cfg.upstreams) upstreams.set(name, new Upstream(name, u, cfg.breaker, tripped));
   const presets = new Map<string, ResolvedPreset>([
     ['best', { policy: { lambda: 0 }, note: 'lambda 0: the lowest predicted error' }],
     ['default', { policy: {}, note: "the router's default operating point" }],
@@ -114,7 +119,7 @@ export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
     if (!value) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}: keys.${name}.key_env: the environment variable ${k.keyEnv} is not set`);
     keys.set(name, { digest: tokenDigest(value), ...(k.budgetUsdPerDay !== undefined ? { budgetUsdPerDay: k.budgetUsdPerDay } : {}) });
   }
-  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, keys, active: 0 };
+  return { upstreams, presets, attempts: cfg.retry.attempts, errorBytes: cfg.limits.upstreamErrorBytes, sticky: cfg.sticky, keys, tripped, active: 0 };
 }
 
 /**
@@ -259,11 +264,18 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         let cell = -1;
         if (routed) {
           const pool = router.snapshot().names;
-          const now = Date.now();
-          const candidates = pool.filter((n) => {
-            const u = g.upstreams.get(n);
-            return u !== undefined && !tried.has(n) && u.breaker.allows(now) && (!allowedBy || allowedBy.includes(n));
-          });
+          let candidates: string[];
+          if (tried.size === 0 && !allowedBy && g.tripped.count === 0) {
+            // the common case (first attempt, no preset subset, every breaker closed): made once per pool
+            if (g.routable?.names !== pool) g.routable = { names: pool, list: pool.filter((n) => g.upstreams.has(n)) };
+            candidates = g.routable.list;
+          } else {
+            const now = Date.now();
+            candidates = pool.filter((n) => {
+              const u = g.upstreams.get(n);
+              return u !== undefined && !tried.has(n) && u.breaker.allows(now) && (!allowedBy || allowedBy.includes(n));
+            });
+          }
           if (candidates.length === 0) {
             if (last) break;
             const anyUp = pool.some((n) => g.upstreams.has(n) && (!allowedBy || allowedBy.includes(n)));

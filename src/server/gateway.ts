@@ -28,9 +28,14 @@ export class Breaker {
   private failures = 0;
   private openUntil = 0;
   private probing = false;
+  /**
+   * @param tripped shared by the breakers of one gateway: how many of them are not closed, so that a request finds
+   *   "every upstream allows requests" without asking each one.
+   */
   constructor(
     private readonly threshold: number,
     private readonly cooldownMs: number,
+    private readonly tripped: { count: number } = { count: 0 },
   ) {}
 
   state(now = Date.now()): 'closed' | 'open' | 'half-open' {
@@ -50,6 +55,7 @@ export class Breaker {
   }
 
   success(): void {
+    if (this.failures >= this.threshold) this.tripped.count--;
     this.failures = 0;
     this.probing = false;
   }
@@ -57,6 +63,7 @@ export class Breaker {
   failure(now = Date.now()): void {
     this.probing = false;
     this.failures++;
+    if (this.failures === this.threshold) this.tripped.count++;
     if (this.failures >= this.threshold) this.openUntil = now + this.cooldownMs;
   }
 }
@@ -107,6 +114,7 @@ export class Upstream {
     readonly name: string,
     readonly cfg: UpstreamConfig,
     breaker: { failures: number; cooldownMs: number },
+    tripped?: { count: number },
   ) {
     const url = new URL(cfg.baseUrl);
     this.origin = url.origin;
@@ -121,7 +129,7 @@ export class Upstream {
       bodyTimeout: cfg.timeouts.idleMs,
       keepAliveTimeout: 30_000,
     });
-    this.breaker = new Breaker(breaker.failures, breaker.cooldownMs);
+    this.breaker = new Breaker(breaker.failures, breaker.cooldownMs, tripped);
   }
 
   /** The API key, read when used (so that a rotated variable is picked up on reload). */
