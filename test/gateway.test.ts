@@ -26,6 +26,7 @@ const freshRouter = () => Router.load(routerPath);
 const seen: Array<{ llm: string; body: any; auth?: string; requestId?: string }> = [];
 let release: (() => void) | undefined;
 let upstreamClosed: Array<string> = [];
+let floodSent = 0;
 const failing = new Set<string>();
 const SECRET = 'sk-live-0123456789abcdef';
 
@@ -64,6 +65,18 @@ beforeAll(async () => {
     if (llm === 'slowish') await new Promise((r) => setTimeout(r, 300));
     if (req.body.stream) {
       reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'x-upstream-id': `up-${llm}`, 'x-ratelimit-remaining-requests': '99' });
+      if (llm === 'flood') {
+        // as fast as the connection takes it, up to 256 MB: how much went out shows whether the proxy pauses it
+        const chunk = sse(req.body.model, 'x'.repeat(64 * 1024));
+        let closed = false;
+        reply.raw.once('close', () => (closed = true));
+        while (!closed && floodSent < 256 * 1024 * 1024) {
+          floodSent += chunk.length;
+          if (!reply.raw.write(chunk)) await new Promise((r) => { reply.raw.once('drain', r); reply.raw.once('close', r); });
+        }
+        reply.raw.end();
+        return reply;
+      }
       if (llm === 'held') {
         // the first chunk, then wait until the test says the client has it
         reply.raw.write(sse(req.body.model, 'first'));
@@ -233,6 +246,35 @@ describe('the proxy path', () => {
     expect(typeof j.error.message).toBe('string');
     const empty = await chat(url, { model: 'uniroute', messages: [{ role: 'system', content: 'x' }] });
     expect(((await empty.json()) as any).error.code).toBe('empty_prompt');
+  });
+
+  it('a slow client slows the upstream down (the body is never piled up in the proxy), and leaving stops it', async () => {
+    const { app: flood, url: furl } = await proxyWith({ upstreams: { 'big-all': { base_url: `${upUrl}/flood/v1` } } });
+    try {
+      floodSent = 0;
+      upstreamClosed = [];
+      const { request } = await import('node:http');
+      const u = new URL(furl);
+      const req = request({ host: u.hostname, port: u.port, path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' } });
+      const res = await new Promise<import('node:http').IncomingMessage>((r) => {
+        req.once('response', r);
+        req.end(JSON.stringify({ ...ask('big-all'), stream: true }));
+      });
+      expect(res.statusCode).toBe(200);
+      res.pause(); // a client that reads nothing
+      await new Promise((r) => setTimeout(r, 800));
+      const sent = floodSent;
+      // socket buffers and one high-water mark per hop, not the 256 MB the upstream would send unpaused
+      expect(sent).toBeLessThan(48 * 1024 * 1024);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(floodSent - sent).toBeLessThan(2 * 1024 * 1024); // still held back
+      res.destroy();
+      req.destroy();
+      for (let i = 0; i < 50 && !upstreamClosed.includes('flood:res'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(upstreamClosed).toContain('flood:res'); // the upstream request was aborted
+    } finally {
+      await flood.close();
+    }
   });
 
   it('a client that disconnects aborts the upstream request', async () => {

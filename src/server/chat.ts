@@ -326,58 +326,72 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         up.breaker.begin();
         const forward = JSON.stringify({ ...body, model: up.cfg.model });
         const h0 = performance.now();
-        const res = await up.send(forward, requestId, ac, g.errorBytes);
+        const snap = router.snapshot();
+        const cost = snap.cost[snap.index.get(target) ?? -1];
+        // a 2xx answer: the client's headers are written when the upstream's arrive, and its body relayed as it comes
+        const open = (status: number, headers: Record<string, string | string[]>) => {
+          reply.hijack(); // the response is written here, not by fastify (its onResponse hook still runs)
+          headers['x-request-id'] = requestId;
+          headers['x-uniroute-model'] = target;
+          headers['x-uniroute-attempts'] = String(attempt);
+          if (ctx.poolVersion) headers['x-uniroute-pool-version'] = String(ctx.poolVersion());
+          if (cluster >= 0) {
+            headers['x-uniroute-cluster'] = String(cluster);
+            headers['x-uniroute-predicted-error'] = predicted.toFixed(5);
+            if (ood) headers['x-uniroute-ood'] = 'true';
+            if (stickyOutcome) headers['x-uniroute-sticky'] = stickyOutcome;
+            if (ctx.decisionId) headers['x-uniroute-decision-id'] = ctx.decisionId(target, cluster, cell);
+          }
+          reply.raw.writeHead(status, headers);
+          return reply.raw;
+        };
+        const res = await up.send(forward, requestId, ac, g.errorBytes, open);
+        if (res.ok) {
+          // ---- the answer is on its way through ----
+          up.breaker.success();
+          if (sessionKey) void Promise.resolve(ctx.sessions.set(sessionKey, target)).catch(() => undefined);
+          metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
+          metrics.upstreamOf(target, String(res.status)).inc();
+          if (cost !== undefined && Number.isFinite(cost)) {
+            metrics.spendOf(target, keyName ?? '-').inc(cost);
+            pacer?.record(cost);
+          }
+          res.done.then(
+            () => {
+              if (ctx.logDecisions)
+                req.log.info(
+                  {
+                    request_id: requestId,
+                    decision: { model: target, routed, cluster, ood, predicted_error: Number.isFinite(predicted) ? predicted : null, cost: cost ?? null, attempts: attempt, latency_ms: Math.round(performance.now() - t0) },
+                  },
+                  'chat completion',
+                );
+            },
+            (e: any) => {
+              if (ac.aborted) {
+                metrics.upstreamOf(target, 'client_closed').inc(); // the client left mid-answer: the upstream request was aborted
+                return;
+              }
+              const code = e?.code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_idle_timeout' : 'upstream_body_error';
+              metrics.upstreamOf(target, code === 'upstream_idle_timeout' ? 'idle_timeout' : 'body_error').inc();
+              req.log.warn({ request_id: requestId, model: target, code }, 'upstream stream broke after bytes were sent');
+            },
+          );
+          return;
+        }
         if (ac.aborted) {
-          if (res.ok) res.body.destroy();
           metrics.upstreamOf(target, 'client_closed').inc();
           // nobody to answer: end this request here, or fastify would wait for an answer (and a close for it)
           reply.hijack();
           reply.raw.destroy();
           return;
         }
-        if (!res.ok) {
-          metrics.upstreamOf(target, res.failure.code.startsWith('upstream_') ? res.failure.code.slice(9) : String(res.failure.status)).inc();
-          if (res.failure.retryable) up.breaker.failure();
-          else up.breaker.success(); // it answered: a 4xx is about the request, not the upstream's health
-          last = res.failure;
-          if (!res.failure.retryable) break;
-          if (attempt < attempts && routed) metrics.failovers.inc({ from: target });
-          continue;
-        }
-        // ---- stream the answer through ----
-        up.breaker.success();
-        if (sessionKey) void Promise.resolve(ctx.sessions.set(sessionKey, target)).catch(() => undefined);
-        metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
-        metrics.upstreamOf(target, String(res.status)).inc();
-        const snap = router.snapshot();
-        const cost = snap.cost[snap.index.get(target) ?? -1];
-        if (cost !== undefined && Number.isFinite(cost)) {
-          metrics.spendOf(target, keyName ?? '-').inc(cost);
-          pacer?.record(cost);
-        }
-        res.body.on('error', (e: any) => {
-          metrics.upstreamOf(target, e?.code === 'UND_ERR_BODY_TIMEOUT' ? 'idle_timeout' : 'body_error').inc();
-          req.log.warn({ request_id: requestId, model: target, code: e?.code === 'UND_ERR_BODY_TIMEOUT' ? 'upstream_idle_timeout' : 'upstream_body_error' }, 'upstream stream broke after bytes were sent');
-        });
-        if (ctx.logDecisions) reply.raw.once('finish', () =>
-          req.log.info({
-            request_id: requestId,
-            decision: { model: target, routed, cluster, ood, predicted_error: Number.isFinite(predicted) ? predicted : null, cost: cost ?? null, attempts: attempt, latency_ms: Math.round(performance.now() - t0) },
-          }, 'chat completion'),
-        );
-        reply.status(res.status).headers(res.headers);
-        reply.header('x-request-id', requestId);
-        reply.header('x-uniroute-model', target);
-        reply.header('x-uniroute-attempts', String(attempt));
-        if (ctx.poolVersion) reply.header('x-uniroute-pool-version', String(ctx.poolVersion()));
-        if (cluster >= 0) {
-          reply.header('x-uniroute-cluster', String(cluster));
-          reply.header('x-uniroute-predicted-error', predicted.toFixed(5));
-          if (ood) reply.header('x-uniroute-ood', 'true');
-          if (stickyOutcome) reply.header('x-uniroute-sticky', stickyOutcome);
-          if (ctx.decisionId) reply.header('x-uniroute-decision-id', ctx.decisionId(target, cluster, cell));
-        }
-        return reply.send(res.body);
+        metrics.upstreamOf(target, res.failure.code.startsWith('upstream_') ? res.failure.code.slice(9) : String(res.failure.status)).inc();
+        if (res.failure.retryable) up.breaker.failure();
+        else up.breaker.success(); // it answered: a 4xx is about the request, not the upstream's health
+        last = res.failure;
+        if (!res.failure.retryable) break;
+        if (attempt < attempts && routed) metrics.failovers.inc({ from: target });
       }
       // ---- every attempt failed before a byte went out ----
       const f = last!;

@@ -5,6 +5,7 @@
  * an error message.
  */
 import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 
 /**
@@ -102,7 +103,135 @@ export interface AttemptFailure {
   headers?: Record<string, string | string[]>;
 }
 
-export type AttemptResult = { ok: true; status: number; headers: Record<string, string | string[]>; body: Dispatcher.ResponseData['body'] } | { ok: false; failure: AttemptFailure };
+/**
+ * Where a 2xx answer goes: called once, when the upstream's headers arrive, with its status and the headers a
+ * client may see; it writes the client's status line and headers and returns the response to relay the body into.
+ */
+export type OpenClient = (status: number, headers: Record<string, string | string[]>) => ServerResponse;
+
+export type AttemptResult =
+  | {
+      ok: true;
+      status: number;
+      /** Settles when the body has been relayed: rejects with the error that broke it (bytes may have gone out). */
+      done: Promise<void>;
+    }
+  | { ok: false; failure: AttemptFailure };
+
+/**
+ * One proxied request as an undici dispatch handler: the answer's body goes straight from undici's parser into the
+ * client's response (pausing the upstream when the client is slow), with no intermediate Readable or pipe, which
+ * showed in the proxy's profile. A non-2xx answer's body is collected up to `errorBytes`, then the request is
+ * aborted (a huge error body is never buffered).
+ */
+class ProxyHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private res: ServerResponse | undefined;
+  private failStatus = 0;
+  private failHeaders: Record<string, string | string[]> = {};
+  private chunks: Buffer[] = [];
+  private collected = 0;
+  private settled = false;
+  private doneResolve: (() => void) | undefined;
+  private doneReject: ((e: unknown) => void) | undefined;
+  private readonly onAbort = () => this.controller?.abort(this.signal.reason instanceof Error ? this.signal.reason : new Error('client closed'));
+  private readonly onDrain = () => this.controller?.resume();
+
+  constructor(
+    private readonly up: Upstream,
+    private readonly signal: RequestSignal,
+    private readonly errorBytes: number,
+    private readonly open: OpenClient,
+    private readonly settle: (r: AttemptResult) => void,
+  ) {
+    signal.once('abort', this.onAbort);
+  }
+
+  private finish(r: AttemptResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.settle(r);
+  }
+
+  private cleanup(): void {
+    this.signal.off('abort', this.onAbort);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal.aborted) this.onAbort();
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    const h = passHeaders(headers);
+    if (statusCode >= 200 && statusCode < 300) {
+      let res: ServerResponse;
+      try {
+        res = this.open(statusCode, h);
+      } catch (e) {
+        // headers node refuses to write (nothing went out): an answer that cannot be relayed
+        this.finish({ ok: false, failure: { status: 502, code: 'upstream_bad_response', message: `upstream for "${this.up.name}" answered with headers that cannot be relayed: ${redact(String((e as Error)?.message ?? e), this.up.secrets())}`, retryable: true } });
+        controller.abort(new Error('unrelayable headers'));
+        return;
+      }
+      this.res = res;
+      res.on('drain', this.onDrain);
+      const done = new Promise<void>((resolve, reject) => {
+        this.doneResolve = resolve;
+        this.doneReject = reject;
+      });
+      this.finish({ ok: true, status: statusCode, done });
+      return;
+    }
+    this.failStatus = statusCode;
+    this.failHeaders = h;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const res = this.res;
+    if (res) {
+      if (!res.write(chunk)) controller.pause();
+      return;
+    }
+    if (this.failStatus === 0) return;
+    const room = this.errorBytes - this.collected;
+    if (chunk.length >= room) {
+      this.chunks.push(chunk.subarray(0, Math.max(0, room)));
+      this.collected = this.errorBytes;
+      this.failed(); // enough of it: the rest is never read
+      controller.abort(new Error('error body cap reached'));
+      return;
+    }
+    this.chunks.push(chunk);
+    this.collected += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    this.cleanup();
+    if (this.res) {
+      this.res.end();
+      this.doneResolve?.();
+    } else this.failed();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.cleanup();
+    if (this.res) {
+      // bytes may have gone out: the client's response is cut, the caller logs why
+      if (!this.res.destroyed) this.res.destroy();
+      this.doneReject?.(err);
+    } else if (this.failStatus !== 0) this.failed(); // a broken error body: keep what came
+    else this.finish({ ok: false, failure: this.up.transportFailure(err) });
+  }
+
+  /** The non-2xx answer as a failure, its body (as much as was read) redacted. */
+  private failed(): void {
+    if (this.settled) return;
+    const text = Buffer.concat(this.chunks).toString('utf8');
+    this.chunks = [];
+    this.finish({ ok: false, failure: this.up.answerFailure(this.failStatus, this.failHeaders, text) });
+  }
+}
 
 export class Upstream {
   readonly pool: Pool;
@@ -120,7 +249,7 @@ export class Upstream {
     this.origin = url.origin;
     // credentials in the base URL are sent as Basic auth (when no API key is set), never in a message
     if (url.username) this.basicAuth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
-    this.path = url.pathname.replace(/\/+$/, '');
+    this.path = `${url.pathname.replace(/\/+$/, '')}/chat/completions`;
     this.pool = new Pool(this.origin, {
       connections: cfg.maxConnections,
       connect: { timeout: cfg.timeouts.connectMs },
@@ -149,23 +278,23 @@ export class Upstream {
   }
 
   /**
-   * Sends one request. A 2xx answer comes back with its body unread (to stream through); anything else is
-   * turned into an AttemptFailure, its body read up to `errorBytes` and redacted.
+   * Sends one request. When a 2xx answer's headers arrive, `open` writes the client's headers and returns the
+   * response its body is relayed into, as it arrives; the result then says when that ends. Anything else is an
+   * AttemptFailure (nothing has gone to the client), an error body read up to `errorBytes` and redacted.
    */
-  async send(body: string, requestId: string, signal: RequestSignal, errorBytes: number): Promise<AttemptResult> {
+  send(body: string, requestId: string, signal: RequestSignal, errorBytes: number, open: OpenClient): Promise<AttemptResult> {
     const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
     const key = this.apiKey();
     if (key) headers.authorization = `Bearer ${key}`;
     else if (this.basicAuth) headers.authorization = this.basicAuth;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.pool.request({ path: `${this.path}/chat/completions`, method: 'POST', headers, body, signal });
-    } catch (e) {
-      return { ok: false, failure: this.transportFailure(e) };
-    }
-    const h = passHeaders(res.headers);
-    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, status: res.statusCode, headers: h, body: res.body };
-    const text = await readCapped(res.body, errorBytes);
+    return new Promise<AttemptResult>((settle) => {
+      const handler = new ProxyHandler(this, signal, errorBytes, open, settle);
+      this.pool.dispatch({ path: this.path, method: 'POST', headers, body }, handler);
+    });
+  }
+
+  /** A non-2xx answer as a failure: the upstream's error code when it gives one, its message redacted. */
+  answerFailure(status: number, h: Record<string, string | string[]>, text: string): AttemptFailure {
     let code = 'upstream_error';
     let detail = text;
     try {
@@ -175,25 +304,22 @@ export class Upstream {
       else if (typeof e?.type === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(e.type)) code = e.type;
       detail = typeof e?.message === 'string' ? e.message : text;
     } catch {
-      /* not JSON: keep the text */
+      /* not JSON (or cut at the cap): keep the text */
     }
     detail = redact(detail.slice(0, 1000), this.secrets());
     const keep: Record<string, string | string[]> = {};
     for (const k of ['retry-after', 'x-request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'])
       if (h[k] !== undefined) keep[k] = h[k];
     return {
-      ok: false,
-      failure: {
-        status: res.statusCode,
-        code,
-        message: `upstream for "${this.name}" answered ${res.statusCode}${detail ? `: ${detail}` : ''}`,
-        retryable: res.statusCode === 429 || res.statusCode >= 500,
-        headers: keep,
-      },
+      status,
+      code,
+      message: `upstream for "${this.name}" answered ${status}${detail ? `: ${detail}` : ''}`,
+      retryable: status === 429 || status >= 500,
+      headers: keep,
     };
   }
 
-  private transportFailure(e: unknown): AttemptFailure {
+  transportFailure(e: unknown): AttemptFailure {
     const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
     const t = this.cfg.timeouts;
     const code = err?.code ?? err?.cause?.code ?? '';
@@ -217,28 +343,6 @@ export class Upstream {
   close(): Promise<void> {
     return this.pool.close();
   }
-}
-
-/** Reads at most `max` bytes of a body, then drops the rest (a huge error body is never buffered). */
-async function readCapped(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  try {
-    for await (const c of body) {
-      const b = c as Buffer;
-      if (n + b.length > max) {
-        chunks.push(b.subarray(0, max - n));
-        n = max;
-        body.destroy();
-        break;
-      }
-      chunks.push(b);
-      n += b.length;
-    }
-  } catch {
-    /* a broken error body: keep what came */
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Replaces every secret in a text by [redacted]. */
