@@ -275,6 +275,15 @@ describe('suggest-labels', () => {
     const other = await router.suggestLabels(cand, { budget: 60, seed: 3, model: 'cheap-math' });
     expect(other.map((p) => p.index)).not.toEqual(a.map((p) => p.index));
     await expect(router.suggestLabels(cand, { budget: 0 })).rejects.toThrow(/budget/);
+    // order 'given': within each cluster the candidates' own order (the eval's paired design with random labels)
+    const given = await router.suggestLabels(cand, { budget: 60, order: 'given' });
+    for (let k = 0; k < router.k; k++) {
+      const mine = given.filter((p) => p.cluster === k).map((p) => p.index);
+      const firstOfK = [...cl.keys()].filter((i) => cl[i] === k).slice(0, mine.length);
+      expect([...mine].sort((x, y) => x - y)).toEqual(firstOfK);
+    }
+    expect(given.map((p) => p.index)).not.toEqual(a.map((p) => p.index));
+    await expect(router.suggestLabels(cand, { budget: 5, order: 'sorted' as never })).rejects.toThrow(/order must be "shuffle" or "given"/);
   });
 });
 

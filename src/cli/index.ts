@@ -462,6 +462,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
     .option('--cost <usd>', 'the new LLM\'s cost per query (to favour prompts where it is close to winning)', numArg('--cost'))
     .option('--lambda <l>', 'the routing the labels should improve (default: the router\'s)', numArg('--lambda'))
     .option('--seed <n>', 'random seed', intArg('--seed'), 1)
+    .addOption(new Option('--order <order>', 'the order within a cluster: shuffle (seeded), or given (the file\'s order, for candidates already sampled at random)').choices(['shuffle', 'given']).default('shuffle'))
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
     .addOption(new Option('--max-errors <n>', 'stop after this many bad candidate lines (fewer are skipped with a warning; 0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .action(async (o) => {
@@ -487,7 +488,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
       }
       if (recs.length === 0) throw new UnirouteError('INVALID_ARGUMENT', `${o.candidates} has no candidate prompt`);
       const cand = router.takesText ? recs.map((r) => r.text as string) : Float32Array.from(recs.flatMap((r) => r.embedding as number[]));
-      const picks = await router.suggestLabels(cand, { budget: o.budget, model: o.model, costPerQuery: o.cost, lambda: o.lambda, seed: o.seed });
+      const picks = await router.suggestLabels(cand, { budget: o.budget, model: o.model, costPerQuery: o.cost, lambda: o.lambda, seed: o.seed, order: o.order });
       const out = o.output === '-' ? io.stdout : await openOutput(o.output);
       for (const p of picks) await writeLine(out, JSON.stringify({ ...recs[p.index], cluster: p.cluster, reason: p.reason }) + '\n');
       if (out !== io.stdout) {

@@ -337,7 +337,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       // the same router, the unseen LLMs described by v prompts that suggest-labels picks from the validation pool
       // (nothing known about them yet: coverage of the traffic, then where a label narrows the posterior most)
       const fitted = await fittedRouter(bestK, c.C, c.trainCl, bestPrior);
-      const picks = v >= vMax ? Int32Array.from({ length: vMax }, (_, i) => i) : Int32Array.from(await fitted.suggestLabels(Eva, { budget: v, seed }), (p) => p.index);
+      const picks = v >= vMax ? Int32Array.from({ length: vMax }, (_, i) => i) : Int32Array.from(await fitted.suggestLabels(Eva, { budget: v, seed, order: 'given' }), (p) => p.index);
       res['uniroute-kmeans-suggested'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, picks)));
     }
     as('uniroute-kmeans-no-shrinkage');

@@ -149,7 +149,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   );
 
   // which prompts to label next for an LLM (in the pool or new): read-only, like /v1/route
-  app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number } }>(
+  app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number; order?: 'shuffle' | 'given' } }>(
     '/v1/models/:name/suggest',
     {
       schema: {
@@ -163,6 +163,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
             cost_per_query: { type: 'number', minimum: 0 },
             lambda: { type: 'number', minimum: 0 },
             seed: { type: 'integer', minimum: 0 },
+            order: { type: 'string', enum: ['shuffle', 'given'] },
           },
         },
       },
@@ -170,7 +171,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       const b = req.body;
       b.prompts.forEach((t, i) => checkPrompt(t, `\`prompts[${i}]\``));
-      const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed });
+      const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed, order: b.order });
       return { model: req.params.name, suggestions: picks.map((p) => ({ index: p.index, cluster: p.cluster, reason: p.reason })) };
     },
   );
