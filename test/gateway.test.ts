@@ -61,6 +61,7 @@ beforeAll(async () => {
       return reply.status(429).header('retry-after', '7').header('x-ratelimit-remaining-requests', '0').send({ error: { message: `Rate limit reached for key ${req.headers.authorization?.slice(7)}`, type: 'requests', code: 'rate_limit_exceeded' } });
     if (llm === 'badreq') return reply.status(400).send({ error: { message: 'messages[0].role is invalid', code: 'invalid_value' } });
     if (llm === 'huge') return reply.status(500).send('x'.repeat(5_000_000));
+    if (llm === 'hinted') reply.raw.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
     if (llm === 'slow') await new Promise((r) => setTimeout(r, 2000));
     if (llm === 'slowish') await new Promise((r) => setTimeout(r, 300));
     if (req.body.stream) {
@@ -274,6 +275,17 @@ describe('the proxy path', () => {
       expect(upstreamClosed).toContain('flood:res'); // the upstream request was aborted
     } finally {
       await flood.close();
+    }
+  });
+
+  it('an informational answer (103 Early Hints) before the real one is not taken for it', async () => {
+    const { app: hinted, url: hurl } = await proxyWith({ upstreams: { 'big-all': { base_url: `${upUrl}/hinted/v1` } }, retry: { attempts: 1 } });
+    try {
+      const r = await chat(hurl, ask('big-all'));
+      expect(r.status).toBe(200);
+      expect(((await r.json()) as any).choices[0].message.content).toBe('hi from hinted');
+    } finally {
+      await hinted.close();
     }
   });
 

@@ -330,7 +330,6 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         const cost = snap.cost[snap.index.get(target) ?? -1];
         // a 2xx answer: the client's headers are written when the upstream's arrive, and its body relayed as it comes
         const open = (status: number, headers: Record<string, string | string[]>) => {
-          reply.hijack(); // the response is written here, not by fastify (its onResponse hook still runs)
           headers['x-request-id'] = requestId;
           headers['x-uniroute-model'] = target;
           headers['x-uniroute-attempts'] = String(attempt);
@@ -342,7 +341,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
             if (stickyOutcome) headers['x-uniroute-sticky'] = stickyOutcome;
             if (ctx.decisionId) headers['x-uniroute-decision-id'] = ctx.decisionId(target, cluster, cell);
           }
-          reply.raw.writeHead(status, headers);
+          reply.raw.writeHead(status, headers); // throws on headers node refuses: then nothing went out, fastify still answers
+          reply.hijack(); // the response is written here, not by fastify (its onResponse hook still runs)
           return reply.raw;
         };
         const res = await up.send(forward, requestId, ac, g.errorBytes, open);

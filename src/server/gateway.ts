@@ -163,6 +163,7 @@ class ProxyHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // informational (103 Early Hints): the final answer follows
     const h = passHeaders(headers);
     if (statusCode >= 200 && statusCode < 300) {
       let res: ServerResponse;
