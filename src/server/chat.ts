@@ -326,8 +326,6 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         up.breaker.begin();
         const forward = JSON.stringify({ ...body, model: up.cfg.model });
         const h0 = performance.now();
-        const snap = router.snapshot();
-        const cost = snap.cost[snap.index.get(target) ?? -1];
         // a 2xx answer: the client's headers are written when the upstream's arrive, and its body relayed as it comes
         const open = (status: number, headers: Record<string, string | string[]>) => {
           headers['x-request-id'] = requestId;
@@ -352,6 +350,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           if (sessionKey) void Promise.resolve(ctx.sessions.set(sessionKey, target)).catch(() => undefined);
           metrics.upstreamLatencyOf(target).observe((performance.now() - h0) / 1000);
           metrics.upstreamOf(target, String(res.status)).inc();
+          const snap = router.snapshot();
+          const cost = snap.cost[snap.index.get(target) ?? -1];
           if (cost !== undefined && Number.isFinite(cost)) {
             metrics.spendOf(target, keyName ?? '-').inc(cost);
             pacer?.record(cost);

@@ -8,7 +8,8 @@
  */
 import type { Registry } from 'prom-client';
 
-type Labels = Record<string, string>;
+/** Label values; a histogram's `le` is a number, as prom-client writes it. */
+type Labels = Record<string, string | number>;
 
 interface MetricValue {
   value: number;
@@ -109,7 +110,7 @@ export class FastHistogram extends FastMetric<HistogramChild> {
       let acc = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         acc += child.counts[i];
-        values.push({ value: acc, labels: { le: this.bounds[i] as unknown as string, ...labels }, metricName: `${this.name}_bucket` });
+        values.push({ value: acc, labels: { le: this.bounds[i], ...labels }, metricName: `${this.name}_bucket` });
       }
       values.push({ value: child.count, labels: { le: '+Inf', ...labels }, metricName: `${this.name}_bucket` });
       values.push({ value: child.sum, labels, metricName: `${this.name}_sum` });

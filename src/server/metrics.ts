@@ -36,19 +36,15 @@ export function createMetrics() {
     breakerOpen: new Gauge({ name: 'uniroute_upstream_breaker_open', help: '1 while the upstream circuit breaker is open or half-open', labelNames: ['model'], registers: [registry] }),
     upstreamLatency: new FastHistogram('uniroute_upstream_duration_seconds', 'time to the upstream response headers', ['model'], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registry),
   };
-  const of =
-    <C>(metric: { labels: (...v: string[]) => C }) =>
-    (...values: string[]) =>
-      metric.labels(...values);
   return {
     ...m,
     /** The child for these label values (in the order of labelNames), found in the metric's own map. */
-    requestsOf: of(m.requests),
-    latencyOf: of(m.latency),
-    decisionsOf: of(m.decisions),
-    upstreamOf: of(m.upstream),
-    upstreamLatencyOf: of(m.upstreamLatency),
-    spendOf: of(m.spend),
+    requestsOf: m.requests.labels.bind(m.requests),
+    latencyOf: m.latency.labels.bind(m.latency),
+    decisionsOf: m.decisions.labels.bind(m.decisions),
+    upstreamOf: m.upstream.labels.bind(m.upstream),
+    upstreamLatencyOf: m.upstreamLatency.labels.bind(m.upstreamLatency),
+    spendOf: m.spend.labels.bind(m.spend),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
