@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { aiq, deferralArea, monotoneCurve, qualityNeutralCost, routerCurve, upperHull } from '../src/eval/metrics.js';
 import { runSeed } from '../src/eval/protocol.js';
+import { benchmarkOracle, difficultyOracle, fitLogistic } from '../src/eval/ceiling.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { native } from '../src/engine/native.js';
 import { mulberry32 } from '../src/engine/reference.js';
@@ -126,6 +127,43 @@ describe('the learned map\'s trainer (native)', () => {
   });
 });
 
+describe('the ceilings (reference routers that read test labels)', () => {
+  it('fitLogistic recovers the weights that generated the labels', () => {
+    const rand = mulberry32(5);
+    const n = 20000;
+    const truth = [-1, 0.5, 2];
+    const X = new Float64Array(n * 3);
+    const y = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      X[i * 3] = 1;
+      X[i * 3 + 1] = rand() * 2 - 1;
+      X[i * 3 + 2] = rand() * 2 - 1;
+      const z = truth[0] + truth[1] * X[i * 3 + 1] + truth[2] * X[i * 3 + 2];
+      y[i] = rand() < 1 / (1 + Math.exp(-z)) ? 1 : 0;
+    }
+    const w = fitLogistic(X, y, 3, 1e-3);
+    truth.forEach((t, a) => expect(Math.abs(w[a] - t)).toBeLessThan(0.1));
+    // a strong L2 pulls every weight toward 0
+    const w2 = fitLogistic(X, y, 3, 1e5);
+    for (let a = 0; a < 3; a++) expect(Math.abs(w2[a])).toBeLessThan(Math.abs(w[a]) / 2);
+    expect(() => fitLogistic(X.subarray(1), y, 3, 1)).toThrow(/features/);
+  });
+
+  it('oracle-benchmark is each LLM\'s mean test error per benchmark; oracle-difficulty follows the difficulty', () => {
+    // 2 LLMs, 4 test prompts in 2 benchmarks
+    const bench = Int32Array.from([0, 0, 1, 1]);
+    const correct = Float32Array.from([1, 0, 0, 0, 1, 1, 1, 0]);
+    expect(Array.from(benchmarkOracle(bench, 2, correct, 2))).toEqual([0.5, 1, 0.5, 1, 0, 0.5, 0, 0.5]);
+    // one benchmark; the LLM errs exactly on the prompts whose difficulty is above 0.5
+    const v = 200;
+    const d = Float64Array.from({ length: v }, (_, i) => i / (v - 1));
+    const val = { bench: new Int32Array(v), difficulty: d, correct: Float32Array.from(d, (x) => (x > 0.5 ? 0 : 1)) };
+    const g = difficultyOracle(val, { bench: new Int32Array(2), difficulty: Float64Array.from([0.1, 0.9]) }, 1, 1);
+    expect(g[0]).toBeLessThan(0.2);
+    expect(g[1]).toBeGreaterThan(0.8);
+  });
+});
+
 describe('uniroute eval', () => {
   it('writes report.json, report.md, report.html and the SVGs (rendered: not blank), with a label-efficiency sweep', async () => {
     const data = makeSyntheticDataset(600, 21);
@@ -139,6 +177,8 @@ describe('uniroute eval', () => {
       expect(rep.methods[m].curve.length).toBeGreaterThan(1);
     }
     expect(rep.methods.oracle.audc.mean).toBeGreaterThanOrEqual(rep.methods['uniroute-kmeans'].audc.mean);
+    // the two ceilings, reported where the prompts name benchmarks; the true labels route at least as well
+    for (const m of ['oracle-benchmark', 'oracle-difficulty']) expect(rep.methods.oracle.audc.mean).toBeGreaterThanOrEqual(rep.methods[m].audc.mean);
     expect(rep.label_efficiency.val_prompts).toEqual([30, 120]);
     expect(rep.settings.seeds).toBe(2);
     expect(readFileSync(join(out, 'report.md'), 'utf8')).toMatch(/\| uniroute-kmeans \|/);

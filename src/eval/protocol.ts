@@ -16,11 +16,13 @@ import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '..
 import { Router, type LearnedMap } from '../router/router.js';
 import { psiMatrix } from '../router/evidence.js';
 import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
+import { benchmarkOracle, difficultyOracle } from './ceiling.js';
 
 export const ALL_METHODS = ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle'] as const;
-export type MethodName = (typeof ALL_METHODS)[number] | 'uniroute-kmeans-no-shrinkage' | 'uniroute-kmeans-suggested';
+export type MethodName = (typeof ALL_METHODS)[number] | (typeof EXTRA_METHODS)[number];
 /** Methods run when asked for (or by default): the ablation without shrinkage, and suggested labels. */
-export const EXTRA_METHODS = ['uniroute-kmeans-no-shrinkage', 'uniroute-kmeans-suggested'] as const;
+/** Variants, and two ceilings that read test labels (src/eval/ceiling.ts; only where the prompts name a benchmark). */
+export const EXTRA_METHODS = ['uniroute-kmeans-no-shrinkage', 'uniroute-kmeans-suggested', 'oracle-benchmark', 'oracle-difficulty'] as const;
 
 export interface EvalOptions extends CostOptions {
   seeds?: number;
@@ -264,6 +266,9 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   // similarities of every train and validation prompt to every train prompt (kNN's k selection)
   const simAllTrain = methods.has('knn') ? dotProducts(concatRows(Etr, Eva), nTr + vMax, Etr, nTr, D) : undefined;
 
+  // the ceilings' inputs: each prompt's benchmark, and its true difficulty (the training LLMs' mean error on it)
+  const bench = benchmarkIndex(ds);
+  const difficultyOf = (p: number) => train.reduce((s, m) => s + 1 - ds.outcomes.get(m)![p], 0) / Mtr;
   const out: SeedResult = {
     seed,
     trainModels: train,
@@ -436,9 +441,35 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       ]);
     }
     if (methods.has('oracle')) res.oracle = result(testCurve(errorsOf(Yu_te)));
+    if (bench) {
+      const bTest = Int32Array.from(testIdx, (p) => bench.index[p]);
+      if (methods.has('oracle-benchmark')) res['oracle-benchmark'] = result(testCurve(benchmarkOracle(bTest, bench.count, Yu_te, Mu)));
+      if (methods.has('oracle-difficulty')) {
+        const bVal = Int32Array.from(valIdx.subarray(0, v), (p) => bench.index[p]);
+        const g = difficultyOracle(
+          { bench: bVal, difficulty: Float64Array.from(valIdx.subarray(0, v), difficultyOf), correct: Yu_va.subarray(0, v * Mu) },
+          { bench: bTest, difficulty: Float64Array.from(testIdx, difficultyOf) },
+          bench.count,
+          Mu,
+        );
+        res['oracle-difficulty'] = result(testCurve(g));
+      }
+    }
     out.byValSize[v] = res;
   }
   return out;
+}
+
+/** Each prompt's benchmark as an index, or undefined where no prompt names one. */
+function benchmarkIndex(ds: Dataset): { index: Int32Array; count: number } | undefined {
+  if (!ds.prompts.some((p) => p.benchmark)) return undefined;
+  const names = new Map<string, number>();
+  const index = Int32Array.from(ds.prompts, (p) => {
+    const b = p.benchmark ?? '';
+    if (!names.has(b)) names.set(b, names.size);
+    return names.get(b)!;
+  });
+  return { index, count: names.size };
 }
 
 function concatRows(a: Float32Array, b: Float32Array): Float32Array {
