@@ -195,6 +195,10 @@ describe('uniroute eval', () => {
     for (const l of unseen) expect(svg).toContain(`>${l}</text>`);
     expect(svg).toMatch(/<polygon[^>]*fill-opacity/);
     expect(new Set([...svg.matchAll(/stroke-dasharray="([^"]+)"/g)].map((x) => x[1])).size).toBeGreaterThan(3);
+    // every legend entry's colour and dash differ from every other's (the chart has more series than colours)
+    const legend = [...svg.matchAll(/<line x1="[^"]+" x2="[^"]+" y1="[^"]+" y2="[^"]+" stroke="([^"]+)" stroke-width="2.5"(?: stroke-dasharray="([^"]+)")?\/>/g)].map((x) => `${x[1]}|${x[2] ?? ''}`);
+    expect(legend.length).toBe(Object.keys(rep.methods).length);
+    expect(new Set(legend).size).toBe(legend.length);
     const le = readFileSync(join(out, 'label-efficiency.svg'), 'utf8');
     expect(le).toMatch(/label efficiency/);
     const md = readFileSync(join(out, 'report.md'), 'utf8');

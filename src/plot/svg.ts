@@ -84,7 +84,8 @@ export function lineChart(c: LineChart): string {
   out.push(`<defs><clipPath id="plot"><rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}"/></clipPath></defs>`);
   c.series.forEach((s, i) => {
     const color = s.color ?? PALETTE[i % PALETTE.length];
-    const dashPattern = s.dash ?? DASHES[i % DASHES.length];
+    // past the palette's length the dash shifts by one, so no two series of a chart share colour and dash
+    const dashPattern = s.dash ?? DASHES[(i + Math.floor(i / PALETTE.length)) % DASHES.length];
     const dash = dashPattern ? ` stroke-dasharray="${dashPattern}"` : '';
     if (s.band && s.band.length > 1) {
       const band = s.band.filter((b) => (!c.xLog || b.x > 0) && (!c.yLog || b.lo > 0));
