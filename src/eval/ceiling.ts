@@ -8,6 +8,7 @@
  *   the LLM's validation outcomes, where the difficulty of a prompt is the training LLMs' true mean error on it
  *   (test prompts included). It is the issue's "difficulty feature" with a perfect difficulty model.
  */
+import { ridgeSolve } from '../router/evidence.js';
 
 /** Fits an L2-regularised logistic regression on rows of P features by Newton's method; returns the weights. */
 export function fitLogistic(X: Float64Array, y: ArrayLike<number>, P: number, l2: number, iterations = 50): Float64Array {
@@ -32,11 +33,8 @@ export function fitLogistic(X: Float64Array, y: ArrayLike<number>, P: number, l2
         for (let b = 0; b < P; b++) H[a * P + b] += s * xa * X[i * P + b];
       }
     }
-    for (let a = 0; a < P; a++) {
-      g[a] += l2 * w[a];
-      H[a * P + a] += l2;
-    }
-    const step = solve(H, g, P);
+    for (let a = 0; a < P; a++) g[a] += l2 * w[a];
+    const step = ridgeSolve(H, g, P, l2);
     let moved = 0;
     for (let a = 0; a < P; a++) {
       w[a] -= step[a];
@@ -45,22 +43,6 @@ export function fitLogistic(X: Float64Array, y: ArrayLike<number>, P: number, l2
     if (moved < 1e-9) break;
   }
   return w;
-}
-
-/** Solves A x = b (A P × P, symmetric positive definite here) by Gaussian elimination with partial pivoting. */
-function solve(A: Float64Array, b: Float64Array, P: number): Float64Array {
-  const M = Array.from({ length: P }, (_, r) => [...A.subarray(r * P, r * P + P), b[r]]);
-  for (let c = 0; c < P; c++) {
-    let piv = c;
-    for (let r = c + 1; r < P; r++) if (Math.abs(M[r][c]) > Math.abs(M[piv][c])) piv = r;
-    [M[c], M[piv]] = [M[piv], M[c]];
-    for (let r = 0; r < P; r++) {
-      if (r === c || M[r][c] === 0) continue;
-      const f = M[r][c] / M[c][c];
-      for (let k = c; k <= P; k++) M[r][k] -= f * M[c][k];
-    }
-  }
-  return Float64Array.from({ length: P }, (_, a) => M[a][P] / M[a][a]);
 }
 
 /**

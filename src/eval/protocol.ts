@@ -266,9 +266,12 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   // similarities of every train and validation prompt to every train prompt (kNN's k selection)
   const simAllTrain = methods.has('knn') ? dotProducts(concatRows(Etr, Eva), nTr + vMax, Etr, nTr, D) : undefined;
 
-  // the ceilings' inputs: each prompt's benchmark, and its true difficulty (the training LLMs' mean error on it)
+  // the ceilings' inputs, once for every validation size: each validation and test prompt's benchmark, and its
+  // true difficulty (the training LLMs' mean error on it)
   const bench = benchmarkIndex(ds);
   const difficultyOf = (p: number) => train.reduce((s, m) => s + 1 - ds.outcomes.get(m)![p], 0) / Mtr;
+  const ceilingPart = (idx: Int32Array) => ({ bench: Int32Array.from(idx, (p) => bench!.index[p]), difficulty: Float64Array.from(idx, difficultyOf) });
+  const ceiling = bench && (methods.has('oracle-benchmark') || methods.has('oracle-difficulty')) ? { count: bench.count, val: ceilingPart(valIdx), test: ceilingPart(testIdx) } : undefined;
   const out: SeedResult = {
     seed,
     trainModels: train,
@@ -441,18 +444,11 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       ]);
     }
     if (methods.has('oracle')) res.oracle = result(testCurve(errorsOf(Yu_te)));
-    if (bench) {
-      const bTest = Int32Array.from(testIdx, (p) => bench.index[p]);
-      if (methods.has('oracle-benchmark')) res['oracle-benchmark'] = result(testCurve(benchmarkOracle(bTest, bench.count, Yu_te, Mu)));
+    if (ceiling) {
+      if (methods.has('oracle-benchmark')) res['oracle-benchmark'] = result(testCurve(benchmarkOracle(ceiling.test.bench, ceiling.count, Yu_te, Mu)));
       if (methods.has('oracle-difficulty')) {
-        const bVal = Int32Array.from(valIdx.subarray(0, v), (p) => bench.index[p]);
-        const g = difficultyOracle(
-          { bench: bVal, difficulty: Float64Array.from(valIdx.subarray(0, v), difficultyOf), correct: Yu_va.subarray(0, v * Mu) },
-          { bench: bTest, difficulty: Float64Array.from(testIdx, difficultyOf) },
-          bench.count,
-          Mu,
-        );
-        res['oracle-difficulty'] = result(testCurve(g));
+        const val = { bench: ceiling.val.bench.subarray(0, v), difficulty: ceiling.val.difficulty.subarray(0, v), correct: Yu_va.subarray(0, v * Mu) };
+        res['oracle-difficulty'] = result(testCurve(difficultyOracle(val, ceiling.test, ceiling.count, Mu)));
       }
     }
     out.byValSize[v] = res;

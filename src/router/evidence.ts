@@ -233,7 +233,7 @@ export function difficultyTargets(Y: Float32Array, M: number): Float64Array {
 }
 
 /** Solves (A + λI) x = b for symmetric positive definite A (D x D, row-major) by Cholesky. */
-function ridgeSolve(A: Float64Array, b: Float64Array, D: number, lambda: number): Float64Array<ArrayBufferLike> {
+export function ridgeSolve(A: Float64Array, b: Float64Array, D: number, lambda: number): Float64Array<ArrayBufferLike> {
   const L = new Float64Array(D * D);
   for (let i = 0; i < D; i++) {
     for (let j = 0; j <= i; j++) {
