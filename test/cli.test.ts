@@ -25,11 +25,22 @@ beforeAll(() => {
 
 describe('uniroute CLI', () => {
   it('--help on every command', () => {
-    for (const cmd of [[], ['fit'], ['add-model'], ['remove-model'], ['models'], ['route'], ['info'], ['suggest-labels']]) {
+    for (const cmd of [[], ['fit'], ['add-model'], ['remove-model'], ['export'], ['import'], ['feedback'], ['models'], ['suggest-labels'], ['route'], ['eval'], ['serve'], ['info']]) {
       const r = run([...cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/Usage: uniroute/);
     }
+  });
+
+  it('--version (and -V) prints the package.json version', () => {
+    const { version } = JSON.parse(readFileSync(resolve(__dirname, '..', 'package.json'), 'utf8'));
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toBe(`${version}\n`);
+    }
+    expect(run(['--help']).out).toMatch(/-V, --version +print the version/);
   });
 
   it('fit -> add-model -> models -> route -> remove-model', () => {

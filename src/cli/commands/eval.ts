@@ -1,0 +1,63 @@
+/** `uniroute eval`: the paper's unseen-LLM protocol: UniRoute (K-means, learned map) against baselines, deferral curves and their area. */
+import { once } from 'node:events';
+import { basename, resolve as resolvePath } from 'node:path';
+import { type Command } from 'commander';
+import { UnirouteError } from '../../errors.js';
+import { loadDataset } from '../../data/dataset.js';
+import { Progress } from '../progress.js';
+import { type CliContext, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine } from '../shared.js';
+
+export function registerEval(program: Command, { io, quiet }: CliContext): void {
+  program
+    .command('eval')
+    .description("the paper's unseen-LLM protocol: UniRoute (K-means, learned map) against baselines, deferral curves and their area")
+    .requiredOption('--data <dir>', 'dataset folder')
+    .requiredOption('--out <dir>', 'report folder (report.json, report.md, deferral.svg)')
+    .option('--seeds <n>', 'random seeds (trials)', intArg('--seeds', 1), 5)
+    .option('--first-seed <n>', 'first seed', intArg('--first-seed'), 1)
+    .option('--unseen-fraction <f>', 'share of the LLMs with complete outcomes held out as unseen', numArg('--unseen-fraction'), 0.5)
+    .option('--val-prompts <list>', 'validation prompts per unseen LLM; a list (25,50,100,200,400) sweeps label efficiency', (v: string) => v.split(',').map((x) => intArg('--val-prompts', 1)(x.trim())))
+    .option('--test-fraction <f>', 'share of prompts held out for testing', numArg('--test-fraction'), 0.3)
+    .option('--methods <list>', 'methods to run (default: all)', listArg)
+    .option('--exclude-models <list>', 'comma-separated LLMs to leave out of the protocol', listArg)
+    .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
+    .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--title <text>', 'report title')
+    .option('--linear-cost', 'a linear cost axis in the plots (default: log scale)')
+    .option('--log-cost', 'a log-scale cost axis (the default; kept for scripts)')
+    .option('--embedder <spec>', 'embed every prompt once through an OpenAI-compatible endpoint: openai:MODEL@BASE_URL')
+    .option('--embeddings <jsonl>', 'or your own prompt embeddings: {"id", "embedding"} lines, one per prompt')
+    .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
+    .action(async (o) => {
+      // option values are checked before any work starts
+      for (const [flag, v] of [['--unseen-fraction', o.unseenFraction], ['--test-fraction', o.testFraction]] as const)
+        if (!(v > 0 && v < 1)) throw new UnirouteError('INVALID_ARGUMENT', `${flag} must be between 0 and 1 (exclusive); got ${v}`);
+      const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../../eval/protocol.js');
+      const { writeReport, markdownTable, operatingPointLine } = await import('../../eval/report.js');
+      const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);
+      for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
+      const progress = new Progress(!quiet());
+      progress.update('reading dataset', 0);
+      const ds = await loadDataset(o.data);
+      const t0 = Date.now();
+      const report = await evaluate(ds, {
+        seeds: o.seeds,
+        firstSeed: o.firstSeed,
+        unseenFraction: o.unseenFraction,
+        valPrompts: o.valPrompts,
+        testFraction: o.testFraction,
+        methods: o.methods,
+        excludeModels: o.excludeModels,
+        dim: o.dim,
+        pricePerBillionParams: o.pricePerBillionParams,
+        remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,
+        promptEmbeddings: o.embeddings ? await promptEmbeddingsOf(ds, o.embeddings) : undefined,
+        onProgress: (s, d, t) => progress.update(s, d, t),
+      });
+      (report.settings as any).seconds = (Date.now() - t0) / 1000;
+      // the data set's name, not its path, as the title
+      const files = await writeReport(o.out, report, o.title ?? basename(resolvePath(o.data)), !o.linearCost);
+      progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
+      await writeLine(io.stdout, markdownTable(report) + '\n' + (report.operating_point ? operatingPointLine(report) + '\n' : ''));
+    });
+}

@@ -1,0 +1,79 @@
+/** `uniroute fit`: fit a router on a dataset (prompts.jsonl, labels.csv, models.csv); K is chosen on validation prompts unless --clusters is given. */
+import { type Command, Option } from 'commander';
+import { UnirouteError } from '../../errors.js';
+import { loadDataset } from '../../data/dataset.js';
+import { fitRouter } from '../../router/fit.js';
+import { Progress } from '../progress.js';
+import { type CliContext, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine } from '../shared.js';
+
+export function registerFit(program: Command, { io, quiet }: CliContext): void {
+  program
+    .command('fit')
+    .description('fit a router on a dataset (prompts.jsonl, labels.csv, models.csv); K is chosen on validation prompts unless --clusters is given')
+    .requiredOption('--data <dir>', 'dataset folder')
+    .requiredOption('--out <file>', 'where to write the router (.gz to compress)')
+    .option('--train-models <list>', 'comma-separated training LLMs (default: all in labels.csv)', listArg)
+    .option('--exclude-models <list>', 'comma-separated LLMs to leave out (e.g. one to add later as unseen)', listArg)
+    .option('--clusters <k>', 'number of clusters, or "auto"', 'auto')
+    .option('--seed <n>', 'random seed', intArg('--seed'), 1)
+    .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors', numArg('--val-fraction'), 0.25)
+    .option('--prior-strength <a>', 'shrink sparse clusters toward the LLM\'s overall error (0 = plain mean; default: chosen on validation with K)', numArg('--prior-strength'))
+    .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
+    .option('--model-cost <name=cost>', 'explicit cost per query for an LLM (repeatable)', costArg)
+    .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .addOption(new Option('--method <m>', 'cluster map: nearest centroid (kmeans) or the learned map').choices(['kmeans', 'learned-map']).default('kmeans'))
+    .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
+    .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
+    .option('--embedder <spec>', 'embed through an OpenAI-compatible endpoint instead: openai:MODEL@BASE_URL (recorded in the router; route and serve use it too)')
+    .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
+    .option('--json', 'print the full fit report as JSON instead of the summary')
+    .action(async (o) => {
+      if (o.embedder && o.embeddings) throw new UnirouteError('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
+      // option values are checked before any work starts
+      const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
+      const remote = o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, !quiet()) : undefined;
+      const progress = new Progress(!quiet());
+      progress.update('reading dataset', 0);
+      const ds = await loadDataset(o.data);
+      let embeddings: { dim: number; data: Float32Array; name?: string } | undefined;
+      if (o.embeddings) {
+        const pe = await promptEmbeddingsOf(ds, o.embeddings);
+        embeddings = { dim: pe.spec.dim, data: pe.data, name: o.embeddingName };
+      }
+      const { router, report } = await fitRouter(ds, {
+        trainModels: o.trainModels,
+        excludeModels: o.excludeModels,
+        clusters,
+        seed: o.seed,
+        valFraction: o.valFraction,
+        priorStrength: o.priorStrength,
+        embedder: { dim: o.dim },
+        costs: o.modelCost,
+        pricePerBillionParams: o.pricePerBillionParams,
+        embeddings,
+        remoteEmbedder: remote,
+        method: o.method,
+        onProgress: (s, d, t) => progress.update(s, d, t),
+      });
+      await router.save(o.out);
+      for (const m of report.models) if (m.coverage < 0.5) process.stderr.write(coverageWarning(m.name, m.coverage));
+      progress.done(`fitted ${report.clusters} clusters on ${report.trainPrompts} prompts, ${report.models.length} LLMs profiled on ${report.valPrompts} validation prompts in ${report.seconds.toFixed(1)} s -> ${o.out}`);
+      if (o.json) await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
+      else {
+        const grid = report.kSearch.length > 1 ? ` (chosen on validation prompts among ${[...new Set(report.kSearch.map((x) => x.k))].join(', ')})` : '';
+        const lines = [
+          `router     ${o.out}, fitted in ${report.seconds.toFixed(1)} s`,
+          `clusters   ${report.clusters}${grid}; prior strength ${report.priorStrength}`,
+          `prompts    ${report.trainPrompts} train, ${report.valPrompts} validation`,
+          `operating  ${operatingPointText(router)}`,
+          '',
+          table(
+            ['LLM', 'cost/query', 'outcomes', 'coverage'],
+            report.models.map((m) => [m.name, m.costPerQuery.toExponential(3), String(m.validationOutcomes), `${(100 * m.coverage).toFixed(0)} %`]),
+          ),
+          '(--json for the full report)',
+        ];
+        await writeLine(io.stdout, lines.join('\n') + '\n');
+      }
+    });
+}

@@ -1,0 +1,50 @@
+/** `uniroute info`: show the engine (backend, CUDA, threads) and the router. */
+import { type Command } from 'commander';
+import { backendInfo, getThreads } from '../../engine/native.js';
+import { defaultRouterPath } from '../../defaults.js';
+import { type CliContext, operatingPointText, loadRouter, writeLine } from '../shared.js';
+
+export function registerInfo(program: Command, { io }: CliContext): void {
+  program
+    .command('info')
+    .description('show the engine (backend, CUDA, threads) and the router')
+    .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--json', 'as JSON')
+    .action(async (o) => {
+      const b = backendInfo();
+      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version };
+      let summary: string[] = ['router     none (the built-in router is missing)'];
+      try {
+        const router = await loadRouter(o.router);
+        info.router = {
+          path: o.router ?? defaultRouterPath(),
+          embedder: router.embedderSpec,
+          clusters: router.k,
+          clusterMap: router.map ? 'learned-map' : 'kmeans',
+          models: router.size,
+          priorStrength: router.priorStrength,
+          defaultLambda: router.defaultLambda,
+          evidenceCells: router.cells?.count ?? null,
+          difficulty: router.prior?.difficulty ? { slope: router.prior.difficulty.slope } : null,
+          fit: router.info,
+        };
+        summary = [
+          `router     ${o.router ?? defaultRouterPath()}`,
+          `embedder   ${router.embedderSpec.kind}, ${router.dim} dimensions${'model' in router.embedderSpec ? ` (${router.embedderSpec.model} at ${router.embedderSpec.baseUrl})` : ''}`,
+          `clusters   ${router.k} (${router.map ? 'learned map' : 'k-means'}), ${router.cells ? `${router.cells.count} evidence cells` : 'evidence by cluster'}, prior strength ${router.priorStrength}` +
+            (router.prior?.difficulty ? `, difficulty slope ${router.prior.difficulty.slope.toFixed(2)}` : ''),
+          `pool       ${router.size} LLMs (uniroute models lists them)`,
+          `operating  ${operatingPointText(router)}`,
+        ];
+      } catch (e) {
+        if (o.router) throw e;
+        info.router = null; // no built-in router: the engine report still stands
+      }
+      if (o.json) {
+        await writeLine(io.stdout, JSON.stringify(info) + '\n');
+        return;
+      }
+      const cuda = b.cuda.available ? `${b.cuda.device?.name} (usable)` : b.cuda.compiled ? `compiled, not usable: ${b.cuda.reason}` : 'not compiled';
+      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
+    });
+}

@@ -1,0 +1,93 @@
+/** `uniroute serve`: HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics. */
+import { type Command } from 'commander';
+import { UnirouteError } from '../../errors.js';
+import { type CliContext, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptions } from '../shared.js';
+
+export function registerServe(program: Command, { quiet }: CliContext): void {
+  program
+    .command('serve')
+    .description('HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics')
+    .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port', intArg('--port'), 8080)
+    .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
+    .option('--config <file>', 'gateway config, YAML or JSON: upstreams, presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits (see README); SIGHUP re-reads it')
+    .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
+    .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
+    .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
+    .option('--max-prompts <n>', 'most prompts in one /v1/route request', intArg('--max-prompts', 1), 1024)
+    .option('--body-limit <bytes>', 'largest request body', intArg('--body-limit', 1024), 4 * 1024 * 1024)
+    .option('--connect-timeout-ms <ms>', 'default upstream connect timeout', intArg('--connect-timeout-ms', 1))
+    .option('--headers-timeout-ms <ms>', 'default time to the upstream response headers', intArg('--headers-timeout-ms', 1))
+    .option('--idle-timeout-ms <ms>', 'default longest gap between two chunks of an upstream response (never a cap on a whole stream)', intArg('--idle-timeout-ms', 1))
+    .option('--upstream-timeout-ms <ms>', 'older name of --headers-timeout-ms', intArg('--upstream-timeout-ms', 1))
+    .option('--log', 'log every request (JSON lines on stdout), with one decision line per chat completion')
+    .option('--feedback-half-life <hours>', 'with --pool: decay an LLM\'s older evidence with this half-life as feedback arrives, so Ψ follows drift', numArg('--feedback-half-life'))
+    .action(async (o) => {
+      const { buildApp } = await import('../../server/app.js');
+      const { loadConfig, parseConfig, checkAgainstPool } = await import('../../server/config.js');
+      if (o.config && o.upstreams) throw new UnirouteError('INVALID_ARGUMENT', 'give --config or --upstreams, not both (a config file has an "upstreams" key)');
+      const { router, live } = await loadWithPool(o.router, o.pool, 'serve');
+      const timeouts = {
+        ...(o.connectTimeoutMs !== undefined ? { connectMs: o.connectTimeoutMs } : {}),
+        ...((o.headersTimeoutMs ?? o.upstreamTimeoutMs) !== undefined ? { headersMs: o.headersTimeoutMs ?? o.upstreamTimeoutMs } : {}),
+        ...(o.idleTimeoutMs !== undefined ? { idleMs: o.idleTimeoutMs } : {}),
+      };
+      const configFile: string | undefined = o.config ?? o.upstreams;
+      const read = () => (configFile ? loadConfig(configFile, timeouts) : parseConfig({}, 'defaults', timeouts));
+      const check = (cfg: ReturnType<typeof read>) => {
+        const { errors, warnings } = checkAgainstPool(cfg, router.snapshot().names);
+        for (const w of warnings) if (!quiet()) process.stderr.write(`warning: ${cfg.source}: ${w}\n`);
+        if (errors.length) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}:\n  ${errors.join('\n  ')}`);
+        return cfg;
+      };
+      const config = check(read());
+      const tokenEnv = config.tokens.adminEnv ?? 'UNIROUTE_ADMIN_TOKEN';
+      const adminToken = process.env[tokenEnv] || undefined;
+      const app = await buildApp({
+        router,
+        routerPath: o.router,
+        adminToken,
+        config,
+        pool: live,
+        ...feedbackOptions(o.feedbackHalfLife),
+        batchWindowMs: o.batchWindowMs,
+        maxPromptChars: config.limits.promptChars ?? o.maxPromptChars,
+        maxPromptsPerRequest: config.limits.promptsPerRequest ?? o.maxPrompts,
+        bodyLimitBytes: config.limits.bodyBytes ?? o.bodyLimit,
+        logger: !!o.log,
+      });
+      const address = await app.listen({ host: o.host, port: o.port });
+      const notes = [
+        `${router.size} LLMs, ${router.k} clusters`,
+        adminToken ? (o.router || live ? 'admin on' : 'admin read-only (no --pool or --router)') : `admin off (set ${tokenEnv})`,
+        ...(live ? [`pool ${live.store.description} v${live.version}`] : []),
+        config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets` : 'no upstreams',
+      ];
+      if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);
+      const onHup = () => {
+        if (!configFile) return;
+        let next: ReturnType<typeof read>;
+        try {
+          next = check(read());
+        } catch (e) {
+          process.stderr.write(`SIGHUP: ${configFile} not reloaded, the running config stays: ${(e as Error).message}\n`);
+          return;
+        }
+        (app as unknown as { reloadGateway: (c: typeof next) => Promise<void> }).reloadGateway(next).then(
+          () => !quiet() && process.stderr.write(`SIGHUP: reloaded ${configFile} (${next.upstreams.size} upstreams, ${next.presets.size} presets)\n`),
+          (e) => process.stderr.write(`SIGHUP: ${configFile} not reloaded, the running config stays: ${(e as Error).message}\n`),
+        );
+      };
+      process.on('SIGHUP', onHup);
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string) => {
+          if (!quiet()) process.stderr.write(`${sig}: finishing in-flight requests\n`);
+          app.close().then(() => resolve(), () => resolve());
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      process.off('SIGHUP', onHup);
+    });
+}

@@ -1,0 +1,156 @@
+/** Helpers shared by the command modules: option parsers, router loading, output. */
+import { createWriteStream, existsSync } from 'node:fs';
+import { once } from 'node:events';
+import { hostname } from 'node:os';
+import { InvalidArgumentError } from 'commander';
+import { UnirouteError } from '../errors.js';
+import { Router } from '../router/router.js';
+import { defaultRouterPath } from '../defaults.js';
+import { LivePool } from '../pool/live.js';
+import { DecisionSigner } from '../pool/feedback.js';
+import { jsonLines } from '../data/jsonl.js';
+import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
+
+/** What every command module gets from the program: where stdout goes, and whether --quiet is on. */
+export interface CliContext {
+  io: { stdout: NodeJS.WritableStream };
+  quiet: () => boolean;
+}
+
+export const intArg = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number >= ${min}`);
+  return n;
+};
+export const numArg = (name: string, min = 0) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+  return n;
+};
+export const listArg = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+export const costArg = (v: string, prev: Record<string, number> = {}) => {
+  const i = v.lastIndexOf('=');
+  const c = Number(v.slice(i + 1));
+  if (i <= 0 || !Number.isFinite(c) || c < 0) throw new InvalidArgumentError('--model-cost takes NAME=COST with COST >= 0');
+  return { ...prev, [v.slice(0, i)]: c };
+};
+
+/** A remote embedder from `openai:MODEL@BASE_URL`; warns when the key variable is unset (a local server needs none). */
+export function remoteFrom(spec: string, keyEnv: string, warn: boolean): RemoteEmbedder {
+  const r = new RemoteEmbedder(parseEmbedderArg(spec, keyEnv));
+  if (warn && !process.env[keyEnv]) process.stderr.write(`note: ${keyEnv} is not set; requests to the embedding endpoint carry no API key\n`);
+  return r;
+}
+
+/** Which λ is in force when none is given, and what it was expected to cost and score. */
+export function operatingPointText(router: Router): string {
+  const op = router.info.operatingPoint as
+    | { lambda: number; expectedCost: number; expectedAccuracy: number; costAtZero: number; accuracyAtZero: number; prompts: number }
+    | undefined;
+  if (!op) return `default lambda ${router.defaultLambda} (no operating point was chosen for this router)`;
+  return (
+    `default lambda ${op.lambda.toPrecision(4)}: on ${op.prompts} train prompts, mean cost ${op.expectedCost.toExponential(3)} ` +
+    `(${((100 * op.expectedCost) / op.costAtZero).toFixed(0)} % of lambda 0's) at accuracy ${op.expectedAccuracy.toFixed(3)} ` +
+    `(lambda 0: ${op.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
+  );
+}
+
+/** A plain-text table: columns padded to their widest cell, the first left-aligned and the others right-aligned. */
+export function table(head: string[], rows: string[][]): string {
+  const width = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)));
+  const line = (r: string[]) => r.map((c, j) => (j === 0 ? c.padEnd(width[j]) : c.padStart(width[j]))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** One warning line on stderr (input lines skipped, and the like). */
+export const warnLine = (message: string) => void process.stderr.write(`uniroute: warning: ${message}\n`);
+
+export const coverageWarning = (name: string, coverage: number) =>
+  `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
+  'elsewhere it is chosen only when no allowed LLM with outcomes there is (route --evidence ignore to change that). Add outcomes on more kinds of prompts.\n';
+
+export async function loadRouter(path: string | undefined): Promise<Router> {
+  const p = path ?? defaultRouterPath();
+  if (!path && !existsSync(p))
+    throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
+  return Router.load(p);
+}
+
+export const POOL_HELP =
+  "the pool store: sqlite:PATH (shared by one machine's processes), redis://HOST:PORT/DB[?prefix=P] (shared by replicas) or memory:; its pool replaces the router file's (a new store starts from it)";
+
+/** The router, bound to a pool store when --pool is given (its pool then replaces the file's). */
+export async function loadWithPool(path: string | undefined, pool: string | undefined, who = 'cli'): Promise<{ router: Router; live?: LivePool }> {
+  const router = await loadRouter(path);
+  if (!pool) return { router };
+  const live = await LivePool.open(router, pool, `${who}@${hostname()}`);
+  return { router, live };
+}
+
+/**
+ * Feedback settings from the environment: UNIROUTE_FEEDBACK_TOKEN (the bearer token of POST /v1/feedback) and
+ * UNIROUTE_FEEDBACK_SECRET (signs decision ids; the same on every replica and for `uniroute feedback`; without it
+ * ids hold only for one server process).
+ */
+export function feedbackOptions(halfLifeHours?: number) {
+  if (halfLifeHours !== undefined && !(halfLifeHours > 0)) throw new UnirouteError('INVALID_ARGUMENT', '--feedback-half-life must be a number of hours > 0');
+  const secret = process.env.UNIROUTE_FEEDBACK_SECRET;
+  return {
+    ...(secret ? { feedbackSigner: new DecisionSigner(secret) } : {}),
+    ...(process.env.UNIROUTE_FEEDBACK_TOKEN ? { feedbackToken: process.env.UNIROUTE_FEEDBACK_TOKEN } : {}),
+    ...(halfLifeHours !== undefined ? { feedbackHalfLifeMs: halfLifeHours * 3_600_000 } : {}),
+  };
+}
+
+export const cliUser = () => `cli:${process.env.USER ?? 'unknown'}@${hostname()}`;
+
+/** Reads {"id", "embedding": [..]} lines into a map; every row must have the same length. */
+export async function readEmbeddings(file: string): Promise<{ dim: number; rows: Map<string, Float32Array> }> {
+  const rows = new Map<string, Float32Array>();
+  let dim = -1;
+  for await (const { rec, line } of jsonLines(file)) {
+    if (rec?.id === undefined || !Array.isArray(rec.embedding))
+      throw new UnirouteError('INVALID_ARGUMENT', `${file}:${line}: needs "id" and an "embedding" array`);
+    if (dim < 0) dim = rec.embedding.length;
+    if (rec.embedding.length !== dim || dim === 0)
+      throw new UnirouteError('DIMENSION_MISMATCH', `${file}:${line}: embedding has ${rec.embedding.length} values; earlier rows have ${dim}`);
+    const v = Float32Array.from(rec.embedding, Number);
+    if (!v.every(Number.isFinite)) throw new UnirouteError('NON_FINITE', `${file}:${line}: embedding has a non-finite value`);
+    rows.set(String(rec.id), v);
+  }
+  if (dim < 0) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding`);
+  return { dim, rows };
+}
+
+/** Every dataset prompt's embedding from a {"id", "embedding"} file, in dataset order. */
+export async function promptEmbeddingsOf(ds: { prompts: Array<{ id: string }> }, file: string) {
+  const e = await readEmbeddings(file);
+  const data = new Float32Array(ds.prompts.length * e.dim);
+  ds.prompts.forEach((p, i) => {
+    const v = e.rows.get(p.id);
+    if (!v) throw new UnirouteError('INVALID_ARGUMENT', `${file} has no embedding for prompt "${p.id}"`);
+    data.set(v, i * e.dim);
+  });
+  return { spec: { kind: 'precomputed' as const, dim: e.dim }, data };
+}
+
+/**
+ * Opens an output file for streaming: a file that cannot be created is a coded one-line error before any work,
+ * and a later write error ends the command with one too (never an unhandled 'error' event).
+ */
+export async function openOutput(path: string): Promise<NodeJS.WritableStream> {
+  const ws = createWriteStream(path);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', (e) => reject(new UnirouteError('IO_ERROR', `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+  });
+  ws.on('error', (e) => {
+    process.stderr.write(`uniroute: IO_ERROR: writing ${path} failed: ${(e as NodeJS.ErrnoException).code ?? e.message}\n`);
+    process.exit(1);
+  });
+  return ws;
+}
+
+export function writeLine(out: NodeJS.WritableStream, s: string): Promise<void> | void {
+  if (!out.write(s)) return once(out, 'drain').then(() => undefined);
+}
