@@ -1,5 +1,7 @@
 /**
- * Regenerates the built-in default router (models/default.uniroute.gz) from both data sets of ../shared/data.
+ * Regenerates the built-in default router (models/default.uniroute.gz) from the four data sets of ../shared/data:
+ * two of benchmark questions (routerbench, zeroeval) and two of chat-style instructions (alpacaeval, arenabench), so
+ * that the prompts a gateway sees every day (greetings, rewriting, translation, advice, short code) lie near a cluster.
  * The artifact holds numbers only (IDF x projection rows, centroids, per-cluster error sums and counts, costs):
  * no prompt text. Open models without a list price get a proxy price proportional to their active parameters
  * (0.0125 USD per 1M tokens per billion parameters: Llama-3-70B's $0.88 / 70.6B), as ../shared/data/README.md suggests.
@@ -12,13 +14,15 @@ import { Progress } from '../src/cli/progress.js';
 
 const dataDir = resolve(process.env.UNIROUTE_DATA ?? join(process.cwd(), '..', 'shared', 'data'));
 const out = resolve(process.argv[2] ?? join(process.cwd(), 'models', 'default.uniroute.gz'));
-if (!existsSync(join(dataDir, 'routerbench')) || !existsSync(join(dataDir, 'zeroeval'))) {
-  process.stderr.write(`fit:default needs ${dataDir}/routerbench and ${dataDir}/zeroeval (set UNIROUTE_DATA)\n`);
+const SETS = ['routerbench', 'zeroeval', 'alpacaeval', 'arenabench'];
+const missing = SETS.filter((s) => !existsSync(join(dataDir, s)));
+if (missing.length) {
+  process.stderr.write(`fit:default needs ${missing.map((s) => join(dataDir, s)).join(', ')} (set UNIROUTE_DATA)\n`);
   process.exit(1);
 }
 const progress = new Progress(true);
 const parts = [];
-for (const name of ['routerbench', 'zeroeval']) {
+for (const name of SETS) {
   progress.update(`reading ${name}`, 0);
   parts.push({ name, ds: await loadDataset(join(dataDir, name)) });
 }
@@ -28,7 +32,7 @@ const { router, report } = await fitRouter(ds, {
   pricePerBillionParams: 0.0125,
   onProgress: (s, d, t) => progress.update(s, d, t),
 });
-router.info = { ...router.info, source: 'uniroute fit:default on ../shared/data routerbench + zeroeval' };
+router.info = { ...router.info, source: `uniroute fit:default on ../shared/data ${SETS.join(' + ')}` };
 await router.save(out);
 progress.done(
   `default router: ${report.clusters} clusters, prior strength ${report.priorStrength} (chosen on validation), ` +

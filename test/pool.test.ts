@@ -232,7 +232,8 @@ describe('router files: every byte checked', () => {
     expect(back.modelHash()).toBe(r.modelHash());
     // a file with a valid checksum whose learned map declares a network its parameters do not fit
     const lmRouter = (await fitRouter(await loadDataset(makeSyntheticDataset(300, 8)), { seed: 5, method: 'learned-map', embedder: { bucketsLog2: 12, dim: 16 } })).router;
-    const parts = (lmRouter as any).artifactParts();
+    const { artifactParts } = await import('../src/router/persist.js');
+    const parts = artifactParts(lmRouter) as any;
     parts.manifest.clusterMap.config = { ...parts.manifest.clusterMap.config, hidden: [65536, 8] };
     const { encodeArtifact } = await import('../src/router/artifact.js');
     const lmFile = join(dir, 'bad-map.uniroute');

@@ -171,8 +171,8 @@ describe('out-of-distribution prompts', () => {
     const share50 = half.ood.reduce((a, v) => a + v, 0) / texts.length;
     expect(share50).toBeGreaterThan(0.3);
     expect(share50).toBeLessThan(0.7);
-    // flagged: the LLM with the lowest overall error; the others: as without the check
-    // the fallback: the lowest predicted error over the training distribution (Ψ weighted by the cluster shares)
+    // flagged: decided on the pool's prior over clusters (Ψ weighted by the cluster shares) at the same lambda;
+    // the others: as without the check
     const snap = router.snapshot();
     const share = router.clusterShare!;
     const predictedOverall = (name: string) => {
@@ -183,11 +183,17 @@ describe('out-of-distribution prompts', () => {
     };
     const lowest = (names: string[]) => names.reduce((a, n) => (predictedOverall(n) < predictedOverall(a) ? n : a));
     const best = lowest(snap.names);
+    const byPrior = snap.names.reduce((a, n) =>
+      predictedOverall(n) + 0.3 * snap.cost[snap.index.get(n)!] < predictedOverall(a) + 0.3 * snap.cost[snap.index.get(a)!] ? n : a,
+    );
     for (let i = 0; i < texts.length; i++) {
       expect(half.ood[i]).toBe(half.distance[i] > router.oodThreshold(0.5)! ? 1 : 0);
-      if (half.ood[i]) expect(half.models[half.choice[i]]).toBe(best);
+      if (half.ood[i]) expect(half.models[half.choice[i]]).toBe(byPrior);
       else expect(half.choice[i]).toBe(plain.choice[i]);
     }
+    // 'best-overall': the lowest such error, whatever it costs
+    const bestOverall = await router.routeBatch(texts, { lambda: 0.3, ood: { quantile: 0.5, fallback: 'best-overall' } });
+    for (let i = 0; i < texts.length; i++) if (bestOverall.ood[i]) expect(bestOverall.models[bestOverall.choice[i]]).toBe(best);
     // a named fallback, and one outside the allowed set (the best allowed instead); 'route' only flags
     const named = await router.routeBatch(texts, { lambda: 0.3, ood: { quantile: 0.5, fallback: 'cheap-code' } });
     for (let i = 0; i < texts.length; i++) if (named.ood[i]) expect(named.models[named.choice[i]]).toBe('cheap-code');
@@ -363,7 +369,11 @@ describe('the unit-free tradeoff knob', () => {
     for (const t of ts) costs.push(meanCost(await router.routeBatch(texts, { tradeoff: t, ood: false })));
     for (let i = 1; i < costs.length; i++) expect(costs[i]).toBeLessThanOrEqual(costs[i - 1] * (1 + 1e-9));
     expect(costs[costs.length - 1]).toBeLessThan(costs[0] / 5); // the knob spans the pool's costs
-    expect(router.lambdaForTradeoff(1)).toBe(router.tradeoffScale());
+    // t = 1 is the cheapest LLM for every prompt (a lambda at which cost outweighs any error difference)
+    expect(router.lambdaForTradeoff(1)).toBeGreaterThanOrEqual(router.tradeoffScale());
+    const one = await router.routeBatch(texts, { tradeoff: 1 });
+    const cheapest = Math.min(...Array.from(one.costs));
+    expect(Array.from(one.choice).every((j) => one.costs[j] === cheapest)).toBe(true);
     for (const bad of [-0.1, 1.5, NaN]) await expect(router.routeBatch(texts.slice(0, 2), { tradeoff: bad })).rejects.toThrow(/tradeoff/);
     await expect(router.routeBatch(texts.slice(0, 2), { tradeoff: 0.5, lambda: 1 })).rejects.toThrow(/not both/);
   });

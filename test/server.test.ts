@@ -50,7 +50,7 @@ describe('/v1/route', () => {
   it('tradeoff: the unit-free knob maps onto the pool\'s lambda; out of [0, 1] or with lambda it is refused', async () => {
     const r = await post('/v1/route', { prompt: 'Question: integral solve equation?', tradeoff: 1 });
     expect(r.statusCode, r.body).toBe(200);
-    expect(r.json().lambda).toBeCloseTo(router.tradeoffScale(), 10);
+    expect(r.json().lambda).toBeCloseTo(router.lambdaForTradeoff(1), 10);
     expect((await post('/v1/route', { prompt: 'x', tradeoff: 0 })).json().lambda).toBe(0);
     expect((await post('/v1/route', { prompt: 'x', tradeoff: 1.5 })).statusCode).toBe(400);
     const both = await post('/v1/route', { prompt: 'x', tradeoff: 0.5, lambda: 1 });

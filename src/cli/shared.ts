@@ -42,16 +42,24 @@ export function remoteFrom(spec: string, keyEnv: string, warn: boolean): RemoteE
   return r;
 }
 
-/** Which λ is in force when none is given, and what it was expected to cost and score. */
+/** Which λ is in force when none is given, and what it is expected to cost and score. */
 export function operatingPointText(router: Router): string {
-  const op = router.info.operatingPoint as
+  if (router.fixedLambda !== undefined && router.keptPrompts) return `default lambda ${router.fixedLambda} (fixed; without it, the pool's operating point)`;
+  const op = router.operatingPoint();
+  if (op)
+    return (
+      `default lambda ${op.lambda.toPrecision(4)}: the pool's operating point, recomputed on every change of the pool; on ${op.prompts} kept train prompts ` +
+      `its predicted mean cost is ${op.expectedCost.toExponential(3)} (${((100 * op.expectedCost) / op.costAtZero).toFixed(0)} % of lambda 0's) ` +
+      `at predicted accuracy ${op.expectedAccuracy.toFixed(3)} (lambda 0: ${op.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
+    );
+  const old = router.info.operatingPoint as
     | { lambda: number; expectedCost: number; expectedAccuracy: number; costAtZero: number; accuracyAtZero: number; prompts: number }
     | undefined;
-  if (!op) return `default lambda ${router.defaultLambda} (no operating point was chosen for this router)`;
+  if (!old) return `default lambda ${router.defaultLambda} (no operating point was chosen for this router)`;
   return (
-    `default lambda ${op.lambda.toPrecision(4)}: on ${op.prompts} train prompts, mean cost ${op.expectedCost.toExponential(3)} ` +
-    `(${((100 * op.expectedCost) / op.costAtZero).toFixed(0)} % of lambda 0's) at accuracy ${op.expectedAccuracy.toFixed(3)} ` +
-    `(lambda 0: ${op.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
+    `default lambda ${old.lambda.toPrecision(4)} (chosen at fit time; this router keeps no prompts to follow its pool): on ${old.prompts} train prompts, mean cost ${old.expectedCost.toExponential(3)} ` +
+    `(${((100 * old.expectedCost) / old.costAtZero).toFixed(0)} % of lambda 0's) at accuracy ${old.expectedAccuracy.toFixed(3)} ` +
+    `(lambda 0: ${old.accuracyAtZero.toFixed(3)}); --lambda 0 routes on the lowest predicted error`
   );
 }
 
@@ -67,7 +75,7 @@ export const warnLine = (message: string) => void process.stderr.write(`uniroute
 
 export const coverageWarning = (name: string, coverage: number) =>
   `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
-  'elsewhere it is chosen only when no allowed LLM with outcomes there is (route --evidence ignore to change that). Add outcomes on more kinds of prompts.\n';
+  'elsewhere its predicted error comes from the prior (its ability and how hard those clusters are for other LLMs), with a wide interval: route --risk 1 or more keeps it where it has shown itself. Add outcomes on more kinds of prompts.\n';
 
 export async function loadRouter(path: string | undefined): Promise<Router> {
   const p = path ?? defaultRouterPath();

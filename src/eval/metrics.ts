@@ -1,5 +1,5 @@
 /** Deferral curves and their normalised area (PAPER.md: "Area", RouterBench AIQ style). */
-import { argminRows } from '../router/decide.js';
+import { argminRows } from '../decide/argmin.js';
 
 export interface CurvePoint {
   cost: number;

@@ -10,11 +10,11 @@ import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
-import { chooseClusters, gatherRows, selectionDraws, stackRows } from '../router/select.js';
-import { CurveAccumulator, bestSingleOf, pickOperatingPoint } from '../router/operating.js';
-import { fitDifficulty, fitPrior, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, gatherRows, selectionDraws, stackRows, type SelectionClusters, type StrengthChoice } from '../router/select.js';
+import { fitDifficulty, fitPrior, residOfRows, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
 import { psiMatrix } from '../router/evidence.js';
+import { intervalOf } from '../decide/posterior.js';
 import { aiq, curveAt, deferralArea, lambdaGrid, monotoneCurve, qualityNeutralCost, routerCurve, upperHull, type CurvePoint } from './metrics.js';
 import { benchmarkOracle, difficultyOracle } from './ceiling.js';
 
@@ -54,8 +54,14 @@ export interface EvalOptions extends CostOptions {
   /** Override the K grid searched on validation (default: the paper's 3 … N_val/50). */
   kGrid?: number[];
   /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
-  priorGrid?: number[];
+  priorGrid?: StrengthChoice[];
   onProgress?: (stage: string, done: number, total: number) => void;
+  /**
+   * Learning from traffic: each unseen LLM starts from `startLabels` (default 10) validation outcomes, the test
+   * prompts are replayed as traffic, each decision's true outcome is fed back, and the cumulative regret against the
+   * router that knows all validation labels is reported, per exploration rate (default [0, 0.1]).
+   */
+  online?: { startLabels?: number; explore?: number[] };
   /** Audits: called with each UniRoute router whose decisions make a curve (the test prompts, the λ values). */
   onRouter?: (a: { method: MethodName; valPrompts: number; router: Router; testIdx: Int32Array; lambdas: number[]; unseen: string[] }) => void;
 }
@@ -81,6 +87,10 @@ export interface SeedResult {
   byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
   /** UniRoute (K-means)'s default operating point on the test prompts, against λ = 0. */
   operatingPoint?: { lambda: number; costRatio: number; accuracyDiff: number };
+  /** Learning from traffic (EvalOptions.online): per exploration rate, the online router's regret along the stream. */
+  online?: { lambda: number; startLabels: number; byRate: Record<number, OnlineRun> };
+  /** Per validation size: how UniRoute (K-means)'s posteriors of the unseen LLMs' cells fare on the test prompts. */
+  calibration: Record<number, CellCalibration>;
   /** The unseen LLMs themselves: cost per query and accuracy on the test prompts. */
   llms: Array<{ name: string; cost: number; accuracy: number }>;
 }
@@ -201,6 +211,12 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     }
     return c;
   };
+  /** What selection sees of K clusters: as fit sees them, with the prior, the prompts' difficulty and a. */
+  const selectionClusters = async (k: number): Promise<SelectionClusters> => {
+    const c = await clusters(k);
+    const pf = priorOf(k, c.trainCl);
+    return { trainCl: c.trainCl, valCl: c.valCl, prior: pf.prior, trainResid: pf.trainResid, valResid: residOfRows(pf.prior, Eva, D, c.valCl), concentration: pf.concentration };
+  };
   // the prompt-difficulty model, fitted once on the train prompts with the training LLMs' outcomes
   const dm: DifficultyModel | undefined = opts.difficulty === false ? undefined : fitDifficulty(Etr, D, Ytr_tr, Mtr, seed);
   const priorCache = new Map<number, ReturnType<typeof fitPrior>>();
@@ -215,13 +231,15 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
    */
   const cellCache = new Map<number, Awaited<ReturnType<typeof fitEvidenceCells>>>();
   /** The fitted parts of this split as a router with an empty pool. */
+  // the train prompts the operating point is computed on, as fit keeps them
+  const keptPrompts = gatherRows(Etr, permutation(nTr, seed + 29).subarray(0, Math.min(nTr, 1000)), D);
   const fittedRouter = async (k: number, C: Int32Array | Float32Array, trainCl: Int32Array, a: number, map?: LearnedMap) => {
     const prior: PsiPrior = priorOf(k, trainCl).prior;
     const clusterShare = new Float32Array(k);
     for (const c of trainCl) clusterShare[c] += 1 / trainCl.length;
     if (!cellCache.has(k)) cellCache.set(k, await fitEvidenceCells(Etr, nTr, D, k, trainCl, seed));
     const cells = cellCache.get(k);
-    return new Router({ ...embedderParts, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence });
+    return new Router({ ...embedderParts, centroids: C as Float32Array, k, priorStrength: a, prior, clusterShare, cells, map, minEvidence: opts.minEvidence, keptPrompts });
   };
   const rowsOf = (idx: Int32Array, A: Float32Array, w: number) => gatherRows(A, idx, w);
   /**
@@ -281,6 +299,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     costRange: [cMin, cMax],
     split: { train: trainIdx, val: valIdx, test: testIdx },
     byValSize: {},
+    calibration: {},
     llms: unseen.map((name, j) => ({ name, cost: cUnseen[j], accuracy: testAcc[j] })),
   };
   const mapCache = new Map<number, Float32Array>();
@@ -294,8 +313,8 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       deferralArea(routerCurve(g, Y, cTrain, rows, Mtr, lambdasTrain), Math.min(...cTrain), Math.max(...cTrain));
     const sel = await chooseClusters({
       grid: opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr),
-      priorGrid: opts.priorGrid ?? [0, 1, 4, 16],
-      clusters,
+      priorGrid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
+      clusters: process.env.UNIROUTE_EXP_OLDSEL ? clusters : selectionClusters,
       trainY: Ytr_tr,
       valY: YtrVa,
       nTr,
@@ -317,27 +336,26 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     if (methods.has('uniroute-kmeans')) {
       const router = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior);
       res['uniroute-kmeans'] = result(await shippedCurve(router));
+      out.calibration[v] = calibrationOf(router, c.testCl, Yu_te, Mu, nTest);
       if (v === vMax) {
-        // the default operating point, chosen on the validation prompts by cross-fitting, against λ = 0 on the test
-        // prompts: each of 5 folds is routed by a router whose unseen LLMs are described by the other folds only.
-        // Read in-sample (the outcomes that set Ψ also scoring the curve), the curve flattered the cheap LLMs: the
-        // point chosen lost 1.35 points against λ = 0 on routerbench's test prompts.
-        const folds = 5;
-        const costs = router.snapshot().cost;
-        const grid = lambdaGrid(costs, 48);
-        const curve = new CurveAccumulator(grid.length);
-        for (let f = 0; f < folds; f++) {
-          const inFold = Int32Array.from({ length: v }, (_, i) => i).filter((i) => i % folds === f);
-          const rest = Int32Array.from({ length: v }, (_, i) => i).filter((i) => i % folds !== f);
-          if (inFold.length === 0 || rest.length === 0) continue;
-          const rf = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, undefined, rest);
-          const Ef = rowsOf(inFold, Eva, D);
-          const Yf = rowsOf(inFold, Yu_va, Mu);
-          for (let t = 0; t < grid.length; t++) curve.add(t, (await rf.routeEmbeddings(Ef, { lambda: grid[t], explain: false, ood: false })).choice, Yf, Mu, costs);
-        }
-        const op = pickOperatingPoint(grid, curve, bestSingleOf(Yu_va.subarray(0, v * Mu), v, Mu, unseen, costs), v);
+        // the default operating point as the shipped router has it (src/decide/operating.ts): a function of the pool,
+        // computed on kept train prompts from the posterior; against λ = 0 on the test prompts
+        const op = router.operatingPoint()!;
         const [d, z] = [await testPoint(router, op.lambda), await testPoint(router, 0)];
         out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.quality - z.quality };
+        if (opts.online) {
+          // learning from traffic: the unseen LLMs start from their first `startLabels` validation outcomes, the test
+          // prompts are replayed as traffic, and each decision's true outcome comes back as feedback
+          const o = opts.online;
+          const start = Math.min(v, o.startLabels ?? 10);
+          const Ete_ = Ete;
+          out.online = { lambda: op.lambda, startLabels: start, byRate: {} };
+          const order = permutation(nTest, seed * 4099 + 11);
+          for (const rate of o.explore ?? [0, 0.1]) {
+            const fresh = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, start, bestPrior);
+            out.online.byRate[rate] = await replayOnline(fresh, router, Ete_, D, order, Yu_te, cUnseen, op.lambda, rate, seed);
+          }
+        }
       }
     }
     as('uniroute-kmeans-suggested');
@@ -456,6 +474,121 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
   return out;
 }
 
+export interface OnlineRun {
+  /** Cumulative regret (reference's quality − λ·cost minus the online router's) after every `every` prompts. */
+  regret: number[];
+  every: number;
+  /** Mean quality and cost of the online router's decisions, and of the reference's, over the stream. */
+  quality: number;
+  cost: number;
+  refQuality: number;
+  refCost: number;
+  /** Decisions made by exploration, and prompts replayed. */
+  explored: number;
+  prompts: number;
+}
+
+/**
+ * Replays prompts (rows of E in `order`) as traffic through `online` at λ with exploration `rate`: each decision's
+ * true outcome (Y, rows x M in the pool's order) is fed back into the chosen LLM's statistics in the prompt's cluster
+ * and cell, as production feedback is. `reference` decides the same prompts without learning.
+ */
+export async function replayOnline(
+  online: Router,
+  reference: Router,
+  E: Float32Array,
+  D: number,
+  order: Int32Array,
+  Y: Float32Array,
+  costs: number[],
+  lambda: number,
+  rate: number,
+  seed: number,
+  every = 25,
+): Promise<OnlineRun> {
+  const M = costs.length;
+  const ref = await reference.routeEmbeddings(E, { lambda, explain: false, ood: false });
+  const names = online.snapshot().names;
+  const refNames = ref.models;
+  let regret = 0;
+  let q = 0;
+  let c = 0;
+  let rq = 0;
+  let rc = 0;
+  let explored = 0;
+  const curve: number[] = [];
+  order.forEach((i, t) => {
+    const b = online.routeEmbeddingsSync(E.subarray(i * D, (i + 1) * D), { lambda, explain: false, ood: false, explore: rate, exploreSeed: seed * 1_000_003 + t });
+    const name = names[b.choice[0]];
+    const j = names.indexOf(name);
+    const y = Y[i * M + j];
+    const jr = refNames.indexOf(refNames[ref.choice[i]]);
+    const yr = Y[i * M + jr];
+    q += y;
+    c += costs[j];
+    rq += yr;
+    rc += costs[jr];
+    if (b.explored.length && b.explored[0]) explored++;
+    regret += yr - lambda * costs[jr] - (y - lambda * costs[j]);
+    if ((t + 1) % every === 0 || t === order.length - 1) curve.push(regret);
+    // the outcome comes back as feedback: one more outcome in the prompt's cluster and cell
+    const e = online.exportModel(name);
+    e.errorSums[b.cluster[0]] += 1 - y;
+    e.counts[b.cluster[0]] += 1;
+    if (e.cellCounts && online.cells) e.cellCounts[b.cellOf[0]] += 1;
+    online.upsertEntry(e);
+  });
+  const n = Math.max(1, order.length);
+  return { regret: curve, every, quality: q / n, cost: c / n, refQuality: rq / n, refCost: rc / n, explored, prompts: order.length };
+}
+
+/** Cells with fewer test prompts than this are not scored (their observed rate says too little). */
+export const CALIBRATION_MIN_TEST = 10;
+
+export interface CellCalibration {
+  /** (LLM, cluster) cells with at least CALIBRATION_MIN_TEST test prompts. */
+  cells: number;
+  /** Cells whose observed test error rate lies in the 95 % posterior predictive interval (the posterior, plus the test prompts' own sampling noise). */
+  covered: number;
+  /** Cells whose observed test error rate lies in the 95 % interval of the error rate itself (what `explain` shows). */
+  coveredRate: number;
+  /** Per cell: the posterior mean Ψ, the observed test error rate, the test prompts, the outcomes that described it. */
+  points: Array<{ predicted: number; observed: number; n: number; outcomes: number }>;
+}
+
+/**
+ * Calibration of a router's posteriors: for every pooled LLM and cluster with enough test prompts, whether the
+ * LLM's observed error rate on that cluster's test prompts falls in the 95 % interval. The predictive interval adds
+ * the test sample's own noise to the posterior (the observed rate of n prompts is not the rate itself).
+ */
+export function calibrationOf(router: Router, testCl: Int32Array, Y: Float32Array, M: number, nTest: number): CellCalibration {
+  const s = router.snapshot();
+  const K = router.k;
+  const out: CellCalibration = { cells: 0, covered: 0, coveredRate: 0, points: [] };
+  for (let j = 0; j < M; j++)
+    for (let k = 0; k < K; k++) {
+      let e = 0;
+      let n = 0;
+      for (let i = 0; i < nTest; i++) {
+        if (testCl[i] !== k) continue;
+        const y = Y[i * M + j];
+        if (Number.isNaN(y)) continue;
+        e += 1 - y;
+        n++;
+      }
+      if (n < CALIBRATION_MIN_TEST) continue;
+      const t = j * K + k;
+      const obs = e / n;
+      const [lo, hi] = intervalOf(s.psi[t], s.sd[t], 0.95, n);
+      const [lo2, hi2] = intervalOf(s.psi[t], s.sd[t], 0.95);
+      out.cells++;
+      if (obs >= lo - 1e-9 && obs <= hi + 1e-9) out.covered++;
+      if (obs >= lo2 - 1e-9 && obs <= hi2 + 1e-9) out.coveredRate++;
+      out.points.push({ predicted: s.psi[t], observed: obs, n, outcomes: s.counts[t] });
+    }
+  return out;
+}
+
 /** Each prompt's benchmark as an index, or undefined where no prompt names one. */
 function benchmarkIndex(ds: Dataset): { index: Int32Array; count: number } | undefined {
   if (!ds.prompts.some((p) => p.benchmark)) return undefined;
@@ -500,6 +633,32 @@ export interface Report {
   seeds: Array<{ seed: number; chosen: Record<string, number>; unseen: string[]; audc: Record<string, number> }>;
   /** UniRoute (K-means)'s default operating point on test prompts: cost relative to λ = 0, accuracy difference. */
   operating_point?: { cost_ratio: Summary; accuracy_diff: Summary };
+  /**
+   * How honest the unseen LLMs' posteriors are, by validation size N (keys): the share of (LLM, cluster) cells with
+   * >= 10 test prompts whose observed test error rate lies in the 95 % predictive interval (`coverage95`) and in the
+   * interval of the rate itself (`coverage95_rate`), over every seed; and a reliability table (cells binned by
+   * predicted error: mean predicted against mean observed).
+   */
+  /**
+   * Learning from traffic (--online): per exploration rate, the cumulative regret along the replayed test prompts
+   * against the router that knows every validation label (mean ± sd over seeds), and what each served.
+   */
+  online?: {
+    start_labels: number;
+    lambda: Summary;
+    rates: Record<
+      string,
+      { final_regret: Summary; regret_per_prompt: Summary; curve: Array<{ prompts: number; regret: number; sd: number }>; quality: Summary; cost: Summary; explored: Summary }
+    >;
+    reference: { quality: Summary; cost: Summary };
+  };
+  calibration?: {
+    coverage95: Record<string, number>;
+    coverage95_rate: Record<string, number>;
+    cells: Record<string, number>;
+    min_test_prompts: number;
+    reliability: Record<string, Array<{ predicted: number; observed: number; cells: number }>>;
+  };
 }
 
 /** Runs every seed and aggregates: mean and sd of each metric, curves averaged on a common cost grid. */
@@ -558,7 +717,7 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
       unseen_fraction: opts.unseenFraction ?? 0.5,
       val_prompts: vMain,
       test_fraction: opts.testFraction ?? 0.3,
-      prior_strength_grid: opts.priorGrid ?? [0, 1, 4, 16],
+      prior_strength_grid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
       dim: opts.dim ?? 256,
       kmeans_restarts: opts.kmeansRestarts ?? 5,
       split_sizes: results[0].prompts,
@@ -575,6 +734,8 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
           },
         }
       : {}),
+    calibration: calibrationSummary(results, valSizes),
+    ...(results.every((r) => r.online) ? { online: onlineSummary(results) } : {}),
     seeds: results.map((r) => ({
       seed: r.seed,
       chosen: r.chosen,
@@ -582,4 +743,57 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
       audc: Object.fromEntries(Object.entries(r.byValSize[vMain]).map(([k, v]) => [k, v!.audc])),
     })),
   };
+}
+
+function calibrationSummary(results: SeedResult[], valSizes: number[]): Report['calibration'] {
+  const sizes = valSizes.filter((v) => results.every((r) => r.calibration[v]));
+  if (sizes.length === 0) return undefined;
+  const out: NonNullable<Report['calibration']> = { coverage95: {}, coverage95_rate: {}, cells: {}, min_test_prompts: CALIBRATION_MIN_TEST, reliability: {} };
+  for (const v of sizes) {
+    const cs = results.map((r) => r.calibration[v]);
+    const cells = cs.reduce((a, c) => a + c.cells, 0);
+    out.cells[v] = cells;
+    out.coverage95[v] = cells ? cs.reduce((a, c) => a + c.covered, 0) / cells : NaN;
+    out.coverage95_rate[v] = cells ? cs.reduce((a, c) => a + c.coveredRate, 0) / cells : NaN;
+    const bins = Array.from({ length: 10 }, () => ({ p: 0, o: 0, n: 0 }));
+    for (const c of cs)
+      for (const pt of c.points) {
+        const b = bins[Math.min(9, Math.floor(pt.predicted * 10))];
+        b.p += pt.predicted;
+        b.o += pt.observed;
+        b.n++;
+      }
+    out.reliability[v] = bins.filter((b) => b.n > 0).map((b) => ({ predicted: b.p / b.n, observed: b.o / b.n, cells: b.n }));
+  }
+  return out;
+}
+
+function onlineSummary(results: SeedResult[]): Report['online'] {
+  const first = results[0].online!;
+  const rates = Object.keys(first.byRate);
+  const out: NonNullable<Report['online']> = {
+    start_labels: first.startLabels,
+    lambda: summary(results.map((r) => r.online!.lambda)),
+    rates: {},
+    reference: {
+      quality: summary(results.map((r) => r.online!.byRate[rates[0] as unknown as number].refQuality)),
+      cost: summary(results.map((r) => r.online!.byRate[rates[0] as unknown as number].refCost)),
+    },
+  };
+  for (const k of rates) {
+    const runs = results.map((r) => r.online!.byRate[k as unknown as number]);
+    const len = Math.min(...runs.map((x) => x.regret.length));
+    out.rates[k] = {
+      final_regret: summary(runs.map((x) => x.regret[x.regret.length - 1])),
+      regret_per_prompt: summary(runs.map((x) => x.regret[x.regret.length - 1] / Math.max(1, x.prompts))),
+      curve: Array.from({ length: len }, (_, t) => {
+        const s = summary(runs.map((x) => x.regret[t]));
+        return { prompts: (t + 1) * runs[0].every, regret: s.mean, sd: s.sd };
+      }),
+      quality: summary(runs.map((x) => x.quality)),
+      cost: summary(runs.map((x) => x.cost)),
+      explored: summary(runs.map((x) => x.explored)),
+    };
+  }
+  return out;
 }

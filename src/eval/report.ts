@@ -20,12 +20,79 @@ export function markdownTable(r: Report): string {
   return lines.join('\n');
 }
 
+/** Calibration: the share of cells whose observed test error falls in the 95 % interval, by validation size. */
+export function calibrationTable(r: Report): string {
+  const c = r.calibration;
+  if (!c) return '';
+  const sizes = Object.keys(c.coverage95).map(Number).sort((a, b) => a - b);
+  return [
+    `| validation prompts per unseen LLM | ${sizes.join(' | ')} |`,
+    `|---|${sizes.map(() => '---').join('|')}|`,
+    `| 95 % predictive interval covers the test error (share of cells) | ${sizes.map((v) => fmt(c.coverage95[v], 3)).join(' | ')} |`,
+    `| 95 % interval of the rate covers it | ${sizes.map((v) => fmt(c.coverage95_rate[v], 3)).join(' | ')} |`,
+    `| (LLM, cluster) cells scored | ${sizes.map((v) => String(c.cells[v])).join(' | ')} |`,
+  ].join('\n');
+}
+
+/** Reliability: predicted error against observed test error, cells binned by prediction, one series per validation size. */
+export function reliabilitySvg(r: Report, title: string): string {
+  const c = r.calibration!;
+  const sizes = Object.keys(c.reliability).map(Number).sort((a, b) => a - b);
+  return lineChart({
+    title: `${title}: reliability of the unseen LLMs' predicted errors`,
+    xLabel: "predicted error of an (LLM, cluster) cell (posterior mean)",
+    yLabel: 'observed error on its test prompts',
+    xFormat: (x) => x.toFixed(1),
+    yFormat: (y) => y.toFixed(1),
+    xTicks: [0, 0.2, 0.4, 0.6, 0.8, 1],
+    legendWidth: 260,
+    series: [
+      { name: 'perfect calibration', points: [{ x: 0, y: 0 }, { x: 1, y: 1 }], color: '#7f7f7f', dash: '4 4', width: 1 },
+      ...sizes.map((v) => ({ name: `${v} validation prompts`, points: c.reliability[v].map((b) => ({ x: b.predicted, y: b.observed })) })),
+    ],
+  });
+}
+
+/** Online learning: the cumulative regret against the router that knows every validation label, per exploration rate. */
+export function onlineTable(r: Report): string {
+  const o = r.online;
+  if (!o) return '';
+  const rows = Object.entries(o.rates).sort((a, b) => Number(a[0]) - Number(b[0]));
+  return [
+    `Each unseen LLM starts from ${o.start_labels} validation labels; the test prompts are replayed as traffic at λ = ${fmt(o.lambda.mean, 4)} (the reference's default point) and each decision's true outcome is fed back. ` +
+      `Regret: the reference's (quality − λ·cost) minus the online router's, summed over the stream (mean ± sd over seeds). Reference: quality ${pm(o.reference.quality)}, cost ${o.reference.cost.mean.toExponential(3)}.`,
+    '',
+    '| exploration | cumulative regret ↓ | regret per prompt | quality | cost | explored prompts |',
+    '|---|---|---|---|---|---|',
+    ...rows.map(([rate, x]) => `| ${Number(rate) === 0 ? 'none (greedy)' : `${Math.round(Number(rate) * 100)} % Thompson`} | ${pm(x.final_regret, 2)} | ${pm(x.regret_per_prompt, 4)} | ${pm(x.quality)} | ${x.cost.mean.toExponential(3)} | ${fmt(x.explored.mean, 0)} |`),
+  ].join('\n');
+}
+
+export function onlineSvg(r: Report, title: string): string {
+  const o = r.online!;
+  return lineChart({
+    title: `${title}: learning from traffic (each unseen LLM starts from ${o.start_labels} labels)`,
+    xLabel: 'prompts served',
+    yLabel: 'cumulative regret (vs all validation labels)',
+    xFormat: (x) => String(Math.round(x)),
+    yFormat: (y) => y.toFixed(1),
+    legendWidth: 240,
+    series: Object.entries(o.rates)
+      .sort((a, b) => Number(a[0]) - Number(b[0]))
+      .map(([rate, x]) => ({
+        name: Number(rate) === 0 ? 'greedy (no exploration)' : `${Math.round(Number(rate) * 100)} % Thompson`,
+        points: x.curve.map((p) => ({ x: p.prompts, y: p.regret })),
+        band: x.curve.map((p) => ({ x: p.prompts, lo: p.regret - p.sd, hi: p.regret + p.sd })),
+      })),
+  });
+}
+
 /** The default operating point's line: its cost relative to λ = 0 and its accuracy difference, on test prompts. */
 export function operatingPointLine(r: Report): string {
   const o = r.operating_point;
   if (!o) return '';
   return (
-    `Default operating point (uniroute-kmeans, chosen on validation prompts): on test prompts it costs ` +
+    `Default operating point (uniroute-kmeans, the pool's operating point from its posterior on kept train prompts): on test prompts it costs ` +
     `${(100 * o.cost_ratio.mean).toFixed(1)} % ± ${(100 * o.cost_ratio.sd).toFixed(1)} of λ = 0's cost, at ` +
     `${(100 * o.accuracy_diff.mean).toFixed(2)} ± ${(100 * o.accuracy_diff.sd).toFixed(2)} points of accuracy.`
   );
@@ -54,6 +121,8 @@ export function markdownReport(r: Report, title: string): string {
     operatingPointLine(r),
     '',
     r.label_efficiency.val_prompts.length > 1 ? `## Label efficiency (area by validation prompts per unseen LLM)\n\n${labelEfficiencyTable(r)}\n` : '',
+    r.calibration ? `## Calibration of the posteriors (cells with >= ${r.calibration.min_test_prompts} test prompts)\n\n${calibrationTable(r)}\n` : '',
+    r.online ? `## Learning from traffic\n\n${onlineTable(r)}\n` : '',
   ].join('\n');
 }
 
@@ -150,6 +219,8 @@ ${htmlTable(markdownTable(r))}
 <ul>${qncSentences(r).map((q) => `<li>${escapeHtml(q)}</li>`).join('')}</ul>
 <p>${escapeHtml(operatingPointLine(r))}</p>
 ${le ? `<h2>Label efficiency</h2>\n${labelEfficiencySvg(r, title)}\n${htmlTable(labelEfficiencyTable(r))}` : ''}
+${r.calibration ? `<h2>Calibration</h2>\n${reliabilitySvg(r, title)}\n${htmlTable(calibrationTable(r))}` : ''}
+${r.online ? `<h2>Learning from traffic</h2>\n${onlineSvg(r, title)}\n${(() => { const [text, , ...tbl] = onlineTable(r).split('\n'); return `<p>${escapeHtml(text)}</p>${htmlTable(tbl.join('\n'))}`; })()}` : ''}
 </body></html>
 `;
 }
@@ -161,9 +232,13 @@ export async function writeReport(dir: string, r: Report, title: string, logCost
   await fs.writeFile(files[1], markdownReport(r, title));
   await fs.writeFile(files[2], deferralSvg(r, title, logCost));
   await fs.writeFile(files[3], htmlReport(r, title, logCost));
-  if (r.label_efficiency.val_prompts.length > 1) {
-    files.push(join(dir, 'label-efficiency.svg'));
-    await fs.writeFile(files[4], labelEfficiencySvg(r, title));
+  const extra: Array<[string, () => string]> = [];
+  if (r.label_efficiency.val_prompts.length > 1) extra.push(['label-efficiency.svg', () => labelEfficiencySvg(r, title)]);
+  if (r.calibration) extra.push(['reliability.svg', () => reliabilitySvg(r, title)]);
+  if (r.online) extra.push(['online-regret.svg', () => onlineSvg(r, title)]);
+  for (const [name, svg] of extra) {
+    files.push(join(dir, name));
+    await fs.writeFile(join(dir, name), svg());
   }
   return files;
 }

@@ -6,7 +6,7 @@
  */
 import { UnirouteError } from '../errors.js';
 import type { RouteBatch } from './router.js';
-import { argminRows } from './decide.js';
+import { argminRows } from '../decide/argmin.js';
 
 export interface CalibrationTarget {
   /** Mean cost per query at most this (the most accurate routing that fits). */
@@ -35,15 +35,15 @@ export function mixedRow(i: number, share: number): boolean {
   return x - Math.floor(x) < share;
 }
 
-/** Mean cost and predicted accuracy of routing the batch at λ (the engine's argmin, with the batch's evidence rule);
- * with `mix`, the rows mixedRow picks are routed at mix.lambda. */
+/** Mean cost and predicted accuracy of routing the batch at λ (the engine's argmin); with `mix`, the rows mixedRow
+ * picks are routed at mix.lambda. Out-of-distribution rows decided on the prior carry the prior's errors, so λ
+ * moves them as it moves the others. */
 export function routeStats(b: RouteBatch, lambda: number, allowed?: Uint8Array | null, mix?: { lambda: number; share: number }): { meanCost: number; predictedAccuracy: number } {
   const m = b.models.length;
   const n = b.choice.length;
-  const evidence = b.evidenceRule && b.evidenceFlags ? { flags: b.evidenceFlags, cells: b.evidenceStride, cellOf: b.cellOf } : null;
-  const choice = argminRows(b.predictedError, b.costs, n, m, { lambda, allowed, evidence });
+  const choice = argminRows(b.predictedError, b.costs, n, m, { lambda, allowed });
   if (mix) {
-    const other = argminRows(b.predictedError, b.costs, n, m, { lambda: mix.lambda, allowed, evidence });
+    const other = argminRows(b.predictedError, b.costs, n, m, { lambda: mix.lambda, allowed });
     for (let i = 0; i < n; i++) if (mixedRow(i, mix.share)) choice[i] = other[i];
   }
   // out-of-distribution prompts sent to a fixed fallback go there whatever λ is

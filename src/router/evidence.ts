@@ -6,10 +6,9 @@
  *   LLM's ability α_m comes from its own outcomes wherever they fall, so an LLM graded on one benchmark only is
  *   predicted elsewhere from how hard those clusters are for the others, shifted by its skill where its outcomes
  *   overlap theirs, never by a copy of its overall error. σ(β_k + α_m) is the shrinkage target of Ψ_m[k].
- * - **Posterior**: Ψ_m[k] is the mean of Beta(e_k + a·t_k, n_k − e_k + a·(1 − t_k)) (e_k, n_k: the LLM's error
- *   sum and outcome count in cluster k, t_k the target, a the prior strength); its sd gives an interval and the
- *   risk-aware score Ψ + κ·sd. A cluster where the LLM has fewer than `minEvidence` outcomes is marked as having no
- *   evidence, and such a candidate is not preferred over one that has evidence.
+ * - **Ability prior and concentration**, also from the training LLMs (empirical Bayes): α ~ N(μ, τ²) is their
+ *   abilities' spread, and a (how far a cluster's error strays from σ(β_k + α)) maximises their cells'
+ *   beta-binomial likelihood. The posterior itself is src/decide/posterior.ts.
  * - **Prompt difficulty** d(x) = w·φ(x) + w₀, a ridge model on the embedding fitted to the training LLMs'
  *   residual errors (error − σ(β_k + α_m)), centred per cluster (r = d − μ_k). The predicted error is
  *   γ_m(x) = σ(logit Ψ_m[k] + b·r) with one slope b for every LLM, fitted on the training LLMs: a hard prompt
@@ -20,121 +19,24 @@
  */
 import { UnirouteError } from '../errors.js';
 import { permutation } from '../data/dataset.js';
+import { lgamma } from '../decide/special.js';
+import { logit, sigmoid, type AbilityPrior, type PsiPrior } from '../decide/posterior.js';
 
-/** Per LLM, per cluster statistics of its outcomes (additive). */
-export interface OutcomeStats {
-  /** Σ error (1 − correct) per cluster. */
-  errorSums: Float32Array;
-  /** Outcomes per cluster. */
-  counts: Float32Array;
-}
+export {
+  sigmoid,
+  logit,
+  statsOf,
+  totalOutcomes,
+  overallErrorOf,
+  psiRow,
+  psiMatrix,
+  gammaOf,
+  type OutcomeStats,
+  type PsiPrior,
+  type PsiRow,
+  type AbilityPrior,
+} from '../decide/posterior.js';
 
-/** The fitted model's prior over Ψ and its difficulty model. */
-export interface PsiPrior {
-  /** β_k (K): logit error of an average training LLM in each cluster. */
-  clusterLogit: Float32Array;
-  /** d(x) = w·φ(x) + w₀, its per-cluster mean μ_k, and the common logit slope b of error on r = d − μ_k. */
-  difficulty?: { w: Float32Array; w0: number; mu: Float32Array; slope: number };
-}
-
-export const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
-export const logit = (p: number) => Math.log(p / (1 - p));
-
-/** Accumulates per-cluster error sums and counts. correct[i] in [0, 1]; NaN means "no outcome". */
-export function statsOf(k: number, clusters: ArrayLike<number>, correct: ArrayLike<number>): OutcomeStats {
-  if (clusters.length !== correct.length)
-    throw new UnirouteError('DIMENSION_MISMATCH', `${clusters.length} cluster ids but ${correct.length} outcomes`);
-  const errorSums = new Float32Array(k);
-  const counts = new Float32Array(k);
-  for (let i = 0; i < clusters.length; i++) {
-    const y = correct[i];
-    if (Number.isNaN(y)) continue;
-    if (!(y >= 0 && y <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `outcome ${i} is ${y}; \`correct\` must be in [0, 1]`);
-    const c = clusters[i];
-    if (!(Number.isInteger(c) && c >= 0 && c < k)) throw new UnirouteError('INVALID_ARGUMENT', `cluster id ${c} at ${i} is outside [0, ${k})`);
-    errorSums[c] += 1 - y;
-    counts[c] += 1;
-  }
-  return { errorSums, counts };
-}
-
-export function totalOutcomes(s: OutcomeStats): number {
-  let n = 0;
-  for (let c = 0; c < s.counts.length; c++) n += s.counts[c];
-  return n;
-}
-
-export function overallErrorOf(s: OutcomeStats): number {
-  let e = 0;
-  let n = 0;
-  for (let c = 0; c < s.counts.length; c++) {
-    e += s.errorSums[c];
-    n += s.counts[c];
-  }
-  return n > 0 ? e / n : NaN;
-}
-
-/**
- * An LLM's ability α under the cluster prior: the α with Σ_k n_k σ(β_k + α) = Σ_k e_k (Newton, with a weak
- * N(0, 3²) prior so that an LLM that never erred stays finite).
- */
-export function ability(s: OutcomeStats, beta: Float32Array): number {
-  let a = 0;
-  for (let it = 0; it < 50; it++) {
-    let g = -a / 9;
-    let h = 1 / 9;
-    for (let c = 0; c < beta.length; c++) {
-      const n = s.counts[c];
-      if (!(n > 0)) continue;
-      const p = sigmoid(beta[c] + a);
-      g += s.errorSums[c] - n * p;
-      h += n * p * (1 - p);
-    }
-    const step = Math.max(-2, Math.min(2, g / h));
-    a += step;
-    if (Math.abs(step) < 1e-7) break;
-  }
-  return a;
-}
-
-export interface PsiRow {
-  /** Posterior mean error per cluster. */
-  psi: Float32Array;
-  /** Posterior sd per cluster. */
-  sd: Float32Array;
-  /** The shrinkage target per cluster (the two-factor prior for this LLM, or its overall error without one). */
-  target: Float32Array;
-  /** α (0 without a prior). */
-  ability: number;
-}
-
-/**
- * Ψ of one LLM: per cluster, (e_k + a·t_k) / (n_k + a), the posterior mean of a Beta whose prior is the two-factor
- * target t_k with strength a; a cluster with no outcome takes t_k. Without a prior (routers fitted before it) t_k
- * is the LLM's overall error, as before. The sd is the Beta's.
- */
-export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior): PsiRow {
-  const k = s.counts.length;
-  const psi = new Float32Array(k);
-  const sd = new Float32Array(k);
-  const target = new Float32Array(k);
-  let alpha = 0;
-  if (prior) {
-    alpha = ability(s, prior.clusterLogit);
-    for (let c = 0; c < k; c++) target[c] = sigmoid(prior.clusterLogit[c] + alpha);
-  } else {
-    const o = overallErrorOf(s);
-    target.fill(Number.isNaN(o) ? 0.5 : o);
-  }
-  for (let c = 0; c < k; c++) {
-    const n = s.counts[c];
-    const a = priorStrength;
-    const m = n > 0 ? (s.errorSums[c] + a * target[c]) / (n + a) : target[c];
-    psi[c] = m;
-    sd[c] = Math.sqrt((m * (1 - m)) / (n + a + 1));
-  }
-  return { psi, sd, target, ability: alpha };
-}
 // ---- fitting the prior ------------------------------------------------------------------------------------------
 
 /**
@@ -375,16 +277,93 @@ export interface PriorFit {
   prior: PsiPrior;
   /** r = d − μ_k of the fitting rows, out of fold (for choices made on those rows); null without difficulty. */
   trainResid: Float32Array | null;
+  /** The Beta concentration a that the training LLMs' own cells show (empirical Bayes). */
+  concentration: number;
+}
+
+/**
+ * The ability prior: the training LLMs' abilities as a kernel density (Silverman's bandwidth, at least 0.3), with
+ * their mean and spread less their estimation noise (method of moments; at least 0.5) for routers that read only
+ * a Normal. A new LLM is taken for one more of the same population.
+ */
+export function abilityPriorOf(alpha: ArrayLike<number>, E: Float64Array, N: Float64Array, beta: Float32Array, M: number, K: number): AbilityPrior {
+  if (M < 2) return { mean: 0, sd: 1.5 };
+  let mean = 0;
+  for (let j = 0; j < M; j++) mean += alpha[j] / M;
+  let v = 0;
+  let noise = 0;
+  for (let j = 0; j < M; j++) {
+    v += (alpha[j] - mean) ** 2 / (M - 1);
+    let info = 1 / 9;
+    for (let c = 0; c < K; c++) {
+      const p = sigmoid(beta[c] + alpha[j]);
+      info += N[j * K + c] * p * (1 - p);
+    }
+    noise += 1 / info / M;
+  }
+  const sd = Math.sqrt(Math.max(0.25, v - noise));
+  const sorted = Array.from(alpha).sort((x, y) => x - y);
+  const q = (f: number) => sorted[Math.min(M - 1, Math.max(0, Math.round(f * (M - 1))))];
+  const iqr = q(0.75) - q(0.25);
+  const bandwidth = Math.max(0.3, 0.9 * Math.min(Math.sqrt(v), iqr > 0 ? iqr / 1.34 : Infinity) * Math.pow(M, -0.2));
+  return { mean, sd, points: Array.from(alpha, (x) => Math.round(x * 1e6) / 1e6), bandwidth };
+}
+
+/**
+ * The concentration a of θ_mk ~ Beta(a·t_mk, a·(1 − t_mk)) that maximises the training LLMs' beta-binomial
+ * likelihood of their cells (t_mk = σ(β_k + α_m)): how far an LLM's error in a cluster strays from the two-factor
+ * prediction, in prior outcomes' worth. Searched on log a in [0.5, 2000].
+ */
+export function concentrationOf(E: Float64Array, N: Float64Array, beta: Float32Array, alpha: ArrayLike<number>, M: number, K: number): number {
+  const ll = (a: number) => {
+    let f = 0;
+    for (let j = 0; j < M; j++)
+      for (let c = 0; c < K; c++) {
+        const n = N[j * K + c];
+        if (!(n > 0)) continue;
+        const e = Math.min(n, Math.max(0, E[j * K + c]));
+        const t = Math.min(1 - 1e-9, Math.max(1e-9, sigmoid(beta[c] + alpha[j])));
+        f += lgamma(e + a * t) + lgamma(n - e + a * (1 - t)) - lgamma(a * t) - lgamma(a * (1 - t)) + lgamma(a) - lgamma(n + a);
+      }
+    return f;
+  };
+  let lo = Math.log(0.5);
+  let hi = Math.log(2000);
+  const gr = (Math.sqrt(5) - 1) / 2;
+  let x1 = hi - gr * (hi - lo);
+  let x2 = lo + gr * (hi - lo);
+  let f1 = ll(Math.exp(x1));
+  let f2 = ll(Math.exp(x2));
+  for (let it = 0; it < 40; it++) {
+    if (f1 > f2) {
+      hi = x2;
+      x2 = x1;
+      f2 = f1;
+      x1 = hi - gr * (hi - lo);
+      f1 = ll(Math.exp(x1));
+    } else {
+      lo = x1;
+      x1 = x2;
+      f1 = f2;
+      x2 = lo + gr * (hi - lo);
+      f2 = ll(Math.exp(x2));
+    }
+  }
+  return Math.exp((lo + hi) / 2);
 }
 
 /**
  * Fits the prior for one cluster map: the two-factor cluster logits on the training LLMs' outcomes (clusters: n
- * ids, Y: n x M), and, with a difficulty model fitted on the same rows, μ_k and the common logit slope.
+ * ids, Y: n x M), the ability prior and the concentration a from the same cells, and, with a difficulty model
+ * fitted on the same rows, μ_k and the common logit slope.
  */
 export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: number, dm?: DifficultyModel): PriorFit {
   const n = clusters.length;
-  const { beta } = fitClusterLogits(clusters, Y, M, K);
-  if (!dm) return { prior: { clusterLogit: beta }, trainResid: null };
+  const { beta, alpha } = fitClusterLogits(clusters, Y, M, K);
+  const { E, N } = errorTable(clusters, Y, M, K);
+  const ability = abilityPriorOf(alpha, E, N, beta, M, K);
+  const concentration = concentrationOf(E, N, beta, alpha, M, K);
+  if (!dm) return { prior: { clusterLogit: beta, ability }, trainResid: null, concentration };
   if (dm.full.length !== n) throw new UnirouteError('DIMENSION_MISMATCH', `difficulty for ${dm.full.length} rows, clusters for ${n}`);
   const mu = new Float32Array(K);
   const cnt = new Float32Array(K);
@@ -395,7 +374,7 @@ export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: nu
   for (let c = 0; c < K; c++) mu[c] = cnt[c] > 0 ? mu[c] / cnt[c] : 0;
   const r = residualsOf(dm.oof, clusters, mu);
   const slope = fitLogitSlope(clusters, Y, M, K, r);
-  return { prior: { clusterLogit: beta, difficulty: { w: dm.w, w0: dm.w0, mu, slope } }, trainResid: r };
+  return { prior: { clusterLogit: beta, ability, difficulty: { w: dm.w, w0: dm.w0, mu, slope } }, trainResid: r, concentration };
 }
 
 /** r = d − μ_k per row, for rows of embeddings under hard assignment (null without a difficulty model). */
@@ -403,24 +382,6 @@ export function residOfRows(prior: PsiPrior | undefined, E: Float32Array, D: num
   const d = prior?.difficulty;
   if (!d) return null;
   return residualsOf(difficultyOf(E, D, d.w, d.w0), clusters, d.mu);
-}
-
-/** Ψ (M x K) and outcome counts (M x K) of every LLM from a correctness matrix (rows x M, NaN = none). */
-export function psiMatrix(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number, priorStrength: number, prior?: PsiPrior) {
-  const rows = clusters.length;
-  const psi = new Float32Array(M * K);
-  const sd = new Float32Array(M * K);
-  const counts = new Float32Array(M * K);
-  const col = new Float32Array(rows);
-  for (let j = 0; j < M; j++) {
-    for (let i = 0; i < rows; i++) col[i] = Y[i * M + j];
-    const s = statsOf(K, clusters, col);
-    const row = psiRow(s, priorStrength, prior);
-    psi.set(row.psi, j * K);
-    sd.set(row.sd, j * K);
-    counts.set(s.counts, j * K);
-  }
-  return { psi, sd, counts };
 }
 
 /**
@@ -451,24 +412,4 @@ export function fitLogitSlope(clusters: ArrayLike<number>, Y: Float32Array, M: n
     if (Math.abs(step) < 1e-6) break;
   }
   return b;
-}
-
-/**
- * Predicted errors (rows x M) under hard assignment, as the engine computes them: Ψ[k], or σ(logit Ψ[k] + b·r) with
- * a difficulty slope. For selection and tests; routing itself runs in the engine.
- */
-export function gammaOf(psi: Float32Array, clusters: ArrayLike<number>, K: number, M: number, slope = 0, resid?: ArrayLike<number> | null): Float32Array {
-  const g = new Float32Array(clusters.length * M);
-  for (let i = 0; i < clusters.length; i++) {
-    const shift = resid ? slope * resid[i] : 0;
-    for (let j = 0; j < M; j++) {
-      const p = psi[j * K + clusters[i]];
-      if (!resid) g[i * M + j] = p;
-      else {
-        const q = Math.min(1 - 1e-6, Math.max(1e-6, p));
-        g[i * M + j] = sigmoid(Math.log(q / (1 - q)) + shift);
-      }
-    }
-  }
-  return g;
 }

@@ -4,11 +4,11 @@ import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
-import { chooseClusters, gatherRows, selectionDraws } from './select.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, gatherRows, selectionDraws } from './select.js';
 import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { DISTANCE_LEVELS, Router, type EvidenceCells, type LearnedMap } from './router.js';
+import type { OperatingPoint } from '../decide/operating.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
-import { chooseOperatingPoint, type OperatingPoint } from './operating.js';
 
 export type Progress = (stage: string, done: number, total: number) => void;
 
@@ -37,8 +37,10 @@ export interface FitOptions extends CostOptions {
   mapEpochs?: number;
   /** The prompt-difficulty feature (default true): one logit slope on a ridge model of the embedding. */
   difficulty?: boolean;
-  /** The λ used when none is given; default: chosen at fit time (src/router/operating.ts). */
+  /** A fixed λ used when none is given; default: the pool's operating point (src/decide/operating.ts), which follows the pool. */
   defaultLambda?: number;
+  /** Train prompts kept in the model for the operating point (default 1,000). */
+  keptPrompts?: number;
   /** Outcomes in an evidence cell below which an LLM has no evidence there (default 1; 0 disables). */
   minEvidence?: number;
   /** Evidence cells: a finer k-means partition that tells where an LLM has outcomes (default min(32, train/20); 0 = the clusters). */
@@ -58,8 +60,10 @@ export interface FitReport {
   priorStrength: number;
   /** The difficulty model's cross-validated R² and its logit slope (absent without it). */
   difficulty?: { r2: number; ridge: number; slope: number };
-  /** The default λ chosen on train prompts (absent when given explicitly). */
+  /** The pool's operating point at fit time, on the kept train prompts (absent when a fixed λ is given). */
   operatingPoint?: OperatingPoint;
+  /** What it does there by the training LLMs' own outcomes: cost relative to λ = 0's, accuracy difference. */
+  operatingCheck?: { costRatio: number; accuracyDiff: number; prompts: number };
   models: Array<{ name: string; costPerQuery: number; validationOutcomes: number; coverage: number }>;
   embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
@@ -232,7 +236,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     const kmCache = new Map<number, import('./select.js').SelectionClusters>();
     const sel = await chooseClusters({
       grid,
-      priorGrid: opts.priorStrength === undefined ? [0, 1, 4, 16] : [opts.priorStrength],
+      priorGrid: opts.priorStrength === undefined ? DEFAULT_STRENGTH_GRID : [opts.priorStrength],
       clusters: async (k) => {
         progress('choose K', done++, grid.length);
         let c = kmCache.get(k);
@@ -240,7 +244,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
           const km = await cluster(k);
           const valCl = assign(valEmb, km.centroids, k);
           const pf = priorFor(km.assignments, k);
-          c = { trainCl: km.assignments, valCl, prior: pf.prior, trainResid: pf.trainResid, valResid: residOfRows(pf.prior, valEmb, D, valCl) };
+          c = { trainCl: km.assignments, valCl, prior: pf.prior, trainResid: pf.trainResid, valResid: residOfRows(pf.prior, valEmb, D, valCl), concentration: pf.concentration };
           kmCache.set(k, c);
         }
         return c;
@@ -335,31 +339,48 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     };
     if (d.length >= 2) router.setDistanceQuantiles({ q: DISTANCE_LEVELS, d: DISTANCE_LEVELS.map(at) });
   }
-  // the default operating point, on train prompts (they did not describe the pool: the validation prompts did)
+  // the prompts the operating point is computed on after every change of the pool: a seeded sample of the train
+  // prompts (they did not describe the pool: the validation prompts did)
+  const nTr = trainTexts.length;
+  const keep = permutation(nTr, seed + 29).subarray(0, Math.min(nTr, opts.keptPrompts ?? 1000));
+  router.setKeptPrompts(gatherRows(trainEmb, keep, D));
   let operatingPoint: OperatingPoint | undefined;
+  let operatingCheck: FitReport['operatingCheck'];
   if (opts.defaultLambda !== undefined) {
     if (!(Number.isFinite(opts.defaultLambda) && opts.defaultLambda >= 0))
       throw new UnirouteError('INVALID_ARGUMENT', `the default lambda must be a finite number >= 0 (got ${opts.defaultLambda})`);
     router.defaultLambda = opts.defaultLambda;
   } else {
     progress('operating point', 0, 1);
-    const nTr = trainTexts.length;
-    const rows = permutation(nTr, seed + 29).subarray(0, Math.min(nTr, 3000));
-    const E = new Float32Array(rows.length * D);
-    const Y = new Float32Array(rows.length * M);
-    rows.forEach((r, i) => {
-      E.set(trainEmb.subarray(r * D, (r + 1) * D), i * D);
-      Y.set(trainY.subarray(r * M, (r + 1) * M), i * M);
-    });
-    operatingPoint = await chooseOperatingPoint(router, E, Y);
-    router.defaultLambda = operatingPoint.lambda;
-    router.info = { ...router.info, operatingPoint };
+    operatingPoint = router.operatingPoint();
+    // what the point does on the same prompts by the training LLMs' own outcomes there (a check, not the rule)
+    if (operatingPoint) {
+      const E = gatherRows(trainEmb, keep, D);
+      const Y = gatherRows(trainY, keep, M);
+      const at = async (lambda: number) => {
+        const b = await router.routeEmbeddings(E, { lambda, explain: false, ood: false });
+        let c = 0;
+        let a = 0;
+        let k = 0;
+        b.choice.forEach((j, i) => {
+          const y = Y[i * M + j];
+          if (Number.isNaN(y)) return;
+          c += costs[j];
+          a += y;
+          k++;
+        });
+        return { cost: c / Math.max(1, k), accuracy: a / Math.max(1, k), prompts: k };
+      };
+      const [d, z] = [await at(operatingPoint.lambda), await at(0)];
+      operatingCheck = { costRatio: z.cost > 0 ? d.cost / z.cost : 1, accuracyDiff: d.accuracy - z.accuracy, prompts: d.prompts };
+    }
     progress('operating point', 1, 1);
   }
   return {
     router,
     report: {
       operatingPoint,
+      operatingCheck,
       trainPrompts: trainTexts.length,
       valPrompts: nVal,
       clusters: K,

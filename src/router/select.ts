@@ -46,11 +46,19 @@ export interface SelectionClusters {
   prior?: PsiPrior;
   trainResid?: Float32Array | null;
   valResid?: Float32Array | null;
+  /** The empirical-Bayes concentration a of this K's prior (what 'eb' in the strength grid stands for). */
+  concentration?: number;
 }
+
+/** A prior strength to search: a number, or 'eb' for the concentration the training LLMs' cells show. */
+export type StrengthChoice = number | 'eb';
+
+/** The strengths searched with K by default. */
+export const DEFAULT_STRENGTH_GRID: StrengthChoice[] = [1, 4, 16, 'eb'];
 
 export interface SelectionInput {
   grid: number[];
-  priorGrid: number[];
+  priorGrid: StrengthChoice[];
   /**
    * Cluster ids of the train prompts and of the (first v) validation prompts for K clusters; with a prior, also the
    * prompts' within-cluster difficulty r (out of fold for the train prompts).
@@ -79,11 +87,12 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
   const evalY = s.draws.map((d) => stackRows(trainY, d.evalTrain, valY, v, M));
   const cMin = Math.min(...s.costs);
   const cMax = Math.max(...s.costs);
-  const best: SelectionResult = { k: s.grid[0], priorStrength: s.priorGrid[0], area: -Infinity, search: [] };
+  const best: SelectionResult = { k: s.grid[0], priorStrength: 1, area: -Infinity, search: [] };
   for (const k of s.grid) {
-    const { trainCl, valCl, prior, trainResid, valResid } = await s.clusters(k);
+    const { trainCl, valCl, prior, trainResid, valResid, concentration } = await s.clusters(k);
     const slope = prior?.difficulty?.slope ?? 0;
-    for (const a of s.priorGrid) {
+    for (const choice of s.priorGrid) {
+      const a = choice === 'eb' ? (concentration ?? 1) : choice;
       let area = 0;
       s.draws.forEach((d, r) => {
         const { psi } = psiMatrix(Int32Array.from(d.fit, (i) => trainCl[i]), stackRows(trainY, d.fit, valY, 0, M), M, k, a, prior);

@@ -18,7 +18,7 @@ import type { MicroBatcher, Policy } from './batcher.js';
 import type { GatewayConfig } from './config.js';
 import { RequestSignal, Upstream, type AttemptFailure } from './gateway.js';
 import type { Metrics } from './metrics.js';
-import { lambdaForTarget } from '../router/operating.js';
+import { lambdaForTarget } from '../decide/operating.js';
 import { UnirouteError } from '../errors.js';
 
 /** A preset resolved against the router: the policy and the allowed LLMs. */
@@ -96,7 +96,7 @@ export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
     ['best', { policy: { lambda: 0 }, note: 'lambda 0: the lowest predicted error' }],
     ['default', { policy: {}, note: "the router's default operating point" }],
   ]);
-  const op = (router.info as { operatingPoint?: Parameters<typeof lambdaForTarget>[0] } | undefined)?.operatingPoint;
+  const op = router.operatingPoint() ?? (router.info as { operatingPoint?: Parameters<typeof lambdaForTarget>[0] } | undefined)?.operatingPoint;
   for (const [name, p] of cfg.presets) {
     let lambda = p.lambda;
     let note = lambda !== undefined ? `lambda ${lambda}` : "the router's default operating point";

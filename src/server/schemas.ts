@@ -16,7 +16,7 @@ export const candidateSchema = {
     outcomes: { type: 'number', minimum: 0 },
     /** whether the LLM has outcomes where the prompt lies */
     evidence: { type: 'boolean' },
-    /** an approximate 95 % interval of the predicted error */
+    /** the 95 % interval of the LLM's error in the prompt's cluster (the posterior's), moved by the prompt's difficulty */
     interval: { type: 'array', items: { type: 'number', minimum: 0, maximum: 1 }, minItems: 2, maxItems: 2 },
   },
 } as const;
@@ -38,8 +38,12 @@ export const decisionSchema = {
     predicted_error: { type: 'number', minimum: 0, maximum: 1 },
     /** the chosen LLM's cost per query (USD) */
     cost: { type: 'number', minimum: 0 },
-    /** farther from its nearest centroid than the out-of-distribution quantile: routed by the fallback */
+    /** farther from its nearest centroid than the out-of-distribution quantile: decided by the OOD fallback */
     ood: { type: 'boolean' },
+    /** decided by an exploration draw from the posterior (only when true) */
+    explored: { type: 'boolean' },
+    /** why, when the decision is not the plain rule on the prompt's cluster (explained decisions) */
+    reason: { type: 'string' },
     /** every allowed LLM, keyed by name (HTTP always; the CLI with --explain) */
     candidates: { type: 'object', additionalProperties: candidateSchema },
   },

@@ -28,13 +28,18 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
     .option('--embedder <spec>', 'embed every prompt once through an OpenAI-compatible endpoint: openai:MODEL@BASE_URL')
     .option('--embeddings <jsonl>', 'or your own prompt embeddings: {"id", "embedding"} lines, one per prompt')
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
+    .option('--online', 'also replay the test prompts as traffic: each unseen LLM starts from --start-labels validation labels, each decision\'s true outcome comes back as feedback; reports the cumulative regret against the router that knows every validation label, per --explore rate (online-regret.svg)')
+    .option('--start-labels <n>', 'with --online: validation labels each unseen LLM starts from', intArg('--start-labels', 1), 10)
+    .option('--explore <list>', 'with --online: exploration rates to compare (0 = greedy)', (v: string) => v.split(',').map((x) => numArg('--explore')(x.trim())), [0, 0.1])
     .action(async (o) => {
       // option values are checked before any work starts
       for (const [flag, v] of [['--unseen-fraction', o.unseenFraction], ['--test-fraction', o.testFraction]] as const)
         if (!(v > 0 && v < 1)) throw new UnirouteError('INVALID_ARGUMENT', `${flag} must be between 0 and 1 (exclusive); got ${v}`);
       const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../../eval/protocol.js');
-      const { writeReport, markdownTable, operatingPointLine } = await import('../../eval/report.js');
+      const { writeReport, markdownTable, operatingPointLine, calibrationTable, onlineTable } = await import('../../eval/report.js');
       const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);
+      for (const r of o.explore) if (!(r >= 0 && r <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `--explore rates must be in [0, 1]; got ${r}`);
+      if (o.online && o.methods && !o.methods.includes('uniroute-kmeans')) throw new UnirouteError('INVALID_ARGUMENT', '--online replays uniroute-kmeans: include it in --methods');
       for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
@@ -52,12 +57,20 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
         pricePerBillionParams: o.pricePerBillionParams,
         remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,
         promptEmbeddings: o.embeddings ? await promptEmbeddingsOf(ds, o.embeddings) : undefined,
+        ...(o.online ? { online: { startLabels: o.startLabels, explore: o.explore } } : {}),
         onProgress: (s, d, t) => progress.update(s, d, t),
       });
       (report.settings as any).seconds = (Date.now() - t0) / 1000;
       // the data set's name, not its path, as the title
       const files = await writeReport(o.out, report, o.title ?? basename(resolvePath(o.data)), !o.linearCost);
       progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
-      await writeLine(io.stdout, markdownTable(report) + '\n' + (report.operating_point ? operatingPointLine(report) + '\n' : ''));
+      await writeLine(
+        io.stdout,
+        markdownTable(report) +
+          '\n' +
+          (report.operating_point ? operatingPointLine(report) + '\n' : '') +
+          (report.calibration ? '\n' + calibrationTable(report) + '\n' : '') +
+          (report.online ? '\n' + onlineTable(report) + '\n' : ''),
+      );
     });
 }

@@ -66,6 +66,12 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
           `clusters   ${report.clusters}${grid}; prior strength ${report.priorStrength}`,
           `prompts    ${report.trainPrompts} train, ${report.valPrompts} validation`,
           `operating  ${operatingPointText(router)}`,
+          ...(report.operatingCheck
+            ? [
+                `           by the training LLMs' own outcomes on those ${report.operatingCheck.prompts} prompts: ${(100 * report.operatingCheck.costRatio).toFixed(0)} % of lambda 0's cost at ` +
+                  `${(100 * report.operatingCheck.accuracyDiff >= 0 ? '+' : '') + (100 * report.operatingCheck.accuracyDiff).toFixed(2)} points of accuracy`,
+              ]
+            : []),
           '',
           table(
             ['LLM', 'cost/query', 'outcomes', 'coverage'],

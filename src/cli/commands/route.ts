@@ -19,14 +19,13 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
     .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--ood-quantile <q>', 'a prompt farther from its nearest centroid than this quantile of the training prompts is out of distribution ("ood": true) (default 0.99)', numArg('--ood-quantile'))
-    .option('--ood-fallback <llm>', 'where out-of-distribution prompts go: best-overall (the LLM with the lowest predicted error over the training prompts, default), an LLM\'s name, or route (flag only)')
+    .option('--ood-fallback <rule>', 'how out-of-distribution prompts are decided: prior (default: on every LLM\'s error averaged over the clusters, at the same lambda, so by cost as any prompt), best-overall (the LLM with the lowest such error, whatever it costs), an LLM\'s name, or route (flag only)')
     .option('--no-ood', 'no out-of-distribution check')
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
     .option('--shard <i/n>', 'route only the I-th of N interleaved shards of the input lines (a fleet splits one file)')
     .option('--explain', 'add every candidate LLM\'s predicted error, cost, outcomes in the prompt\'s cluster, evidence flag and 95 % interval')
-    .option('--risk <k>', 'route on the predicted error + k posterior sd, so that thinly evidenced LLMs are not trusted blindly (default 0)', numArg('--risk'))
-    .addOption(new Option('--evidence <rule>', 'prefer: an LLM with no outcome in the prompt\'s cluster wins only when no allowed LLM has one (default); ignore: compete on predicted error alone').choices(['prefer', 'ignore']))
+    .option('--risk <k>', 'route on the predicted error + k posterior sd, so that LLMs described by few outcomes (or none where the prompt lies) are trusted only as far as their outcomes show (default 0: the posterior mean)', numArg('--risk'))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
     .addOption(new Option('--max-errors <n>', 'stop after this many bad input lines, with a summary (0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .option('--pool <url>', POOL_HELP)
@@ -68,7 +67,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
         const ok = items.filter((b) => !b.error);
         if (ok.length && calibrate && lambda === undefined) {
           if (!byText) throw new UnirouteError('INVALID_ARGUMENT', '--max-cost / --min-accuracy need a router on texts');
-          const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models, risk: o.risk, evidence: o.evidence });
+          const c = await router.calibrateLambda(ok.map((b) => b.text!), { maxCost: o.maxCost, minAccuracy: o.minAccuracy }, { models: o.models, risk: o.risk });
           lambda = c.lambda;
           mix = c.mix;
           const target = o.maxCost !== undefined ? `mean cost <= ${o.maxCost}` : `predicted accuracy >= ${o.minAccuracy}`;
@@ -80,7 +79,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
             );
         }
         const ood = o.ood === false ? (false as const) : { quantile: o.oodQuantile, fallback: o.oodFallback };
-        const policy = { lambda, models: o.models, risk: o.risk, evidence: o.evidence, explain: !!o.explain, maxError: o.maxError, ood, ...(mix ? { mix: { ...mix, offset: dispatched } } : {}) };
+        const policy = { lambda, models: o.models, risk: o.risk, explain: !!o.explain, maxError: o.maxError, ood, ...(mix ? { mix: { ...mix, offset: dispatched } } : {}) };
         dispatched += ok.length;
         let routing: Promise<RouteBatch | undefined> = Promise.resolve(undefined);
         if (ok.length && byText) routing = router.routeBatch(ok.map((b) => b.text!), policy);

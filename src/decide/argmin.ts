@@ -1,8 +1,8 @@
 /**
  * The one argmin. Every decision — the router's, λ calibration's, the evaluation's baselines' — is made by the
- * engine's argmin (native/core/score.cpp), with one tie rule: the lowest γ + λ·cost among the allowed LLMs (those
- * with evidence in the prompt's cluster first, when evidence is given); on a tie, the lower cost; then the LLM
- * listed first.
+ * engine's argmin (native/core/score.cpp), with one tie rule: the lowest γ + λ·cost among the allowed LLMs; on a
+ * tie, the lower cost; then the LLM listed first. There is no other rule beside it: how much is known about an LLM
+ * in a cluster enters only through its posterior (its mean, and its sd under a risk setting).
  */
 import { call, native } from '../engine/native.js';
 
@@ -10,8 +10,6 @@ export interface ArgminOptions {
   lambda: number;
   /** null (all), m flags (shared) or n x m flags (per prompt). */
   allowed?: Uint8Array | null;
-  /** m x cells evidence flags with each prompt's evidence cell. */
-  evidence?: { flags: Uint8Array; cells: number; cellOf: Int32Array } | null;
 }
 
 /** Decisions for n prompts given their predicted errors (n x m): the index of the chosen LLM, or −1 when none is allowed. */
@@ -27,7 +25,6 @@ export function argminRows(predicted: Float32Array, costs: Float32Array, n: numb
       lambda: o.lambda,
       allowed,
       allowedPerRow: !!allowed && allowed.length === n * m && n * m !== m,
-      ...(o.evidence ? { evidence: o.evidence.flags, k: o.evidence.cells, cells: o.evidence.cellOf } : {}),
       choice,
     }),
   );

@@ -1,0 +1,223 @@
+/**
+ * A router as one artifact (src/router/artifact.ts: safetensors + manifest, checksummed): what is written, how it
+ * is read back and checked, and the fitted model's identity (the hash a pool store is keyed by).
+ */
+import { createHash } from 'node:crypto';
+import { UnirouteError } from '../errors.js';
+import { native } from '../engine/native.js';
+import { HashedEmbedder, type EmbedderSpec, type HashedEmbedderSpec } from '../embed/embedder.js';
+import { RemoteEmbedder, type RemoteEmbedderSpec } from '../embed/remote.js';
+import { decodeArtifact, type TensorMap } from './artifact.js';
+import { checkDistanceQuantiles, type DistanceQuantiles } from './checks.js';
+import type { PsiPrior } from '../decide/posterior.js';
+import type { EvidenceCells } from '../decide/snapshot.js';
+import { Router, type LearnedMap } from './router.js';
+
+export function artifactParts(r: Router): { manifest: Record<string, unknown>; tensors: TensorMap } {
+  const pool = r.poolEntries();
+  const m = pool.length;
+  const k = r.k;
+  const sums = new Float32Array(m * k);
+  const counts = new Float32Array(m * k);
+  pool.forEach((e, j) => {
+    sums.set(e.errorSums, j * k);
+    counts.set(e.counts, j * k);
+  });
+  const tensors: TensorMap = {
+    centroids: { data: r.centroids, shape: [k, r.dim] },
+    'pool.error_sums': { data: sums, shape: [m, k] },
+    'pool.counts': { data: counts, shape: [m, k] },
+  };
+  if (r.map) tensors['map.params'] = { data: r.map.params, shape: [r.map.params.length] };
+  if (r.prior) {
+    tensors['prior.cluster_logit'] = { data: r.prior.clusterLogit, shape: [k] };
+    if (r.prior.difficulty) {
+      tensors['prior.difficulty_w'] = { data: r.prior.difficulty.w, shape: [r.dim] };
+      tensors['prior.difficulty_mu'] = { data: r.prior.difficulty.mu, shape: [k] };
+    }
+  }
+  if (r.clusterShare) tensors['prior.cluster_share'] = { data: r.clusterShare, shape: [k] };
+  if (r.cells) {
+    const E = r.cells.count;
+    tensors['evidence.centroids'] = { data: r.cells.centroids, shape: [E, r.dim] };
+    tensors['evidence.share'] = { data: r.cells.share, shape: [E] };
+    tensors['evidence.start'] = { data: r.cells.start, shape: [k + 1] };
+    // -1 marks an entry with no cell counts (evidence everywhere)
+    const cc = new Float32Array(m * E);
+    pool.forEach((e, j) => (e.cellCounts ? cc.set(e.cellCounts, j * E) : cc.fill(-1, j * E, (j + 1) * E)));
+    tensors['pool.cell_counts'] = { data: cc, shape: [m, E] };
+  }
+  if (r.keptPrompts) tensors['operating.embeddings'] = { data: r.keptPrompts, shape: [r.keptPrompts.length / r.dim, r.dim] };
+  if (r.hashed) {
+    const B = 2 ** (r.embedderSpec as HashedEmbedderSpec).bucketsLog2;
+    tensors['embedder.projection'] = { data: r.hashed.projection, shape: [B, r.dim] };
+    tensors['embedder.scale'] = { data: r.hashed.scale, shape: [B] };
+  }
+  const manifest = {
+    embedder: r.embedderSpec,
+    clusters: k,
+    priorStrength: r.priorStrength,
+    defaultLambda: r.fixedLambda ?? r.defaultLambda,
+    // 'pool': the default λ is the pool's operating point on the kept prompts; 'fixed': defaultLambda as given
+    operating: r.keptPrompts && r.fixedLambda === undefined ? 'pool' : 'fixed',
+    minEvidence: r.minEvidence,
+    ...(r.cells ? { evidenceCells: r.cells.count } : {}),
+    ...(r.prior?.difficulty ? { difficulty: { w0: r.prior.difficulty.w0, slope: r.prior.difficulty.slope } } : {}),
+    ...(r.prior?.ability ? { ability: r.prior.ability } : {}),
+    ...(r.distanceQuantiles ? { distanceQuantiles: r.distanceQuantiles } : {}),
+    pool: pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
+    clusterMap: r.map ? { kind: 'learned', config: r.map.config } : { kind: 'nearest-centroid' },
+    info: r.info,
+  };
+  return { manifest, tensors };
+}
+
+/**
+ * The fitted model's identity: a sha256 over the embedder, centroids, learned map, prior, evidence cells, distance
+ * quantiles, kept prompts and fit information, not the pool or the settings. A pool store is keyed by it.
+ */
+export function modelHashOf(r: Router): string {
+  const { manifest, tensors } = artifactParts(r);
+  const h = createHash('sha256');
+  // settings a user may change (prior strength, default λ, min evidence) and the pool are not the model
+  const { pool: _p, priorStrength: _s, defaultLambda: _l, minEvidence: _e, operating: _o, ...fitted } = manifest;
+  h.update(JSON.stringify(fitted));
+  for (const name of Object.keys(tensors).sort()) {
+    if (name.startsWith('pool.')) continue;
+    const t = tensors[name];
+    h.update(`\u0000${name}:${t.shape.join('x')}:${t.data.constructor.name}\u0000`);
+    h.update(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return h.digest('hex');
+}
+
+export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }): Router {
+  const { manifest, tensors } = decodeArtifact(buf, source);
+  const bad = (why: string): never => {
+    throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${why}`);
+  };
+  const spec = manifest?.embedder as EmbedderSpec;
+  if (!spec || (spec.kind !== 'hashed-lsa' && spec.kind !== 'precomputed' && spec.kind !== 'openai')) bad('unknown embedder kind');
+  if (!Number.isInteger(spec.dim) || spec.dim < 1 || spec.dim > 65536) bad(`the embedding dimension ${String(spec.dim)} is not a whole number in [1, 65536]`);
+  if (expect?.embedder) {
+    for (const [key, v] of Object.entries(expect.embedder))
+      if (v !== undefined && (spec as any)[key] !== v)
+        throw new UnirouteError('ARTIFACT_MISMATCH', `${source} was fitted with embedder ${key} = ${JSON.stringify((spec as any)[key])}, but ${JSON.stringify(v)} is required`);
+  }
+  const k = manifest.clusters;
+  const pool = manifest.pool as Array<{ name: string; costPerQuery: number }>;
+  if (!Number.isInteger(k) || k < 1 || !Array.isArray(pool)) bad('manifest lacks clusters or pool');
+  const need = (name: string, len: number) => {
+    const t = tensors[name];
+    if (!t) bad(`tensor ${name} is missing`);
+    if (t.length !== len) bad(`tensor ${name} has ${t.length} values, expected ${len}`);
+    return t;
+  };
+  const centroids = need('centroids', k * spec.dim) as Float32Array;
+  const sums = need('pool.error_sums', pool.length * k) as Float32Array;
+  const counts = need('pool.counts', pool.length * k) as Float32Array;
+  let remote: RemoteEmbedder | undefined;
+  if (spec.kind === 'openai') {
+    if (typeof spec.model !== 'string' || typeof spec.baseUrl !== 'string') bad('the openai embedder lacks its model or base URL');
+    // UNIROUTE_EMBEDDER_URL points the router at another server of the same model
+    remote = new RemoteEmbedder({ ...(spec as RemoteEmbedderSpec), baseUrl: process.env.UNIROUTE_EMBEDDER_URL ?? spec.baseUrl });
+  }
+  let hashed: HashedEmbedder | undefined;
+  if (spec.kind === 'hashed-lsa') {
+    const B = 2 ** spec.bucketsLog2;
+    hashed = new HashedEmbedder(spec, need('embedder.projection', B * spec.dim) as Int8Array, need('embedder.scale', B) as Float32Array);
+  }
+  let map: LearnedMap | undefined;
+  if (manifest.clusterMap?.kind === 'learned') {
+    const t = tensors['map.params'];
+    if (!(t instanceof Float32Array)) bad("the learned map's parameters are missing");
+    map = { config: manifest.clusterMap.config, params: t as Float32Array };
+    // the engine checks the declared network against its parameters (a forward pass of no rows), at load
+    try {
+      native().mlpForward(map.params, map.config, new Float32Array(0), 0, new Float32Array(0));
+    } catch (e) {
+      bad(`the learned map's parameters do not fit its declared network (${(e as Error).message})`);
+    }
+  }
+  let prior: PsiPrior | undefined;
+  if (tensors['prior.cluster_logit']) {
+    prior = { clusterLogit: need('prior.cluster_logit', k) as Float32Array };
+    if (manifest.ability !== undefined) {
+      const { mean, sd, points, bandwidth } = manifest.ability ?? {};
+      if (typeof mean !== 'number' || typeof sd !== 'number' || !Number.isFinite(mean) || !(sd > 0 && sd < 100)) bad('the ability prior needs a finite mean and an sd in (0, 100)');
+      prior.ability = { mean, sd };
+      if (points !== undefined || bandwidth !== undefined) {
+        if (!Array.isArray(points) || points.length < 1 || points.length > 100_000 || !points.every((x) => typeof x === 'number' && Number.isFinite(x) && Math.abs(x) < 100))
+          bad('the ability prior\'s points must be a list of finite numbers');
+        if (typeof bandwidth !== 'number' || !(bandwidth > 0 && bandwidth < 100)) bad('the ability prior\'s bandwidth must be a number in (0, 100)');
+        prior.ability = { mean, sd, points, bandwidth };
+      }
+    }
+    if (manifest.difficulty) {
+      const { w0, slope } = manifest.difficulty;
+      if (typeof w0 !== 'number' || typeof slope !== 'number') bad('the difficulty model lacks its offset or slope');
+      prior.difficulty = { w: need('prior.difficulty_w', spec.dim) as Float32Array, mu: need('prior.difficulty_mu', k) as Float32Array, w0, slope };
+    }
+  }
+  const clusterShare = tensors['prior.cluster_share'] ? (need('prior.cluster_share', k) as Float32Array) : undefined;
+  let cells: EvidenceCells | undefined;
+  let cellCounts: Float32Array | undefined;
+  if (tensors['evidence.centroids']) {
+    const E = manifest.evidenceCells;
+    if (!Number.isInteger(E) || E < 1) bad('evidenceCells is missing or not a positive integer');
+    const start = need('evidence.start', k + 1);
+    if (!(start instanceof Int32Array)) bad('evidence.start is not I32');
+    cells = {
+      count: E,
+      centroids: need('evidence.centroids', E * spec.dim) as Float32Array,
+      share: need('evidence.share', E) as Float32Array,
+      start: start as Int32Array,
+    };
+    cellCounts = need('pool.cell_counts', pool.length * E) as Float32Array;
+  }
+  let keptPrompts: Float32Array | undefined;
+  const kept = tensors['operating.embeddings'];
+  if (kept) {
+    if (!(kept instanceof Float32Array) || kept.length % spec.dim !== 0) bad(`tensor operating.embeddings is not rows of ${spec.dim} F32 values`);
+    keptPrompts = kept as Float32Array;
+  }
+  const validQuantiles = (x: DistanceQuantiles) => {
+    try {
+      return checkDistanceQuantiles(x, 'distanceQuantiles');
+    } catch (e) {
+      return bad((e as Error).message);
+    }
+  };
+  if (manifest.operating !== undefined && manifest.operating !== 'pool' && manifest.operating !== 'fixed') bad(`operating must be "pool" or "fixed" (got ${JSON.stringify(manifest.operating)})`);
+  const fixed = manifest.operating === 'pool' && keptPrompts ? undefined : (manifest.defaultLambda ?? 0);
+  try {
+    return new Router({
+      embedder: spec,
+      hashed,
+      remote,
+      map,
+      centroids,
+      k,
+      prior,
+      clusterShare,
+      cells,
+      keptPrompts,
+      minEvidence: manifest.minEvidence ?? 1,
+      ...(manifest.distanceQuantiles !== undefined ? { distanceQuantiles: validQuantiles(manifest.distanceQuantiles) } : {}),
+      priorStrength: manifest.priorStrength ?? 0,
+      defaultLambda: fixed,
+      info: manifest.info ?? {},
+      pool: pool.map((p, j) => ({
+        name: p.name,
+        costPerQuery: p.costPerQuery,
+        errorSums: sums.slice(j * k, (j + 1) * k),
+        counts: counts.slice(j * k, (j + 1) * k),
+        ...(cells && cellCounts && cellCounts[j * cells.count] >= 0 ? { cellCounts: cellCounts.slice(j * cells.count, (j + 1) * cells.count) } : {}),
+      })),
+    });
+  } catch (e) {
+    // a value the constructor refuses is a bad file, said as such
+    if (e instanceof UnirouteError && e.code !== 'BAD_ARTIFACT') throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${e.message}`);
+    throw e;
+  }
+}

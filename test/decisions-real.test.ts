@@ -1,0 +1,91 @@
+/**
+ * Decisions that hold on real traffic, on ../shared/data (skipped, with a message, where it is absent): a thin LLM
+ * is not trusted like a veteran, a fully described bad and dear LLM is not chosen by an evidence rule, the default
+ * point follows the pool, and everyday prompts are routed by cost by the built-in router.
+ */
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { costPerQuery, loadDataset, permutation } from '../src/data/dataset.js';
+import { fitRouter } from '../src/router/fit.js';
+import { Router, explain } from '../src/router/router.js';
+import { defaultRouterPath } from '../src/defaults.js';
+import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON } from './helpers.js';
+
+if (!HAS_SHARED_DATA) console.warn(SKIP_REASON);
+
+const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((a, x) => a + x, 0) / xs.length;
+
+describe.skipIf(!HAS_SHARED_DATA)('decisions on real data', () => {
+  it('zeroeval: an LLM added from 12 outcomes, all correct, on one benchmark gets an honest interval, and risk 2 gives it fewer prompts', async () => {
+    const ds = await loadDataset(join(SHARED_DATA, 'zeroeval'));
+    const { router } = await fitRouter(ds, { seed: 1, pricePerBillionParams: 0.0125 });
+    const gsm = [...ds.prompts.keys()].filter((i) => ds.prompts[i].benchmark === 'gsm');
+    await router.addModel('thin', { costPerQuery: 1e-7, outcomes: gsm.slice(0, 12).map((i) => ({ text: ds.prompts[i].text, correct: 1 })) });
+    // where its outcomes are: the clusters of its 12 prompts
+    const { cluster } = await router.assignTexts(gsm.slice(0, 12).map((i) => ds.prompts[i].text));
+    const [d] = explain(await router.routeBatch([ds.prompts[gsm[0]].text], { lambda: 0 }));
+    const thin = d.candidates.find((c) => c.model === 'thin')!;
+    expect(cluster).toContain(d.cluster);
+    expect(thin.outcomes).toBeGreaterThan(0);
+    console.log(`thin LLM: predicted error ${thin.predictedError.toFixed(3)}, 95 % interval [${thin.interval.map((x) => x.toFixed(3)).join(', ')}] from ${thin.outcomes} outcomes in the cluster`);
+    expect(thin.interval[1]).toBeGreaterThanOrEqual(0.15);
+    const next = gsm.slice(100, 400).map((i) => ds.prompts[i].text);
+    const share = async (risk: number) => {
+      const b = await router.routeBatch(next, { risk });
+      return b.choice.filter((j) => b.models[j] === 'thin').length;
+    };
+    const [r0, r2] = [await share(0), await share(2)];
+    console.log(`thin LLM takes ${r0} of 300 GSM8K prompts at the default point, ${r2} with --risk 2`);
+    expect(r2).toBeLessThan(r0);
+  }, 300_000);
+
+  it('routerbench: a fully described LLM that is the worst and among the dearest is never chosen at tradeoff 1, rarely at the default point, and the point follows add-model', async () => {
+    const ds = await loadDataset(join(SHARED_DATA, 'routerbench'));
+    const late = ['claude-v2', 'gpt-4-1106-preview'];
+    for (const m of late) expect(ds.models).toContain(m);
+    const { router } = await fitRouter(ds, { seed: 1, excludeModels: late });
+    const before = router.operatingPoint()!;
+    for (const m of late) {
+      const o = ds.outcomes.get(m)!;
+      await router.addModel(m, { costPerQuery: costPerQuery(ds, m), outcomes: ds.prompts.map((p, i) => ({ text: p.text, correct: o[i] })) });
+    }
+    const after = router.operatingPoint()!;
+    expect(after).not.toEqual(before);
+    const idx = permutation(ds.prompts.length, 5).subarray(0, 1000);
+    const texts = Array.from(idx, (i) => ds.prompts[i].text);
+    const cheapest = router.snapshot().names[router.snapshot().cost.indexOf(Math.min(...router.snapshot().cost))];
+    const t1 = await router.routeBatch(texts, { tradeoff: 1 });
+    expect(t1.choice.every((j) => t1.models[j] === cheapest)).toBe(true);
+    const dflt = await router.routeBatch(texts);
+    const zero = await router.routeBatch(texts, { lambda: 0 });
+    const claude = dflt.choice.filter((j) => dflt.models[j] === 'claude-v2').length;
+    const predErr = (b: typeof dflt) => mean(b.chosenError);
+    console.log(
+      `after add-model: default lambda ${after.lambda.toPrecision(4)} (was ${before.lambda.toPrecision(4)}); claude-v2 takes ${claude} of 1,000 at the default point; ` +
+        `predicted error ${predErr(dflt).toFixed(4)} against ${predErr(zero).toFixed(4)} at lambda 0`,
+    );
+    expect(claude).toBeLessThanOrEqual(10);
+    expect(predErr(dflt) - predErr(zero)).toBeLessThanOrEqual(0.015);
+  }, 300_000);
+
+  it('the built-in router: at most 10 of 50 everyday prompts are out of distribution, and routing them costs at most 1.2x routing them with --no-ood', async () => {
+    const router = await Router.load(defaultRouterPath());
+    const texts = readFileSync(join(__dirname, 'fixtures', 'everyday.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).text as string);
+    expect(texts.length).toBe(50);
+    const a = await router.routeBatch(texts);
+    const b = await router.routeBatch(texts, { ood: false });
+    const ood = [...a.ood.keys()].filter((i) => a.ood[i] === 1);
+    const cost = (x: typeof a, rows: number[]) => rows.reduce((s, i) => s + x.costs[x.choice[i]], 0);
+    console.log(`built-in router: ${ood.length} of 50 everyday prompts out of distribution; their cost ${ood.length ? (cost(a, ood) / cost(b, ood)).toFixed(2) : '-'}x the --no-ood decisions'`);
+    expect(ood.length).toBeLessThanOrEqual(10);
+    if (ood.length) expect(cost(a, ood)).toBeLessThanOrEqual(1.2 * cost(b, ood) + 1e-12);
+    // the explanation says why
+    const [d] = explain(await router.routeBatch([texts[ood[0] ?? 0]], { ood: { quantile: 0.5 } }));
+    expect(d.ood).toBe(true);
+    expect(d.reason).toMatch(/out of distribution/);
+  }, 120_000);
+});
