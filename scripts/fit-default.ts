@@ -27,11 +27,16 @@ for (const name of SETS) {
   parts.push({ name, ds: await loadDataset(join(dataDir, name)) });
 }
 const ds = mergeDatasets(parts);
+// the sets were graded on different LLMs: at least one cluster per benchmark, so that no cluster mixes them (the
+// validation area alone is flat across K on merged sets, whose LLMs have outcomes on a part of the prompts only)
+const benchmarks = new Set(ds.prompts.map((p) => p.benchmark ?? '')).size;
 const { router, report } = await fitRouter(ds, {
   seed: 1,
+  minClusters: benchmarks,
   pricePerBillionParams: 0.0125,
   onProgress: (s, d, t) => progress.update(s, d, t),
 });
+for (const m of report.skipped ?? []) process.stderr.write(`not in the pool: ${m.name}: ${m.reason}\n`);
 router.info = { ...router.info, source: `uniroute fit:default on ../shared/data ${SETS.join(' + ')}` };
 await router.save(out);
 progress.done(

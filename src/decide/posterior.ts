@@ -6,11 +6,13 @@
  *   α_m ~ p(α)                            the LLM's ability: the training LLMs' abilities, kernel-smoothed
  *                                         (empirical Bayes), so a new LLM is one more of the same population
  *   t_mk = σ(β_k + α_m)                   β_k: how hard cluster k is for everyone
- *   θ_mk | α_m ~ Beta(a·t_mk, a·(1 − t_mk))  a: how far an LLM's cluster error strays from t_mk
+ *   θ_mk | α_m ~ (1 − ε)·Beta(a·t, a·(1 − t)) + ε·Beta(s·t, s·(1 − t))   how far an LLM's cluster error strays
+ *                                         from t_mk: most cells little (a), a share ε far (s < a): specialists
  *   e_mk | θ_mk ~ Binomial(n_mk, θ_mk)     its outcomes (error sums e, counts n; graded scores allowed)
- * Given α, each cell is conjugate: θ_mk | α, data ~ Beta(e + a·t, n − e + a·(1 − t)). α itself is integrated out
- * on a grid over its exact posterior, whose likelihood is each cell's beta-binomial: so a few outcomes move α
- * only as far as they deserve, and its uncertainty widens every cell's interval. The statistics stay additive sums
+ * Given α, each cell is conjugate: θ_mk | α, data is a mixture of Beta(e + a·t, n − e + a·(1 − t)) (and the same
+ * with s), weighted by how well each explains the cell's outcomes. α itself is integrated out on a grid over its
+ * exact posterior, whose likelihood is each cell's beta-binomial (mixture): so a few outcomes move α only as far as
+ * they deserve, and its uncertainty widens every cell's interval. The statistics stay additive sums
  * and counts: adding outcomes (add-model, feedback) is adding numbers.
  */
 import { UnirouteError } from '../errors.js';
@@ -53,6 +55,20 @@ export interface PsiPrior {
   clusterLogit: Float32Array;
   /** The ability prior; routers fitted before it take ABILITY_FALLBACK. */
   ability?: AbilityPrior;
+  /**
+   * Ability groups: clusters whose training LLMs differ (data sets graded on different LLMs, on scales that need not
+   * agree) each get an ability of their own. `of[k]` is cluster k's group; `abilities[g]` its population's prior.
+   * An LLM's ability in a group comes from its outcomes there; in a group where it has none, it is the group's prior
+   * (an average LLM of that group, with the group's whole spread): outcomes on one data set say nothing certain of
+   * another graded by other means. Absent: one group with `ability`.
+   */
+  groups?: { of: Int32Array; abilities: AbilityPrior[] };
+  /**
+   * Heavy tails of the cells: a share of (LLM, cluster) cells strays far from the two-factor prediction (a
+   * specialist, a weak spot): θ | t ~ (1 − share)·Beta(a·t, a·(1 − t)) + share·Beta(s·t, s·(1 − t)), s = strength,
+   * fitted on the training LLMs (empirical Bayes). Absent: one Beta.
+   */
+  deviation?: { share: number; strength: number };
   /** d(x) = w·φ(x) + w₀, its per-cluster mean μ_k, and the common logit slope b of error on r = d − μ_k. */
   difficulty?: { w: Float32Array; w0: number; mu: Float32Array; slope: number };
 }
@@ -112,18 +128,55 @@ export interface PsiRow {
   /** The posterior mean and sd of α (0 and 0 without a prior). */
   ability: number;
   abilitySd: number;
-  /** The α grid and its posterior weights (one node without a prior): for intervals and sampling. */
+  /**
+   * The α grid and its posterior weights (one node without a prior), per ability group: group g's GRID nodes start
+   * at g × GRID. For intervals and sampling.
+   */
   nodes: Float64Array;
   weights: Float64Array;
+  /** Cluster k's ability group (all 0 with one group). */
+  groupOf: Int32Array;
 }
 
-/** The log-likelihood of α from one cell: beta-binomial (binomial when a = 0), up to a constant. */
-function cellLogLik(e: number, n: number, beta: number, alpha: number, a: number): number {
-  const t = Math.min(1 - 1e-12, Math.max(1e-12, sigmoid(beta + alpha)));
-  if (a <= 0) return e * Math.log(t) + (n - e) * Math.log(1 - t);
+/** The cell prior's components: weight and concentration (one, unless the prior has a deviation share). */
+export interface CellComponent {
+  w: number;
+  a: number;
+}
+export function cellComponents(a: number, prior?: PsiPrior): CellComponent[] {
+  const d = prior?.deviation;
+  if (!(a > 0) || !d || !(d.share > 0) || !(d.strength > 0)) return [{ w: 1, a }];
+  return [
+    { w: 1 - d.share, a },
+    { w: d.share, a: d.strength },
+  ];
+}
+
+/** log of the beta-binomial probability of e errors in n outcomes under Beta(a·t, a·(1 − t)), without the binomial coefficient. */
+function logBetaBinomial(e: number, n: number, a: number, t: number): number {
   const at = a * t;
   const ab = a * (1 - t);
-  return lgamma(e + at) + lgamma(n - e + ab) - lgamma(at) - lgamma(ab);
+  return lgamma(e + at) + lgamma(n - e + ab) - lgamma(at) - lgamma(ab) + lgamma(a) - lgamma(n + a);
+}
+
+/** The log-likelihood of α from one cell: beta-binomial (mixture), or binomial when a = 0; up to a constant. */
+function cellLogLik(e: number, n: number, beta: number, alpha: number, comps: CellComponent[]): number {
+  const t = Math.min(1 - 1e-12, Math.max(1e-12, sigmoid(beta + alpha)));
+  if (!(comps[0].a > 0)) return e * Math.log(t) + (n - e) * Math.log(1 - t);
+  if (comps.length === 1) return logBetaBinomial(e, n, comps[0].a, t);
+  const l = comps.map((c) => Math.log(c.w) + logBetaBinomial(e, n, c.a, t));
+  const mx = Math.max(...l);
+  return mx + Math.log(l.reduce((s, x) => s + Math.exp(x - mx), 0));
+}
+
+/** The posterior weights of the cell's components given its outcomes, at t. */
+function componentWeights(e: number, n: number, t: number, comps: CellComponent[]): number[] {
+  if (comps.length === 1 || !(n > 0)) return comps.map((c) => c.w);
+  const l = comps.map((c) => Math.log(c.w) + logBetaBinomial(e, n, c.a, Math.min(1 - 1e-12, Math.max(1e-12, t))));
+  const mx = Math.max(...l);
+  const w = l.map((x) => Math.exp(x - mx));
+  const s = w.reduce((a, b) => a + b, 0);
+  return w.map((x) => x / s);
 }
 
 /**
@@ -134,6 +187,7 @@ function cellLogLik(e: number, n: number, beta: number, alpha: number, a: number
 export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior): PsiRow {
   const K = s.counts.length;
   const a = priorStrength;
+  const comps = cellComponents(a, prior);
   const psi = new Float32Array(K);
   const sd = new Float32Array(K);
   const target = new Float32Array(K);
@@ -142,46 +196,67 @@ export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior)
     const t = Number.isNaN(o) ? 0.5 : o;
     target.fill(t);
     for (let c = 0; c < K; c++) {
-      const [m, v] = cellMoments(s.errorSums[c], s.counts[c], a, [t], [1]);
+      const [m, v] = cellMoments(s.errorSums[c], s.counts[c], comps, [t], [1]);
       psi[c] = m;
       sd[c] = Math.sqrt(v);
     }
-    return { psi, sd, target, ability: 0, abilitySd: 0, nodes: Float64Array.of(0), weights: Float64Array.of(1) };
+    return { psi, sd, target, ability: 0, abilitySd: 0, nodes: Float64Array.of(0), weights: Float64Array.of(1), groupOf: new Int32Array(K) };
   }
   const beta = prior.clusterLogit;
-  const ap = prior.ability ?? ABILITY_FALLBACK;
-  const logPost = (alpha: number) => {
-    let f = abilityLogDensity(ap, alpha);
-    for (let c = 0; c < K; c++) if (s.counts[c] > 0) f += cellLogLik(s.errorSums[c], s.counts[c], beta[c], alpha, a);
-    return f;
-  };
-  // a coarse grid over the prior's range finds where the posterior is; a fine grid there integrates it
-  const spread = Math.max(ap.sd, 0.25);
-  const pts = ap.points && ap.points.length ? ap.points : [ap.mean];
-  const lo0 = Math.min(...pts) - 5 * spread;
-  const hi0 = Math.max(...pts) + 5 * spread;
-  const coarse = gridWeights(logPost, lo0, hi0, 81);
-  const step0 = (hi0 - lo0) / 80;
-  const sdc = Math.max(coarse.sd, step0);
-  let lo = coarse.mean - 7 * sdc;
-  let hi = coarse.mean + 7 * sdc;
-  const top = Math.max(logPost(coarse.mean), coarse.fMax);
-  for (let i = 0; i < 40 && logPost(lo) > top - 14; i++) lo -= sdc;
-  for (let i = 0; i < 40 && logPost(hi) > top - 14; i++) hi += sdc;
-  const { nodes, weights, mean, sd: abilitySd } = gridWeights(logPost, lo, hi, GRID);
+  const G = prior.groups ? prior.groups.abilities.length : 1;
+  const groupOf = prior.groups ? prior.groups.of : new Int32Array(K);
+  const nodes = new Float64Array(G * GRID);
+  const weights = new Float64Array(G * GRID);
+  let ability = 0;
+  let abilitySd = 0;
+  let most = -1;
+  for (let g = 0; g < G; g++) {
+    const ap = prior.groups ? prior.groups.abilities[g] : (prior.ability ?? ABILITY_FALLBACK);
+    let outcomes = 0;
+    for (let c = 0; c < K; c++) if (groupOf[c] === g) outcomes += s.counts[c];
+    const logPost = (alpha: number) => {
+      let f = abilityLogDensity(ap, alpha);
+      for (let c = 0; c < K; c++) if (groupOf[c] === g && s.counts[c] > 0) f += cellLogLik(s.errorSums[c], s.counts[c], beta[c], alpha, comps);
+      return f;
+    };
+    // a coarse grid over the prior's range finds where the posterior is; a fine grid there integrates it
+    const spread = Math.max(ap.sd, 0.25);
+    const pts = ap.points && ap.points.length ? ap.points : [ap.mean];
+    const lo0 = Math.min(...pts) - 5 * spread;
+    const hi0 = Math.max(...pts) + 5 * spread;
+    const coarse = gridWeights(logPost, lo0, hi0, 81);
+    const step0 = (hi0 - lo0) / 80;
+    const sdc = Math.max(coarse.sd, step0);
+    let lo = coarse.mean - 7 * sdc;
+    let hi = coarse.mean + 7 * sdc;
+    const top = Math.max(logPost(coarse.mean), coarse.fMax);
+    for (let i = 0; i < 40 && logPost(lo) > top - 14; i++) lo -= sdc;
+    for (let i = 0; i < 40 && logPost(hi) > top - 14; i++) hi += sdc;
+    const gw = gridWeights(logPost, lo, hi, GRID);
+    nodes.set(gw.nodes, g * GRID);
+    weights.set(gw.weights, g * GRID);
+    // the ability reported: the group where the LLM has the most outcomes
+    if (outcomes > most) {
+      most = outcomes;
+      ability = gw.mean;
+      abilitySd = gw.sd;
+    }
+  }
   const ts = new Float64Array(GRID);
   for (let c = 0; c < K; c++) {
+    const off = groupOf[c] * GRID;
+    const w = weights.subarray(off, off + GRID);
     let tm = 0;
     for (let q = 0; q < GRID; q++) {
-      ts[q] = sigmoid(beta[c] + nodes[q]);
-      tm += weights[q] * ts[q];
+      ts[q] = sigmoid(beta[c] + nodes[off + q]);
+      tm += w[q] * ts[q];
     }
     target[c] = tm;
-    const [m, v] = cellMoments(s.errorSums[c], s.counts[c], a, ts, weights);
+    const [m, v] = cellMoments(s.errorSums[c], s.counts[c], comps, ts, w);
     psi[c] = m;
     sd[c] = Math.sqrt(v);
   }
-  return { psi, sd, target, ability: mean, abilitySd, nodes, weights };
+  return { psi, sd, target, ability, abilitySd, nodes, weights, groupOf };
 }
 
 /** Posterior weights of α on an even grid of n points over [lo, hi], with the posterior's mean and sd. */
@@ -217,17 +292,22 @@ function cellBeta(e: number, n: number, a: number, t: number): [number, number] 
   return [MIN_SPREAD_STRENGTH * t, MIN_SPREAD_STRENGTH * (1 - t)];
 }
 
-/** Mean and variance of a cell's mixture over the α nodes. */
-function cellMoments(e: number, n: number, a: number, ts: ArrayLike<number>, w: ArrayLike<number>): [number, number] {
+/** Mean and variance of a cell's mixture over the α nodes (and the cell prior's components). */
+function cellMoments(e: number, n: number, comps: CellComponent[], ts: ArrayLike<number>, w: ArrayLike<number>): [number, number] {
   let m1 = 0;
   let m2 = 0;
   for (let q = 0; q < ts.length; q++) {
-    const [A, B] = cellBeta(e, n, a, ts[q]);
-    const S = A + B;
-    const mq = A / S;
-    const mean = a <= 0 && n > 0 ? e / n : mq;
-    m1 += w[q] * mean;
-    m2 += w[q] * ((mq * (1 - mq)) / (S + 1) + mean * mean);
+    const cw = componentWeights(e, n, ts[q], comps);
+    for (let c = 0; c < comps.length; c++) {
+      const a = comps[c].a;
+      const [A, B] = cellBeta(e, n, a, ts[q]);
+      const S = A + B;
+      const mq = A / S;
+      const mean = a <= 0 && n > 0 ? e / n : mq;
+      const wq = w[q] * cw[c];
+      m1 += wq * mean;
+      m2 += wq * ((mq * (1 - mq)) / (S + 1) + mean * mean);
+    }
   }
   return [m1, Math.max(0, m2 - m1 * m1)];
 }
@@ -248,13 +328,20 @@ export function intervalOf(mean: number, sd: number, level = 0.95, extraN?: numb
   return [betaQuantile(tail, m * c, (1 - m) * c), betaQuantile(1 - tail, m * c, (1 - m) * c)];
 }
 
-/** One draw of θ in cluster k from an LLM's posterior (Thompson sampling). */
+/** One draw of θ in cluster k from an LLM's posterior (Thompson sampling): α's node, the cell's component, the Beta. */
 export function sampleCell(row: PsiRow, s: OutcomeStats, k: number, priorStrength: number, prior: PsiPrior | undefined, rand: () => number): number {
+  const n = prior ? GRID : row.nodes.length;
+  const off = prior ? row.groupOf[k] * n : 0;
   let u = rand();
   let q = 0;
-  while (q < row.weights.length - 1 && u > row.weights[q]) u -= row.weights[q++];
-  const t = prior ? sigmoid(prior.clusterLogit[k] + row.nodes[q]) : row.target[k];
-  const [A, B] = cellBeta(s.errorSums[k], s.counts[k], priorStrength, t);
+  while (q < n - 1 && u > row.weights[off + q]) u -= row.weights[off + q++];
+  const t = prior ? sigmoid(prior.clusterLogit[k] + row.nodes[off + q]) : row.target[k];
+  const comps = cellComponents(priorStrength, prior);
+  const cw = componentWeights(s.errorSums[k], s.counts[k], t, comps);
+  let c = 0;
+  let v = rand();
+  while (c < comps.length - 1 && v > cw[c]) v -= cw[c++];
+  const [A, B] = cellBeta(s.errorSums[k], s.counts[k], comps[c].a, t);
   return betaSample(A, B, rand);
 }
 

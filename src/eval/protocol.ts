@@ -314,7 +314,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const sel = await chooseClusters({
       grid: opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr),
       priorGrid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
-      clusters: process.env.UNIROUTE_EXP_OLDSEL ? clusters : selectionClusters,
+      clusters: selectionClusters,
       trainY: Ytr_tr,
       valY: YtrVa,
       nTr,

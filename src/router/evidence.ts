@@ -275,9 +275,14 @@ export function residualsOf(d: ArrayLike<number>, clusters: ArrayLike<number>, m
 
 export interface PriorFit {
   prior: PsiPrior;
+  /**
+   * With ability groups: whether training LLM j was graded on group g's prompts (covers[j * groups + g]). Its
+   * outcomes on a few stray prompts of another group (another data set, graded on another scale) say nothing there.
+   */
+  covers?: Uint8Array;
   /** r = d − μ_k of the fitting rows, out of fold (for choices made on those rows); null without difficulty. */
   trainResid: Float32Array | null;
-  /** The Beta concentration a that the training LLMs' own cells show (empirical Bayes). */
+  /** The main Beta concentration a that the training LLMs' own cells show (empirical Bayes; its tails are prior.deviation). */
   concentration: number;
 }
 
@@ -310,46 +315,150 @@ export function abilityPriorOf(alpha: ArrayLike<number>, E: Float64Array, N: Flo
 }
 
 /**
- * The concentration a of θ_mk ~ Beta(a·t_mk, a·(1 − t_mk)) that maximises the training LLMs' beta-binomial
- * likelihood of their cells (t_mk = σ(β_k + α_m)): how far an LLM's error in a cluster strays from the two-factor
- * prediction, in prior outcomes' worth. Searched on log a in [0.5, 2000].
+ * The cell prior that the training LLMs' own cells show (empirical Bayes): θ_mk ~ (1 − ε)·Beta(a·t, a·(1 − t)) +
+ * ε·Beta(s·t, s·(1 − t)), t_mk = σ(β_k + α_mk) (α_mk: the LLM's ability in cluster k's group), maximising the cells' beta-binomial likelihood. a: how far a cluster's
+ * error usually strays from the two-factor prediction, in prior outcomes' worth; ε and s < a: the share of cells that
+ * stray far (specialists, weak spots) and how far. A coarse grid, then a golden search on log a.
  */
-export function concentrationOf(E: Float64Array, N: Float64Array, beta: Float32Array, alpha: ArrayLike<number>, M: number, K: number): number {
-  const ll = (a: number) => {
+export function cellPriorOf(E: Float64Array, N: Float64Array, beta: Float32Array, alphaCells: ArrayLike<number>, M: number, K: number): { a: number; deviation?: { share: number; strength: number } } {
+  const cells: Array<[number, number, number]> = [];
+  for (let j = 0; j < M; j++)
+    for (let c = 0; c < K; c++) {
+      const n = N[j * K + c];
+      if (!(n > 0)) continue;
+      cells.push([Math.min(n, Math.max(0, E[j * K + c])), n, Math.min(1 - 1e-9, Math.max(1e-9, sigmoid(beta[c] + alphaCells[j * K + c])))]);
+    }
+  const bb = (e: number, n: number, a: number, t: number) => lgamma(e + a * t) + lgamma(n - e + a * (1 - t)) - lgamma(a * t) - lgamma(a * (1 - t)) + lgamma(a) - lgamma(n + a);
+  const ll = (a: number, eps: number, s: number) => {
     let f = 0;
-    for (let j = 0; j < M; j++)
-      for (let c = 0; c < K; c++) {
-        const n = N[j * K + c];
-        if (!(n > 0)) continue;
-        const e = Math.min(n, Math.max(0, E[j * K + c]));
-        const t = Math.min(1 - 1e-9, Math.max(1e-9, sigmoid(beta[c] + alpha[j])));
-        f += lgamma(e + a * t) + lgamma(n - e + a * (1 - t)) - lgamma(a * t) - lgamma(a * (1 - t)) + lgamma(a) - lgamma(n + a);
+    for (const [e, n, t] of cells) {
+      const l1 = bb(e, n, a, t);
+      if (eps <= 0) {
+        f += l1;
+        continue;
       }
+      const l0 = bb(e, n, s, t);
+      const mx = Math.max(l1, l0);
+      f += mx + Math.log((1 - eps) * Math.exp(l1 - mx) + eps * Math.exp(l0 - mx));
+    }
     return f;
   };
-  let lo = Math.log(0.5);
-  let hi = Math.log(2000);
+  if (cells.length === 0) return { a: 16 };
+  let best = { a: 16, eps: 0, s: 1, f: -Infinity };
+  const aGrid = [0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2000];
+  for (const a of aGrid)
+    for (const eps of [0, 0.05, 0.1, 0.2, 0.3])
+      for (const sMix of eps > 0 ? [1, 2, 5] : [1]) {
+        if (eps > 0 && sMix >= a / 2) continue;
+        const f = ll(a, eps, sMix);
+        if (f > best.f) best = { a, eps, s: sMix, f };
+      }
+  // refine log a between the grid's neighbours
+  let lo = Math.log(best.a / 2);
+  let hi = Math.log(Math.min(2000, best.a * 2));
   const gr = (Math.sqrt(5) - 1) / 2;
+  const g = (x: number) => ll(Math.exp(x), best.eps, best.s);
   let x1 = hi - gr * (hi - lo);
   let x2 = lo + gr * (hi - lo);
-  let f1 = ll(Math.exp(x1));
-  let f2 = ll(Math.exp(x2));
-  for (let it = 0; it < 40; it++) {
+  let f1 = g(x1);
+  let f2 = g(x2);
+  for (let it = 0; it < 30; it++) {
     if (f1 > f2) {
       hi = x2;
       x2 = x1;
       f2 = f1;
       x1 = hi - gr * (hi - lo);
-      f1 = ll(Math.exp(x1));
+      f1 = g(x1);
     } else {
       lo = x1;
       x1 = x2;
       f1 = f2;
       x2 = lo + gr * (hi - lo);
-      f2 = ll(Math.exp(x2));
+      f2 = g(x2);
     }
   }
-  return Math.exp((lo + hi) / 2);
+  const a = Math.exp((lo + hi) / 2);
+  return best.eps > 0 ? { a, deviation: { share: best.eps, strength: best.s } } : { a };
+}
+
+/** Prompts whose sets of graded LLMs overlap this much (Jaccard) belong to one grading (one data set). */
+/** An LLM covers a grading when it has outcomes on this share of its prompts (one benchmark of several is enough). */
+export const COVER_SHARE = 0.2;
+export const GRADING_OVERLAP = 0.5;
+
+/**
+ * Ability groups from who was graded where. Each train prompt has the set of training LLMs with an outcome on it;
+ * prompts whose sets overlap by GRADING_OVERLAP or more (Jaccard, single linkage over the distinct sets) are one
+ * grading — one data set, its LLMs graded on one scale. A cluster belongs to the grading of most of its prompts, and
+ * an LLM covers a group when it has outcomes on at least COVER_SHARE of the group's prompts. One data set graded on every
+ * LLM is one group; data sets graded on different LLMs are apart, however a few shared LLMs link them.
+ */
+export function abilityGroups(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number): { of: Int32Array; count: number; covers: Uint8Array } {
+  const n = clusters.length;
+  const sigIndex = new Map<string, number>();
+  const sigs: number[][] = [];
+  const sigOf = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const set: number[] = [];
+    for (let j = 0; j < M; j++) if (!Number.isNaN(Y[i * M + j])) set.push(j);
+    const key = set.join(',');
+    let s = sigIndex.get(key);
+    if (s === undefined) {
+      s = sigs.length;
+      sigIndex.set(key, s);
+      sigs.push(set);
+    }
+    sigOf[i] = s;
+  }
+  const one = { of: new Int32Array(K), count: 1, covers: new Uint8Array(M).fill(1) };
+  if (sigs.length <= 1 || sigs.length > 4096) return one;
+  const parent = Int32Array.from({ length: sigs.length }, (_, k) => k);
+  const find = (x: number): number => (parent[x] === x ? x : (parent[x] = find(parent[x])));
+  const sets = sigs.map((x) => new Set(x));
+  for (let a = 0; a < sigs.length; a++)
+    for (let b = a + 1; b < sigs.length; b++) {
+      if (find(a) === find(b)) continue;
+      let both = 0;
+      for (const j of sigs[a]) if (sets[b].has(j)) both++;
+      const union = sigs[a].length + sigs[b].length - both;
+      if (union > 0 && both / union >= GRADING_OVERLAP) parent[find(a)] = find(b);
+    }
+  const rootIndex = new Map<number, number>();
+  const groupOfSig = Int32Array.from({ length: sigs.length }, (_, s) => {
+    const r = find(s);
+    if (!rootIndex.has(r)) rootIndex.set(r, rootIndex.size);
+    return rootIndex.get(r)!;
+  });
+  const G0 = rootIndex.size;
+  if (G0 <= 1) return one;
+  // each cluster: the grading of most of its prompts
+  const votes = new Float64Array(K * G0);
+  const groupPrompts = new Float64Array(G0);
+  const graded = new Float64Array(M * G0);
+  for (let i = 0; i < n; i++) {
+    const g = groupOfSig[sigOf[i]];
+    votes[clusters[i] * G0 + g]++;
+    groupPrompts[g]++;
+    for (const j of sigs[sigOf[i]]) graded[j * G0 + g]++;
+  }
+  const raw = Int32Array.from({ length: K }, (_, k) => {
+    let best = 0;
+    for (let g = 1; g < G0; g++) if (votes[k * G0 + g] > votes[k * G0 + best]) best = g;
+    return best;
+  });
+  // renumber the groups that some cluster belongs to
+  const used = new Map<number, number>();
+  const of = Int32Array.from(raw, (g) => {
+    if (!used.has(g)) used.set(g, used.size);
+    return used.get(g)!;
+  });
+  const count = used.size;
+  if (count <= 1) return one;
+  const covers = new Uint8Array(M * count);
+  for (const [g, u] of used) for (let j = 0; j < M; j++) covers[j * count + u] = graded[j * G0 + g] >= COVER_SHARE * groupPrompts[g] ? 1 : 0;
+  // an LLM whose grading has no cluster of its own (a small set mixed into another's clusters) covers nothing: its
+  // grades are on a scale that none of the clusters is judged on
+  return { of, count, covers };
 }
 
 /**
@@ -359,11 +468,61 @@ export function concentrationOf(E: Float64Array, N: Float64Array, beta: Float32A
  */
 export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: number, dm?: DifficultyModel): PriorFit {
   const n = clusters.length;
-  const { beta, alpha } = fitClusterLogits(clusters, Y, M, K);
   const { E, N } = errorTable(clusters, Y, M, K);
-  const ability = abilityPriorOf(alpha, E, N, beta, M, K);
-  const concentration = concentrationOf(E, N, beta, alpha, M, K);
-  if (!dm) return { prior: { clusterLogit: beta, ability }, trainResid: null, concentration };
+  const groups = abilityGroups(clusters, Y, M, K);
+  let beta: Float32Array;
+  let alphaCells: Float64Array; // α of each (LLM, cluster) cell: the LLM's ability in the cluster's group
+  let ability: AbilityPrior;
+  let groupPriors: AbilityPrior[] | undefined;
+  if (groups.count === 1) {
+    const fit = fitClusterLogits(clusters, Y, M, K);
+    beta = fit.beta;
+    alphaCells = new Float64Array(M * K);
+    for (let j = 0; j < M; j++) alphaCells.fill(fit.alpha[j], j * K, (j + 1) * K);
+    ability = abilityPriorOf(fit.alpha, E, N, beta, M, K);
+  } else {
+    // each group fitted on its own clusters and the LLMs with outcomes there
+    beta = new Float32Array(K);
+    alphaCells = new Float64Array(M * K);
+    groupPriors = [];
+    let largest = -1;
+    ability = { mean: 0, sd: 1.5 };
+    for (let g = 0; g < groups.count; g++) {
+      const ks = [...Array(K).keys()].filter((k) => groups.of[k] === g);
+      const local = new Int32Array(K).fill(-1);
+      ks.forEach((k, i) => (local[k] = i));
+      // the LLMs graded on this group's prompts (not the ones with a few stray prompts of another set here)
+      const llms = [...Array(M).keys()].filter((j) => groups.covers[j * groups.count + g] === 1);
+      const rows = [...Array(n).keys()].filter((i) => local[clusters[i]] >= 0);
+      const Yg = new Float32Array(rows.length * llms.length);
+      rows.forEach((i, r) => llms.forEach((j, t) => (Yg[r * llms.length + t] = Y[i * M + j])));
+      const cl = Int32Array.from(rows, (i) => local[clusters[i]]);
+      const fit = fitClusterLogits(cl, Yg, llms.length, ks.length);
+      ks.forEach((k, i) => (beta[k] = fit.beta[i]));
+      llms.forEach((j, t) => ks.forEach((k) => (alphaCells[j * K + k] = fit.alpha[t])));
+      const Eg = new Float64Array(llms.length * ks.length);
+      const Ng = new Float64Array(llms.length * ks.length);
+      llms.forEach((j, t) => ks.forEach((k, i) => ((Eg[t * ks.length + i] = E[j * K + k]), (Ng[t * ks.length + i] = N[j * K + k]))));
+      const ap = abilityPriorOf(fit.alpha, Eg, Ng, fit.beta, llms.length, ks.length);
+      groupPriors.push(ap);
+      if (rows.length > largest) {
+        largest = rows.length;
+        ability = ap;
+      }
+    }
+  }
+  // the cells the prior is fitted on: with groups, only where the LLM was graded on the group's prompts
+  const Nc = groups.count > 1 ? N.map((v, t) => (groups.covers[Math.floor(t / K) * groups.count + groups.of[t % K]] ? v : 0)) : N;
+  const cp = cellPriorOf(E, Nc, beta, alphaCells, M, K);
+  const concentration = cp.a;
+  const base: PsiPrior = {
+    clusterLogit: beta,
+    ability,
+    ...(groupPriors ? { groups: { of: groups.of, abilities: groupPriors } } : {}),
+    ...(cp.deviation ? { deviation: cp.deviation } : {}),
+  };
+  const covers = groups.count > 1 ? groups.covers : undefined;
+  if (!dm) return { prior: base, trainResid: null, concentration, covers };
   if (dm.full.length !== n) throw new UnirouteError('DIMENSION_MISMATCH', `difficulty for ${dm.full.length} rows, clusters for ${n}`);
   const mu = new Float32Array(K);
   const cnt = new Float32Array(K);
@@ -374,7 +533,7 @@ export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: nu
   for (let c = 0; c < K; c++) mu[c] = cnt[c] > 0 ? mu[c] / cnt[c] : 0;
   const r = residualsOf(dm.oof, clusters, mu);
   const slope = fitLogitSlope(clusters, Y, M, K, r);
-  return { prior: { clusterLogit: beta, ability, difficulty: { w: dm.w, w0: dm.w0, mu, slope } }, trainResid: r, concentration };
+  return { prior: { ...base, difficulty: { w: dm.w, w0: dm.w0, mu, slope } }, trainResid: r, concentration, covers };
 }
 
 /** r = d − μ_k per row, for rows of embeddings under hard assignment (null without a difficulty model). */

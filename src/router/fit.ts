@@ -19,6 +19,8 @@ export interface FitOptions extends CostOptions {
   trainModels?: string[];
   /** Number of clusters, or 'auto' to choose K on the validation prompts (default). */
   clusters?: number | 'auto';
+  /** With 'auto': the smallest K searched (e.g. one cluster per benchmark of merged data sets). */
+  minClusters?: number;
   seed?: number;
   /** Share of prompts held out as validation prompts (default 0.25), or an absolute count. */
   valFraction?: number;
@@ -65,6 +67,8 @@ export interface FitReport {
   /** What it does there by the training LLMs' own outcomes: cost relative to λ = 0's, accuracy difference. */
   operatingCheck?: { costRatio: number; accuracyDiff: number; prompts: number };
   models: Array<{ name: string; costPerQuery: number; validationOutcomes: number; coverage: number }>;
+  /** Training LLMs left out of the pool, and why. */
+  skipped?: Array<{ name: string; reason: string }>;
   embedder: { keptBuckets?: number; rank?: number; dim?: number };
   seconds: number;
 }
@@ -231,7 +235,8 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   let K: number;
   let priorStrength = opts.priorStrength ?? 1;
   if (opts.clusters === undefined || opts.clusters === 'auto') {
-    const grid = clusterGrid(nVal, trainTexts.length);
+    const grid = clusterGrid(nVal, trainTexts.length).filter((k) => k >= (opts.minClusters ?? 1));
+    if (grid.length === 0) grid.push(Math.min(opts.minClusters ?? 1, trainTexts.length));
     let done = 0;
     const kmCache = new Map<number, import('./select.js').SelectionClusters>();
     const sel = await chooseClusters({
@@ -271,7 +276,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   progress('clusters', 0, 1);
   const km = await cluster(K);
   progress('clusters', 1, 1);
-  const { prior } = priorFor(km.assignments, K);
+  const { prior, covers } = priorFor(km.assignments, K);
   if (opts.evidenceCells !== undefined && !(Number.isInteger(opts.evidenceCells) && opts.evidenceCells >= 0))
     throw new UnirouteError('INVALID_ARGUMENT', `evidenceCells must be a whole number >= 0 (got ${opts.evidenceCells})`);
   const cells = opts.evidenceCells === 0 ? undefined : await fitEvidenceCells(trainEmb, trainTexts.length, D, K, km.assignments, seed, opts.evidenceCells);
@@ -308,15 +313,31 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const valCells = cells ? assign(valEmb, cells.centroids, cells.count) : undefined;
   const trainCells = cells ? assign(trainEmb, cells.centroids, cells.count) : undefined;
   const reportModels: FitReport['models'] = [];
+  const skipped: NonNullable<FitReport['skipped']> = [];
   models.forEach((m, j) => {
     progress('profiles', j, M);
     const y = column(valY, j);
+    // with ability groups (merged data sets graded on different LLMs), a training LLM's outcomes count only in the
+    // groups whose prompts it was graded on, not on a few stray prompts of another set
+    if (covers && prior.groups) {
+      const G = prior.groups.abilities.length;
+      for (let i = 0; i < y.length; i++) if (!covers[j * G + prior.groups.of[valClusters[i]]]) y[i] = NaN;
+    }
     const seen = y.reduce((a, v) => a + (Number.isNaN(v) ? 0 : 1), 0);
     let info: import('./router.js').ModelInfo;
+    if (covers && prior.groups && !covers.subarray(j * prior.groups.abilities.length, (j + 1) * prior.groups.abilities.length).some((v) => v === 1)) {
+      skipped.push({ name: m, reason: 'graded only on prompts of a data set that no cluster belongs to (its grades are on a scale none of the clusters is judged on); add it with add-model on outcomes of your traffic' });
+      return;
+    }
     if (seen === 0) {
       // an LLM with no validation outcome falls back to its training outcomes rather than being dropped
       const tc = km.assignments;
-      info = router.addModelFromClusters(m, costs[j], tc, column(trainY, j), trainCells);
+      const ty = column(trainY, j);
+      if (covers && prior.groups) {
+        const G = prior.groups.abilities.length;
+        for (let i = 0; i < ty.length; i++) if (!covers[j * G + prior.groups.of[tc[i]]]) ty[i] = NaN;
+      }
+      info = router.addModelFromClusters(m, costs[j], tc, ty, trainCells);
     } else {
       info = router.addModelFromClusters(m, costs[j], valClusters, y, valCells);
     }
@@ -388,6 +409,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       kSearch,
       ...(prior.difficulty && dm ? { difficulty: { r2: dm.r2, ridge: dm.ridge, slope: prior.difficulty.slope } } : {}),
       models: reportModels,
+      ...(skipped.length ? { skipped } : {}),
       embedder: spec.kind === 'hashed-lsa' ? { keptBuckets: spec.keptBuckets, rank: spec.rank } : { dim: spec.dim },
       seconds: (Date.now() - t0) / 1000,
     },

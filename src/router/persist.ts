@@ -64,6 +64,8 @@ export function artifactParts(r: Router): { manifest: Record<string, unknown>; t
     ...(r.cells ? { evidenceCells: r.cells.count } : {}),
     ...(r.prior?.difficulty ? { difficulty: { w0: r.prior.difficulty.w0, slope: r.prior.difficulty.slope } } : {}),
     ...(r.prior?.ability ? { ability: r.prior.ability } : {}),
+    ...(r.prior?.deviation ? { deviation: r.prior.deviation } : {}),
+    ...(r.prior?.groups ? { abilityGroups: { of: Array.from(r.prior.groups.of), abilities: r.prior.groups.abilities } } : {}),
     ...(r.distanceQuantiles ? { distanceQuantiles: r.distanceQuantiles } : {}),
     pool: pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
     clusterMap: r.map ? { kind: 'learned', config: r.map.config } : { kind: 'nearest-centroid' },
@@ -152,6 +154,26 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
         if (typeof bandwidth !== 'number' || !(bandwidth > 0 && bandwidth < 100)) bad('the ability prior\'s bandwidth must be a number in (0, 100)');
         prior.ability = { mean, sd, points, bandwidth };
       }
+    }
+    if (manifest.abilityGroups !== undefined) {
+      const g = manifest.abilityGroups ?? {};
+      if (!Array.isArray(g.of) || g.of.length !== k || !Array.isArray(g.abilities) || g.abilities.length < 1)
+        bad(`abilityGroups needs a group for each of the ${k} clusters and at least one ability prior`);
+      if (!g.of.every((x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < g.abilities.length)) bad('abilityGroups.of names a group that does not exist');
+      const abilities = (g.abilities as any[]).map((a, i) => {
+        const ok =
+          a && typeof a.mean === 'number' && Number.isFinite(a.mean) && typeof a.sd === 'number' && a.sd > 0 && a.sd < 100 &&
+          (a.points === undefined || (Array.isArray(a.points) && a.points.length > 0 && a.points.length <= 100_000 && a.points.every((x: unknown) => typeof x === 'number' && Number.isFinite(x) && Math.abs(x) < 100) && typeof a.bandwidth === 'number' && a.bandwidth > 0 && a.bandwidth < 100));
+        if (!ok) bad(`abilityGroups.abilities[${i}] is not a valid ability prior`);
+        return a.points ? { mean: a.mean, sd: a.sd, points: a.points, bandwidth: a.bandwidth } : { mean: a.mean, sd: a.sd };
+      });
+      prior.groups = { of: Int32Array.from(g.of), abilities };
+    }
+    if (manifest.deviation !== undefined) {
+      const { share, strength } = manifest.deviation ?? {};
+      if (typeof share !== 'number' || typeof strength !== 'number' || !(share >= 0 && share < 1) || !(strength > 0 && strength < 1e6))
+        bad('the cell prior\'s deviation needs a share in [0, 1) and a strength > 0');
+      prior.deviation = { share, strength };
     }
     if (manifest.difficulty) {
       const { w0, slope } = manifest.difficulty;

@@ -57,6 +57,7 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
       });
       await router.save(o.out);
       for (const m of report.models) if (m.coverage < 0.5) process.stderr.write(coverageWarning(m.name, m.coverage));
+      for (const m of report.skipped ?? []) process.stderr.write(`warning: LLM "${m.name}" is not in the pool: ${m.reason}\n`);
       progress.done(`fitted ${report.clusters} clusters on ${report.trainPrompts} prompts, ${report.models.length} LLMs profiled on ${report.valPrompts} validation prompts in ${report.seconds.toFixed(1)} s -> ${o.out}`);
       if (o.json) await writeLine(io.stdout, JSON.stringify({ out: o.out, ...report }) + '\n');
       else {
