@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
 import type { PoolEntry } from '../router/router.js';
 import { RedisPoolStore } from './redis.js';
+import { MemoryCounters, SqliteCounters, type LimitCounters } from './counters.js';
 
 export interface StoredModel extends PoolEntry {
   changedAt: string;
@@ -53,6 +54,8 @@ export interface PoolStore {
    * ALREADY_COUNTED). `decidedAt` (ms) lets ids older than `keepMs` be forgotten. Returns the new version.
    */
   addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs?: number): Promise<number>;
+  /** The gateway's per-key rate and spend counters, kept in this store (shared as the pool is). */
+  counters?(): LimitCounters;
   /** Where the store can tell: calls `onVersion` when any process changed the pool (Redis pub/sub). */
   watch?(onVersion: (version: number) => void): () => void;
   close(): Promise<void>;
@@ -147,6 +150,11 @@ export class MemoryPoolStore implements PoolStore {
     if (this.seen.size > 1024) for (const [k, t] of this.seen) if (t < cut) this.seen.delete(k);
     return p.version + 1;
   }
+
+  counters(): LimitCounters {
+    return (this.limitCounters ??= new MemoryCounters());
+  }
+  private limitCounters: LimitCounters | undefined;
 
   async close(): Promise<void> {}
 }
@@ -330,6 +338,11 @@ export class SqlitePoolStore implements PoolStore {
         .immediate(),
     );
   }
+
+  counters(): LimitCounters {
+    return (this.limitCounters ??= new SqliteCounters(this.db, this.description));
+  }
+  private limitCounters: LimitCounters | undefined;
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
