@@ -258,6 +258,8 @@ export class Deployment {
   readonly breaker: Breaker;
   /** Requests sent here and not finished (for least-busy balancing). */
   inflight = 0;
+  /** Smooth weighted round-robin's running weight. */
+  current = 0;
   private readonly basePath: string;
   private readonly basicAuth: string | undefined;
   constructor(
@@ -380,7 +382,6 @@ export class Deployment {
 /** An LLM with its deployments: picks one per attempt by weighted least-busy among those whose breaker allows. */
 export class LlmUpstream {
   readonly deployments: Deployment[];
-  private turn = 0;
   constructor(
     readonly name: string,
     readonly cfg: UpstreamConfig,
@@ -408,27 +409,33 @@ export class LlmUpstream {
   }
 
   /**
-   * The deployment for the next attempt: the one with the fewest requests in flight per unit of weight among
-   * those not tried yet (twins first), else among all that allow requests; undefined when every breaker is open.
+   * The deployment for the next attempt, among those whose breaker allows a request (the ones not tried yet by
+   * this request first): the fewest requests in flight per unit of weight; among equally busy ones, smooth
+   * weighted round-robin, so that the weights share the load when it is light too.
    */
   pick(tried?: Set<Deployment>, now = Date.now()): Deployment | undefined {
     const ds = this.deployments;
     if (ds.length === 1) return ds[0].breaker.allows(now) ? ds[0] : undefined;
-    let best: Deployment | undefined;
-    let bestScore = Infinity;
-    let bestTried = true;
-    const start = this.turn++ % ds.length; // equal scores: take turns
-    for (let k = 0; k < ds.length; k++) {
-      const d = ds[(start + k) % ds.length];
+    let fresh = false;
+    let minLoad = Infinity;
+    const open: Deployment[] = [];
+    for (const d of ds) {
       if (!d.breaker.allows(now)) continue;
-      const wasTried = !!tried?.has(d);
-      const score = (d.inflight + 1) / d.cfg.weight;
-      if ((bestTried && !wasTried) || (bestTried === wasTried && score < bestScore)) {
-        best = d;
-        bestScore = score;
-        bestTried = wasTried;
-      }
+      open.push(d);
+      if (!tried?.has(d)) fresh = true;
     }
+    if (open.length === 0) return undefined;
+    const pool = fresh && tried?.size ? open.filter((d) => !tried.has(d)) : open;
+    for (const d of pool) minLoad = Math.min(minLoad, d.inflight / d.cfg.weight);
+    let total = 0;
+    let best: Deployment | undefined;
+    for (const d of pool) {
+      if (d.inflight / d.cfg.weight > minLoad + 1e-9) continue;
+      d.current += d.cfg.weight;
+      total += d.cfg.weight;
+      if (!best || d.current > best.current) best = d;
+    }
+    best!.current -= total;
     return best;
   }
 
