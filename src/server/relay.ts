@@ -14,7 +14,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Sink } from './gateway.js';
-import { SseSplitter, TailKeeper, findUsage, hasUsageObject, mergeUsage, parseEvents, usageIn, type Usage } from './sse.js';
+import { SseSplitter, TailKeeper, findUsageBytes, hasUsageObject, mergeUsage, parseEvents, usageEvents, usageIn, type Usage } from './sse.js';
 import { anthropicError } from './anthropic.js';
 
 /** The client's API, for the error event of a cut stream. */
@@ -85,33 +85,29 @@ export class PassSink extends BaseSink {
     return this.out(hasUsageObject(whole) ? this.usageEvents(whole) : whole);
   }
 
-  /** Reads the usage of the events that carry one; drops the usage-only chunk when asked. */
-  private usageEvents(whole: Buffer): string | Buffer {
-    let out = '';
-    let changed = false;
-    for (const e of parseEvents(whole.toString('utf8'))) {
-      if (e.data.includes('"usage"')) {
-        try {
-          const j = JSON.parse(e.data);
-          mergeUsage(this.usage, usageIn(j));
-          if (this.o.stripUsageChunk && Array.isArray(j.choices) && j.choices.length === 0) {
-            changed = true;
-            continue;
-          }
-        } catch {
-          /* not JSON: pass it on */
-        }
-      }
-      out += e.raw;
+  /** Reads the usage of the events that carry one (only those are decoded); drops the usage-only chunk when asked. */
+  private usageEvents(whole: Buffer): Buffer {
+    const drop: Array<[number, number]> = [];
+    for (const e of usageEvents(whole)) {
+      mergeUsage(this.usage, usageIn(e.data));
+      if (this.o.stripUsageChunk && Array.isArray(e.data.choices) && e.data.choices.length === 0) drop.push([e.start, e.end]);
     }
-    return changed ? out : whole;
+    if (drop.length === 0) return whole;
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const [a, b] of drop) {
+      if (a > at) parts.push(whole.subarray(at, a));
+      at = b;
+    }
+    if (at < whole.length) parts.push(whole.subarray(at));
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
     if (this.tail) {
-      const u = findUsage(this.tail.text());
+      const u = findUsageBytes(this.tail.bytes());
       if (u) mergeUsage(this.usage, u);
     } else {
       const rest = this.split!.rest();

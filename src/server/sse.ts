@@ -110,37 +110,73 @@ export function usageIn(j: any): Partial<Usage> {
 }
 
 /**
- * The last `"usage": {...}` object in a JSON text, parsed (the brace matching skips strings), or undefined. Reads
- * only that object, not the whole answer.
+ * The last `"usage": {...}` object in a JSON body's bytes, parsed: the bytes are searched from the end, and only
+ * the object is decoded (an answer's usage is near its end; the rest is never turned into a string).
  */
-export function findUsage(text: string): Partial<Usage> | undefined {
-  let at = text.lastIndexOf('"usage"');
+export function findUsageBytes(b: Buffer): Partial<Usage> | undefined {
+  let at = b.lastIndexOf(USAGE);
   while (at >= 0) {
-    let i = at + 7;
-    while (i < text.length && ' \t\r\n:'.includes(text[i])) i++;
-    if (text[i] === '{') {
-      let depth = 0;
-      let inStr = false;
-      for (let j = i; j < text.length; j++) {
-        const c = text.charCodeAt(j);
-        if (inStr) {
-          if (c === 92) j++;
-          else if (c === 34) inStr = false;
-        } else if (c === 34) inStr = true;
-        else if (c === 123) depth++;
-        else if (c === 125 && --depth === 0) {
-          try {
-            return readUsage(JSON.parse(text.slice(i, j + 1)));
-          } catch {
-            return undefined;
-          }
-        }
+    let i = at + USAGE.length;
+    while (i < b.length && (b[i] === 0x20 || b[i] === 0x3a || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+    if (b[i] === 0x7b) {
+      const end = objectEnd(b, i);
+      if (end < 0) return undefined;
+      try {
+        return readUsage(JSON.parse(b.toString('utf8', i, end)));
+      } catch {
+        return undefined;
       }
-      return undefined;
     }
-    at = text.lastIndexOf('"usage"', at - 1);
+    at = at > 0 ? b.lastIndexOf(USAGE, at - 1) : -1;
   }
   return undefined;
+}
+
+/** The index past the JSON object starting at `i` (strings skipped), or -1 when it does not end in `b`. */
+function objectEnd(b: Buffer, i: number): number {
+  let depth = 0;
+  let inStr = false;
+  for (let j = i; j < b.length; j++) {
+    const c = b[j];
+    if (inStr) {
+      if (c === 92) j++;
+      else if (c === 34) inStr = false;
+    } else if (c === 34) inStr = true;
+    else if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) return j + 1;
+  }
+  return -1;
+}
+
+/**
+ * The events of a block of whole SSE events that carry a usage object: each one's span in the block and its
+ * parsed data (events without one are not decoded).
+ */
+export function usageEvents(b: Buffer): Array<{ start: number; end: number; data: any }> {
+  const out: Array<{ start: number; end: number; data: any }> = [];
+  let at = b.indexOf(USAGE);
+  while (at >= 0) {
+    let i = at + USAGE.length;
+    while (i < b.length && (b[i] === 0x20 || b[i] === 0x3a || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+    if (b[i] === 0x7b) {
+      // the event around it: from the blank line before to the one after (LF or CRLF)
+      const s1 = b.lastIndexOf('\n\n', at);
+      const s2 = b.lastIndexOf('\r\n\r\n', at);
+      const start = Math.max(s1 < 0 ? 0 : s1 + 2, s2 < 0 ? 0 : s2 + 4);
+      const e1 = b.indexOf('\n\n', at);
+      const e2 = b.indexOf('\r\n\r\n', at);
+      const end = Math.min(e1 < 0 ? b.length : e1 + 2, e2 < 0 ? b.length : e2 + 4);
+      const ev = parseEvents(b.toString('utf8', start, end))[0];
+      if (ev && ev.data && ev.data !== '[DONE]')
+        try {
+          out.push({ start, end, data: JSON.parse(ev.data) });
+        } catch {
+          /* not JSON: not a usage report */
+        }
+      at = b.indexOf(USAGE, end);
+    } else at = b.indexOf(USAGE, i);
+  }
+  return out;
 }
 
 /** Keeps the last `max` bytes of a body (by reference; one copy at the end), to find its usage there. */
@@ -153,8 +189,7 @@ export class TailKeeper {
     this.size += b.length;
     while (this.chunks.length > 1 && this.size - this.chunks[0].length >= this.max) this.size -= this.chunks.shift()!.length;
   }
-  text(): string {
-    const b = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    return (b.length > this.max ? b.subarray(b.length - this.max) : b).toString('utf8');
+  bytes(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
   }
 }
