@@ -165,7 +165,7 @@ if (argv[0] === '--child') {
         const p99 = ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1);
         const met = throughput >= 0.9 && p99 <= 1.3 && ours.errors === 0 && peer.errors === 0;
         ratios[tag].push({ throughput, p99, met });
-        results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}`, round, throughput_ratio: throughput, p99_ratio: p99, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
+        results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}`, throughput_ratio: throughput, p99_ratio: p99, round, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
       }
   } finally {
     up.proc.kill('SIGTERM');
@@ -178,9 +178,9 @@ if (argv[0] === '--child') {
     for (const tag of ['json', 'stream'])
       results.push({
         name: `proxy-uniroute-vs-bare-${tag}-median`,
-        rounds,
         throughput_ratio: median(ratios[tag].map((r) => r.throughput)),
         p99_ratio: median(ratios[tag].map((r) => r.p99)),
+        rounds,
         rounds_met: ratios[tag].filter((r) => r.met).length,
         load_1m: { start: load0, end: loadavg()[0] },
       });

@@ -278,6 +278,9 @@ describe('providers: OpenAI and Anthropic, in and out', () => {
     expect((await as.finalMessage()).content[0]).toMatchObject({ text: 'an:ok-big:claude-x' });
     const routed = await client.messages.create({ model: 'uniroute/best', max_tokens: 32, messages: [{ role: 'user', content: MATH }], metadata: { user_id: 'u1' } } as any);
     expect(routed.type).toBe('message');
+    // count_tokens (Claude Code asks): the gateway's estimate, the one context windows are checked with
+    const count = await client.messages.countTokens({ model: 'uniroute', messages: [{ role: 'user', content: 'x'.repeat(400) }] });
+    expect(count.input_tokens).toBe(104); // 400 characters / 4 + 4 for the message
     // errors come in Anthropic's shape
     const err = await client.messages.create({ model: 'nope', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }).catch((e) => e);
     expect(err).toBeInstanceOf(Anthropic.NotFoundError);

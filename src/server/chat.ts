@@ -275,6 +275,17 @@ type Api = 'chat' | 'messages' | 'passthrough';
 
 export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
   const { router, batcher, metrics } = ctx;
+  /** Each LLM's metric children, found once (a label lookup joins its values on every call). */
+  const perLlm = new Map<string, { decisions: { inc(): void }; ok: { inc(): void }; latency: { observe(v: number): void }; tokensIn: { observe(v: number): void }; tokensOut: { observe(v: number): void }; ttft: { observe(v: number): void }; spend: Map<string, { inc(v: number): void }> }>();
+  const llmMetrics = (llm: string) => {
+    let m = perLlm.get(llm);
+    if (!m) {
+      if (perLlm.size >= 4096) perLlm.clear(); // LLM names come from the config and the pool: bounded, but never unbounded here
+      m = { decisions: metrics.decisionsOf(llm), ok: metrics.upstreamOf(llm, '200'), latency: metrics.upstreamLatencyOf(llm), tokensIn: metrics.tokensOf(llm, 'input'), tokensOut: metrics.tokensOf(llm, 'output'), ttft: metrics.ttftOf(llm), spend: new Map() };
+      perLlm.set(llm, m);
+    }
+    return m;
+  };
 
   /** One request through the gateway, in any of its APIs. */
   const serve = async (api: Api, path: string, req: FastifyRequest<{ Body: Record<string, any> }>, reply: FastifyReply) => {
@@ -425,7 +436,8 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
     let sessionKey: string | undefined;
     if (routed && g.sticky) {
       const h = req.headers['x-session-id'];
-      const sid = typeof h === 'string' && SESSION_ID.test(h) ? h : typeof body.user === 'string' && SESSION_ID.test(body.user) ? `user:${body.user}` : undefined;
+      const user = api === 'messages' ? body.metadata?.user_id : body.user;
+      const sid = typeof h === 'string' && SESSION_ID.test(h) ? h : typeof user === 'string' && SESSION_ID.test(user) ? `user:${user}` : undefined;
       if (sid) {
         sessionKey = `${modelName}\u0000${sid}`;
         policy = { ...policy, explain: true }; // the session's LLM is compared by its predicted error
@@ -498,7 +510,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
         metrics.sticky.inc({ outcome: stickyOutcome });
       }
       decisions.set(target, d);
-      metrics.decisionsOf(target).inc();
+      llmMetrics(target).decisions.inc();
       if (d.ood) metrics.ood.inc({ route: path });
       if (dspan) {
         dspan.setAttributes({ 'uniroute.llm': target, 'uniroute.cluster': d.cluster, 'uniroute.ood': d.ood, 'uniroute.predicted_error': d.predicted, 'uniroute.lambda': b.lambda, 'uniroute.candidates': candidates.length });
@@ -574,6 +586,12 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       next,
       span: tracing ? span : undefined,
       onAttempt: (a) => {
+        if (a.outcome === 'ok' && a.status === 200) {
+          const m = llmMetrics(a.llm);
+          m.ok.inc();
+          m.latency.observe(a.ms / 1000);
+          return;
+        }
         metrics.upstreamOf(a.llm, a.outcome === 'ok' ? String(a.status) : a.outcome.startsWith('upstream_') ? a.outcome.slice(9) : a.outcome === 'client_closed' ? a.outcome : String(a.status)).inc();
         if (a.outcome === 'ok') metrics.upstreamLatencyOf(a.llm).observe(a.ms / 1000);
       },
@@ -610,13 +628,17 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           const snap = router.snapshot();
           const estimate = snap.cost[snap.index.get(target) ?? -1];
           const { cost, fromUsage } = answerCost(up?.cfg.price, usage, estimate);
+          const lm = llmMetrics(target);
           if (cost !== undefined) {
-            metrics.spendOf(target, keyName ?? '-').inc(cost);
+            const k = keyName ?? '-';
+            let sp = lm.spend.get(k);
+            if (!sp) lm.spend.set(k, (sp = metrics.spendOf(target, k)));
+            sp.inc(cost);
             pacer?.record(cost);
           }
-          if (usage.input !== undefined) metrics.tokensOf(target, 'input').observe(usage.input);
-          if (usage.output !== undefined) metrics.tokensOf(target, 'output').observe(usage.output);
-          if (stream && firstByteAt > 0) metrics.ttftOf(target).observe((firstByteAt - t0) / 1000);
+          if (usage.input !== undefined) lm.tokensIn.observe(usage.input);
+          if (usage.output !== undefined) lm.tokensOut.observe(usage.output);
+          if (stream && firstByteAt > 0) lm.ttft.observe((firstByteAt - t0) / 1000);
           if (key?.limits) ctx.limits.record(keyName!, (usage.input ?? 0) + (usage.output ?? 0), cost ?? 0).catch(() => metrics.limitErrors.inc());
           if (tracing) {
             span.setAttributes({ 'uniroute.llm': target, 'uniroute.attempts': out.attempts, 'uniroute.outcome': 'ok', ...(usage.input !== undefined ? { 'gen_ai.usage.input_tokens': usage.input } : {}), ...(usage.output !== undefined ? { 'gen_ai.usage.output_tokens': usage.output } : {}) });
@@ -693,6 +715,18 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       ...validation,
     },
     (req, reply) => serve('messages', '/v1/messages', req, reply),
+  );
+  // Anthropic's token count (Claude Code asks before long requests): the gateway's estimate, the one it checks
+  // context windows with (4 characters a token, 1,000 an image)
+  app.post<{ Body: Record<string, any> }>(
+    '/v1/messages/count_tokens',
+    { schema: { body: { type: 'object', required: ['model', 'messages'], properties: { model: { type: 'string', minLength: 1 }, messages: { type: 'array' } } } } },
+    async (req, reply) => {
+      const g = ctx.gateway();
+      if (g.keys.size > 0 && keyOf(g, presentedDigest(req.headers)) === undefined)
+        return reply.status(401).type('application/json; charset=utf-8').send(errorIn('anthropic', 401, 'a valid API key is required (x-api-key, or Authorization: Bearer <key>)', 'invalid_api_key'));
+      return { input_tokens: estimateTokens(req.body, 'messages') };
+    },
   );
   for (const p of ['/v1/responses', '/v1/embeddings', '/v1/completions'])
     app.post<{ Body: Record<string, any> }>(
