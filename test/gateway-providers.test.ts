@@ -337,7 +337,18 @@ describe('providers: OpenAI and Anthropic, in and out', () => {
     await new Promise((res) => setTimeout(res, 50));
     const m2 = await (await fetch(`${url}/metrics`)).text();
     expect(spent(m2, 'big-all') - b0).toBeCloseTo((100 * 2 + 50 * 10) / 1e6, 12);
-    // without a price the estimate per query stays
+    // an upstream that refuses stream_options is not asked (stream_usage: false): the estimate per query is counted
+    const { app: noUsage, url: nu } = await gateway({ upstreams: { 'cheap-math': { base_url: oaUrl('ok-nousage'), stream_usage: false, price: PRICE } } });
+    try {
+      const x = await post(nu, '/v1/chat/completions', { model: 'cheap-math', messages: [{ role: 'user', content: MATH }], stream: true });
+      await x.text();
+      expect(seen[seen.length - 1].body.stream_options).toBeUndefined();
+      await new Promise((res) => setTimeout(res, 50));
+      const est = (await freshRouter()).snapshot();
+      expect(spent(await (await fetch(`${nu}/metrics`)).text(), 'cheap-math')).toBeCloseTo(est.cost[est.index.get('cheap-math')!], 6);
+    } finally {
+      await noUsage.close();
+    }
     expect(m2).toMatch(/uniroute_answer_tokens_bucket\{le="1024",model="cheap-math",kind="input"\} \d+/);
     expect(metric(m2, /uniroute_time_to_first_token_seconds_count\{model="cheap-math"\} (\d+)/)).toBeGreaterThanOrEqual(1);
   });

@@ -165,6 +165,7 @@ describe('the config\'s gateway keys', () => {
       [{ upstreams: { a: { base_url: 'http://x', context_window: 0 } } }, /upstreams\.a\.context_window: expected a value in \[1, 1000000000\], got 0/],
       [{ keys: { t: { key_env: 'T', rpm: 0.5 } } }, /keys\.t\.rpm: expected an integer, got 0\.5/],
       [{ retry: { backof_ms: 5 } }, /retry\.backof_ms: unknown key \(did you mean "backoff_ms"\?\)/],
+      [{ upstreams: { a: { base_url: 'http://x', stream_usage: 'no' } } }, /upstreams\.a\.stream_usage: expected true or false, got "no"/],
     ];
     for (const [doc, msg] of bad) expect(() => parseConfig(doc, 'c.yaml'), JSON.stringify(doc)).toThrow(msg);
   });

@@ -114,17 +114,19 @@ function outgoing(req: LlmRequest, up: LlmUpstream, model: string): Outgoing {
   const b = req.body;
   if (req.api === 'passthrough') {
     if (up.provider !== 'openai') throw new UnirouteError('INVALID_ARGUMENT', `${req.path} is an OpenAI API; "${up.name}" is served by an Anthropic upstream`);
-    const wantUsage = req.stream && req.path === '/completions' && !b.stream_options?.include_usage;
+    const wantUsage = req.stream && req.path === '/completions' && up.cfg.streamUsage && !b.stream_options?.include_usage;
     return { path: req.path!, body: JSON.stringify(wantUsage ? { ...b, model, stream_options: { ...b.stream_options, include_usage: true } } : { ...b, model }), stripUsage: wantUsage, translate: 'none' };
   }
   if (req.api === 'chat') {
     if (up.provider === 'anthropic') return { path: '/messages', body: JSON.stringify(chatToMessagesRequest(b, model, up.cfg.maxTokens)), stripUsage: false, translate: 'to-anthropic' };
     // ask for the stream's usage (its last chunk), to count spend from it
-    if (req.stream && !b.stream_options?.include_usage) return { path: '/chat/completions', body: JSON.stringify({ ...b, model, stream_options: { ...b.stream_options, include_usage: true } }), stripUsage: true, translate: 'none' };
+    if (req.stream && up.cfg.streamUsage && !b.stream_options?.include_usage) return { path: '/chat/completions', body: JSON.stringify({ ...b, model, stream_options: { ...b.stream_options, include_usage: true } }), stripUsage: true, translate: 'none' };
     return { path: '/chat/completions', body: JSON.stringify({ ...b, model }), stripUsage: false, translate: 'none' };
   }
   if (up.provider === 'anthropic') return { path: '/messages', body: JSON.stringify({ ...b, model }), stripUsage: false, translate: 'none' };
-  return { path: '/chat/completions', body: JSON.stringify(messagesToChatRequest(b, model)), stripUsage: false, translate: 'to-openai' };
+  const chat = messagesToChatRequest(b, model);
+  if (!up.cfg.streamUsage) delete chat.stream_options;
+  return { path: '/chat/completions', body: JSON.stringify(chat), stripUsage: false, translate: 'to-openai' };
 }
 
 const clientApi = (req: LlmRequest): ClientApi => (req.api === 'messages' ? 'anthropic' : 'openai');

@@ -10,7 +10,8 @@
  *              context_window: 128000,      # tokens; a longer request never goes there
  *              price: { input_per_1m: 2.5, output_per_1m: 10 },   # USD; spend from the answer's usage
  *              fallbacks: [other-llm, ...], # tried in order when this LLM fails, before the router's next-best
- *              max_tokens: 4096 }           # for anthropic upstreams when the request gives none
+ *              max_tokens: 4096,            # for anthropic upstreams when the request gives none
+ *              stream_usage: true }         # ask OpenAI streams for their usage (false: servers that refuse it)
  *     <llm>: { deployments: [ { base_url, api_key_env, model, weight: 1, max_connections, timeouts }, ... ], ... }
  *              # instead of one base_url: weighted least-busy balancing, a breaker per deployment; the LLM's
  *              # api_key_env / model / max_connections / timeouts are the deployments' defaults
@@ -75,6 +76,8 @@ export interface UpstreamConfig {
   fallbacks: string[];
   /** max_tokens sent to an Anthropic upstream when the request gives none (Anthropic requires it). */
   maxTokens: number;
+  /** Ask an OpenAI upstream's streams for their usage (stream_options.include_usage); false for servers that refuse it. */
+  streamUsage: boolean;
 }
 
 /** A client key: budget pacing and hard limits. */
@@ -139,6 +142,11 @@ function num(source: string, key: string, v: unknown, min: number, max: number, 
   return v;
 }
 
+function bool(source: string, key: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') return bad(source, key, `expected true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 function str(source: string, key: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) return bad(source, key, `expected a non-empty string, got ${JSON.stringify(v)}`);
   return v;
@@ -173,7 +181,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     const u = object(source, 'upstreams', top.upstreams, Object.keys((top.upstreams as object) ?? {}));
     for (const [name, v] of Object.entries(u)) {
       const key = `upstreams.${name}`;
-      const o = object(source, key, v, ['base_url', 'api_key_env', 'model', 'max_connections', 'timeouts', 'deployments', 'provider', 'context_window', 'price', 'fallbacks', 'max_tokens']);
+      const o = object(source, key, v, ['base_url', 'api_key_env', 'model', 'max_connections', 'timeouts', 'deployments', 'provider', 'context_window', 'price', 'fallbacks', 'max_tokens', 'stream_usage']);
       if (o.base_url !== undefined && o.deployments !== undefined) bad(source, key, 'give base_url or deployments, not both');
       if (o.base_url === undefined && o.deployments === undefined) bad(source, key, 'needs base_url (one place it is served) or deployments (several)');
       const provider = (o.provider === undefined ? 'openai' : str(source, `${key}.provider`, o.provider)) as Provider;
@@ -224,6 +232,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
         ...(price ? { price } : {}),
         fallbacks,
         maxTokens: o.max_tokens === undefined ? 4096 : num(source, `${key}.max_tokens`, o.max_tokens, 1, 10_000_000, true),
+        streamUsage: o.stream_usage === undefined ? true : bool(source, `${key}.stream_usage`, o.stream_usage),
       });
     }
     for (const [name, up] of upstreams)
