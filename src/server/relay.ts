@@ -82,7 +82,9 @@ export class PassSink extends BaseSink {
       if (this.split!.pending > 1 << 20) return this.out(this.split!.rest()!);
       return true;
     }
-    return this.out(hasUsageObject(whole) ? this.usageEvents(whole) : whole);
+    if (!hasUsageObject(whole)) return this.out(whole);
+    const kept = this.usageEvents(whole);
+    return kept.length === 0 ? true : this.out(kept); // an empty write would still go through the socket
   }
 
   /** Reads the usage of the events that carry one (only those are decoded); drops the usage-only chunk when asked. */

@@ -26,6 +26,9 @@ export class SseSplitter {
     return this.carry ? this.carry.length : 0;
   }
   push(chunk: Buffer): Buffer | null {
+    const n = chunk.length;
+    // the common case: an upstream writes whole events, so a chunk ends with its blank line
+    if (this.carry === null && n >= 2 && chunk[n - 1] === 0x0a && (chunk[n - 2] === 0x0a || (n >= 4 && chunk[n - 2] === 0x0d && chunk[n - 3] === 0x0a && chunk[n - 4] === 0x0d))) return chunk;
     const buf = this.carry ? Buffer.concat([this.carry, chunk]) : chunk;
     const end = lastBoundary(buf);
     if (end < 0) {
