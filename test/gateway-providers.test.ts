@@ -19,6 +19,8 @@ import { fitRouter } from '../src/router/fit.js';
 import { Router } from '../src/router/router.js';
 import { buildApp } from '../src/server/app.js';
 import { parseConfig } from '../src/server/config.js';
+import { BufferedResponse, answerCost, callLLM } from '../src/server/call.js';
+import { LlmUpstream, RequestSignal } from '../src/server/gateway.js';
 import { makeSyntheticDataset } from './helpers.js';
 
 let routerPath: string;
@@ -446,6 +448,41 @@ describe('deployments, retries and failover', () => {
       expect(since(n0)).toHaveLength(0);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('the upstream call on its own (as a batch job would use it)', () => {
+  it('callLLM: a deployment picked, a failing twin retried, fallbacks, the answer buffered, its usage and cost', async () => {
+    const cfg = parseConfig({ upstreams: { a: { deployments: [{ base_url: oaUrl('fail-solo') }, { base_url: oaUrl('fail-solo2') }], fallbacks: ['b'] }, b: { provider: 'anthropic', base_url: anUrl('ok-solo'), api_key_env: 'UNIROUTE_GWP_KEY', price: PRICE } }, retry: { backoff_ms: 1 } }, 't');
+    const upstreams = new Map([...cfg.upstreams].map(([n, u]) => [n, new LlmUpstream(n, u, cfg.breaker)]));
+    try {
+      const buffered = new BufferedResponse();
+      const attempts: string[] = [];
+      const out = await callLLM(
+        { api: 'chat', body: { model: 'a', messages: [{ role: 'user', content: 'hi' }] }, stream: false, requestId: 'r1', signal: new RequestSignal() },
+        {
+          upstreams,
+          retry: cfg.retry,
+          errorBytes: 65536,
+          first: 'a',
+          next: (tried, failed) => upstreams.get(failed)!.cfg.fallbacks.find((f) => !tried.has(f)),
+          client: () => buffered.response,
+          onAttempt: (x) => attempts.push(`${x.llm}#${x.deployment}:${x.outcome}`),
+        },
+      );
+      expect(out.ok).toBe(true);
+      if (!out.ok) return;
+      expect(out).toMatchObject({ llm: 'b', attempts: 3 });
+      expect(attempts).toEqual(expect.arrayContaining(['a#0:overloaded', 'a#1:overloaded', 'b#0:ok']));
+      const { usage } = await out.done;
+      const answer = await buffered.answer();
+      expect(answer.status).toBe(200);
+      expect(JSON.parse(answer.body.toString()).choices[0].message.content).toBe('an:ok-solo:b'); // translated to OpenAI's shape
+      expect(usage).toEqual({ input: 100, output: 50 });
+      expect(answerCost(upstreams.get('b')!.cfg.price, usage, 0.5)).toEqual({ cost: (100 * 2 + 50 * 10) / 1e6, fromUsage: true });
+    } finally {
+      await Promise.all([...upstreams.values()].map((u) => u.close()));
     }
   });
 });

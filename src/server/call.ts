@@ -307,3 +307,57 @@ async function attemptLlm(req: LlmRequest, o: CallOptions, up: LlmUpstream, atte
   }
   return { ok: false, attempts, failure: last! };
 }
+
+/**
+ * A response that keeps the answer in memory instead of sending it (for callers with no HTTP client on the other
+ * end, such as a batch job): pass `client: () => r.response` to callLLM, then await `r.answer()`.
+ */
+export class BufferedResponse {
+  statusCode = 0;
+  headers: Record<string, string | string[]> = {};
+  headersSent = false;
+  destroyed = false;
+  writableFinished = false;
+  private chunks: Buffer[] = [];
+  private settle!: (v: { status: number; headers: Record<string, string | string[]>; body: Buffer }) => void;
+  private fail!: (e: Error) => void;
+  private readonly done = new Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }>((resolve, reject) => {
+    this.settle = resolve;
+    this.fail = reject;
+  });
+  constructor() {
+    this.done.catch(() => undefined); // read through answer()
+  }
+  writeHead(status: number, headers: Record<string, string | string[]>): this {
+    this.statusCode = status;
+    this.headers = { ...headers };
+    this.headersSent = true;
+    return this;
+  }
+  write(chunk: Buffer | string): boolean {
+    this.chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    return true;
+  }
+  end(chunk?: Buffer | string): this {
+    if (chunk !== undefined) this.write(chunk);
+    this.writableFinished = true;
+    this.settle({ status: this.statusCode, headers: this.headers, body: Buffer.concat(this.chunks) });
+    return this;
+  }
+  destroy(): this {
+    this.destroyed = true;
+    this.fail(new Error('the upstream answer was cut'));
+    return this;
+  }
+  on(): this {
+    return this; // never slow: nothing to drain
+  }
+  /** The response as a ServerResponse for callLLM. */
+  get response(): ServerResponse {
+    return this as unknown as ServerResponse;
+  }
+  /** The whole answer (status, headers, body) once it has ended. */
+  answer(): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
+    return this.done;
+  }
+}
