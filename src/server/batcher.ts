@@ -39,7 +39,12 @@ export interface BatcherOptions {
   maxBatch: number;
   /** Called with the size of each native batch. */
   onBatch?: (prompts: number) => void;
-  /** Route batches up to this size synchronously (default 16; 0 = always on a worker thread). */
+  /**
+   * Route batches up to this size synchronously (default 64; 0 = always on a worker thread). Measured on the
+   * built-in router (2-core AMD EPYC): per prompt, the event loop's route costs 7.0 / 6.3 / 6.1 µs of CPU at 16 / 32
+   * / 64 prompts, the worker thread's 10.1 / 7.8 / 7.0 µs (the hop costs more than it frees on a busy machine);
+   * 64 short prompts hold the loop for about 0.4 ms.
+   */
   syncPrompts?: number;
   /** Most prompts waiting or in the engine; beyond, route() fails at once with OVERLOADED (default 65,536). */
   maxPending?: number;
@@ -57,7 +62,7 @@ export class MicroBatcher {
     private readonly getRouter: () => Router,
     private readonly opts: BatcherOptions,
   ) {
-    this.syncPrompts = opts.syncPrompts ?? 16;
+    this.syncPrompts = opts.syncPrompts ?? 64;
   }
 
   route(texts: string[], policy: Policy | number, models?: string[]): Promise<BatchSlice> {

@@ -79,17 +79,21 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'p
 /** Upstream response headers a client may see: all but the hop-by-hop ones (and those a Connection header names). */
 export function passHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  const named = new Set(
-    String(h.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
-  for (const [k, v] of Object.entries(h)) {
+  let named: Set<string> | undefined;
+  const conn = h.connection ?? h.Connection;
+  if (conn !== undefined)
+    named = new Set(
+      String(conn)
+        .toLowerCase()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined) continue;
     const key = k.toLowerCase();
-    if (HOP_BY_HOP.has(key) || named.has(key)) continue;
+    if (HOP_BY_HOP.has(key) || named?.has(key)) continue;
     out[key] = v;
   }
   return out;
