@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents } from '../src/server/sse.js';
 import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
 import { backoffDelay } from '../src/server/call.js';
-import { LlmUpstream } from '../src/server/gateway.js';
+import { LlmUpstream, passHeaders, passRawHeaders } from '../src/server/gateway.js';
 import { checkAgainstPool, parseConfig } from '../src/server/config.js';
 
 describe('SSE and usage', () => {
@@ -100,6 +100,14 @@ describe('translation', () => {
     expect(r).toEqual({ model: 'c', max_tokens: 5, temperature: 1, messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }] });
     const m = messagesToChatRequest({ max_tokens: 9, system: [{ type: 'text', text: 'S' }], messages: [{ role: 'user', content: 'q' }], top_k: 5, stop_sequences: ['Z'], tool_choice: { type: 'auto', disable_parallel_tool_use: true }, tools: [{ name: 't', input_schema: { type: 'object' } }] }, 'g');
     expect(m).toEqual({ model: 'g', max_tokens: 9, stop: ['Z'], messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'q' }], tools: [{ type: 'function', function: { name: 't', parameters: { type: 'object' } } }], tool_choice: 'auto', parallel_tool_calls: false });
+  });
+});
+
+describe('headers from the raw list', () => {
+  it('as passHeaders: hop-by-hop and Connection-named ones out, repeats kept as a list, names lower-cased', () => {
+    const raw = ['Content-Type', 'application/json', 'Connection', 'keep-alive, X-Private', 'Keep-Alive', 'timeout=5', 'X-Private', '1', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Transfer-Encoding', 'chunked', 'X-Request-Id', 'r'].map((x) => Buffer.from(x));
+    expect(passRawHeaders(raw)).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
+    expect(passHeaders({ 'content-type': 'application/json', connection: 'keep-alive, x-private', 'x-private': '1', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' })).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
   });
 });
 

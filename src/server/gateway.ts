@@ -140,13 +140,40 @@ export type AttemptResult =
   | { ok: false; failure: AttemptFailure };
 
 /**
- * One proxied request as an undici dispatch handler: the answer's body goes straight from undici's parser into
- * the sink (pausing the upstream when the client is slow), with no intermediate Readable or pipe, which showed in
- * the proxy's profile. A non-2xx answer's body is collected up to `errorBytes`, then the request is aborted (a huge
- * error body is never buffered).
+ * The headers a client may see, straight from undici's raw header list (name, value, name, value, ...): as
+ * passHeaders, without the intermediate object undici would parse first.
+ */
+export function passRawHeaders(raw: Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let connection: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i].toString('latin1').toLowerCase();
+    const value = raw[i + 1].toString('latin1');
+    if (HOP_BY_HOP.has(key)) {
+      if (key === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
+      continue;
+    }
+    if (key === '__proto__') continue;
+    const had = out[key];
+    out[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+  }
+  if (connection !== undefined)
+    for (const n of connection.toLowerCase().split(',')) {
+      const k = n.trim();
+      if (k) delete out[k];
+    }
+  return out;
+}
+
+/**
+ * One proxied request as an undici dispatch handler (undici's own handler interface, which its client calls
+ * directly: the newer one goes through an adapter that parses every header and trailer list into an object): the
+ * answer's body goes straight from undici's parser into the sink, pausing the upstream when the client is slow,
+ * with no intermediate Readable or pipe. A non-2xx answer's body is collected up to `errorBytes`, then the request
+ * is aborted (a huge error body is never buffered).
  */
 class ProxyHandler {
-  private controller: Dispatcher.DispatchController | undefined;
+  private abortFn: ((err: Error) => void) | undefined;
   private sink: Sink | undefined;
   private failStatus = 0;
   private failHeaders: Record<string, string | string[]> = {};
@@ -155,7 +182,7 @@ class ProxyHandler {
   private settled = false;
   private doneResolve: (() => void) | undefined;
   private doneReject: ((e: unknown) => void) | undefined;
-  private readonly onAbort = () => this.controller?.abort(this.signal.reason instanceof Error ? this.signal.reason : new Error('client closed'));
+  private readonly onAbort = () => this.abortFn?.(this.signal.reason instanceof Error ? this.signal.reason : new Error('client closed'));
 
   constructor(
     private readonly up: Deployment,
@@ -177,14 +204,14 @@ class ProxyHandler {
     this.signal.off('abort', this.onAbort);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
     if (this.signal.aborted) this.onAbort();
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return; // informational (103 Early Hints): the final answer follows
-    const h = passHeaders(headers);
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // informational (103 Early Hints): the final answer follows
+    const h = passRawHeaders(rawHeaders);
     if (statusCode >= 200 && statusCode < 300) {
       let sink: Sink;
       try {
@@ -192,42 +219,41 @@ class ProxyHandler {
       } catch (e) {
         // headers node refuses to write (nothing went out): an answer that cannot be relayed
         this.finish({ ok: false, failure: { status: 502, code: 'upstream_bad_response', message: `upstream for "${this.up.llm}" answered with headers that cannot be relayed: ${redact(String((e as Error)?.message ?? e), this.up.secrets())}`, retryable: true } });
-        controller.abort(new Error('unrelayable headers'));
-        return;
+        this.abortFn?.(new Error('unrelayable headers'));
+        return false;
       }
       this.sink = sink;
-      sink.onDrain(() => controller.resume());
-      const done = new Promise<void>((resolve, reject) => {
-        this.doneResolve = resolve;
-        this.doneReject = reject;
+      sink.onDrain(resume);
+      const done = new Promise<void>((res, rej) => {
+        this.doneResolve = res;
+        this.doneReject = rej;
       });
       this.finish({ ok: true, status: statusCode, done });
-      return;
+      return true;
     }
     this.failStatus = statusCode;
     this.failHeaders = h;
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): boolean {
     const sink = this.sink;
-    if (sink) {
-      if (!sink.write(chunk)) controller.pause();
-      return;
-    }
-    if (this.failStatus === 0) return;
+    if (sink) return sink.write(chunk); // false: undici pauses until the sink's drain calls resume
+    if (this.failStatus === 0) return true;
     const room = this.errorBytes - this.collected;
     if (chunk.length >= room) {
       this.chunks.push(chunk.subarray(0, Math.max(0, room)));
       this.collected = this.errorBytes;
       this.failed(); // enough of it: the rest is never read
-      controller.abort(new Error('error body cap reached'));
-      return;
+      this.abortFn?.(new Error('error body cap reached'));
+      return false;
     }
     this.chunks.push(chunk);
     this.collected += chunk.length;
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.cleanup();
     if (this.sink) {
       this.sink.end();
@@ -235,7 +261,7 @@ class ProxyHandler {
     } else this.failed();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.cleanup();
     if (this.sink) {
       // bytes may have gone out: the sink ends the client's answer (an error event on a stream), the caller logs why
@@ -325,7 +351,7 @@ export class Deployment {
     if (extraHeaders) Object.assign(headers, extraHeaders);
     return new Promise<AttemptResult>((settle) => {
       const handler = new ProxyHandler(this, signal, errorBytes, open, settle);
-      this.pool.dispatch({ path: this.basePath + path, method: 'POST', headers, body }, handler);
+      this.pool.dispatch({ path: this.basePath + path, method: 'POST', headers, body }, handler as unknown as Dispatcher.DispatchHandler);
     });
   }
 
