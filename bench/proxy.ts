@@ -9,6 +9,9 @@
  * per mode gives the median of the N ratios: on a shared machine one pair can land on a busy second.
  * uniroute runs its whole gateway path: routing, spend from usage (streams ask the upstream for it and the usage
  * chunk is kept from the client), the metrics and the (no-op) trace spans.
+ * With --together both proxies are driven at the same time (each by its own 64 connections) instead of one after
+ * the other: on a machine other work shares, both then see the same neighbours, and the scheduler's fair share
+ * makes the throughput ratio the ratio of the two proxies' costs per request.
  * Writes results/bench/proxy.jsonl; the goal is >= 0.9x the bare hop's throughput and <= 1.3x its p99.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -110,9 +113,9 @@ const cpuOf = (proc: ChildProcess): Promise<number> =>
     proc.send('cpu');
   });
 
-async function measure(name: string, proc: ChildProcess, url: string, bodies: string[], connections: number, seconds: number) {
+async function measure(name: string, proc: ChildProcess, url: string, bodies: string[], connections: number, seconds: number, warm = true) {
   const requests = bodies.map((body) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body }));
-  await autocannon({ url, connections, duration: 1, requests }); // warm-up
+  if (warm) await autocannon({ url, connections, duration: 1, requests }); // warm-up
   const c0 = await cpuOf(proc);
   const r = await autocannon({ url, connections, duration: seconds, requests });
   const cpu = (await cpuOf(proc)) - c0;
@@ -146,6 +149,8 @@ if (argv[0] === '--child') {
   ];
   const body = (model: string, stream: boolean) => prompts.map((p) => JSON.stringify({ model, messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: p }], temperature: 0.2, ...(stream ? { stream: true } : {}) }));
   const rounds = arg('--rounds', 1);
+  const together = argv.includes('--together');
+  const suffix = together ? '-together' : '';
   const up = await start('upstream');
   const results: Array<Record<string, unknown>> = [];
   const ratios: Record<string, Array<{ throughput: number; p99: number; met: boolean }>> = { json: [], stream: [] };
@@ -154,18 +159,31 @@ if (argv[0] === '--child') {
     for (let round = 1; round <= rounds; round++)
       for (const stream of [false, true]) {
         const tag = stream ? 'stream' : 'json';
-        // one server at a time, so that neither competes with the other for the two cores
-        const b = await start('bare', up.url);
-        const peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
-        b.proc.kill('SIGTERM');
-        const u = await start('uniroute', up.url);
-        const ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute', stream), connections, seconds);
-        u.proc.kill('SIGTERM');
+        const model = process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute';
+        let peer: Awaited<ReturnType<typeof measure>>;
+        let ours: Awaited<ReturnType<typeof measure>>;
+        if (together) {
+          // both at once: the same neighbours for both
+          const [b, u] = await Promise.all([start('bare', up.url), start('uniroute', up.url)]);
+          const warmUp = (url: string, m: string) => autocannon({ url, connections, duration: 1, requests: body(m, stream).map((x) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: x })) });
+          await Promise.all([warmUp(b.url, 'any'), warmUp(u.url, model)]);
+          [peer, ours] = await Promise.all([measure(`proxy-bare-${tag}-together`, b.proc, b.url, body('any', stream), connections, seconds, false), measure(`proxy-uniroute-${tag}-together`, u.proc, u.url, body(model, stream), connections, seconds, false)]);
+          b.proc.kill('SIGTERM');
+          u.proc.kill('SIGTERM');
+        } else {
+          // one server at a time, so that neither competes with the other for the two cores
+          const b = await start('bare', up.url);
+          peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
+          b.proc.kill('SIGTERM');
+          const u = await start('uniroute', up.url);
+          ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(model, stream), connections, seconds);
+          u.proc.kill('SIGTERM');
+        }
         const throughput = ours.req_per_s / peer.req_per_s;
         const p99 = ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1);
         const met = throughput >= 0.9 && p99 <= 1.3 && ours.errors === 0 && peer.errors === 0;
         ratios[tag].push({ throughput, p99, met });
-        results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}`, throughput_ratio: throughput, p99_ratio: p99, round, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
+        results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}${suffix}`, throughput_ratio: throughput, p99_ratio: p99, round, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
       }
   } finally {
     up.proc.kill('SIGTERM');
@@ -177,7 +195,7 @@ if (argv[0] === '--child') {
   if (rounds > 1)
     for (const tag of ['json', 'stream'])
       results.push({
-        name: `proxy-uniroute-vs-bare-${tag}-median`,
+        name: `proxy-uniroute-vs-bare-${tag}${suffix}-median`,
         throughput_ratio: median(ratios[tag].map((r) => r.throughput)),
         p99_ratio: median(ratios[tag].map((r) => r.p99)),
         rounds,

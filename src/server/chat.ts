@@ -272,6 +272,7 @@ export function estimateTokens(body: Record<string, any>, api: 'chat' | 'message
 const noConfig = (what: string) => `${what}: give it one in the gateway config (uniroute serve --config FILE, with upstreams.<llm>.base_url or deployments; see the README's gateway section)`;
 
 type Api = 'chat' | 'messages' | 'passthrough';
+const spanNames: Partial<Record<string, string>> = { chat: 'uniroute /v1/chat/completions', messages: 'uniroute /v1/messages' };
 
 export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
   const { router, batcher, metrics } = ctx;
@@ -420,8 +421,9 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
     let minWindow = 0; // raised past an LLM that said the request is too long for it
     const fits = (u: LlmUpstream) => u.cfg.contextWindow === undefined || (u.cfg.contextWindow >= need && u.cfg.contextWindow > minWindow);
 
-    const span = tracer.startSpan(`uniroute ${path}`, { attributes: { 'uniroute.api': api, 'uniroute.routed': routed, 'uniroute.request_id': requestId } });
-    const tracing = span.isRecording();
+    const span = tracer.startSpan(spanNames[api] ?? `uniroute ${path}`);
+    const tracing = span.isRecording(); // false unless an OpenTelemetry SDK is registered: then nothing more is built
+    if (tracing) span.setAttributes({ 'uniroute.api': api, 'uniroute.path': path, 'uniroute.routed': routed, 'uniroute.request_id': requestId });
 
     // ---- choose ----
     /** What the router said about a target (for the response headers). */
@@ -570,14 +572,15 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       return decide(candidates, false);
     };
     const echo = routing ? JSON.stringify(body.uniroute).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : undefined;
-    const anthropicHeaders: Record<string, string> = {};
+    let anthropicHeaders: Record<string, string> | undefined;
     if (api === 'messages') {
+      anthropicHeaders = {};
       const v = req.headers['anthropic-version'];
       const beta = req.headers['anthropic-beta'];
       if (typeof v === 'string') anthropicHeaders['anthropic-version'] = v;
       if (typeof beta === 'string') anthropicHeaders['anthropic-beta'] = beta;
     }
-    const request: LlmRequest = { api, path: api === 'passthrough' ? path.slice(3) : undefined, body: forward, stream, requestId, signal, ...(api === 'messages' ? { anthropicHeaders } : {}) };
+    const request: LlmRequest = { api, path: api === 'passthrough' ? path.slice(3) : undefined, body: forward, stream, requestId, signal, anthropicHeaders };
     const out = await callLLM(request, {
       upstreams: g.upstreams,
       retry: g.retry,
