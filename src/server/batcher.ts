@@ -41,9 +41,9 @@ export interface BatcherOptions {
   onBatch?: (prompts: number) => void;
   /**
    * Route batches up to this size synchronously (default 64; 0 = always on a worker thread). Measured on the
-   * built-in router (2-core AMD EPYC): per prompt, the event loop's route costs 7.0 / 6.3 / 6.1 µs of CPU at 16 / 32
-   * / 64 prompts, the worker thread's 10.1 / 7.8 / 7.0 µs (the hop costs more than it frees on a busy machine);
-   * 64 short prompts hold the loop for about 0.4 ms.
+   * built-in router (2-core AMD EPYC, AVX-512, shared): per prompt, the event loop's route costs 5.1 / 4.8 / 4.8 µs
+   * of CPU at 16 / 32 / 64 prompts, the worker thread's 6.9 / 5.7 / 5.5 µs (the hop costs more than it frees);
+   * 64 short prompts hold the loop for about 0.3 ms.
    */
   syncPrompts?: number;
   /** Most prompts waiting or in the engine; beyond, route() fails at once with OVERLOADED (default 65,536). */
