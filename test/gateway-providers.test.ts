@@ -339,6 +339,11 @@ describe('providers: OpenAI and Anthropic, in and out', () => {
     await new Promise((res) => setTimeout(res, 50));
     const m2 = await (await fetch(`${url}/metrics`)).text();
     expect(spent(m2, 'big-all') - b0).toBeCloseTo((100 * 2 + 50 * 10) / 1e6, 12);
+    // an Anthropic stream passed through as it is: input from message_start, output from message_delta
+    await (await post(url, '/v1/messages', { model: 'big-all', max_tokens: 16, messages: [{ role: 'user', content: 'x' }], stream: true })).text();
+    await new Promise((res) => setTimeout(res, 50));
+    const m3 = await (await fetch(`${url}/metrics`)).text();
+    expect(spent(m3, 'big-all') - spent(m2, 'big-all')).toBeCloseTo((100 * 2 + 50 * 10) / 1e6, 12);
     // an upstream that refuses stream_options is not asked (stream_usage: false): the estimate per query is counted
     const { app: noUsage, url: nu } = await gateway({ upstreams: { 'cheap-math': { base_url: oaUrl('ok-nousage'), stream_usage: false, price: PRICE } } });
     try {
