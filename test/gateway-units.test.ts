@@ -135,6 +135,14 @@ describe('retries and balancing', () => {
     b.breaker.failure();
     expect(u.pick()).toBeUndefined();
     expect(u.cooldownLeft()).toBeGreaterThan(59_000);
+    // a half-open breaker whose probe's client left is free for the next probe
+    const br = new (a.breaker.constructor as any)(1, 1);
+    br.failure(Date.now() - 10);
+    expect(br.allows()).toBe(true);
+    br.begin();
+    expect(br.allows()).toBe(false); // the probe is out
+    br.cancel();
+    expect(br.allows()).toBe(true);
     void Promise.all(u.deployments.map((d) => d.close()));
   });
 });

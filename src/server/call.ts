@@ -205,6 +205,7 @@ export async function callLLM(req: LlmRequest, o: CallOptions): Promise<CallOutc
     last = f;
     if (!f.retryable && !f.contextLength) break;
     llm = o.next ? await o.next(tried, name, f) : undefined;
+    if (llm !== undefined && tried.has(llm)) break; // never the same LLM twice: its own retries were its deployments
   }
   return { ok: false, failure: last ?? { status: 503, code: 'upstreams_unavailable', message: 'no LLM could be tried', retryable: false }, attempts, tried: [...tried] };
 }
@@ -288,6 +289,7 @@ async function attemptLlm(req: LlmRequest, o: CallOptions, up: LlmUpstream, atte
     d.inflight--;
     const f = res.failure;
     if (req.signal.aborted) {
+      d.breaker.cancel(); // says nothing about the upstream; a half-open breaker's probe slot is free again
       o.onAttempt?.({ llm: up.name, deployment: d.index, attempt, outcome: 'client_closed', status: 0, ms });
       span?.setAttribute('uniroute.outcome', 'client_closed');
       span?.end();

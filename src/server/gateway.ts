@@ -60,6 +60,11 @@ export class Breaker {
     if (this.state(now) === 'half-open') this.probing = true;
   }
 
+  /** The request ended without saying anything about the upstream (the client left): a probe's slot is free again. */
+  cancel(): void {
+    this.probing = false;
+  }
+
   success(): void {
     if (this.failures >= this.threshold) this.tripped.count--;
     this.failures = 0;
