@@ -190,6 +190,28 @@ describe('limits: rpm, tpm, max_usd_per_day', () => {
     expect(m).toEqual(got);
   });
 
+  it('with a SQLite pool the counters live in its file: two servers on one file (two connections) share the rpm limit', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'uniroute-lims-')), 'pool.db');
+    const servers = [];
+    for (let i = 0; i < 2; i++) {
+      const router = await Router.load(routerPath);
+      const live = await LivePool.open(router, `sqlite:${file}`);
+      const app = await buildApp({ router, pool: live, config: config() });
+      servers.push({ app, url: await app.listen({ port: 0, host: '127.0.0.1' }) });
+    }
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const r = await chat(servers[i % 2].url, 'sk-tenant-a-0123456789');
+        statuses.push(r.status);
+        await r.text();
+      }
+      expect(statuses.filter((x) => x === 200)).toHaveLength(5);
+    } finally {
+      for (const x of servers) await x.app.close();
+    }
+  });
+
   it('two replicas on one Redis enforce one limit: rpm 5 across both, tpm and spend seen by the other', async (t) => {
     if (!redis) {
       console.warn(REDIS_SKIP);

@@ -339,12 +339,27 @@ export class SqlitePoolStore implements PoolStore {
     );
   }
 
+  /**
+   * Rate and spend counters in the same file, on a connection of their own with synchronous = NORMAL: under WAL a
+   * commit then waits for no fsync (a counter lost to a power cut costs a few requests of a minute's limit; a pool
+   * change keeps its FULL durability).
+   */
   counters(): LimitCounters {
-    return (this.limitCounters ??= new SqliteCounters(this.db, this.description));
+    if (!this.limitCounters) {
+      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof import('better-sqlite3');
+      const db = new Database(this.db.name, { timeout: 10_000 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      this.counterDb = db;
+      this.limitCounters = new SqliteCounters(db, this.description);
+    }
+    return this.limitCounters;
   }
+  private counterDb: Db | undefined;
   private limitCounters: LimitCounters | undefined;
 
   async close(): Promise<void> {
+    if (this.counterDb?.open) this.counterDb.close();
     if (this.db.open) this.db.close();
   }
 }
