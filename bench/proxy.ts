@@ -4,13 +4,20 @@
  * on a keep-alive undici Pool, stream the answer back with its headers), both in front of the same local stand-in
  * upstream, at 64 connections, non-streaming and streaming, in one run. Each of the three servers is its own
  * process; autocannon drives them from this one.
- *   node dist/bench/proxy.js [--quick] [--connections 64] [--seconds 10]
- * Writes results/bench/proxy.jsonl.
+ *   node dist/bench/proxy.js [--quick] [--connections 64] [--seconds 10] [--rounds 1]
+ * With --rounds N the pair is measured N times in each mode (bare, then uniroute, alternating), and a summary line
+ * per mode gives the median of the N ratios: on a shared machine one pair can land on a busy second.
+ * uniroute runs its whole gateway path: routing, spend from usage (streams ask the upstream for it and the usage
+ * chunk is kept from the client), the metrics and the (no-op) trace spans.
+ * With --together both proxies are driven at the same time (each by its own 64 connections) instead of one after
+ * the other: on a machine other work shares, both then see the same neighbours, and the scheduler's fair share
+ * makes the throughput ratio the ratio of the two proxies' costs per request.
+ * Writes results/bench/proxy.jsonl; the goal is >= 0.9x the bare hop's throughput and <= 1.3x its p99.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -29,7 +36,7 @@ const arg = (name: string, dflt: number) => {
   return i >= 0 ? Number(argv[i + 1]) : dflt;
 };
 
-/** The stand-in upstream: a fixed chat completion (~600 bytes), or 8 SSE chunks and [DONE]. */
+/** The stand-in upstream: a fixed chat completion (~600 bytes), or 8 SSE chunks (and a usage chunk when asked, as OpenAI does) and [DONE]. */
 function upstream() {
   const answer = JSON.stringify({
     id: 'chatcmpl-bench',
@@ -39,6 +46,7 @@ function upstream() {
     choices: [{ index: 0, message: { role: 'assistant', content: 'The answer is 391. '.repeat(20) }, finish_reason: 'stop' }],
     usage: { prompt_tokens: 20, completion_tokens: 120, total_tokens: 140 },
   });
+  const usageChunk = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'stand-in', choices: [], usage: { prompt_tokens: 20, completion_tokens: 120, total_tokens: 140 } })}\n\n`;
   const chunk = (w: string) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'stand-in', choices: [{ index: 0, delta: { content: w }, finish_reason: null }] })}\n\n`;
   const server = createServer((req, res) => {
     let body = '';
@@ -49,6 +57,7 @@ function upstream() {
       if (stream) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'x-request-id': String(req.headers['x-request-id'] ?? 'none'), 'x-ratelimit-remaining-requests': '999' });
         for (let i = 0; i < 8; i++) res.write(chunk(`word${i} `));
+        if (body.includes('"include_usage":true')) res.write(usageChunk);
         res.end('data: [DONE]\n\n');
       } else {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer), 'x-ratelimit-remaining-requests': '999' });
@@ -79,7 +88,8 @@ async function bare(up: string) {
 /** uniroute: the built-in router, every LLM of its pool on the stand-in upstream. */
 async function uniroute(up: string) {
   const router = await Router.load(defaultRouterPath());
-  const config = parseConfig({ upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${up}/v1`, model: 'stand-in', max_connections: 64 }])) }, 'bench');
+  // every LLM on the stand-in, with a price: spend is counted from each answer's usage (streams ask for it)
+  const config = parseConfig({ upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${up}/v1`, model: 'stand-in', max_connections: 64, price: { input_per_1m: 1, output_per_1m: 2 }, stream_usage: process.env.UNIROUTE_BENCH_STREAM_USAGE !== '0' }])) }, 'bench');
   const app = await buildApp({ router, config, batchWindowMs: Number(process.env.UNIROUTE_BENCH_WINDOW ?? 1) });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   process.send!({ url });
@@ -103,9 +113,9 @@ const cpuOf = (proc: ChildProcess): Promise<number> =>
     proc.send('cpu');
   });
 
-async function measure(name: string, proc: ChildProcess, url: string, bodies: string[], connections: number, seconds: number) {
+async function measure(name: string, proc: ChildProcess, url: string, bodies: string[], connections: number, seconds: number, warm = true) {
   const requests = bodies.map((body) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body }));
-  await autocannon({ url, connections, duration: 1, requests }); // warm-up
+  if (warm) await autocannon({ url, connections, duration: 1, requests }); // warm-up
   const c0 = await cpuOf(proc);
   const r = await autocannon({ url, connections, duration: seconds, requests });
   const cpu = (await cpuOf(proc)) - c0;
@@ -138,29 +148,60 @@ if (argv[0] === '--child') {
     'Give three arguments for and against nuclear power.',
   ];
   const body = (model: string, stream: boolean) => prompts.map((p) => JSON.stringify({ model, messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: p }], temperature: 0.2, ...(stream ? { stream: true } : {}) }));
+  const rounds = arg('--rounds', 1);
+  const together = argv.includes('--together');
+  const suffix = together ? '-together' : '';
   const up = await start('upstream');
-  const results = [];
+  const results: Array<Record<string, unknown>> = [];
+  const ratios: Record<string, Array<{ throughput: number; p99: number; met: boolean }>> = { json: [], stream: [] };
+  const load0 = loadavg()[0];
   try {
-    for (const stream of [false, true]) {
-      const tag = stream ? 'stream' : 'json';
-      // one server at a time, so that neither competes with the other for the two cores
-      const b = await start('bare', up.url);
-      const peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
-      b.proc.kill('SIGTERM');
-      const u = await start('uniroute', up.url);
-      const ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute', stream), connections, seconds);
-      u.proc.kill('SIGTERM');
-      results.push(peer, ours, {
-        name: `proxy-uniroute-vs-bare-${tag}`,
-        throughput_ratio: ours.req_per_s / peer.req_per_s,
-        p99_ratio: ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1),
-        goal: 'throughput >= 0.6x, p99 <= 2x, no errors',
-        met: ours.req_per_s >= 0.6 * peer.req_per_s && ours.latency_ms.p99 <= 2 * Math.max(peer.latency_ms.p99, 1) && ours.errors === 0 && peer.errors === 0,
-      });
-    }
+    for (let round = 1; round <= rounds; round++)
+      for (const stream of [false, true]) {
+        const tag = stream ? 'stream' : 'json';
+        const model = process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute';
+        let peer: Awaited<ReturnType<typeof measure>>;
+        let ours: Awaited<ReturnType<typeof measure>>;
+        if (together) {
+          // both at once: the same neighbours for both
+          const [b, u] = await Promise.all([start('bare', up.url), start('uniroute', up.url)]);
+          const warmUp = (url: string, m: string) => autocannon({ url, connections, duration: 1, requests: body(m, stream).map((x) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: x })) });
+          await Promise.all([warmUp(b.url, 'any'), warmUp(u.url, model)]);
+          [peer, ours] = await Promise.all([measure(`proxy-bare-${tag}-together`, b.proc, b.url, body('any', stream), connections, seconds, false), measure(`proxy-uniroute-${tag}-together`, u.proc, u.url, body(model, stream), connections, seconds, false)]);
+          b.proc.kill('SIGTERM');
+          u.proc.kill('SIGTERM');
+        } else {
+          // one server at a time, so that neither competes with the other for the two cores
+          const b = await start('bare', up.url);
+          peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
+          b.proc.kill('SIGTERM');
+          const u = await start('uniroute', up.url);
+          ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(model, stream), connections, seconds);
+          u.proc.kill('SIGTERM');
+        }
+        const throughput = ours.req_per_s / peer.req_per_s;
+        const p99 = ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1);
+        const met = throughput >= 0.9 && p99 <= 1.3 && ours.errors === 0 && peer.errors === 0;
+        ratios[tag].push({ throughput, p99, met });
+        results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}${suffix}`, throughput_ratio: throughput, p99_ratio: p99, round, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
+      }
   } finally {
     up.proc.kill('SIGTERM');
   }
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  if (rounds > 1)
+    for (const tag of ['json', 'stream'])
+      results.push({
+        name: `proxy-uniroute-vs-bare-${tag}${suffix}-median`,
+        throughput_ratio: median(ratios[tag].map((r) => r.throughput)),
+        p99_ratio: median(ratios[tag].map((r) => r.p99)),
+        rounds,
+        rounds_met: ratios[tag].filter((r) => r.met).length,
+        load_1m: { start: load0, end: loadavg()[0] },
+      });
   const machine = { cpu: cpus()[0]?.model, cores: cpus().length };
   const lines = results.map((r) => JSON.stringify({ ...r, machine }));
   for (const l of lines) console.log(l);

@@ -427,7 +427,7 @@ describe('failures, secrets, the breaker', () => {
     failing.add('flaky');
     try {
       for (let i = 0; i < 2; i++) expect((await chat(url, ask('big-all'))).status).toBe(503);
-      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/uniroute_upstream_breaker_open\{model="big-all"\} 1/);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/uniroute_upstream_breaker_open\{model="big-all",deployment="0"\} 1/);
       // open: λ 0 would pick big-all, but it is skipped without an attempt
       const n0 = seen.length;
       const r = await chat(url, ask('uniroute/best'));
@@ -441,7 +441,7 @@ describe('failures, secrets, the breaker', () => {
       const probe = await chat(url, ask('uniroute/best'));
       expect(probe.headers.get('x-uniroute-model')).toBe('big-all');
       await probe.text();
-      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/uniroute_upstream_breaker_open\{model="big-all"\} 0/);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/uniroute_upstream_breaker_open\{model="big-all",deployment="0"\} 0/);
     } finally {
       failing.delete('flaky');
       await app.close();
@@ -577,7 +577,9 @@ describe('client keys, spend and budgets', () => {
       const b = await chat(url, ask('uniroute:lambda=0.005', prompt), { authorization: 'Bearer sk-client-b-0123456789' });
       expect(b.headers.get('x-uniroute-model')).toBe(firstModel);
       await b.text();
-      const metrics = await (await fetch(`${url}/metrics`)).text();
+      // with client keys, /metrics (which shows spend per key) wants a key too
+      expect((await fetch(`${url}/metrics`)).status).toBe(401);
+      const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer sk-client-b-0123456789' } })).text();
       expect(metrics).toMatch(/uniroute_spend_usd_total\{model="[^"]+",key="a"\} [0-9.e-]+/);
       expect(metrics).toMatch(/uniroute_spend_usd_total\{model="[^"]+",key="b"\} [0-9.e-]+/);
       const m = /uniroute_budget_lambda_multiplier\{key="a"\} ([0-9.e+-]+)/.exec(metrics);
@@ -658,7 +660,8 @@ describe('the config file', () => {
         `upstreams:\n  gpt:\n    base_url: https://api.example.com/v1/\n    api_key_env: K\n    model: gpt-4o\n    max_connections: 8\n    timeouts: { connect_ms: 100, headers_ms: 200, idle_ms: 300 }\npresets:\n  cheap: { lambda: 0.5 }\n  careful: { max_error: 0.1, models: [gpt] }\nretry: { attempts: 2 }\nbreaker: { failures: 4, cooldown_ms: 1000 }\n`,
       ),
     );
-    expect(y.upstreams.get('gpt')).toEqual({ baseUrl: 'https://api.example.com/v1', apiKeyEnv: 'K', model: 'gpt-4o', maxConnections: 8, timeouts: { connectMs: 100, headersMs: 200, idleMs: 300 } });
+    expect(y.upstreams.get('gpt')).toMatchObject({ provider: 'openai', baseUrl: 'https://api.example.com/v1', apiKeyEnv: 'K', model: 'gpt-4o', maxConnections: 8, timeouts: { connectMs: 100, headersMs: 200, idleMs: 300 }, fallbacks: [] });
+    expect(y.upstreams.get('gpt')!.deployments).toEqual([{ baseUrl: 'https://api.example.com/v1', apiKeyEnv: 'K', model: 'gpt-4o', weight: 1, maxConnections: 8, timeouts: { connectMs: 100, headersMs: 200, idleMs: 300 } }]);
     expect(y.presets.get('careful')).toEqual({ maxError: 0.1, models: ['gpt'] });
     expect(y.retry.attempts).toBe(2);
     expect(y.breaker).toEqual({ failures: 4, cooldownMs: 1000 });

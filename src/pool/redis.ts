@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
 import type { PoolEntry } from '../router/router.js';
 import type { ChangeOptions, PoolSnapshot, PoolStore, StoredModel } from './store.js';
+import { RedisCounters, type LimitCounters } from './counters.js';
 
 type RedisClient = import('ioredis').Redis;
 
@@ -231,6 +232,14 @@ export class RedisPoolStore implements PoolStore {
     this.need();
     await this.call('session', () => this.client.set(`${this.keys[0].replace(/version$/, 'session:')}${key}`, model, 'PX', Math.max(1, Math.floor(ttlMs))));
   }
+
+  /** Per-key rate and spend counters, shared by every replica on this Redis (keys PREFIX limits:*). */
+  counters(): LimitCounters {
+    return (this.limitCounters ??= new RedisCounters(this.client, this.prefix, this.description, async () => {
+      if (this.client.status === 'wait') await this.client.connect();
+    }));
+  }
+  private limitCounters: LimitCounters | undefined;
 
   /** Calls `onVersion` with each new version published by any process (a second connection, subscribed). */
   watch(onVersion: (v: number) => void): () => void {

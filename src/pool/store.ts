@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
 import type { PoolEntry } from '../router/router.js';
 import { RedisPoolStore } from './redis.js';
+import { MemoryCounters, SqliteCounters, type LimitCounters } from './counters.js';
 
 export interface StoredModel extends PoolEntry {
   changedAt: string;
@@ -53,6 +54,8 @@ export interface PoolStore {
    * ALREADY_COUNTED). `decidedAt` (ms) lets ids older than `keepMs` be forgotten. Returns the new version.
    */
   addOutcome(name: string, feedbackId: string, decidedAt: number, update: (current: StoredModel) => PoolEntry, keepMs?: number): Promise<number>;
+  /** The gateway's per-key rate and spend counters, kept in this store (shared as the pool is). */
+  counters?(): LimitCounters;
   /** Where the store can tell: calls `onVersion` when any process changed the pool (Redis pub/sub). */
   watch?(onVersion: (version: number) => void): () => void;
   close(): Promise<void>;
@@ -147,6 +150,11 @@ export class MemoryPoolStore implements PoolStore {
     if (this.seen.size > 1024) for (const [k, t] of this.seen) if (t < cut) this.seen.delete(k);
     return p.version + 1;
   }
+
+  counters(): LimitCounters {
+    return (this.limitCounters ??= new MemoryCounters());
+  }
+  private limitCounters: LimitCounters | undefined;
 
   async close(): Promise<void> {}
 }
@@ -331,7 +339,27 @@ export class SqlitePoolStore implements PoolStore {
     );
   }
 
+  /**
+   * Rate and spend counters in the same file, on a connection of their own with synchronous = NORMAL: under WAL a
+   * commit then waits for no fsync (a counter lost to a power cut costs a few requests of a minute's limit; a pool
+   * change keeps its FULL durability).
+   */
+  counters(): LimitCounters {
+    if (!this.limitCounters) {
+      const Database = createRequire(import.meta.url)('better-sqlite3') as typeof import('better-sqlite3');
+      const db = new Database(this.db.name, { timeout: 10_000 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      this.counterDb = db;
+      this.limitCounters = new SqliteCounters(db, this.description);
+    }
+    return this.limitCounters;
+  }
+  private counterDb: Db | undefined;
+  private limitCounters: LimitCounters | undefined;
+
   async close(): Promise<void> {
+    if (this.counterDb?.open) this.counterDb.close();
     if (this.db.open) this.db.close();
   }
 }

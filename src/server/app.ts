@@ -9,7 +9,9 @@ import { UnirouteError } from '../errors.js';
 import type { Router } from '../router/router.js';
 import { MicroBatcher } from './batcher.js';
 import { createMetrics } from './metrics.js';
-import { SessionStore, buildGateway, chatRoutes, closeGateway, type Sessions } from './chat.js';
+import { SessionStore, buildGateway, chatRoutes, closeGateway, keyOf, presentedDigest, type Sessions } from './chat.js';
+import { MemoryCounters } from '../pool/counters.js';
+import { sameDigest, tokenDigest } from './tokens.js';
 import { parseConfig, type GatewayConfig } from './config.js';
 import { routeRoutes } from './route.js';
 import { poolRoutes } from './pool-routes.js';
@@ -153,7 +155,18 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
           },
         }
       : new SessionStore(sticky0.maxSessions, sticky0.ttlMs);
-  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}), pacers: new Map(), budgetDayMs: opts.budgetDayMs });
+  // per-key rate and spend counters: in the pool store (Redis: shared by the replicas), else in this process
+  const limits = live?.store.counters?.() ?? new MemoryCounters();
+  chatRoutes(app, { router, batcher, metrics, gateway: () => gateway, maxPromptChars, logDecisions: !!opts.logger, ood: oodDefault, sessions, ...(signer ? { decisionId } : {}), ...(live ? { poolVersion: () => live.version } : {}), pacers: new Map(), budgetDayMs: opts.budgetDayMs, limits });
+  // with client keys, the read routes (/v1/route, /v1/models, /metrics) want a key too, or the admin token
+  const adminDigest = opts.adminToken ? tokenDigest(opts.adminToken) : undefined;
+  const clientAuth = async (req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+    const g = gateway;
+    if (g.keys.size === 0) return;
+    const d = presentedDigest(req.headers);
+    if (keyOf(g, d) !== undefined || (adminDigest && sameDigest(d, adminDigest))) return;
+    return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'this gateway has client keys: send one (Authorization: Bearer <key>, or x-api-key), or the admin token'));
+  };
   /** Swaps in a new config (SIGHUP): new requests use it; those in flight finish on the old upstream pools. */
   app.decorate('reloadGateway', async (cfg: GatewayConfig) => {
     const next = buildGateway(cfg, router); // throws on a bad preset: the old config stays
@@ -180,6 +193,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     poolChanged,
     poolVersionJson,
     gateway: () => gateway,
+    clientAuth,
     storeDown: () => storeDown,
     setStoreDown: (why) => {
       storeDown = why;

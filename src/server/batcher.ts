@@ -22,6 +22,8 @@ export interface Policy {
   /** false: keep only the chosen LLM's predicted error (the proxy needs no candidates block). */
   explain?: boolean;
   ood?: { quantile?: number; fallback?: string } | false;
+  /** The share decided by Thompson sampling (with feedback on). */
+  explore?: number;
 }
 
 interface Pending {
@@ -39,7 +41,12 @@ export interface BatcherOptions {
   maxBatch: number;
   /** Called with the size of each native batch. */
   onBatch?: (prompts: number) => void;
-  /** Route batches up to this size synchronously (default 16; 0 = always on a worker thread). */
+  /**
+   * Route batches up to this size synchronously (default 64; 0 = always on a worker thread). Measured on the
+   * built-in router (2-core AMD EPYC, AVX-512, shared): per prompt, the event loop's route costs 5.1 / 4.8 / 4.8 µs
+   * of CPU at 16 / 32 / 64 prompts, the worker thread's 6.9 / 5.7 / 5.5 µs (the hop costs more than it frees);
+   * 64 short prompts hold the loop for about 0.3 ms.
+   */
   syncPrompts?: number;
   /** Most prompts waiting or in the engine; beyond, route() fails at once with OVERLOADED (default 65,536). */
   maxPending?: number;
@@ -57,7 +64,7 @@ export class MicroBatcher {
     private readonly getRouter: () => Router,
     private readonly opts: BatcherOptions,
   ) {
-    this.syncPrompts = opts.syncPrompts ?? 16;
+    this.syncPrompts = opts.syncPrompts ?? 64;
   }
 
   route(texts: string[], policy: Policy | number, models?: string[]): Promise<BatchSlice> {
@@ -89,7 +96,7 @@ export class MicroBatcher {
     this.queued = 0;
     const groups = new Map<string, Pending[]>();
     for (const p of items) {
-      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}|${p.policy.explain === false ? 0 : 1}|${p.policy.ood === false ? 'off' : `${p.policy.ood?.quantile ?? ''}/${p.policy.ood?.fallback ?? ''}`}`;
+      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}|${p.policy.explain === false ? 0 : 1}|${p.policy.ood === false ? 'off' : `${p.policy.ood?.quantile ?? ''}/${p.policy.ood?.fallback ?? ''}`}|${p.policy.explore ?? 0}`;
       const g = groups.get(key);
       if (g) g.push(p);
       else groups.set(key, [p]);

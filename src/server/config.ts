@@ -5,17 +5,32 @@
  *
  *   upstreams:
  *     <llm>: { base_url, api_key_env, model, max_connections: 64,
- *              timeouts: { connect_ms: 5000, headers_ms: 30000, idle_ms: 30000 } }
+ *              timeouts: { connect_ms: 5000, headers_ms: 30000, idle_ms: 30000 },
+ *              provider: openai,            # or anthropic (Messages API upstream)
+ *              context_window: 128000,      # tokens; a longer request never goes there
+ *              price: { input_per_1m: 2.5, output_per_1m: 10 },   # USD; spend from the answer's usage
+ *              fallbacks: [other-llm, ...], # tried in order when this LLM fails, before the router's next-best
+ *              max_tokens: 4096,            # for anthropic upstreams when the request gives none
+ *              stream_usage: true }         # ask OpenAI streams for their usage (false: servers that refuse it)
+ *     <llm>: { deployments: [ { base_url, api_key_env, model, weight: 1, max_connections, timeouts }, ... ], ... }
+ *              # instead of one base_url: weighted least-busy balancing, a breaker per deployment; the LLM's
+ *              # api_key_env / model / max_connections / timeouts are the deployments' defaults
  *   presets:                  # "model": "uniroute/<name>"
  *     cheap: { lambda: 0.5 }  # or max_cost, min_accuracy, max_error, models: [...]
- *   retry: { attempts: 3 }
+ *   retry: { attempts: 3, per_llm: 2, backoff_ms: 100, max_backoff_ms: 2000 }
+ *              # attempts: LLMs tried per request; per_llm: calls on one LLM's deployments (twins first), with
+ *              # exponential backoff and full jitter between them
  *   breaker: { failures: 5, cooldown_ms: 30000 }
  *   timeouts: { connect_ms, headers_ms, idle_ms }      # the default for every upstream
  *   limits: { body_bytes, prompt_chars, prompts_per_request, upstream_error_bytes }
  *   tokens: { admin_env: UNIROUTE_ADMIN_TOKEN }
  *   sticky: { margin: 0.02, max_sessions: 100000, ttl_ms: 3600000 }   # sticky: false = off
- *   keys: { team-a: { key_env: TEAM_A_KEY, budget_usd_per_day: 20 } }  # client keys; spend and budgets per key
- *   ood: { quantile: 0.99, fallback: best-overall }   # or an LLM's name, or route (flag only); ood: false = off
+ *   keys: { team-a: { key_env: TEAM_A_KEY, budget_usd_per_day: 20, rpm: 600, tpm: 200000, max_usd_per_day: 50 } }
+ *              # client keys: needed on every route but /healthz and /readyz; spend per key; budget_usd_per_day
+ *              # paces λ, rpm / tpm / max_usd_per_day are hard limits (429 + Retry-After) counted in the pool store
+ *   ood: { quantile: 0.99, fallback: prior }   # decided on the pool's prior over clusters at the request's λ; or
+ *              # best-overall, an LLM's name, or route (flag only); ood: false = off
+ *   explore: 0.05   # with feedback on (--pool): this share of routed requests decided by Thompson sampling
  *
  * The older `--upstreams` file ({"upstreams": {...}}) is a config file with only that key, so it keeps working.
  */
@@ -29,14 +44,54 @@ export interface Timeouts {
   idleMs: number;
 }
 
-export interface UpstreamConfig {
+/** One place an LLM is served from (a key, a region, a provider's endpoint). */
+export interface DeploymentConfig {
   /** Base URL up to and including the API version, e.g. https://api.openai.com/v1 (no trailing slash). */
   baseUrl: string;
   apiKeyEnv?: string;
   /** The model name sent upstream. */
   model: string;
+  /** Share of the load relative to the LLM's other deployments (least-busy weighted by it). */
+  weight: number;
   maxConnections: number;
   timeouts: Timeouts;
+}
+
+export type Provider = 'openai' | 'anthropic';
+
+export interface UpstreamConfig {
+  /** The API the upstream speaks: OpenAI's chat completions or Anthropic's messages. */
+  provider: Provider;
+  /** Where the LLM is served; one for `base_url`, several for `deployments`. */
+  deployments: DeploymentConfig[];
+  /** The first deployment's (kept for callers that knew one base URL). */
+  baseUrl: string;
+  apiKeyEnv?: string;
+  model: string;
+  maxConnections: number;
+  timeouts: Timeouts;
+  /** The context window in tokens: a request estimated longer is never sent here. */
+  contextWindow?: number;
+  /** USD per million tokens, for spend from the answer's usage. */
+  price?: { inputPer1m: number; outputPer1m: number };
+  /** LLMs to try, in order, when this one fails (before the router's next-best). */
+  fallbacks: string[];
+  /** max_tokens sent to an Anthropic upstream when the request gives none (Anthropic requires it). */
+  maxTokens: number;
+  /** Ask an OpenAI upstream's streams for their usage (stream_options.include_usage); false for servers that refuse it. */
+  streamUsage: boolean;
+}
+
+/** A client key: budget pacing and hard limits. */
+export interface KeyConfig {
+  keyEnv: string;
+  budgetUsdPerDay?: number;
+  /** Requests per minute. */
+  rpm?: number;
+  /** Tokens (input + output, from the answers' usage) per minute. */
+  tpm?: number;
+  /** Spend per UTC day, a hard stop (budget_usd_per_day only paces λ). */
+  maxUsdPerDay?: number;
 }
 
 export interface Preset {
@@ -50,18 +105,21 @@ export interface Preset {
 export interface GatewayConfig {
   upstreams: Map<string, UpstreamConfig>;
   presets: Map<string, Preset>;
-  retry: { attempts: number };
+  /** attempts: LLMs tried per request; perLlm: calls on one LLM's deployments (undefined: each deployment once, at most 3); backoff between those. */
+  retry: { attempts: number; perLlm?: number; backoffMs: number; maxBackoffMs: number };
   breaker: { failures: number; cooldownMs: number };
   limits: { bodyBytes?: number; promptChars?: number; promptsPerRequest?: number; upstreamErrorBytes: number };
   tokens: { adminEnv?: string };
-  /** Out-of-distribution prompts: the distance quantile beyond which a prompt is OOD, and where it goes ('best-overall', an LLM, 'route'); false: off. */
+  /** Out-of-distribution prompts: the distance quantile beyond which a prompt is OOD, and how it is decided ('prior', 'best-overall', an LLM, 'route'); false: off. */
   ood: { quantile: number; fallback: string } | false;
+  /** With feedback on: the share of routed requests decided by Thompson sampling from the posterior (default 0). */
+  explore: number;
   /**
    * Client API keys of the proxy (`keys: {<name>: {key_env, budget_usd_per_day?}}`): when any is set, a chat
    * request must present one (Authorization: Bearer), spend is counted per key, and a key with a budget has its λ
    * paced online so that its spend tracks the budget.
    */
-  keys: Map<string, { keyEnv: string; budgetUsdPerDay?: number }>;
+  keys: Map<string, KeyConfig>;
   /** Sticky conversations: keep a session's LLM unless another scores better by more than `margin`. */
   sticky: { margin: number; maxSessions: number; ttlMs: number } | false;
   /** Where it was read from (for messages). */
@@ -88,6 +146,11 @@ function num(source: string, key: string, v: unknown, min: number, max: number, 
   return v;
 }
 
+function bool(source: string, key: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') return bad(source, key, `expected true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 function str(source: string, key: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0) return bad(source, key, `expected a non-empty string, got ${JSON.stringify(v)}`);
   return v;
@@ -100,33 +163,86 @@ function timeouts(source: string, key: string, v: unknown, base: Timeouts): Time
   return { connectMs: ms('connect_ms', base.connectMs), headersMs: ms('headers_ms', base.headersMs), idleMs: ms('idle_ms', base.idleMs) };
 }
 
+function baseUrlOf(source: string, key: string, v: unknown): string {
+  const baseUrl = str(source, key, v);
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    return bad(source, key, `not a valid URL: ${JSON.stringify(baseUrl.slice(0, 100))}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') bad(source, key, `expected http:// or https://, got ${url.protocol}`);
+  if (url.search || url.hash) bad(source, key, 'must not have a query or fragment');
+  return baseUrl.replace(/\/+$/, '');
+}
+
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys', 'explore']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
     const u = object(source, 'upstreams', top.upstreams, Object.keys((top.upstreams as object) ?? {}));
     for (const [name, v] of Object.entries(u)) {
       const key = `upstreams.${name}`;
-      const o = object(source, key, v, ['base_url', 'api_key_env', 'model', 'max_connections', 'timeouts']);
-      const baseUrl = str(source, `${key}.base_url`, o.base_url);
-      let url: URL;
-      try {
-        url = new URL(baseUrl);
-      } catch {
-        return bad(source, `${key}.base_url`, 'not a valid URL');
+      const o = object(source, key, v, ['base_url', 'api_key_env', 'model', 'max_connections', 'timeouts', 'deployments', 'provider', 'context_window', 'price', 'fallbacks', 'max_tokens', 'stream_usage']);
+      if (o.base_url !== undefined && o.deployments !== undefined) bad(source, key, 'give base_url or deployments, not both');
+      if (o.base_url === undefined && o.deployments === undefined) bad(source, key, 'needs base_url (one place it is served) or deployments (several)');
+      const provider = (o.provider === undefined ? 'openai' : str(source, `${key}.provider`, o.provider)) as Provider;
+      if (provider !== 'openai' && provider !== 'anthropic') bad(source, `${key}.provider`, `expected openai or anthropic, got ${JSON.stringify(provider)}${didYouMean(provider, ['openai', 'anthropic'])}`);
+      // the LLM's own fields are its deployments' defaults
+      const llmTimeouts = timeouts(source, `${key}.timeouts`, o.timeouts, base);
+      const llmKeyEnv = o.api_key_env === undefined ? undefined : str(source, `${key}.api_key_env`, o.api_key_env);
+      const llmModel = o.model === undefined ? name : str(source, `${key}.model`, o.model);
+      const llmConns = o.max_connections === undefined ? 64 : num(source, `${key}.max_connections`, o.max_connections, 1, 100_000, true);
+      const deployment = (dk: string, d: Record<string, unknown>): DeploymentConfig => ({
+        baseUrl: baseUrlOf(source, `${dk}.base_url`, d.base_url),
+        apiKeyEnv: d.api_key_env === undefined ? llmKeyEnv : str(source, `${dk}.api_key_env`, d.api_key_env),
+        model: d.model === undefined ? llmModel : str(source, `${dk}.model`, d.model),
+        weight: d.weight === undefined ? 1 : num(source, `${dk}.weight`, d.weight, 1e-6, 1e6),
+        maxConnections: d.max_connections === undefined ? llmConns : num(source, `${dk}.max_connections`, d.max_connections, 1, 100_000, true),
+        timeouts: timeouts(source, `${dk}.timeouts`, d.timeouts, llmTimeouts),
+      });
+      let deployments: DeploymentConfig[];
+      if (o.deployments !== undefined) {
+        if (!Array.isArray(o.deployments) || o.deployments.length === 0) return bad(source, `${key}.deployments`, 'expected a non-empty list of {base_url, api_key_env, model, weight}');
+        if (o.deployments.length > 256) bad(source, `${key}.deployments`, `at most 256 deployments, got ${o.deployments.length}`);
+        deployments = (o.deployments as unknown[]).map((d, i) =>
+          deployment(`${key}.deployments[${i}]`, object(source, `${key}.deployments[${i}]`, d, ['base_url', 'api_key_env', 'model', 'weight', 'max_connections', 'timeouts'])),
+        );
+      } else deployments = [deployment(key, { base_url: o.base_url })];
+      let price: UpstreamConfig['price'];
+      if (o.price !== undefined) {
+        const p = object(source, `${key}.price`, o.price, ['input_per_1m', 'output_per_1m']);
+        if (p.input_per_1m === undefined || p.output_per_1m === undefined) bad(source, `${key}.price`, 'needs input_per_1m and output_per_1m (USD per million tokens)');
+        price = { inputPer1m: num(source, `${key}.price.input_per_1m`, p.input_per_1m, 0, 1e6), outputPer1m: num(source, `${key}.price.output_per_1m`, p.output_per_1m, 0, 1e6) };
       }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') bad(source, `${key}.base_url`, `expected http:// or https://, got ${url.protocol}`);
-      if (url.search || url.hash) bad(source, `${key}.base_url`, 'must not have a query or fragment');
+      let fallbacks: string[] = [];
+      if (o.fallbacks !== undefined) {
+        if (!Array.isArray(o.fallbacks)) bad(source, `${key}.fallbacks`, 'expected a list of LLM names');
+        fallbacks = (o.fallbacks as unknown[]).map((f, i) => str(source, `${key}.fallbacks[${i}]`, f));
+        if (fallbacks.includes(name)) bad(source, `${key}.fallbacks`, `"${name}" cannot fall back to itself`);
+      }
+      const first = deployments[0];
       upstreams.set(name, {
-        baseUrl: baseUrl.replace(/\/+$/, ''),
-        apiKeyEnv: o.api_key_env === undefined ? undefined : str(source, `${key}.api_key_env`, o.api_key_env),
-        model: o.model === undefined ? name : str(source, `${key}.model`, o.model),
-        maxConnections: o.max_connections === undefined ? 64 : num(source, `${key}.max_connections`, o.max_connections, 1, 100_000, true),
-        timeouts: timeouts(source, `${key}.timeouts`, o.timeouts, base),
+        provider,
+        deployments,
+        baseUrl: first.baseUrl,
+        apiKeyEnv: first.apiKeyEnv,
+        model: first.model,
+        maxConnections: first.maxConnections,
+        timeouts: first.timeouts,
+        ...(o.context_window !== undefined ? { contextWindow: num(source, `${key}.context_window`, o.context_window, 1, 1e9, true) } : {}),
+        ...(price ? { price } : {}),
+        fallbacks,
+        maxTokens: o.max_tokens === undefined ? 4096 : num(source, `${key}.max_tokens`, o.max_tokens, 1, 10_000_000, true),
+        streamUsage: o.stream_usage === undefined ? true : bool(source, `${key}.stream_usage`, o.stream_usage),
       });
     }
+    for (const [name, up] of upstreams)
+      up.fallbacks.forEach((f, i) => {
+        if (!upstreams.has(f)) bad(source, `upstreams.${name}.fallbacks[${i}]`, `"${f}" has no upstream here${didYouMean(f, upstreams.keys())}`);
+      });
   }
   const presets = new Map<string, Preset>();
   if (top.presets !== undefined) {
@@ -149,19 +265,20 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
       presets.set(name, preset);
     }
   }
-  const retry = object(source, 'retry', top.retry ?? {}, ['attempts']);
+  const retry = object(source, 'retry', top.retry ?? {}, ['attempts', 'per_llm', 'backoff_ms', 'max_backoff_ms']);
   const breaker = object(source, 'breaker', top.breaker ?? {}, ['failures', 'cooldown_ms']);
   const limits = object(source, 'limits', top.limits ?? {}, ['body_bytes', 'prompt_chars', 'prompts_per_request', 'upstream_error_bytes']);
   const tokens = object(source, 'tokens', top.tokens ?? {}, ['admin_env']);
-  let ood: GatewayConfig['ood'] = { quantile: 0.99, fallback: 'best-overall' };
+  let ood: GatewayConfig['ood'] = { quantile: 0.99, fallback: 'prior' };
   if (top.ood === false) ood = false;
   else if (top.ood !== undefined) {
     const o = object(source, 'ood', top.ood, ['quantile', 'fallback']);
     ood = {
       quantile: o.quantile === undefined ? 0.99 : num(source, 'ood.quantile', o.quantile, 0.5, 1),
-      fallback: o.fallback === undefined ? 'best-overall' : str(source, 'ood.fallback', o.fallback),
+      fallback: o.fallback === undefined ? 'prior' : str(source, 'ood.fallback', o.fallback),
     };
   }
+  const explore = top.explore === undefined ? 0 : num(source, 'explore', top.explore, 0, 1);
   let sticky: GatewayConfig['sticky'] = { margin: 0.02, maxSessions: 100_000, ttlMs: 3_600_000 };
   if (top.sticky === false) sticky = false;
   else if (top.sticky !== undefined) {
@@ -172,16 +289,19 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
       ttlMs: o.ttl_ms === undefined ? 3_600_000 : num(source, 'sticky.ttl_ms', o.ttl_ms, 1, 30 * 86_400_000, true),
     };
   }
-  const keys = new Map<string, { keyEnv: string; budgetUsdPerDay?: number }>();
+  const keys = new Map<string, KeyConfig>();
   if (top.keys !== undefined) {
     const kk = object(source, 'keys', top.keys, Object.keys((top.keys as object) ?? {}));
     for (const [name, v] of Object.entries(kk)) {
       const key = `keys.${name}`;
       if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) bad(source, key, 'a key name takes 1-64 letters, digits, ".", "_" and "-"');
-      const o = object(source, key, v, ['key_env', 'budget_usd_per_day']);
+      const o = object(source, key, v, ['key_env', 'budget_usd_per_day', 'rpm', 'tpm', 'max_usd_per_day']);
       keys.set(name, {
         keyEnv: str(source, `${key}.key_env`, o.key_env),
         ...(o.budget_usd_per_day !== undefined ? { budgetUsdPerDay: num(source, `${key}.budget_usd_per_day`, o.budget_usd_per_day, 1e-9, 1e12) } : {}),
+        ...(o.rpm !== undefined ? { rpm: num(source, `${key}.rpm`, o.rpm, 1, 1e9, true) } : {}),
+        ...(o.tpm !== undefined ? { tpm: num(source, `${key}.tpm`, o.tpm, 1, 1e12, true) } : {}),
+        ...(o.max_usd_per_day !== undefined ? { maxUsdPerDay: num(source, `${key}.max_usd_per_day`, o.max_usd_per_day, 0, 1e12) } : {}),
       });
     }
   }
@@ -189,7 +309,12 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
   return {
     upstreams,
     presets,
-    retry: { attempts: opt(retry, 'attempts', 'retry', 1, 16) ?? 3 },
+    retry: {
+      attempts: opt(retry, 'attempts', 'retry', 1, 16) ?? 3,
+      ...(retry.per_llm !== undefined ? { perLlm: opt(retry, 'per_llm', 'retry', 1, 16) } : {}),
+      backoffMs: retry.backoff_ms === undefined ? 100 : num(source, 'retry.backoff_ms', retry.backoff_ms, 0, 60_000),
+      maxBackoffMs: retry.max_backoff_ms === undefined ? 2000 : num(source, 'retry.max_backoff_ms', retry.max_backoff_ms, 0, 600_000),
+    },
     breaker: { failures: opt(breaker, 'failures', 'breaker', 1, 1_000_000) ?? 5, cooldownMs: opt(breaker, 'cooldown_ms', 'breaker', 1, 86_400_000) ?? 30_000 },
     limits: {
       bodyBytes: opt(limits, 'body_bytes', 'limits', 1024, 1 << 30),
@@ -199,6 +324,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     },
     tokens: { adminEnv: tokens.admin_env === undefined ? undefined : str(source, 'tokens.admin_env', tokens.admin_env) },
     ood,
+    explore,
     sticky,
     keys,
     source,
@@ -233,7 +359,10 @@ export function checkAgainstPool(cfg: GatewayConfig, pool: string[], env: NodeJS
   const inPool = new Set(pool);
   for (const [name, u] of cfg.upstreams) {
     if (!inPool.has(name)) warnings.push(`upstreams.${name}: "${name}" is not in the pool${didYouMean(name, pool)}; it is reachable only by its name, never routed to`);
-    if (u.apiKeyEnv && !env[u.apiKeyEnv]) errors.push(`upstreams.${name}.api_key_env: the environment variable ${u.apiKeyEnv} is not set`);
+    u.deployments.forEach((d, i) => {
+      if (d.apiKeyEnv && !env[d.apiKeyEnv])
+        errors.push(`upstreams.${name}${u.deployments.length > 1 ? `.deployments[${i}]` : ''}.api_key_env: the environment variable ${d.apiKeyEnv} is not set`);
+    });
   }
   if (cfg.upstreams.size > 0) {
     const missing = pool.filter((n) => !cfg.upstreams.has(n));

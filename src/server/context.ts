@@ -1,4 +1,5 @@
 /** What the server's route plugins share (built once by buildApp). */
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Router } from '../router/router.js';
 import type { LivePool } from '../pool/live.js';
 import type { DecisionSigner } from '../pool/feedback.js';
@@ -28,6 +29,8 @@ export interface ServerContext {
   /** `"pool_version":N,` for JSON answers (empty without a store). */
   poolVersionJson: () => string;
   gateway: () => Gateway;
+  /** An onRequest hook: with client keys configured, a key (or the admin token) is required. */
+  clientAuth: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   /** Why the pool store is unreachable, when it is. */
   storeDown: () => string | undefined;
   setStoreDown: (why: string | undefined) => void;

@@ -1,11 +1,11 @@
 /**
- * The upstream side of the OpenAI-compatible proxy: one undici Pool per upstream (keep-alive, a connection limit,
- * timeouts by phase), a circuit breaker per upstream, and one attempt = one request whose response is handed back
- * unread so that the caller can stream it through. Secrets (API keys, credentials in a base URL) never leave in
- * an error message.
+ * The upstream side of the gateway: an LLM (LlmUpstream) is served by one or more deployments, each one undici
+ * Pool (keep-alive, a connection limit, timeouts by phase) with its own circuit breaker; the LLM picks a
+ * deployment by weighted least-busy. One attempt = one request to one deployment, whose answer is handed to a Sink
+ * (src/server/relay.ts) as it arrives, so that the caller can stream it through or translate it. Secrets (API
+ * keys, credentials in a base URL) never leave in an error message.
  */
 import { EventEmitter } from 'node:events';
-import type { ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 
 /**
@@ -22,7 +22,7 @@ export class RequestSignal extends EventEmitter {
     this.emit('abort');
   }
 }
-import type { Timeouts, UpstreamConfig } from './config.js';
+import type { DeploymentConfig, Provider, Timeouts, UpstreamConfig } from './config.js';
 
 /** Consecutive failures open the breaker for a cool-down; then one probe is let through (half-open). */
 export class Breaker {
@@ -50,9 +50,19 @@ export class Breaker {
     return s === 'closed' || (s === 'half-open' && !this.probing);
   }
 
+  /** Milliseconds until an open breaker lets a probe through (0 when not open). */
+  openFor(now = Date.now()): number {
+    return this.state(now) === 'open' ? this.openUntil - now : 0;
+  }
+
   /** Takes the slot for a request (marks the probe in half-open). */
   begin(now = Date.now()): void {
     if (this.state(now) === 'half-open') this.probing = true;
+  }
+
+  /** The request ended without saying anything about the upstream (the client left): a probe's slot is free again. */
+  cancel(): void {
+    this.probing = false;
   }
 
   success(): void {
@@ -74,17 +84,21 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'p
 /** Upstream response headers a client may see: all but the hop-by-hop ones (and those a Connection header names). */
 export function passHeaders(h: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  const named = new Set(
-    String(h.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
-  for (const [k, v] of Object.entries(h)) {
+  let named: Set<string> | undefined;
+  const conn = h.connection ?? h.Connection;
+  if (conn !== undefined)
+    named = new Set(
+      String(conn)
+        .toLowerCase()
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined) continue;
     const key = k.toLowerCase();
-    if (HOP_BY_HOP.has(key) || named.has(key)) continue;
+    if (HOP_BY_HOP.has(key) || named?.has(key)) continue;
     out[key] = v;
   }
   return out;
@@ -97,17 +111,29 @@ export interface AttemptFailure {
   /** OpenAI-style error code: upstream_connect_timeout, upstream_headers_timeout, upstream_unreachable, or the upstream's own. */
   code: string;
   message: string;
-  /** Worth trying another LLM (connect error, timeout, 429, 5xx). */
+  /** Worth trying again elsewhere (connect error, timeout, 408, 429, 5xx). */
   retryable: boolean;
+  /** The upstream said the request is longer than the LLM's context window: worth trying an LLM with a larger one. */
+  contextLength?: boolean;
   /** Upstream headers to pass on (Retry-After of a 429, request ids), when the upstream answered. */
   headers?: Record<string, string | string[]>;
 }
 
 /**
- * Where a 2xx answer goes: called once, when the upstream's headers arrive, with its status and the headers a
- * client may see; it writes the client's status line and headers and returns the response to relay the body into.
+ * Where a 2xx answer goes: the relay writes each body chunk into it as it arrives; write() returning false pauses
+ * the upstream until the sink calls the drain callback. end() when the answer is complete, fail() when it broke
+ * after the headers (bytes may have gone to the client).
  */
-export type OpenClient = (status: number, headers: Record<string, string | string[]>) => ServerResponse;
+export interface Sink {
+  write(chunk: Buffer): boolean;
+  end(): void;
+  fail(err: Error): void;
+  /** Called by the relay once: resume the upstream when the client can take more. */
+  onDrain(resume: () => void): void;
+}
+
+/** Called once when a 2xx answer's headers arrive, with its status and the headers a client may see. */
+export type OpenSink = (status: number, headers: Record<string, string | string[]>) => Sink;
 
 export type AttemptResult =
   | {
@@ -119,14 +145,41 @@ export type AttemptResult =
   | { ok: false; failure: AttemptFailure };
 
 /**
- * One proxied request as an undici dispatch handler: the answer's body goes straight from undici's parser into the
- * client's response (pausing the upstream when the client is slow), with no intermediate Readable or pipe, which
- * showed in the proxy's profile. A non-2xx answer's body is collected up to `errorBytes`, then the request is
- * aborted (a huge error body is never buffered).
+ * The headers a client may see, straight from undici's raw header list (name, value, name, value, ...): as
+ * passHeaders, without the intermediate object undici would parse first.
+ */
+export function passRawHeaders(raw: Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let connection: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i].toString('latin1').toLowerCase();
+    const value = raw[i + 1].toString('latin1');
+    if (HOP_BY_HOP.has(key)) {
+      if (key === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
+      continue;
+    }
+    if (key === '__proto__') continue;
+    const had = out[key];
+    out[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+  }
+  if (connection !== undefined)
+    for (const n of connection.toLowerCase().split(',')) {
+      const k = n.trim();
+      if (k) delete out[k];
+    }
+  return out;
+}
+
+/**
+ * One proxied request as an undici dispatch handler (undici's own handler interface, which its client calls
+ * directly: the newer one goes through an adapter that parses every header and trailer list into an object): the
+ * answer's body goes straight from undici's parser into the sink, pausing the upstream when the client is slow,
+ * with no intermediate Readable or pipe. A non-2xx answer's body is collected up to `errorBytes`, then the request
+ * is aborted (a huge error body is never buffered).
  */
 class ProxyHandler {
-  private controller: Dispatcher.DispatchController | undefined;
-  private res: ServerResponse | undefined;
+  private abortFn: ((err: Error) => void) | undefined;
+  private sink: Sink | undefined;
   private failStatus = 0;
   private failHeaders: Record<string, string | string[]> = {};
   private chunks: Buffer[] = [];
@@ -134,14 +187,13 @@ class ProxyHandler {
   private settled = false;
   private doneResolve: (() => void) | undefined;
   private doneReject: ((e: unknown) => void) | undefined;
-  private readonly onAbort = () => this.controller?.abort(this.signal.reason instanceof Error ? this.signal.reason : new Error('client closed'));
-  private readonly onDrain = () => this.controller?.resume();
+  private readonly onAbort = () => this.abortFn?.(this.signal.reason instanceof Error ? this.signal.reason : new Error('client closed'));
 
   constructor(
-    private readonly up: Upstream,
+    private readonly up: Deployment,
     private readonly signal: RequestSignal,
     private readonly errorBytes: number,
-    private readonly open: OpenClient,
+    private readonly open: OpenSink,
     private readonly settle: (r: AttemptResult) => void,
   ) {
     signal.once('abort', this.onAbort);
@@ -157,69 +209,68 @@ class ProxyHandler {
     this.signal.off('abort', this.onAbort);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortFn = abort;
     if (this.signal.aborted) this.onAbort();
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return; // informational (103 Early Hints): the final answer follows
-    const h = passHeaders(headers);
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // informational (103 Early Hints): the final answer follows
+    const h = passRawHeaders(rawHeaders);
     if (statusCode >= 200 && statusCode < 300) {
-      let res: ServerResponse;
+      let sink: Sink;
       try {
-        res = this.open(statusCode, h);
+        sink = this.open(statusCode, h);
       } catch (e) {
         // headers node refuses to write (nothing went out): an answer that cannot be relayed
-        this.finish({ ok: false, failure: { status: 502, code: 'upstream_bad_response', message: `upstream for "${this.up.name}" answered with headers that cannot be relayed: ${redact(String((e as Error)?.message ?? e), this.up.secrets())}`, retryable: true } });
-        controller.abort(new Error('unrelayable headers'));
-        return;
+        this.finish({ ok: false, failure: { status: 502, code: 'upstream_bad_response', message: `upstream for "${this.up.llm}" answered with headers that cannot be relayed: ${redact(String((e as Error)?.message ?? e), this.up.secrets())}`, retryable: true } });
+        this.abortFn?.(new Error('unrelayable headers'));
+        return false;
       }
-      this.res = res;
-      res.on('drain', this.onDrain);
-      const done = new Promise<void>((resolve, reject) => {
-        this.doneResolve = resolve;
-        this.doneReject = reject;
+      this.sink = sink;
+      sink.onDrain(resume);
+      const done = new Promise<void>((res, rej) => {
+        this.doneResolve = res;
+        this.doneReject = rej;
       });
       this.finish({ ok: true, status: statusCode, done });
-      return;
+      return true;
     }
     this.failStatus = statusCode;
     this.failHeaders = h;
+    return true;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    const res = this.res;
-    if (res) {
-      if (!res.write(chunk)) controller.pause();
-      return;
-    }
-    if (this.failStatus === 0) return;
+  onData(chunk: Buffer): boolean {
+    const sink = this.sink;
+    if (sink) return sink.write(chunk); // false: undici pauses until the sink's drain calls resume
+    if (this.failStatus === 0) return true;
     const room = this.errorBytes - this.collected;
     if (chunk.length >= room) {
       this.chunks.push(chunk.subarray(0, Math.max(0, room)));
       this.collected = this.errorBytes;
       this.failed(); // enough of it: the rest is never read
-      controller.abort(new Error('error body cap reached'));
-      return;
+      this.abortFn?.(new Error('error body cap reached'));
+      return false;
     }
     this.chunks.push(chunk);
     this.collected += chunk.length;
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.cleanup();
-    if (this.res) {
-      this.res.end();
+    if (this.sink) {
+      this.sink.end();
       this.doneResolve?.();
     } else this.failed();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onError(err: Error): void {
     this.cleanup();
-    if (this.res) {
-      // bytes may have gone out: the client's response is cut, the caller logs why
-      if (!this.res.destroyed) this.res.destroy();
+    if (this.sink) {
+      // bytes may have gone out: the sink ends the client's answer (an error event on a stream), the caller logs why
+      this.sink.fail(err);
       this.doneReject?.(err);
     } else if (this.failStatus !== 0) this.failed(); // a broken error body: keep what came
     else this.finish({ ok: false, failure: this.up.transportFailure(err) });
@@ -234,24 +285,33 @@ class ProxyHandler {
   }
 }
 
-export class Upstream {
+const CONTEXT_ERROR = /context[ _-]?(length|window)|maximum context|prompt is too long|too many (input )?tokens|reduce the length|input is too long/i;
+
+/** One place an LLM is served from: its own connection pool and circuit breaker. */
+export class Deployment {
   readonly pool: Pool;
   readonly breaker: Breaker;
-  private readonly path: string;
-  private readonly origin: string;
+  /** Requests sent here and not finished (for least-busy balancing). */
+  inflight = 0;
+  /** Smooth weighted round-robin's running weight. */
+  current = 0;
+  private readonly basePath: string;
   private readonly basicAuth: string | undefined;
   constructor(
-    readonly name: string,
-    readonly cfg: UpstreamConfig,
+    /** The LLM's name (for messages). */
+    readonly llm: string,
+    /** Its position among the LLM's deployments (a metric label). */
+    readonly index: number,
+    readonly provider: Provider,
+    readonly cfg: DeploymentConfig,
     breaker: { failures: number; cooldownMs: number },
     tripped?: { count: number },
   ) {
     const url = new URL(cfg.baseUrl);
-    this.origin = url.origin;
     // credentials in the base URL are sent as Basic auth (when no API key is set), never in a message
     if (url.username) this.basicAuth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
-    this.path = `${url.pathname.replace(/\/+$/, '')}/chat/completions`;
-    this.pool = new Pool(this.origin, {
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
       connections: cfg.maxConnections,
       connect: { timeout: cfg.timeouts.connectMs },
       headersTimeout: cfg.timeouts.headersMs,
@@ -279,18 +339,24 @@ export class Upstream {
   }
 
   /**
-   * Sends one request. When a 2xx answer's headers arrive, `open` writes the client's headers and returns the
-   * response its body is relayed into, as it arrives; the result then says when that ends. Anything else is an
-   * AttemptFailure (nothing has gone to the client), an error body read up to `errorBytes` and redacted.
+   * Sends one request to `path` under the base URL (e.g. "/chat/completions", "/messages"). When a 2xx answer's
+   * headers arrive, `open` gives the sink its body is relayed into, as it arrives; the result then says when that
+   * ends. Anything else is an AttemptFailure (nothing has gone to the client), an error body read up to
+   * `errorBytes` and redacted.
    */
-  send(body: string, requestId: string, signal: RequestSignal, errorBytes: number, open: OpenClient): Promise<AttemptResult> {
+  send(path: string, body: string, requestId: string, signal: RequestSignal, errorBytes: number, open: OpenSink, extraHeaders?: Record<string, string>): Promise<AttemptResult> {
     const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
     const key = this.apiKey();
-    if (key) headers.authorization = `Bearer ${key}`;
+    if (this.provider === 'anthropic') {
+      headers['anthropic-version'] = '2023-06-01';
+      if (key) headers['x-api-key'] = key;
+      else if (this.basicAuth) headers.authorization = this.basicAuth;
+    } else if (key) headers.authorization = `Bearer ${key}`;
     else if (this.basicAuth) headers.authorization = this.basicAuth;
+    if (extraHeaders) Object.assign(headers, extraHeaders);
     return new Promise<AttemptResult>((settle) => {
       const handler = new ProxyHandler(this, signal, errorBytes, open, settle);
-      this.pool.dispatch({ path: this.path, method: 'POST', headers, body }, handler);
+      this.pool.dispatch({ path: this.basePath + path, method: 'POST', headers, body }, handler as unknown as Dispatcher.DispatchHandler);
     });
   }
 
@@ -309,13 +375,15 @@ export class Upstream {
     }
     detail = redact(detail.slice(0, 1000), this.secrets());
     const keep: Record<string, string | string[]> = {};
-    for (const k of ['retry-after', 'x-request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'])
+    for (const k of ['retry-after', 'x-request-id', 'request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'])
       if (h[k] !== undefined) keep[k] = h[k];
+    const contextLength = (status === 400 || status === 413 || status === 422) && (code === 'context_length_exceeded' || CONTEXT_ERROR.test(detail));
     return {
       status,
-      code,
-      message: `upstream for "${this.name}" answered ${status}${detail ? `: ${detail}` : ''}`,
-      retryable: status === 429 || status >= 500,
+      code: contextLength && code === 'upstream_error' ? 'context_length_exceeded' : code,
+      message: `upstream for "${this.llm}" answered ${status}${detail ? `: ${detail}` : ''}`,
+      retryable: status === 408 || status === 429 || status >= 500,
+      ...(contextLength ? { contextLength } : {}),
       headers: keep,
     };
   }
@@ -325,9 +393,9 @@ export class Upstream {
     const t = this.cfg.timeouts;
     const code = err?.code ?? err?.cause?.code ?? '';
     if (e instanceof undiciErrors.ConnectTimeoutError || code === 'UND_ERR_CONNECT_TIMEOUT')
-      return { status: 504, code: 'upstream_connect_timeout', message: `upstream for "${this.name}" did not accept a connection within ${t.connectMs} ms`, retryable: true };
+      return { status: 504, code: 'upstream_connect_timeout', message: `upstream for "${this.llm}" did not accept a connection within ${t.connectMs} ms`, retryable: true };
     if (e instanceof undiciErrors.HeadersTimeoutError || code === 'UND_ERR_HEADERS_TIMEOUT')
-      return { status: 504, code: 'upstream_headers_timeout', message: `upstream for "${this.name}" sent no response headers within ${t.headersMs} ms`, retryable: true };
+      return { status: 504, code: 'upstream_headers_timeout', message: `upstream for "${this.llm}" sent no response headers within ${t.headersMs} ms`, retryable: true };
     const cause =
       code === 'ECONNREFUSED'
         ? 'connection refused'
@@ -338,11 +406,76 @@ export class Upstream {
             : /CERT|SSL|TLS/i.test(code) || /certificate|SSL|TLS/i.test(err?.message ?? '')
               ? `TLS error (${code || 'handshake failed'})`
               : code || 'request failed';
-    return { status: 502, code: 'upstream_unreachable', message: `upstream for "${this.name}" failed: ${redact(cause, this.secrets())}`, retryable: true };
+    return { status: 502, code: 'upstream_unreachable', message: `upstream for "${this.llm}" failed: ${redact(cause, this.secrets())}`, retryable: true };
   }
 
   close(): Promise<void> {
     return this.pool.close();
+  }
+}
+
+/** An LLM with its deployments: picks one per attempt by weighted least-busy among those whose breaker allows. */
+export class LlmUpstream {
+  readonly deployments: Deployment[];
+  constructor(
+    readonly name: string,
+    readonly cfg: UpstreamConfig,
+    breaker: { failures: number; cooldownMs: number },
+    tripped?: { count: number },
+  ) {
+    this.deployments = cfg.deployments.map((d, i) => new Deployment(name, i, cfg.provider, d, breaker, tripped));
+  }
+
+  get provider(): Provider {
+    return this.cfg.provider;
+  }
+
+  /** Whether any deployment takes a request now. */
+  allows(now = Date.now()): boolean {
+    for (const d of this.deployments) if (d.breaker.allows(now)) return true;
+    return false;
+  }
+
+  /** When the first open breaker lets a probe through (ms from now), for Retry-After. */
+  cooldownLeft(now = Date.now()): number {
+    let best = Infinity;
+    for (const d of this.deployments) best = Math.min(best, d.breaker.openFor(now));
+    return Number.isFinite(best) ? best : 0;
+  }
+
+  /**
+   * The deployment for the next attempt, among those whose breaker allows a request (the ones not tried yet by
+   * this request first): the fewest requests in flight per unit of weight; among equally busy ones, smooth
+   * weighted round-robin, so that the weights share the load when it is light too.
+   */
+  pick(tried?: Set<Deployment>, now = Date.now()): Deployment | undefined {
+    const ds = this.deployments;
+    if (ds.length === 1) return ds[0].breaker.allows(now) ? ds[0] : undefined;
+    let fresh = false;
+    let minLoad = Infinity;
+    const open: Deployment[] = [];
+    for (const d of ds) {
+      if (!d.breaker.allows(now)) continue;
+      open.push(d);
+      if (!tried?.has(d)) fresh = true;
+    }
+    if (open.length === 0) return undefined;
+    const pool = fresh && tried?.size ? open.filter((d) => !tried.has(d)) : open;
+    for (const d of pool) minLoad = Math.min(minLoad, d.inflight / d.cfg.weight);
+    let total = 0;
+    let best: Deployment | undefined;
+    for (const d of pool) {
+      if (d.inflight / d.cfg.weight > minLoad + 1e-9) continue;
+      d.current += d.cfg.weight;
+      total += d.cfg.weight;
+      if (!best || d.current > best.current) best = d;
+    }
+    best!.current -= total;
+    return best;
+  }
+
+  close(): Promise<void> {
+    return Promise.all(this.deployments.map((d) => d.close().catch(() => undefined))).then(() => undefined);
   }
 }
 

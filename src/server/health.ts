@@ -6,7 +6,8 @@ import { healthResponseSchema, readyResponseSchema } from './schemas.js';
 export function healthRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { router, live, metrics } = ctx;
   const breakerGauge = () => {
-    for (const [name, u] of ctx.gateway().upstreams) metrics.breakerOpen.set({ model: name }, u.breaker.state() === 'closed' ? 0 : 1);
+    metrics.breakerOpen.reset();
+    for (const [name, u] of ctx.gateway().upstreams) for (const d of u.deployments) metrics.breakerOpen.set({ model: name, deployment: String(d.index) }, d.breaker.state() === 'closed' ? 0 : 1);
   };
   // ---- health and metrics ---------------------------------------------------------------------------------------
   app.get('/healthz', { schema: { response: { 200: healthResponseSchema } } }, async () => ({ status: 'ok' }));
@@ -16,7 +17,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ServerContext): void {
     if (storeDown !== undefined) return { status: 'degraded', reason: `the pool store is unavailable (${storeDown}); routing on pool version ${live!.version}`, models: router.size, clusters: router.k, pool_version: live!.version };
     return { status: 'ready', models: router.size, clusters: router.k, ...(live ? { pool_version: live.version, pool_store: live.store.description } : {}) };
   });
-  app.get('/metrics', async (req, reply) => {
+  app.get('/metrics', { onRequest: ctx.clientAuth }, async (req, reply) => {
     breakerGauge();
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();

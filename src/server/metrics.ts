@@ -32,8 +32,12 @@ export function createMetrics() {
     poolSize: new Gauge({ name: 'uniroute_pool_size', help: 'LLMs in the pool', registers: [registry] }),
     upstream: new FastCounter('uniroute_upstream_requests_total', 'proxied requests per LLM and status', ['model', 'status'], registry),
     failovers: new Counter({ name: 'uniroute_failovers_total', help: 'chat requests sent on to the next-best LLM after their upstream failed', labelNames: ['from'], registers: [registry] }),
-    spend: new FastCounter('uniroute_spend_usd_total', 'cost of the answered chat requests (the LLM cost per query), per LLM and client key ("-" without keys)', ['model', 'key'], registry),
-    breakerOpen: new Gauge({ name: 'uniroute_upstream_breaker_open', help: '1 while the upstream circuit breaker is open or half-open', labelNames: ['model'], registers: [registry] }),
+    spend: new FastCounter('uniroute_spend_usd_total', 'spend of the answered requests (the usage the upstream reported x the LLM\'s price; else its estimated cost per query), per LLM and client key ("-" without keys)', ['model', 'key'], registry),
+    breakerOpen: new Gauge({ name: 'uniroute_upstream_breaker_open', help: '1 while a deployment\'s circuit breaker is open or half-open', labelNames: ['model', 'deployment'], registers: [registry] }),
+    ttft: new FastHistogram('uniroute_time_to_first_token_seconds', 'streamed answers: time from the request to the first byte of the answer\'s body', ['model'], [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64], registry),
+    tokens: new FastHistogram('uniroute_answer_tokens', 'tokens per answer as the upstream reported them, input (prompt) and output', ['model', 'kind'], [16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576], registry),
+    limited: new Counter({ name: 'uniroute_limit_rejections_total', help: 'requests refused (429) by a client key\'s rpm, tpm or max_usd_per_day', labelNames: ['key', 'limit'], registers: [registry] }),
+    limitErrors: new Counter({ name: 'uniroute_limit_store_errors_total', help: 'limit counter operations that failed (the store was away; the request was served uncounted)', registers: [registry] }),
     upstreamLatency: new FastHistogram('uniroute_upstream_duration_seconds', 'time to the upstream response headers', ['model'], [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registry),
   };
   return {
@@ -45,6 +49,8 @@ export function createMetrics() {
     upstreamOf: m.upstream.labels.bind(m.upstream),
     upstreamLatencyOf: m.upstreamLatency.labels.bind(m.upstreamLatency),
     spendOf: m.spend.labels.bind(m.spend),
+    ttftOf: m.ttft.labels.bind(m.ttft),
+    tokensOf: m.tokens.labels.bind(m.tokens),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -13,20 +13,38 @@ import { modelsResponseSchema } from './schemas.js';
 export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { opts, router, metrics, live, signer, modelTag, maxPrompts, maxOutcomes, checkPrompt, poolChanged } = ctx;
   // ---- the pool -------------------------------------------------------------------------------------------------
-  app.get('/v1/models', { schema: { response: { 200: modelsResponseSchema } } }, async (req, reply) => {
+  // the pool's LLMs, then what else a request's "model" may say: the routing aliases and presets, and LLMs that
+  // have an upstream but are not in the pool (reachable by name only)
+  app.get('/v1/models', { onRequest: ctx.clientAuth, schema: { response: { 200: modelsResponseSchema } } }, async (req, reply) => {
     if (live) reply.header('etag', `"${live.version}"`);
+    const g = ctx.gateway();
+    const pool = router.models();
+    const inPool = new Set(pool.map((m) => m.name));
+    const op = router.fixedLambda === undefined ? router.operatingPoint() : undefined;
+    const operating = op
+      ? { lambda: op.lambda, fixed: false, expected_cost: op.expectedCost, expected_accuracy: op.expectedAccuracy, cost_at_zero: op.costAtZero, accuracy_at_zero: op.accuracyAtZero, prompts: op.prompts }
+      : { lambda: router.defaultLambda, fixed: true };
     return {
-    object: 'list',
-    ...(live ? { pool_version: live.version } : {}),
-    data: router.models().map((m) => ({
-      id: m.name,
-      object: 'model',
-      cost_per_query: m.costPerQuery,
-      overall_error: m.overallError,
-      outcomes: m.outcomes,
-      coverage: m.coverage,
-      upstream: ctx.gateway().upstreams.has(m.name),
-    })),
+      object: 'list',
+      ...(live ? { pool_version: live.version } : {}),
+      operating_point: operating,
+      data: [
+        ...pool.map((m) => ({
+          id: m.name,
+          object: 'model',
+          created: 0,
+          owned_by: 'uniroute',
+          kind: 'llm',
+          cost_per_query: m.costPerQuery,
+          overall_error: m.overallError,
+          outcomes: m.outcomes,
+          coverage: m.coverage,
+          upstream: g.upstreams.has(m.name),
+        })),
+        { id: 'uniroute', object: 'model', created: 0, owned_by: 'uniroute', kind: 'alias', description: `routed at the pool's default operating point, now lambda ${router.defaultLambda.toPrecision(4)} (also uniroute:lambda=X)` },
+        ...[...g.presets].map(([name, p]) => ({ id: `uniroute/${name}`, object: 'model', created: 0, owned_by: 'uniroute', kind: 'alias', description: `routed: ${p.note}${p.models ? ` among ${p.models.join(', ')}` : ''}` })),
+        ...[...g.upstreams.keys()].filter((n) => !inPool.has(n)).map((n) => ({ id: n, object: 'model', created: 0, owned_by: 'uniroute', kind: 'upstream', description: 'not in the pool: sent there by name only, never routed to', upstream: true })),
+      ],
     };
   });
 
@@ -141,7 +159,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
           error_vector: info.errorVector,
           coverage: info.coverage,
           ...(info.coverage < 0.5
-            ? { warning: `its outcomes cover clusters holding ${(100 * info.coverage).toFixed(0)} % of the prompts; elsewhere it competes only where no LLM with evidence is allowed` }
+            ? { warning: `its outcomes cover clusters holding ${(100 * info.coverage).toFixed(0)} % of the prompts; elsewhere its predicted error comes from the prior, with a wide interval (route with risk to keep it where it has shown itself)` }
             : {}),
         };
       });
@@ -152,6 +170,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number; order?: 'shuffle' | 'given' } }>(
     '/v1/models/:name/suggest',
     {
+      onRequest: ctx.clientAuth,
       schema: {
         body: {
           type: 'object',
@@ -176,10 +195,17 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  app.delete<{ Params: { name: string } }>('/v1/models/:name', { onRequest: admin }, async (req, reply) => {
+  // an LLM's name may hold a slash ("org/model"): sent as it is or encoded (%2F), the rest of the path is the name
+  app.delete<{ Params: { '*': string } }>('/v1/models/*', { onRequest: admin }, async (req, reply) => {
     const ifVersion = ifMatch(req);
     return serial(async () => {
-      const name = req.params.name;
+      let name: string;
+      try {
+        name = decodeURIComponent(req.params['*']);
+      } catch {
+        throw new UnirouteError('INVALID_ARGUMENT', `the LLM name in ${req.url} is not valid percent-encoding`);
+      }
+      if (name === '') throw new UnirouteError('INVALID_ARGUMENT', 'DELETE /v1/models/<name>: the name is missing');
       if (live) {
         if (!router.has(name)) router.exportModel(name); // UNKNOWN_MODEL with a did-you-mean
         const version = await timed('remove', () => live.removeModel(name, { ifVersion, by: by(req) }));

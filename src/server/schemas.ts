@@ -75,6 +75,18 @@ export const routeResponseSchema = {
   properties: {
     lambda: { type: 'number', minimum: 0 },
     max_error: { type: 'number', minimum: 0, maximum: 1 },
+    /** with max_cost / min_accuracy: what the calibrated λ gives on the request's prompts */
+    calibration: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['mean_cost', 'predicted_accuracy', 'feasible'],
+      properties: {
+        mean_cost: { type: 'number', minimum: 0 },
+        predicted_accuracy: { type: 'number', minimum: 0, maximum: 1 },
+        feasible: { type: 'boolean' },
+        mix: { type: 'object', additionalProperties: false, required: ['lambda', 'share'], properties: { lambda: { type: 'number', minimum: 0 }, share: { type: 'number', minimum: 0, maximum: 1 } } },
+      },
+    },
     pool_version: { type: 'integer', minimum: 0 },
     decisions: { type: 'array', items: decisionSchema },
   },
@@ -87,21 +99,43 @@ export const modelsResponseSchema = {
   properties: {
     object: { const: 'list' },
     pool_version: { type: 'integer', minimum: 0 },
+    /** the default operating point in force for this pool (recomputed on every change of the pool) */
+    operating_point: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['lambda'],
+      properties: {
+        lambda: { type: 'number', minimum: 0 },
+        fixed: { type: 'boolean' },
+        expected_cost: { type: 'number' },
+        expected_accuracy: { type: 'number' },
+        cost_at_zero: { type: 'number' },
+        accuracy_at_zero: { type: 'number' },
+        prompts: { type: 'integer', minimum: 0 },
+      },
+    },
     data: {
       type: 'array',
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['id', 'object', 'cost_per_query', 'overall_error', 'outcomes', 'coverage', 'upstream'],
+        required: ['id', 'object', 'kind'],
         properties: {
           id: { type: 'string' },
           object: { const: 'model' },
+          created: { type: 'integer' },
+          owned_by: { type: 'string' },
+          /** llm: in the pool; alias: "uniroute" or a preset ("uniroute/<name>"); upstream: reachable by name, not in the pool */
+          kind: { enum: ['llm', 'alias', 'upstream'] },
+          description: { type: 'string' },
           cost_per_query: { type: 'number', minimum: 0 },
           overall_error: { type: 'number', minimum: 0, maximum: 1 },
           outcomes: { type: 'number', minimum: 0 },
           coverage: { type: 'number', minimum: 0, maximum: 1 },
           upstream: { type: 'boolean' },
         },
+        if: { properties: { kind: { const: 'llm' } } },
+        then: { required: ['cost_per_query', 'overall_error', 'outcomes', 'coverage', 'upstream'] },
       },
     },
   },

@@ -6,12 +6,12 @@ import { type CliContext, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptio
 export function registerServe(program: Command, { quiet }: CliContext): void {
   program
     .command('serve')
-    .description('HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics')
+    .description('HTTP server and LLM gateway: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) routed to your upstreams, /v1/responses, /v1/embeddings, /v1/completions passed through, /healthz, /readyz, /metrics')
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port', intArg('--port'), 8080)
     .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
-    .option('--config <file>', 'gateway config, YAML or JSON: upstreams, presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits (see README); SIGHUP re-reads it')
+    .option('--config <file>', 'gateway config, YAML or JSON: upstreams (deployments, provider openai|anthropic, context_window, price, fallbacks), presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits, client keys (rpm, tpm, max_usd_per_day) (see the README\'s gateway section); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
     .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
     .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
@@ -62,7 +62,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         `${router.size} LLMs, ${router.k} clusters`,
         adminToken ? (o.router || live ? 'admin on' : 'admin read-only (no --pool or --router)') : `admin off (set ${tokenEnv})`,
         ...(live ? [`pool ${live.store.description} v${live.version}`] : []),
-        config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets` : 'no upstreams',
+        config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets${config.keys.size ? `, ${config.keys.size} client keys` : ''}` : 'no upstreams (give --config FILE to proxy chat requests)',
       ];
       if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);
       const onHup = () => {

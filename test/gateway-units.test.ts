@@ -1,0 +1,188 @@
+/**
+ * The gateway's pieces on their own: SSE splitting and usage reading (LF and CRLF, events cut anywhere, braces
+ * inside strings), the stream translators both ways, the backoff, deployment picking, and the config's new keys
+ * with errors that name them.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents } from '../src/server/sse.js';
+import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
+import { backoffDelay } from '../src/server/call.js';
+import { LlmUpstream, passHeaders, passRawHeaders } from '../src/server/gateway.js';
+import { checkAgainstPool, parseConfig } from '../src/server/config.js';
+
+describe('SSE and usage', () => {
+  it('the splitter gives whole events however the bytes are cut (property)', () => {
+    const events = ['data: {"a":1}\n\n', 'event: x\ndata: {"b":"\\n\\n"}\n\n', 'data: [DONE]\r\n\r\n', ': comment\n\n'];
+    const text = events.join('');
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: text.length - 1 }), { maxLength: 8 }), (cuts) => {
+        const at = [...new Set(cuts)].sort((a, b) => a - b);
+        const s = new SseSplitter();
+        let out = '';
+        let prev = 0;
+        for (const c of [...at, text.length]) {
+          const w = s.push(Buffer.from(text.slice(prev, c)));
+          if (w) {
+            expect(/(\n\n|\r\n\r\n)$/.test(w.toString())).toBe(true); // only whole events come out
+            out += w.toString();
+          }
+          prev = c;
+        }
+        expect(out + (s.rest()?.toString() ?? '')).toBe(text);
+      }),
+    );
+    expect(parseEvents('event: message_start\ndata: {"x":1}\n\ndata: a\ndata: b\n\n')).toMatchObject([{ event: 'message_start', data: '{"x":1}' }, { data: 'a\nb' }]);
+  });
+
+  it('finds the usage object from the end, braces in strings skipped; "usage": null is not one', () => {
+    const body = Buffer.from(JSON.stringify({ choices: [{ message: { content: 'a "usage": {"prompt_tokens": 99} } {' } }], usage: { prompt_tokens: 12, completion_tokens: 34, prompt_tokens_details: { cached_tokens: 1 } }, system_fingerprint: 'x' }));
+    expect(findUsageBytes(body)).toEqual({ input: 12, output: 34 });
+    expect(findUsageBytes(Buffer.from('{"usage":null}'))).toBeUndefined();
+    expect(hasUsageObject(Buffer.from('data: {"usage":null}\n\n'))).toBe(false);
+    expect(hasUsageObject(Buffer.from('data: {"usage": {"x":1}}\n\n'))).toBe(true);
+    // Anthropic: input = input + cache creation + cache read
+    expect(findUsageBytes(Buffer.from('{"usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":2,"output_tokens":7}}'))).toEqual({ input: 17, output: 7 });
+    // the events carrying usage, LF or CRLF, with their span in the block
+    for (const nl of ['\n', '\r\n']) {
+      const block = Buffer.from(`data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}${nl}${nl}data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}${nl}${nl}data: [DONE]${nl}${nl}`);
+      const evs = usageEvents(block);
+      expect(evs).toHaveLength(1);
+      expect(evs[0].data.usage).toEqual({ prompt_tokens: 3, completion_tokens: 4 });
+      const kept = Buffer.concat([block.subarray(0, evs[0].start), block.subarray(evs[0].end)]).toString();
+      expect(kept).toBe(`data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}${nl}${nl}data: [DONE]${nl}${nl}`);
+    }
+  });
+});
+
+describe('translation', () => {
+  it('Anthropic stream events to OpenAI chunks: text, tool calls, finish reason, usage; and back', () => {
+    const a = new AnthropicToChatStream(true);
+    let out = '';
+    out += a.push('message_start', { message: { id: 'msg_1', model: 'claude', usage: { input_tokens: 11, output_tokens: 1 } } });
+    out += a.push('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
+    out += a.push('content_block_delta', { index: 0, delta: { type: 'text_delta', text: 'Hi' } });
+    out += a.push('content_block_start', { index: 1, content_block: { type: 'tool_use', id: 'toolu_1', name: 'f' } });
+    out += a.push('content_block_delta', { index: 1, delta: { type: 'input_json_delta', partial_json: '{"x":1}' } });
+    out += a.push('message_delta', { delta: { stop_reason: 'tool_use' }, usage: { output_tokens: 9 } });
+    out += a.push('message_stop', {});
+    const chunks = parseEvents(out).map((e) => (e.data === '[DONE]' ? '[DONE]' : JSON.parse(e.data)));
+    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks.map((c: any) => c.choices?.[0]?.delta?.content).filter(Boolean).join('')).toBe('Hi');
+    const tool = chunks.flatMap((c: any) => c.choices?.[0]?.delta?.tool_calls ?? []);
+    expect(tool[0]).toMatchObject({ index: 0, id: 'toolu_1', function: { name: 'f' } });
+    expect(tool.map((t: any) => t.function.arguments).join('')).toBe('{"x":1}');
+    expect(chunks.find((c: any) => c.choices?.[0]?.finish_reason)?.choices[0].finish_reason).toBe('tool_calls');
+    expect(chunks[chunks.length - 2].usage).toEqual({ prompt_tokens: 11, completion_tokens: 9, total_tokens: 20 });
+    expect(chunks[chunks.length - 1]).toBe('[DONE]');
+
+    const c = new ChatToAnthropicStream('m');
+    let ev = '';
+    ev += c.push({ id: 'chatcmpl-1', model: 'gpt', choices: [{ delta: { role: 'assistant', content: '' } }] });
+    ev += c.push({ choices: [{ delta: { content: 'Hel' } }] });
+    ev += c.push({ choices: [{ delta: { content: 'lo' } }] });
+    ev += c.push({ choices: [{ delta: { tool_calls: [{ index: 0, id: 'call_1', function: { name: 'f', arguments: '{"a"' } }] } }] });
+    ev += c.push({ choices: [{ delta: { tool_calls: [{ index: 0, function: { arguments: ':2}' } }] } }] });
+    ev += c.push({ choices: [{ delta: {}, finish_reason: 'tool_calls' }] });
+    ev += c.push({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 6 } });
+    ev += c.push(null);
+    const events = parseEvents(ev);
+    expect(events.map((e) => e.event)).toEqual(['message_start', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'content_block_start', 'content_block_delta', 'content_block_delta', 'content_block_stop', 'message_delta', 'message_stop']);
+    const delta = JSON.parse(events[9].data);
+    expect(delta).toMatchObject({ delta: { stop_reason: 'tool_use' }, usage: { input_tokens: 5, output_tokens: 6 } });
+    expect(JSON.parse(events[5].data).content_block).toMatchObject({ type: 'tool_use', id: 'call_1', name: 'f' });
+  });
+
+  it('requests: what has no equivalent is dropped or refused in words', () => {
+    expect(() => chatToMessagesRequest({ messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } }, 'c', 10)).toThrow(/response_format "json_object" is not supported/);
+    expect(() => chatToMessagesRequest({ messages: [{ role: 'wizard', content: 'x' }] }, 'c', 10)).toThrow(/messages\[0\]\.role: "wizard"/);
+    const r = chatToMessagesRequest({ messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }], seed: 3, frequency_penalty: 1, max_tokens: 5, temperature: 1.7 }, 'c', 10);
+    expect(r).toEqual({ model: 'c', max_tokens: 5, temperature: 1, messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }] });
+    const m = messagesToChatRequest({ max_tokens: 9, system: [{ type: 'text', text: 'S' }], messages: [{ role: 'user', content: 'q' }], top_k: 5, stop_sequences: ['Z'], tool_choice: { type: 'auto', disable_parallel_tool_use: true }, tools: [{ name: 't', input_schema: { type: 'object' } }] }, 'g');
+    expect(m).toEqual({ model: 'g', max_tokens: 9, stop: ['Z'], messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'q' }], tools: [{ type: 'function', function: { name: 't', parameters: { type: 'object' } } }], tool_choice: 'auto', parallel_tool_calls: false });
+  });
+});
+
+describe('headers from the raw list', () => {
+  it('as passHeaders: hop-by-hop and Connection-named ones out, repeats kept as a list, names lower-cased', () => {
+    const raw = ['Content-Type', 'application/json', 'Connection', 'keep-alive, X-Private', 'Keep-Alive', 'timeout=5', 'X-Private', '1', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Transfer-Encoding', 'chunked', 'X-Request-Id', 'r'].map((x) => Buffer.from(x));
+    expect(passRawHeaders(raw)).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
+    expect(passHeaders({ 'content-type': 'application/json', connection: 'keep-alive, x-private', 'x-private': '1', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' })).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
+  });
+});
+
+describe('retries and balancing', () => {
+  it('backoff: full jitter under an exponential cap', () => {
+    const p = { attempts: 3, backoffMs: 100, maxBackoffMs: 1000, perLlm: 4 };
+    expect(backoffDelay(1, p, () => 0.999)).toBeCloseTo(99.9, 6);
+    expect(backoffDelay(3, p, () => 0.5)).toBe(200);
+    expect(backoffDelay(10, p, () => 1)).toBe(1000);
+    expect(backoffDelay(2, p, () => 0)).toBe(0);
+  });
+
+  it('least busy per unit of weight first; untried twins before a second try; open breakers never', () => {
+    const cfg = parseConfig({ upstreams: { m: { deployments: [{ base_url: 'http://127.0.0.1:1/v1', weight: 1 }, { base_url: 'http://127.0.0.1:2/v1', weight: 1 }, { base_url: 'http://127.0.0.1:3/v1', weight: 2 }] } } }, 't');
+    const u = new LlmUpstream('m', cfg.upstreams.get('m')!, { failures: 1, cooldownMs: 60_000 });
+    const [a, b, c] = u.deployments;
+    a.inflight = 1;
+    b.inflight = 1;
+    c.inflight = 1; // per unit of weight: 1, 1, 0.5
+    expect(u.pick()).toBe(c);
+    expect(u.pick(new Set([c]))).not.toBe(c);
+    c.breaker.failure();
+    for (let i = 0; i < 10; i++) expect(u.pick()).not.toBe(c);
+    a.breaker.failure();
+    b.breaker.failure();
+    expect(u.pick()).toBeUndefined();
+    expect(u.cooldownLeft()).toBeGreaterThan(59_000);
+    // a half-open breaker whose probe's client left is free for the next probe
+    const br = new (a.breaker.constructor as any)(1, 1);
+    br.failure(Date.now() - 10);
+    expect(br.allows()).toBe(true);
+    br.begin();
+    expect(br.allows()).toBe(false); // the probe is out
+    br.cancel();
+    expect(br.allows()).toBe(true);
+    void Promise.all(u.deployments.map((d) => d.close()));
+  });
+});
+
+describe('the config\'s gateway keys', () => {
+  it('deployments, providers, windows, prices, fallbacks, retry and key limits; errors name the key', () => {
+    const cfg = parseConfig(
+      {
+        upstreams: {
+          a: { provider: 'anthropic', model: 'claude', api_key_env: 'K', deployments: [{ base_url: 'https://x/v1/', weight: 3 }, { base_url: 'https://y/v1', model: 'c2', api_key_env: 'K2' }], context_window: 1000, price: { input_per_1m: 1, output_per_1m: 2 }, fallbacks: ['b'], max_tokens: 99 },
+          b: { base_url: 'http://z/v1' },
+        },
+        retry: { attempts: 4, per_llm: 2, backoff_ms: 5, max_backoff_ms: 50 },
+        keys: { t: { key_env: 'T', rpm: 10, tpm: 1000, max_usd_per_day: 2 } },
+      },
+      'c.yaml',
+    );
+    const a = cfg.upstreams.get('a')!;
+    expect(a).toMatchObject({ provider: 'anthropic', contextWindow: 1000, price: { inputPer1m: 1, outputPer1m: 2 }, fallbacks: ['b'], maxTokens: 99 });
+    expect(a.deployments.map((d) => [d.baseUrl, d.model, d.weight, d.apiKeyEnv])).toEqual([
+      ['https://x/v1', 'claude', 3, 'K'],
+      ['https://y/v1', 'c2', 1, 'K2'],
+    ]);
+    expect(cfg.retry).toEqual({ attempts: 4, perLlm: 2, backoffMs: 5, maxBackoffMs: 50 });
+    expect(cfg.keys.get('t')).toEqual({ keyEnv: 'T', rpm: 10, tpm: 1000, maxUsdPerDay: 2 });
+    expect(checkAgainstPool(cfg, ['a', 'b'], { K: '1', T: '1' }).errors).toEqual(['upstreams.a.deployments[1].api_key_env: the environment variable K2 is not set']);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ upstreams: { a: { base_url: 'http://x/v1', deployments: [] } } }, /upstreams\.a: give base_url or deployments, not both/],
+      [{ upstreams: { a: {} } }, /upstreams\.a: needs base_url .* or deployments/],
+      [{ upstreams: { a: { deployments: [{ base_url: 'ftp://x' }] } } }, /upstreams\.a\.deployments\[0\]\.base_url: expected http:\/\/ or https:\/\//],
+      [{ upstreams: { a: { deployments: [{ base_url: 'http://x', wieght: 2 }] } } }, /upstreams\.a\.deployments\[0\]\.wieght: unknown key \(did you mean "weight"\?\)/],
+      [{ upstreams: { a: { base_url: 'http://x', provider: 'antropic' } } }, /upstreams\.a\.provider: expected openai or anthropic, got "antropic" \(did you mean "anthropic"\?\)/],
+      [{ upstreams: { a: { base_url: 'http://x', fallbacks: ['ghost'] } } }, /upstreams\.a\.fallbacks\[0\]: "ghost" has no upstream here/],
+      [{ upstreams: { a: { base_url: 'http://x', fallbacks: ['a'] } } }, /cannot fall back to itself/],
+      [{ upstreams: { a: { base_url: 'http://x', price: { input_per_1m: 1 } } } }, /upstreams\.a\.price: needs input_per_1m and output_per_1m/],
+      [{ upstreams: { a: { base_url: 'http://x', context_window: 0 } } }, /upstreams\.a\.context_window: expected a value in \[1, 1000000000\], got 0/],
+      [{ keys: { t: { key_env: 'T', rpm: 0.5 } } }, /keys\.t\.rpm: expected an integer, got 0\.5/],
+      [{ retry: { backof_ms: 5 } }, /retry\.backof_ms: unknown key \(did you mean "backoff_ms"\?\)/],
+      [{ upstreams: { a: { base_url: 'http://x', stream_usage: 'no' } } }, /upstreams\.a\.stream_usage: expected true or false, got "no"/],
+    ];
+    for (const [doc, msg] of bad) expect(() => parseConfig(doc, 'c.yaml'), JSON.stringify(doc)).toThrow(msg);
+  });
+});
