@@ -173,9 +173,11 @@ export function prepare(model: DecideModel, s: Snapshot, n: number, opts: RouteO
     }
   }
   const explorer = explore > 0 && maxError === undefined ? { rate: explore, rand: seededRandom(opts.exploreSeed ?? Math.floor(Math.random() * 2 ** 31)) } : null;
-  // the n x m matrix is also needed (then dropped) by the quality floor, by exploration, and by an OOD rule whose
-  // rows are rewritten (a learned map or a difficulty model make the fallback's error differ per prompt)
-  const needGamma = opts.explain !== false || maxError !== undefined || !!explorer || (!!ood && (withMap || !!model.prior?.difficulty || ood.fallback === 'prior'));
+  // the n x m matrix is also needed (then dropped) by the quality floor, by exploration, and by a fixed OOD fallback
+  // (a learned map or a difficulty model make its error differ per prompt)
+  // (the prior's decision needs only each LLM's share-weighted Ψ; a fixed fallback's error differs per prompt)
+  const fixedFallback = !!ood && ood.fallback !== 'prior' && ood.fallback !== 'route';
+  const needGamma = opts.explain !== false || maxError !== undefined || !!explorer || (fixedFallback && (withMap || !!model.prior?.difficulty));
   return {
     s,
     lambda: maxError !== undefined ? 0 : lambda,

@@ -38,15 +38,26 @@ export interface AbilityPrior {
   bandwidth?: number;
 }
 
-/** log p(α) under the ability prior (up to a constant). */
+/**
+ * log p(α) under the ability prior (up to a constant). With points: the kernel density of the training LLMs'
+ * abilities, mixed with a share 1/(points + 1) of a broad Normal (twice the population's spread): a new LLM may be
+ * unlike any seen (a newer generation), which takes more than a handful of outcomes to show.
+ */
 export function abilityLogDensity(ap: AbilityPrior, alpha: number): number {
-  if (!ap.points || ap.points.length === 0 || !(ap.bandwidth! > 0)) return -((alpha - ap.mean) ** 2) / (2 * ap.sd * ap.sd);
-  const h2 = 2 * ap.bandwidth! * ap.bandwidth!;
+  const normal = (sd: number) => -((alpha - ap.mean) ** 2) / (2 * sd * sd) - Math.log(sd);
+  if (!ap.points || ap.points.length === 0 || !(ap.bandwidth! > 0)) return normal(ap.sd);
+  const h = ap.bandwidth!;
+  const h2 = 2 * h * h;
+  const n = ap.points.length;
   let mx = -Infinity;
   for (const p of ap.points) mx = Math.max(mx, -((alpha - p) ** 2) / h2);
   let s = 0;
   for (const p of ap.points) s += Math.exp(-((alpha - p) ** 2) / h2 - mx);
-  return mx + Math.log(s);
+  const kde = mx + Math.log(s / n) - Math.log(h);
+  const broad = normal(2 * Math.max(ap.sd, 0.5));
+  const w = 1 / (n + 1);
+  const top = Math.max(kde, broad);
+  return top + Math.log((1 - w) * Math.exp(kde - top) + w * Math.exp(broad - top));
 }
 
 /** The fitted model's prior over Ψ and its difficulty model. */
@@ -69,9 +80,16 @@ export interface PsiPrior {
    * fitted on the training LLMs (empirical Bayes). Absent: one Beta.
    */
   deviation?: { share: number; strength: number };
+  /**
+   * How many Bernoulli outcomes' worth one outcome is (≥ 1): graded scores in [0, 1] vary less than right/wrong
+   * outcomes of the same mean, so each says more; fitted on the training LLMs' outcomes (1 for right/wrong data).
+   * Error sums and counts are scaled by it where the posterior reads them; the stored statistics stay as they are.
+   */
+  outcomeWeight?: number;
   /** d(x) = w·φ(x) + w₀, its per-cluster mean μ_k, and the common logit slope b of error on r = d − μ_k. */
   difficulty?: { w: Float32Array; w0: number; mu: Float32Array; slope: number };
 }
+
 
 /** For routers fitted before the ability prior was: about the spread of real LLMs' abilities in the data sets. */
 export const ABILITY_FALLBACK: AbilityPrior = { mean: 0, sd: 1.5 };
@@ -145,7 +163,8 @@ export interface CellComponent {
 }
 export function cellComponents(a: number, prior?: PsiPrior): CellComponent[] {
   const d = prior?.deviation;
-  if (!(a > 0) || !d || !(d.share > 0) || !(d.strength > 0)) return [{ w: 1, a }];
+  // the far-straying share is wider than the main concentration, or it is no share of its own
+  if (!(a > 0) || !d || !(d.share > 0) || !(d.strength > 0) || d.strength >= a) return [{ w: 1, a }];
   return [
     { w: 1 - d.share, a },
     { w: d.share, a: d.strength },
@@ -184,7 +203,8 @@ function componentWeights(e: number, n: number, t: number, comps: CellComponent[
  * mixture of conjugate Betas. `priorStrength` is a. Without a prior (routers fitted before it), the shrinkage target
  * is the LLM's overall error, as it was.
  */
-export function psiRow(s: OutcomeStats, priorStrength: number, prior?: PsiPrior): PsiRow {
+export function psiRow(stats: OutcomeStats, priorStrength: number, prior?: PsiPrior): PsiRow {
+  const s = weighted(stats, prior);
   const K = s.counts.length;
   const a = priorStrength;
   const comps = cellComponents(a, prior);
@@ -328,8 +348,16 @@ export function intervalOf(mean: number, sd: number, level = 0.95, extraN?: numb
   return [betaQuantile(tail, m * c, (1 - m) * c), betaQuantile(1 - tail, m * c, (1 - m) * c)];
 }
 
+/** Statistics as the posterior reads them: error sums and counts times the prior's outcome weight. */
+function weighted(s: OutcomeStats, prior?: PsiPrior): OutcomeStats {
+  const w = prior?.outcomeWeight;
+  if (!w || w === 1) return s;
+  return { errorSums: s.errorSums.map((v) => v * w), counts: s.counts.map((v) => v * w) };
+}
+
 /** One draw of θ in cluster k from an LLM's posterior (Thompson sampling): α's node, the cell's component, the Beta. */
-export function sampleCell(row: PsiRow, s: OutcomeStats, k: number, priorStrength: number, prior: PsiPrior | undefined, rand: () => number): number {
+export function sampleCell(row: PsiRow, stats: OutcomeStats, k: number, priorStrength: number, prior: PsiPrior | undefined, rand: () => number): number {
+  const s = weighted(stats, prior);
   const n = prior ? GRID : row.nodes.length;
   const off = prior ? row.groupOf[k] * n : 0;
   let u = rand();

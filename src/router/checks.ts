@@ -48,6 +48,8 @@ export function checkPrior(p: PsiPrior, k: number, dim: number): void {
     throw new UnirouteError('NON_FINITE', "the prior's ability needs a finite mean and an sd in (0, 100)");
   if (p.deviation && !(p.deviation.share >= 0 && p.deviation.share < 1 && p.deviation.strength > 0 && Number.isFinite(p.deviation.strength)))
     throw new UnirouteError('INVALID_ARGUMENT', "the prior's deviation needs a share in [0, 1) and a strength > 0");
+  if (p.outcomeWeight !== undefined && !(p.outcomeWeight >= 1 && p.outcomeWeight <= 20))
+    throw new UnirouteError('INVALID_ARGUMENT', "the prior's outcome weight must be in [1, 20]");
   if (p.groups && !(p.groups.of instanceof Int32Array && p.groups.of.length === k && p.groups.abilities.length > 0 && p.groups.of.every((g) => g >= 0 && g < p.groups!.abilities.length)))
     throw new UnirouteError('DIMENSION_MISMATCH', `the prior's ability groups need a group in [0, ${p.groups.abilities.length}) for each of the ${k} clusters`);
   if (p.ability?.points && !(p.ability.points.length > 0 && p.ability.points.every((x) => Number.isFinite(x)) && (p.ability.bandwidth ?? 0) > 0))

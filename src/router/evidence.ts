@@ -381,6 +381,37 @@ export function cellPriorOf(E: Float64Array, N: Float64Array, beta: Float32Array
   return best.eps > 0 ? { a, deviation: { share: best.eps, strength: best.s } } : { a };
 }
 
+/**
+ * How many right/wrong outcomes one outcome is worth: over the training LLMs' (LLM, cluster) cells, the binomial
+ * variance n·p(1 − p) of their outcomes against the outcomes' own Σ(y − p)², in [1, 20]. Exactly 1 for right/wrong
+ * outcomes; more for graded scores, which vary less than right/wrong outcomes of the same mean.
+ */
+export function outcomeWeightOf(clusters: ArrayLike<number>, Y: Float32Array, M: number, K: number): number {
+  const s1 = new Float64Array(M * K);
+  const s2 = new Float64Array(M * K);
+  const n = new Float64Array(M * K);
+  for (let i = 0; i < clusters.length; i++)
+    for (let j = 0; j < M; j++) {
+      const y = Y[i * M + j];
+      if (Number.isNaN(y)) continue;
+      const t = j * K + clusters[i];
+      s1[t] += y;
+      s2[t] += y * y;
+      n[t]++;
+    }
+  let bin = 0;
+  let own = 0;
+  for (let t = 0; t < M * K; t++) {
+    if (n[t] < 2) continue;
+    const p = s1[t] / n[t];
+    bin += n[t] * p * (1 - p);
+    own += s2[t] - n[t] * p * p;
+  }
+  if (!(own > 0) || !(bin > 0)) return 1;
+  const w = bin / own;
+  return w < 1.02 ? 1 : Math.min(20, w);
+}
+
 /** Prompts whose sets of graded LLMs overlap this much (Jaccard) belong to one grading (one data set). */
 /** An LLM covers a grading when it has outcomes on this share of its prompts (one benchmark of several is enough). */
 export const COVER_SHARE = 0.2;
@@ -511,6 +542,13 @@ export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: nu
       }
     }
   }
+  // graded scores: how many right/wrong outcomes' worth one is (the binomial variance over the outcomes' own)
+  const outcomeWeight = outcomeWeightOf(clusters, Y, M, K);
+  if (outcomeWeight !== 1)
+    for (let t = 0; t < E.length; t++) {
+      E[t] *= outcomeWeight;
+      N[t] *= outcomeWeight;
+    }
   // the cells the prior is fitted on: with groups, only where the LLM was graded on the group's prompts
   const Nc = groups.count > 1 ? N.map((v, t) => (groups.covers[Math.floor(t / K) * groups.count + groups.of[t % K]] ? v : 0)) : N;
   const cp = cellPriorOf(E, Nc, beta, alphaCells, M, K);
@@ -520,6 +558,7 @@ export function fitPrior(clusters: Int32Array, Y: Float32Array, M: number, K: nu
     ability,
     ...(groupPriors ? { groups: { of: groups.of, abilities: groupPriors } } : {}),
     ...(cp.deviation ? { deviation: cp.deviation } : {}),
+    ...(outcomeWeight !== 1 ? { outcomeWeight } : {}),
   };
   const covers = groups.count > 1 ? groups.covers : undefined;
   if (!dm) return { prior: base, trainResid: null, concentration, covers };

@@ -65,6 +65,7 @@ export function artifactParts(r: Router): { manifest: Record<string, unknown>; t
     ...(r.prior?.difficulty ? { difficulty: { w0: r.prior.difficulty.w0, slope: r.prior.difficulty.slope } } : {}),
     ...(r.prior?.ability ? { ability: r.prior.ability } : {}),
     ...(r.prior?.deviation ? { deviation: r.prior.deviation } : {}),
+    ...(r.prior?.outcomeWeight !== undefined ? { outcomeWeight: r.prior.outcomeWeight } : {}),
     ...(r.prior?.groups ? { abilityGroups: { of: Array.from(r.prior.groups.of), abilities: r.prior.groups.abilities } } : {}),
     ...(r.distanceQuantiles ? { distanceQuantiles: r.distanceQuantiles } : {}),
     pool: pool.map((e) => ({ name: e.name, costPerQuery: e.costPerQuery })),
@@ -168,6 +169,11 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
         return a.points ? { mean: a.mean, sd: a.sd, points: a.points, bandwidth: a.bandwidth } : { mean: a.mean, sd: a.sd };
       });
       prior.groups = { of: Int32Array.from(g.of), abilities };
+    }
+    if (manifest.outcomeWeight !== undefined) {
+      const w = manifest.outcomeWeight;
+      if (typeof w !== 'number' || !(w >= 1 && w <= 20)) bad('outcomeWeight must be a number in [1, 20]');
+      prior.outcomeWeight = w;
     }
     if (manifest.deviation !== undefined) {
       const { share, strength } = manifest.deviation ?? {};

@@ -371,7 +371,7 @@ export function checkAgainstPool(cfg: GatewayConfig, pool: string[], env: NodeJS
   for (const [name, p] of cfg.presets)
     for (const m of p.models ?? []) if (!inPool.has(m)) errors.push(`presets.${name}.models: "${m}" is not in the pool${didYouMean(m, pool)}`);
   for (const [name, k] of cfg.keys) if (!env[k.keyEnv]) errors.push(`keys.${name}.key_env: the environment variable ${k.keyEnv} is not set`);
-  if (cfg.ood && cfg.ood.fallback !== 'best-overall' && cfg.ood.fallback !== 'route' && !inPool.has(cfg.ood.fallback))
-    errors.push(`ood.fallback: "${cfg.ood.fallback}" is not in the pool${didYouMean(cfg.ood.fallback, pool)} (or give best-overall or route)`);
+  if (cfg.ood && !['prior', 'best-overall', 'route'].includes(cfg.ood.fallback) && !inPool.has(cfg.ood.fallback))
+    errors.push(`ood.fallback: "${cfg.ood.fallback}" is not in the pool${didYouMean(cfg.ood.fallback, pool)} (or give prior, best-overall or route)`);
   return { errors, warnings };
 }
