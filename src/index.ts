@@ -1,5 +1,5 @@
 export { UnirouteError, type ErrorCode } from './errors.js';
-export { Router, explain, decisionRecord, decisionJson, type RouteBatch, type RouteDecision, type RouteOptions, type ModelInfo, type Outcome, type Candidate } from './router/router.js';
+export { Router, explain, explainRow, decisionRecord, decisionJson, type RouteBatch, type RouteDecision, type RouteOptions, type ModelInfo, type Outcome, type Candidate } from './router/router.js';
 export { decisionSchema, routeResponseSchema, modelsResponseSchema, errorSchema } from './server/schemas.js';
 export { fitRouter, clusterGrid, type FitOptions, type FitReport } from './router/fit.js';
 export { statsOf, psiRow, overallErrorOf, intervalOf, type OutcomeStats, type PsiPrior, type PsiRow, type AbilityPrior } from './decide/posterior.js';
@@ -7,6 +7,6 @@ export { argminRows } from './decide/argmin.js';
 export { HashedEmbedder, type EmbedderSpec } from './embed/embedder.js';
 export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } from './data/dataset.js';
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';
-export { setThreads, getThreads, setBackend, backendInfo, type Backend, type BackendInfo } from './engine/native.js';
+export { setThreads, getThreads, setBackend, backendInfo, addonPath, type Backend, type BackendInfo } from './engine/native.js';
 export { defaultRouterPath } from './defaults.js';
 export { calibrateLambda, routeStats, type Calibration, type CalibrationTarget } from './router/calibrate.js';

@@ -1,4 +1,5 @@
-// Built when nvcc was not found: the CUDA backend reports itself as not compiled in.
+// Built when the CUDA backend was not compiled (no nvcc, or no GPU and no UNIROUTE_CUDA_ARCHS: CMakeLists.txt): it
+// reports itself as not compiled in.
 #include "backend.h"
 
 namespace uniroute {
@@ -9,7 +10,7 @@ const DeviceInfo& probe() {
     DeviceInfo d;
     d.compiled = false;
     d.available = false;
-    d.reason = "this build has no CUDA code (nvcc was not found when the addon was compiled)";
+    d.reason = "this build has no CUDA code (no nvcc, or no GPU and no UNIROUTE_CUDA_ARCHS, when the addon was compiled; see the README, Backends)";
     return d;
   }();
   return info;

@@ -1,5 +1,5 @@
 /** The one module that loads the native addon; everything else goes through the typed interface below. */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -210,29 +210,57 @@ export interface NativeAddon {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** The package's root: the first folder upward holding uniroute's package.json (src/engine or dist/src/engine). */
 function packageRoot(): string {
   let dir = here;
   for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native'))) return dir;
+    const p = join(dir, 'package.json');
+    if (existsSync(p)) {
+      try {
+        if ((JSON.parse(readFileSync(p, 'utf8')) as { name?: string }).name === 'uniroute') return dir;
+      } catch {
+        // not a package.json we can read: keep looking upward
+      }
+    }
     dir = dirname(dir);
   }
   return resolve(here, '..', '..', '..');
 }
 
 let cached: NativeAddon | undefined;
+let loadedFrom: string | undefined;
+
+/**
+ * Where the addon may be, in the order tried: $UNIROUTE_ADDON; node-gyp-build's choice (a source build in
+ * build/Release or build/Debug before the prebuilt addon in prebuilds/<platform>-<arch>/, the one an installed
+ * package has); then, when that one fails to load, the others.
+ */
+function addonCandidates(root: string, require: NodeJS.Require): { paths: string[]; notes: string[] } {
+  const notes: string[] = [];
+  const paths: string[] = [];
+  if (process.env.UNIROUTE_ADDON) paths.push(process.env.UNIROUTE_ADDON);
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    paths.push(nodeGypBuild.path(root));
+  } catch (err) {
+    notes.push(`node-gyp-build found nothing: ${String((err as Error).message).trim().split('\n')[0]}`);
+  }
+  const prebuilds = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  const shipped = existsSync(prebuilds) ? readdirSync(prebuilds).filter((f) => f.endsWith('.node')).map((f) => join(prebuilds, f)) : [];
+  for (const p of [join(root, 'build', 'Release', 'uniroute.node'), join(root, 'build', 'Debug', 'uniroute.node'), ...shipped])
+    if (!paths.includes(p)) paths.push(p);
+  if (shipped.length === 0) notes.push(`no prebuilt addon for ${process.platform}-${process.arch} in ${prebuilds}`);
+  return { paths, notes };
+}
 
 /** Loads the addon once. On failure the error lists every path tried and the likely fix. */
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
-  const candidates = [
-    process.env.UNIROUTE_ADDON,
-    join(root, 'build', 'Release', 'uniroute.node'),
-    join(root, 'build', 'Debug', 'uniroute.node'),
-  ].filter((p): p is string => !!p);
   const require = createRequire(import.meta.url);
+  const { paths, notes } = addonCandidates(root, require);
   const tried: string[] = [];
-  for (const p of candidates) {
+  for (const p of paths) {
     if (!existsSync(p)) {
       tried.push(`${p} (missing)`);
       continue;
@@ -242,18 +270,26 @@ export function native(): NativeAddon {
       const threads = Number(process.env.UNIROUTE_THREADS ?? 0);
       if (Number.isInteger(threads) && threads > 0) addon.setThreads(threads);
       cached = addon;
+      loadedFrom = p;
       const b = process.env.UNIROUTE_BACKEND;
       if (b) setBackend(b as Backend);
       return addon;
     } catch (err) {
-      tried.push(`${p} (${(err as Error).message})`);
+      tried.push(`${p} (${String((err as Error).message).split('\n')[0]})`);
     }
   }
   throw new UnirouteError(
     'NATIVE_UNAVAILABLE',
-    `could not load the uniroute native addon; tried:\n  ${tried.join('\n  ')}\n` +
-      'Build it with `npm run build:native` (needs cmake and a C++17 compiler) or `npm run build:gyp`.',
+    `could not load the uniroute native addon; tried:\n  ${[...tried, ...notes].join('\n  ')}\n` +
+      'Build it from source (needs cmake >= 3.18 and a C++17 compiler): `npm run build:native` in a clone of uniroute, ' +
+      'or `npm explore uniroute -- npm run build:native` where uniroute is an installed package.',
   );
+}
+
+/** The file the addon was loaded from (loading it first if need be): a source build, or the prebuilt addon. */
+export function addonPath(): string {
+  native();
+  return loadedFrom!;
 }
 
 /** Runs a native call and converts its errors to UnirouteError. */

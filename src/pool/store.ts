@@ -194,7 +194,10 @@ export class SqlitePoolStore implements PoolStore {
     try {
       Database = createRequire(import.meta.url)('better-sqlite3');
     } catch (e) {
-      throw new UnirouteError('STORE_UNAVAILABLE', `sqlite pools need the better-sqlite3 package (${(e as Error).message.split('\n')[0]})`);
+      throw new UnirouteError(
+        'STORE_UNAVAILABLE',
+        `sqlite pools need the better-sqlite3 package, an optional dependency of uniroute: npm install better-sqlite3@^12 (${(e as Error).message.split('\n')[0]})`,
+      );
     }
     try {
       mkdirSync(dirname(resolve(path)), { recursive: true });

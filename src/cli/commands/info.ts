@@ -1,6 +1,6 @@
 /** `uniroute info`: show the engine (backend, CUDA, threads) and the router. */
 import { type Command } from 'commander';
-import { backendInfo, getThreads } from '../../engine/native.js';
+import { addonPath, backendInfo, getThreads } from '../../engine/native.js';
 import { defaultRouterPath } from '../../defaults.js';
 import { type CliContext, operatingPointText, loadRouter, writeLine } from '../shared.js';
 
@@ -12,7 +12,7 @@ export function registerInfo(program: Command, { io }: CliContext): void {
     .option('--json', 'as JSON')
     .action(async (o) => {
       const b = backendInfo();
-      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version };
+      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version, addon: addonPath() };
       let summary: string[] = ['router     none (the built-in router is missing)'];
       try {
         const router = await loadRouter(o.router);
@@ -45,6 +45,6 @@ export function registerInfo(program: Command, { io }: CliContext): void {
         return;
       }
       const cuda = b.cuda.available ? `${b.cuda.device?.name} (usable)` : b.cuda.compiled ? `compiled, not usable: ${b.cuda.reason}` : 'not compiled';
-      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
+      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `addon      ${addonPath()}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
     });
 }
