@@ -92,6 +92,41 @@ describe('loading the native addon', () => {
   });
 });
 
+describe('CUDA at install: compiled only for the GPUs present or asked for (CMakeLists.txt)', () => {
+  const NVCC = ['/usr/local/cuda/bin/nvcc', ...(process.env.PATH ?? '').split(':').map((d) => join(d, 'nvcc'))].find((p) => existsSync(p));
+  /** CMake's configure step with a stand-in nvidia-smi first on the PATH (it prints `smi`, or fails when null). */
+  function configure(smi: string | null, archs?: string) {
+    const dir = mkdtempSync(join(tmpdir(), 'uniroute-cuda-'));
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'nvidia-smi'), smi === null ? '#!/bin/sh\necho "NVIDIA-SMI has failed: no driver" >&2\nexit 9\n' : `#!/bin/sh\nprintf '${smi}\\n'\n`, { mode: 0o755 });
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, UNIROUTE_CUDA_ARCHS: archs ?? '' };
+    const r = spawnSync('cmake', ['-S', ROOT, '-B', join(dir, 'build'), '-DUNIROUTE_TESTS=OFF'], { env, encoding: 'utf8', timeout: 120_000 });
+    return { status: r.status, lines: (r.stdout + r.stderr).split('\n').filter((l) => l.includes('uniroute:')).join('\n') };
+  }
+
+  it('no GPU and no request: skipped, in one line that says how to force it', () => {
+    const r = configure(null);
+    expect(r.status).toBe(0);
+    expect(r.lines).toMatch(/uniroute: CUDA backend skipped: no NVIDIA GPU found \(nvidia-smi\) and UNIROUTE_CUDA_ARCHS is unset; to build it anyway: UNIROUTE_CUDA_ARCHS=ptx/);
+    expect(r.lines).toContain('uniroute: CUDA backend OFF');
+    expect(configure('8.6', 'off').lines).toContain('uniroute: CUDA backend skipped: UNIROUTE_CUDA_ARCHS=off');
+    const bad = configure(null, 'sm_8x');
+    expect(bad.status).not.toBe(0);
+    expect(bad.lines).toContain('"sm_8x" is not a compute capability');
+  });
+
+  it.skipIf(!NVCC)('machine code for the GPUs nvidia-smi lists, or UNIROUTE_CUDA_ARCHS names, plus PTX for compute_75 (needs nvcc)', () => {
+    const found = configure('8.6\n9.0\n8.6');
+    expect(found.status, found.lines).toBe(0);
+    expect(found.lines).toContain('uniroute: CUDA for 86-real;90-real;75-virtual (from nvidia-smi)');
+    expect(found.lines).toContain('uniroute: CUDA backend ON');
+    const asked = configure(null, '7.0, sm_89');
+    expect(asked.lines).toContain('compute capability 7.0 (UNIROUTE_CUDA_ARCHS) is older than');
+    expect(asked.lines).toContain('uniroute: CUDA for 89-real;75-virtual (from UNIROUTE_CUDA_ARCHS)');
+  });
+});
+
 describe('uniroute info', () => {
   it('names the addon file it loaded (here: the source build)', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'uniroute.js'), 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ADDON: '' } });
