@@ -173,8 +173,11 @@ describe('export and import', () => {
   it('uniroute import makes a file\'s pool the store\'s in one change; export writes the store\'s pool to a file', async () => {
     const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
     const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-    // the store starts from the file's pool; a second file (same model) with one LLM more is imported
-    expect(run('models', '--router', routerPath, '--pool', pool, '--json').status).toBe(0);
+    // a read-only command creates no store (issue 25); import creates it from the file's pool (version 1) and
+    // then makes a second file's pool (same model, one LLM more) the store's
+    const none = run('models', '--router', routerPath, '--pool', pool, '--json');
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain('NOT_FOUND: no pool store at');
     const more = await Router.load(routerPath);
     await more.addModel('extra', { costPerQuery: 0.3, outcomes: randomTexts(10, 2).map((text, i) => ({ text, correct: i % 2 })) });
     const moreFile = join(dir, 'more.uniroute');

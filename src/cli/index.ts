@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../errors.js';
 import { setBackend, setThreads } from '../engine/native.js';
-import { intArg, type CliContext } from './shared.js';
+import { UsageError, intArg, type CliContext } from './shared.js';
 import { registerFit } from './commands/fit.js';
 import { registerAddModel } from './commands/add-model.js';
 import { registerRemoveModel } from './commands/remove-model.js';
@@ -60,6 +60,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
   registerEval(program, ctx);
   registerServe(program, ctx);
   registerInfo(program, ctx);
+  // required options say so in --help (commander does not mark them)
+  for (const c of program.commands) for (const opt of c.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;
   return program;
 }
 
@@ -83,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof UnirouteError) {
       process.stderr.write(`uniroute: ${err.code}: ${err.message}\n`);
-      return 1;
+      return err instanceof UsageError ? 2 : 1;
     }
     process.stderr.write(`uniroute: ${(err as Error)?.message ?? String(err)}\n`);
     return 1;

@@ -1,9 +1,11 @@
 /** Helpers shared by the command modules: option parsers, router loading, output. */
-import { createWriteStream, existsSync } from 'node:fs';
+import { accessSync, constants as fsConstants, createWriteStream, existsSync, statSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { InvalidArgumentError } from 'commander';
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, type ErrorCode } from '../errors.js';
+import { checkDatasetDir } from '../data/dataset.js';
 import { Router } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { LivePool } from '../pool/live.js';
@@ -17,9 +19,27 @@ export interface CliContext {
   quiet: () => boolean;
 }
 
-export const intArg = (name: string, min = 0) => (v: string) => {
+/**
+ * A bad option value, or a bad combination of options, found by an action before its work: one coded line and
+ * exit status 2, like the values commander's parsers refuse (other errors exit 1).
+ */
+export class UsageError extends UnirouteError {}
+export const usage = (code: ErrorCode, message: string): never => {
+  throw new UsageError(code, message);
+};
+
+export const intArg = (name: string, min = 0, max = Infinity) => (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number >= ${min}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`${name} must be a whole number ${max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`}`);
+  return n;
+};
+/** A number in [min, max], or with `open` in (min, max), the range and the value named in the message. */
+export const rangeArg = (name: string, min: number, max: number, what = '', open = false) => (v: string) => {
+  const n = Number(v);
+  const inside = open ? n > min && n < max : n >= min && n <= max;
+  if (v.trim() === '' || !Number.isFinite(n) || !inside)
+    throw new InvalidArgumentError(`${name} must be ${open ? `between ${min} and ${max} (exclusive)` : `in [${min}, ${max}]`}${what ? ` (${what})` : ''}; got ${v}`);
   return n;
 };
 export const numArg = (name: string, min = 0) => (v: string) => {
@@ -87,12 +107,55 @@ export async function loadRouter(path: string | undefined): Promise<Router> {
 export const POOL_HELP =
   "the pool store: sqlite:PATH (shared by one machine's processes), redis://HOST:PORT/DB[?prefix=P] (shared by replicas) or memory:; its pool replaces the router file's (a new store starts from it)";
 
-/** The router, bound to a pool store when --pool is given (its pool then replaces the file's). */
-export async function loadWithPool(path: string | undefined, pool: string | undefined, who = 'cli'): Promise<{ router: Router; live?: LivePool }> {
+/**
+ * The router, bound to a pool store when --pool is given (its pool then replaces the file's). `readOnly` commands
+ * (models, route, export) create nothing: no sqlite file, no pool in a store. A command that changes the pool and
+ * exits (`change`: add-model, remove-model, import, feedback) refuses memory:, where the change would be reported
+ * with a version and lost with the process.
+ */
+export async function loadWithPool(
+  path: string | undefined,
+  pool: string | undefined,
+  who = 'cli',
+  o: { readOnly?: boolean; change?: string } = {},
+): Promise<{ router: Router; live?: LivePool }> {
   const router = await loadRouter(path);
   if (!pool) return { router };
-  const live = await LivePool.open(router, pool, `${who}@${hostname()}`);
+  if (o.change && (pool === 'memory:' || pool === 'memory'))
+    usage(
+      'INVALID_ARGUMENT',
+      `--pool memory: lives in one process: \`uniroute ${o.change}\` would report a pool version and lose the change when it exits; ` +
+        'use --pool sqlite:PATH or redis://HOST:PORT/DB (or change a router file with --router FILE / --out FILE)',
+    );
+  const live = await LivePool.open(router, pool, `${who}@${hostname()}`, { readOnly: o.readOnly });
   return { router, live };
+}
+
+/** A dataset folder given by an option (--data), checked before any work: a usage error (exit 2) otherwise. */
+export function dataDir(dir: string, flag = '--data'): string {
+  try {
+    checkDatasetDir(dir, flag);
+  } catch (e) {
+    if (e instanceof UnirouteError) usage(e.code, e.message);
+    throw e;
+  }
+  return dir;
+}
+
+/**
+ * An output file given by an option, checked before any work: its folder exists and is a folder, and the path is
+ * not a folder itself (otherwise a long fit would end by failing to save, naming a temp file).
+ */
+export function checkOutputFile(path: string, flag: string): void {
+  const dir = dirname(resolvePath(path));
+  if (!existsSync(dir)) usage('NOT_FOUND', `${flag} ${path}: the folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) usage('INVALID_ARGUMENT', `${flag} ${path}: ${dir} is not a folder`);
+  if (existsSync(path) && statSync(path).isDirectory()) usage('INVALID_ARGUMENT', `${flag} ${path} is a folder; give a file name`);
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch {
+    usage('IO_ERROR', `${flag} ${path}: the folder ${dir} is not writable`);
+  }
 }
 
 /**

@@ -2,10 +2,10 @@
  * The dataset format (../shared/data/README.md): prompts.jsonl (id, text, …), labels.csv (prompt_id, model,
  * correct, optional cost_usd / input_chars / output_chars) and models.csv (model, list prices, parameter counts).
  */
-import { createReadStream, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parse } from 'csv-parse';
-import { UnirouteError } from '../errors.js';
+import { UnirouteError, didYouMean } from '../errors.js';
 import { jsonLines } from './jsonl.js';
 
 export interface Prompt {
@@ -47,6 +47,19 @@ const num = (v: unknown): number | undefined => {
   return Number.isFinite(x) ? x : undefined;
 };
 
+/**
+ * A cell that must be empty (unknown) or a finite number >= 0: a cost, a price, a character count. Anything else
+ * ("abc", "NaN", -1) is refused with the file, the row and the column, instead of being read as "unknown" and
+ * quietly replaced by an estimate.
+ */
+const amount = (row: Record<string, string>, column: string, where: string): number | undefined => {
+  const v = row[column];
+  if (v === undefined || v === null || v.trim() === '') return undefined;
+  const x = Number(v);
+  if (!Number.isFinite(x) || x < 0) throw new UnirouteError('BAD_DATASET', `${where}: ${column} = "${v}" is not a number >= 0 (leave the cell empty when it is unknown)`);
+  return x;
+};
+
 export async function readPrompts(file: string): Promise<Prompt[]> {
   const out: Prompt[] = [];
   const seen = new Set<string>();
@@ -62,18 +75,19 @@ export async function readPrompts(file: string): Promise<Prompt[]> {
   return out;
 }
 
-async function* csvRows(file: string, required: string[]): AsyncGenerator<Record<string, string>> {
+/** The rows of a CSV file, each with the file's line it ends on (a quoted field may span lines). */
+async function* csvRows(file: string, required: string[]): AsyncGenerator<{ row: Record<string, string>; line: number }> {
   if (!existsSync(file)) throw new UnirouteError('BAD_DATASET', `${file} does not exist`);
-  const parser = createReadStream(file).pipe(parse({ columns: true, bom: true, skip_empty_lines: true, relax_column_count: true }));
+  const parser = createReadStream(file).pipe(parse({ columns: true, bom: true, skip_empty_lines: true, relax_column_count: true, info: true }));
   let checked = false;
   try {
-    for await (const row of parser as AsyncIterable<Record<string, string>>) {
+    for await (const { record: row, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
       if (!checked) {
         const missing = required.filter((c) => !(c in row));
         if (missing.length) throw new UnirouteError('BAD_DATASET', `${file} lacks the column(s) ${missing.join(', ')}`);
         checked = true;
       }
-      yield row;
+      yield { row, line: info.lines };
     }
   } catch (e) {
     if (e instanceof UnirouteError) throw e;
@@ -84,11 +98,12 @@ async function* csvRows(file: string, required: string[]): AsyncGenerator<Record
 export async function readModels(file: string): Promise<Map<string, ModelRow>> {
   const out = new Map<string, ModelRow>();
   if (!existsSync(file)) return out;
-  for await (const r of csvRows(file, ['model'])) {
+  for await (const { row: r, line } of csvRows(file, ['model'])) {
+    const where = `${file}:${line}`;
     out.set(r.model, {
       model: r.model,
-      priceIn: num(r.price_in_usd_per_1m_tokens),
-      priceOut: num(r.price_out_usd_per_1m_tokens),
+      priceIn: amount(r, 'price_in_usd_per_1m_tokens', where),
+      priceOut: amount(r, 'price_out_usd_per_1m_tokens', where),
       paramsB: num(r.active_params_b) ?? num(r.params_b) ?? num(r.total_params_b),
     });
   }
@@ -105,25 +120,34 @@ export interface LabelRow {
 }
 
 export async function* readLabels(file: string): AsyncGenerator<LabelRow> {
-  let line = 1;
-  for await (const r of csvRows(file, ['prompt_id', 'model', 'correct'])) {
-    line++;
+  for await (const { row: r, line } of csvRows(file, ['prompt_id', 'model', 'correct'])) {
+    const where = `${file}:${line}`;
     const correct = Number(r.correct);
     if (r.correct === '' || !(correct >= 0 && correct <= 1))
-      throw new UnirouteError('BAD_DATASET', `${file}: row ${line}: correct = "${r.correct}" is not a number in [0, 1]`);
+      throw new UnirouteError('BAD_DATASET', `${where}: correct = "${r.correct}" is not a number in [0, 1]`);
     yield {
       promptId: r.prompt_id,
       model: r.model,
       correct,
-      costUsd: num(r.cost_usd),
-      inputChars: num(r.input_chars),
-      outputChars: num(r.output_chars),
+      costUsd: amount(r, 'cost_usd', where),
+      inputChars: amount(r, 'input_chars', where),
+      outputChars: amount(r, 'output_chars', where),
     };
   }
 }
 
+/** A dataset folder, checked before any work: a missing one, or a file given for it, is named as such. */
+export function checkDatasetDir(dir: string, flag = '--data'): void {
+  if (!existsSync(dir)) throw new UnirouteError('BAD_DATASET', `dataset folder ${dir} does not exist (${flag} takes a folder holding prompts.jsonl, labels.csv and models.csv)`);
+  if (!statSync(dir).isDirectory())
+    throw new UnirouteError(
+      'BAD_DATASET',
+      `${dir} is a file; ${flag} takes the dataset folder holding prompts.jsonl, labels.csv and models.csv` + (/\.(jsonl|csv)$/i.test(dir) ? ` (${dirname(dir) || '.'}?)` : ''),
+    );
+}
+
 export async function loadDataset(dir: string): Promise<Dataset> {
-  if (!existsSync(dir)) throw new UnirouteError('BAD_DATASET', `dataset folder ${dir} does not exist`);
+  checkDatasetDir(dir);
   const prompts = await readPrompts(join(dir, 'prompts.jsonl'));
   if (prompts.length === 0) throw new UnirouteError('BAD_DATASET', `${dir}/prompts.jsonl has no prompt`);
   const promptIndex = new Map(prompts.map((p, i) => [p.id, i]));
@@ -166,6 +190,16 @@ export function costPerQuery(ds: Dataset, model: string, opts: CostOptions = {})
   return costFrom(model, a ?? newCostAcc(), ds.modelRows.get(model), opts);
 }
 
+/**
+ * Explicit costs (--model-cost) must name LLMs of the dataset: a typo would otherwise be ignored and the LLM costed
+ * from its labels or list price.
+ */
+export function checkCostNames(ds: Dataset, costs: Record<string, number> | undefined, flag = '--model-cost'): void {
+  for (const name of Object.keys(costs ?? {}))
+    if (!ds.outcomes.has(name))
+      throw new UnirouteError('UNKNOWN_MODEL', `${flag} "${name}=…": no LLM of that name has outcomes in ${ds.dir}${didYouMean(name, ds.models) || ` (${ds.models.length} LLMs do)`}`);
+}
+
 export function newCostAcc(): CostAcc {
   return { costSum: 0, costRows: 0, inChars: 0, outChars: 0, rows: 0 };
 }
@@ -197,8 +231,9 @@ export function costFrom(model: string, a: CostAcc, row: ModelRow | undefined, o
   if (pin === undefined || pout === undefined || a.rows === 0)
     throw new UnirouteError(
       'NO_COST',
-      `no cost for LLM "${model}": the labels have no cost_usd for it and models.csv no list price; pass an explicit cost` +
-        (row?.paramsB !== undefined && opts.pricePerBillionParams === undefined ? ' (or --price-per-billion-params, since its parameter count is known)' : ''),
+      `no cost for LLM "${model}": the labels have no cost_usd for it and models.csv no list price; ` +
+        `give its cost per query: --model-cost "${model}=USD" (fit, eval), --cost USD (add-model), or costs: { "${model}": USD } in the library` +
+        (row?.paramsB !== undefined && opts.pricePerBillionParams === undefined ? ', or --price-per-billion-params USD, since its parameter count is known' : ''),
     );
   return ((a.inChars / 4) * pin + (a.outChars / 4) * pout) / 1e6 / a.rows;
 }

@@ -55,8 +55,14 @@ export async function* jsonLineBatches(
       else throw new UnirouteError(code, `${file}:${line}: malformed JSON (${(e as Error).message})`);
     }
   };
+  let start = true;
   for await (const chunk of input) {
-    const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    let c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    // a UTF-8 byte order mark (an editor's, Excel's) is not part of the first line
+    if (start && c.length > 0) {
+      start = false;
+      if (c.length >= 3 && c[0] === 0xef && c[1] === 0xbb && c[2] === 0xbf) c = c.subarray(3);
+    }
     const out: JsonLine[] = [];
     const first = c.indexOf(10);
     if (first < 0) {

@@ -21,12 +21,19 @@ export class LivePool {
 
   /**
    * Binds a router to a store. A store with no pool for this model yet takes the router's own pool (embedded in
-   * the router file) as its version 1; otherwise the store's pool replaces the router's.
+   * the router file) as its version 1; otherwise the store's pool replaces the router's. `readOnly` (models,
+   * route, export) creates nothing: a missing sqlite file, or a store without this model's pool, is NOT_FOUND.
    */
-  static async open(router: Router, store: PoolStore | string, by = 'uniroute'): Promise<LivePool> {
-    const s = typeof store === 'string' ? openPoolStore(store) : store;
+  static async open(router: Router, store: PoolStore | string, by = 'uniroute', o: { readOnly?: boolean } = {}): Promise<LivePool> {
+    const s = typeof store === 'string' ? openPoolStore(store, { readOnly: o.readOnly }) : store;
     const hash = router.modelHash();
-    const snap = await s.open(hash, router.poolEntries(), by);
+    let snap;
+    try {
+      snap = await s.open(hash, router.poolEntries(), by, { create: !o.readOnly });
+    } catch (e) {
+      await s.close().catch(() => undefined);
+      throw e;
+    }
     router.setPool(snap.models);
     return new LivePool(router, s, snap.version, hash);
   }

@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
 import type { PoolEntry } from '../router/router.js';
-import type { ChangeOptions, PoolSnapshot, PoolStore, StoredModel } from './store.js';
+import { noPool, type ChangeOptions, type OpenOptions, type PoolSnapshot, type PoolStore, type StoredModel } from './store.js';
 import { RedisCounters, type LimitCounters } from './counters.js';
 
 type RedisClient = import('ioredis').Redis;
@@ -137,9 +137,14 @@ export class RedisPoolStore implements PoolStore {
     return this.keys[['version', 'models', 'pos', 'feedback', 'changes'].indexOf(name)];
   }
 
-  async open(modelHash: string, seed: PoolEntry[], by = 'seed'): Promise<PoolSnapshot> {
+  async open(modelHash: string, seed: PoolEntry[], by = 'seed', o: OpenOptions = {}): Promise<PoolSnapshot> {
     const base = `${this.prefix}${modelHash}:`;
     this.keys = ['version', 'models', 'pos', 'feedback', 'changes'].map((x) => base + x);
+    if (o.create === false) {
+      // a read-only command: the pool must be there already, and nothing is written
+      if ((await this.call('open', () => this.client.get(this.k('version')))) === null) throw noPool(this.description, modelHash);
+      return this.read();
+    }
     const at = new Date().toISOString();
     const args: string[] = [String(seed.length)];
     for (const e of seed) args.push(e.name, record(e, -1, at, by));

@@ -11,7 +11,7 @@
  * A store never checks the statistics against the model (it does not know K): the router does, before a change
  * is written (its own) and after it is read (another process's), so nothing unchecked enters the routing.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
@@ -36,11 +36,27 @@ export interface ChangeOptions {
   by?: string;
 }
 
+export interface OpenOptions {
+  /** Seed a pool that is not there yet (default true); false for read-only commands. */
+  create?: boolean;
+}
+
+/** The error of a read-only open that finds no pool for the model. */
+export const noPool = (description: string, modelHash: string) =>
+  new UnirouteError(
+    'NOT_FOUND',
+    `${description} holds no pool for this router's model (${modelHash.slice(0, 12)}); a read-only command does not create one: ` +
+      '`uniroute serve`, `add-model` or `import` with this --pool and router does',
+  );
+
 export interface PoolStore {
   /** Where it is, for messages (no secrets). */
   readonly description: string;
-  /** Opens the pool of a fitted model; a store with none yet takes `seed` as its version 1. */
-  open(modelHash: string, seed: PoolEntry[], by?: string): Promise<PoolSnapshot>;
+  /**
+   * Opens the pool of a fitted model; a store with none yet takes `seed` as its version 1, unless `create` is
+   * false (a read-only command): then it is a NOT_FOUND error and nothing is written.
+   */
+  open(modelHash: string, seed: PoolEntry[], by?: string, o?: OpenOptions): Promise<PoolSnapshot>;
   read(): Promise<PoolSnapshot>;
   version(): Promise<number>;
   /** Adds an LLM (or replaces it with `replace`); returns the new version. */
@@ -82,7 +98,8 @@ export class MemoryPoolStore implements PoolStore {
   private pools = new Map<string, PoolSnapshot>();
   private hash: string | undefined;
 
-  async open(modelHash: string, seed: PoolEntry[], by = 'seed'): Promise<PoolSnapshot> {
+  /** A memory: store is this process's: a read-only open seeds it too (nothing outlives the process). */
+  async open(modelHash: string, seed: PoolEntry[], by = 'seed', _o: OpenOptions = {}): Promise<PoolSnapshot> {
     this.hash = modelHash;
     if (!this.pools.has(modelHash)) {
       const at = new Date().toISOString();
@@ -188,7 +205,11 @@ export class SqlitePoolStore implements PoolStore {
   private db: Db;
   private hash: string | undefined;
 
-  constructor(path: string) {
+  /** `readOnly`: the file must exist, and nothing is created or written (read-only commands). */
+  constructor(
+    path: string,
+    private readonly readOnly = false,
+  ) {
     this.description = `sqlite:${path}`;
     let Database: typeof import('better-sqlite3');
     try {
@@ -198,6 +219,17 @@ export class SqlitePoolStore implements PoolStore {
         'STORE_UNAVAILABLE',
         `sqlite pools need the better-sqlite3 package, an optional dependency of uniroute: npm install better-sqlite3@^12 (${(e as Error).message.split('\n')[0]})`,
       );
+    }
+    if (readOnly) {
+      if (!existsSync(path))
+        throw new UnirouteError('NOT_FOUND', `no pool store at ${path}: a read-only command does not create one (\`uniroute serve\`, \`add-model\` or \`import\` with --pool sqlite:${path} does)`);
+      try {
+        this.db = new Database(path, { readonly: true, fileMustExist: true, timeout: 10_000 });
+        this.db.prepare('SELECT 1 FROM pools LIMIT 1').get();
+      } catch (e) {
+        throw new UnirouteError('STORE_UNAVAILABLE', `cannot read the pool store ${path}: ${(e as Error).message} (is it a uniroute pool store?)`);
+      }
+      return;
     }
     try {
       mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -234,8 +266,12 @@ export class SqlitePoolStore implements PoolStore {
     return r.version;
   }
 
-  async open(modelHash: string, seed: PoolEntry[], by = 'seed'): Promise<PoolSnapshot> {
+  async open(modelHash: string, seed: PoolEntry[], by = 'seed', o: OpenOptions = {}): Promise<PoolSnapshot> {
     this.hash = modelHash;
+    if (this.readOnly || o.create === false) {
+      if (!this.wrap('open', () => this.db.prepare('SELECT 1 FROM pools WHERE model_hash = ?').get(modelHash))) throw noPool(this.description, modelHash);
+      return this.read();
+    }
     this.wrap('open', () =>
       this.db
         .transaction(() => {
@@ -367,11 +403,11 @@ export class SqlitePoolStore implements PoolStore {
   }
 }
 
-/** A store from its URL: `memory:`, `sqlite:PATH`. */
-export function openPoolStore(url: string): PoolStore {
+/** A store from its URL: `memory:`, `sqlite:PATH`, `redis://…`; `readOnly` opens a sqlite file without creating it. */
+export function openPoolStore(url: string, o: { readOnly?: boolean } = {}): PoolStore {
   if (url === 'memory:' || url === 'memory') return new MemoryPoolStore();
   const m = /^sqlite:(.+)$/.exec(url);
-  if (m) return new SqlitePoolStore(m[1].replace(/^\/\/(?=\/)/, ''));
+  if (m) return new SqlitePoolStore(m[1].replace(/^\/\/(?=\/)/, ''), !!o.readOnly);
   if (/^rediss?:\/\//.test(url)) {
     try {
       new URL(url);

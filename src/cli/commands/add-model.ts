@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { addCostRow, costFrom, newCostAcc, readLabels, readModels, readPrompts } from '../../data/dataset.js';
 import { readRecords } from '../../data/jsonl.js';
-import { type CliContext, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine } from '../shared.js';
+import { type CliContext, checkOutputFile, dataDir, usage, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine } from '../shared.js';
 
 export function registerAddModel(program: Command, { io }: CliContext): void {
   program
@@ -12,9 +12,9 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
     .description('take an unseen LLM into the pool from its outcomes on validation prompts, without refitting anything')
     .option('--router <file>', 'router file to update (default: the built-in router, which then needs --out)')
     .requiredOption('--name <name>', 'the LLM\'s name')
-    .option('--labels <csv>', 'outcomes as prompt_id,model,correct[,cost_usd] rows (texts looked up in --data)')
+    .option('--labels <csv>', 'outcomes as prompt_id,model,correct[,cost_usd] rows (texts looked up in --data); this or --outcomes is required')
     .option('--data <dir>', 'dataset folder holding prompts.jsonl (and models.csv for list prices)')
-    .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines ({"embedding", "correct"} for a router on your own embeddings)')
+    .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines ({"embedding", "correct"} for a router on your own embeddings); this or --labels is required')
     .option('--embeddings <jsonl>', 'with --labels, for a router on your own embeddings: {"id", "embedding"} lines')
     .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
     .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
@@ -25,16 +25,19 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
     .option('--pool <url>', POOL_HELP)
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
-      if (!!o.labels === !!o.outcomes) throw new UnirouteError('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
-      if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
-      const { router, live } = await loadWithPool(o.router, o.pool);
+      // option values and combinations are checked before any work
+      if (!!o.labels === !!o.outcomes) usage('INVALID_ARGUMENT', 'give exactly one of --labels or --outcomes');
+      if (!o.router && !o.out && !o.pool) usage('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
+      if (o.labels && !o.data) usage('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
+      if (o.data) dataDir(o.data);
+      if (o.out) checkOutputFile(o.out, '--out');
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'add-model' });
       const outcomes: Array<{ text?: string; embedding?: ArrayLike<number>; correct: number }> = [];
       let cost: number | undefined = o.cost;
       if (o.labels) {
-        if (!o.data) throw new UnirouteError('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
         const prompts = new Map((await readPrompts(join(o.data, 'prompts.jsonl'))).map((p) => [p.id, p.text]));
         const emb = router.takesText ? undefined : o.embeddings ? await readEmbeddings(o.embeddings) : undefined;
-        if (!router.takesText && !emb) throw new UnirouteError('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
+        if (!router.takesText && !emb) usage('INVALID_ARGUMENT', 'this router works on your own embeddings: pass --embeddings FILE with --labels');
         const acc = newCostAcc();
         const others = new Set<string>();
         for await (const r of readLabels(o.labels)) {
@@ -60,9 +63,19 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
         const good = await readRecords(
           o.outcomes,
           (rec, line) => {
+            // everything the router would refuse is refused here, so that a message names the file's line (the
+            // router counts only the lines kept)
+            const at = `${o.outcomes}:${line}`;
             if ((router.takesText ? typeof rec?.text !== 'string' : !Array.isArray(rec?.embedding)) || !(Number(rec.correct) >= 0 && Number(rec.correct) <= 1))
-              throw new UnirouteError('INVALID_ARGUMENT', `${o.outcomes}:${line}: needs ${what} and "correct" in [0, 1]`);
-            return router.takesText ? { text: rec.text as string, correct: Number(rec.correct) } : { embedding: rec.embedding as number[], correct: Number(rec.correct) };
+              throw new UnirouteError('INVALID_ARGUMENT', `${at}: needs ${what} and "correct" in [0, 1]`);
+            if (router.takesText) {
+              if (!/\S/.test(rec.text)) throw new UnirouteError('EMPTY_TEXT', `${at}: "text" is empty`);
+              return { text: rec.text as string, correct: Number(rec.correct) };
+            }
+            const e = rec.embedding as unknown[];
+            if (e.length !== router.dim) throw new UnirouteError('DIMENSION_MISMATCH', `${at}: "embedding" has ${e.length} values; the router expects ${router.dim}`);
+            if (!e.every((v) => typeof v === 'number' && Number.isFinite(v))) throw new UnirouteError('NON_FINITE', `${at}: "embedding" has a value that is not a finite number`);
+            return { embedding: e as number[], correct: Number(rec.correct) };
           },
           { maxErrors: o.maxErrors, warn: warnLine },
         );

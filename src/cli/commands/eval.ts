@@ -1,11 +1,12 @@
 /** `uniroute eval`: the paper's unseen-LLM protocol: UniRoute (K-means, learned map) against baselines, deferral curves and their area. */
-import { once } from 'node:events';
+import { mkdirSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { type Command } from 'commander';
 import { UnirouteError } from '../../errors.js';
-import { loadDataset } from '../../data/dataset.js';
+import { checkCostNames, loadDataset } from '../../data/dataset.js';
+import { ALL_METHODS, EXTRA_METHODS } from '../../eval/protocol.js';
 import { Progress } from '../progress.js';
-import { type CliContext, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine } from '../shared.js';
+import { type CliContext, costArg, dataDir, rangeArg, usage, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine } from '../shared.js';
 
 export function registerEval(program: Command, { io, quiet }: CliContext): void {
   program
@@ -15,13 +16,14 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
     .requiredOption('--out <dir>', 'report folder (report.json, report.md, deferral.svg)')
     .option('--seeds <n>', 'random seeds (trials)', intArg('--seeds', 1), 5)
     .option('--first-seed <n>', 'first seed', intArg('--first-seed'), 1)
-    .option('--unseen-fraction <f>', 'share of the LLMs with complete outcomes held out as unseen', numArg('--unseen-fraction'), 0.5)
+    .option('--unseen-fraction <f>', 'share of the LLMs with complete outcomes held out as unseen, in (0, 1)', rangeArg('--unseen-fraction', 0, 1, '', true), 0.5)
     .option('--val-prompts <list>', 'validation prompts per unseen LLM; a list (25,50,100,200,400) sweeps label efficiency', (v: string) => v.split(',').map((x) => intArg('--val-prompts', 1)(x.trim())))
-    .option('--test-fraction <f>', 'share of prompts held out for testing', numArg('--test-fraction'), 0.3)
-    .option('--methods <list>', 'methods to run (default: all)', listArg)
+    .option('--test-fraction <f>', 'share of prompts held out for testing, in (0, 1)', rangeArg('--test-fraction', 0, 1, '', true), 0.3)
+    .option('--methods <list>', `comma-separated methods to run (default: all): ${[...ALL_METHODS, ...EXTRA_METHODS].join(', ')}`, listArg)
     .option('--exclude-models <list>', 'comma-separated LLMs to leave out of the protocol', listArg)
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
-    .option('--price-per-billion-params <usd>', 'proxy price for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--model-cost <name=cost>', 'explicit cost per query (USD) for an LLM of the dataset, over its labels\' cost_usd and list price (repeatable)', costArg)
+    .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
     .option('--title <text>', 'report title')
     .option('--linear-cost', 'a linear cost axis in the plots (default: log scale)')
     .option('--log-cost', 'a log-scale cost axis (the default; kept for scripts)')
@@ -32,18 +34,27 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
     .option('--start-labels <n>', 'with --online: validation labels each unseen LLM starts from', intArg('--start-labels', 1), 10)
     .option('--explore <list>', 'with --online: exploration rates to compare (0 = greedy)', (v: string) => v.split(',').map((x) => numArg('--explore')(x.trim())), [0, 0.1])
     .action(async (o) => {
-      // option values are checked before any work starts
-      for (const [flag, v] of [['--unseen-fraction', o.unseenFraction], ['--test-fraction', o.testFraction]] as const)
-        if (!(v > 0 && v < 1)) throw new UnirouteError('INVALID_ARGUMENT', `${flag} must be between 0 and 1 (exclusive); got ${v}`);
-      const { evaluate, ALL_METHODS, EXTRA_METHODS } = await import('../../eval/protocol.js');
-      const { writeReport, markdownTable, operatingPointLine, calibrationTable, onlineTable } = await import('../../eval/report.js');
+      // option values are checked before any work starts (exit status 2)
       const known = new Set<string>([...ALL_METHODS, ...EXTRA_METHODS]);
-      for (const r of o.explore) if (!(r >= 0 && r <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `--explore rates must be in [0, 1]; got ${r}`);
-      if (o.online && o.methods && !o.methods.includes('uniroute-kmeans')) throw new UnirouteError('INVALID_ARGUMENT', '--online replays uniroute-kmeans: include it in --methods');
-      for (const m of o.methods ?? []) if (!known.has(m)) throw new UnirouteError('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
+      for (const r of o.explore) if (!(r >= 0 && r <= 1)) usage('INVALID_ARGUMENT', `--explore rates must be in [0, 1]; got ${r}`);
+      if (o.online && o.methods && !o.methods.includes('uniroute-kmeans')) usage('INVALID_ARGUMENT', '--online replays uniroute-kmeans: include it in --methods');
+      for (const m of o.methods ?? []) if (!known.has(m)) usage('INVALID_ARGUMENT', `unknown method "${m}" (known: ${[...known].join(', ')})`);
+      dataDir(o.data);
+      try {
+        mkdirSync(o.out, { recursive: true });
+      } catch (e) {
+        usage('IO_ERROR', `--out ${o.out}: cannot create the report folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+      const { evaluate } = await import('../../eval/protocol.js');
+      const { writeReport, markdownTable, operatingPointLine, calibrationTable, onlineTable } = await import('../../eval/report.js');
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
       const ds = await loadDataset(o.data);
+      try {
+        checkCostNames(ds, o.modelCost);
+      } catch (e) {
+        usage((e as UnirouteError).code, (e as Error).message);
+      }
       const t0 = Date.now();
       const report = await evaluate(ds, {
         seeds: o.seeds,
@@ -54,6 +65,7 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
         methods: o.methods,
         excludeModels: o.excludeModels,
         dim: o.dim,
+        costs: o.modelCost,
         pricePerBillionParams: o.pricePerBillionParams,
         remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,
         promptEmbeddings: o.embeddings ? await promptEmbeddingsOf(ds, o.embeddings) : undefined,

@@ -10,7 +10,7 @@ export function registerExport(program: Command, { quiet }: CliContext): void {
     .requiredOption('--pool <url>', 'the pool store: sqlite:PATH, redis://HOST:PORT/DB or memory:')
     .requiredOption('--out <file>', 'the router file to write (.gz to gzip it)')
     .action(async (o) => {
-      const { router, live } = await loadWithPool(o.router, o.pool);
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { readOnly: true });
       await live!.close();
       await router.save(o.out);
       if (!quiet()) process.stderr.write(`exported ${router.size} LLMs (pool version ${live!.version} of ${live!.store.description}) -> ${o.out}\n`);

@@ -17,7 +17,7 @@ export function registerFeedback(program: Command, { io, quiet }: CliContext): v
       const secret = process.env.UNIROUTE_FEEDBACK_SECRET;
       if (!secret) throw new UnirouteError('INVALID_ARGUMENT', 'set UNIROUTE_FEEDBACK_SECRET to the servers\' secret: it checks the decision ids');
       const signer = new DecisionSigner(secret);
-      const { live } = await loadWithPool(o.router, o.pool);
+      const { live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'feedback' });
       const tag = live!.modelHash.slice(0, 16);
       const tally = new Map<string, number>();
       const count = (k: string) => tally.set(k, (tally.get(k) ?? 0) + 1);

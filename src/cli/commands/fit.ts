@@ -1,10 +1,21 @@
 /** `uniroute fit`: fit a router on a dataset (prompts.jsonl, labels.csv, models.csv); K is chosen on validation prompts unless --clusters is given. */
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
-import { loadDataset } from '../../data/dataset.js';
+import { checkCostNames, loadDataset } from '../../data/dataset.js';
 import { fitRouter } from '../../router/fit.js';
 import { Progress } from '../progress.js';
-import { type CliContext, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine } from '../shared.js';
+import { type CliContext, checkOutputFile, dataDir, rangeArg, usage, warnLine, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine } from '../shared.js';
+
+/** Fewer prompts than this in the train or the validation part gets a warning. */
+const MIN_PART = 50;
+
+/** --clusters: a whole number >= 1, or "auto". */
+const clustersArg = (v: string): number | 'auto' => {
+  if (v === 'auto') return 'auto';
+  const k = Number(v);
+  if (!Number.isInteger(k) || k < 1) throw new InvalidArgumentError('--clusters must be a whole number >= 1, or "auto"');
+  return k;
+};
 
 export function registerFit(program: Command, { io, quiet }: CliContext): void {
   program
@@ -14,12 +25,16 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
     .requiredOption('--out <file>', 'where to write the router (.gz to compress)')
     .option('--train-models <list>', 'comma-separated training LLMs (default: all in labels.csv)', listArg)
     .option('--exclude-models <list>', 'comma-separated LLMs to leave out (e.g. one to add later as unseen)', listArg)
-    .option('--clusters <k>', 'number of clusters, or "auto"', 'auto')
+    .option('--clusters <k>', 'number of clusters (at most the train prompts), or "auto" (chosen on validation prompts)', 'auto')
     .option('--seed <n>', 'random seed', intArg('--seed'), 1)
-    .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors', numArg('--val-fraction'), 0.25)
-    .option('--prior-strength <a>', 'shrink sparse clusters toward the LLM\'s overall error (0 = plain mean; default: chosen on validation with K)', numArg('--prior-strength'))
+    .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors, in (0, 1); the rest fit the embedder and the clusters', rangeArg('--val-fraction', 0, 1, '', true), 0.25)
+    .option(
+      '--prior-strength <a>',
+      'a >= 0: each cluster\'s error is shrunk toward the LLM\'s prior there, sigma(cluster difficulty + the LLM\'s ability), as (errors + a x prior) / (outcomes + a); 0 = the plain mean (default: chosen from 0, 1, 4, 16 on validation prompts together with K)',
+      numArg('--prior-strength'),
+    )
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
-    .option('--model-cost <name=cost>', 'explicit cost per query for an LLM (repeatable)', costArg)
+    .option('--model-cost <name=cost>', 'explicit cost per query (USD) for an LLM of the dataset, over its labels\' cost_usd and list price (repeatable)', costArg)
     .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
     .addOption(new Option('--method <m>', 'cluster map: nearest centroid (kmeans) or the learned map').choices(['kmeans', 'learned-map']).default('kmeans'))
     .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
@@ -28,13 +43,32 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
     .option('--embedder-key-env <name>', 'environment variable holding the endpoint\'s API key', 'OPENAI_API_KEY')
     .option('--json', 'print the full fit report as JSON instead of the summary')
     .action(async (o) => {
-      if (o.embedder && o.embeddings) throw new UnirouteError('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
-      // option values are checked before any work starts
-      const clusters = o.clusters === 'auto' ? 'auto' : intArg('--clusters', 1)(o.clusters);
+      // option values are checked before any work starts (exit status 2)
+      if (o.embedder && o.embeddings) usage('INVALID_ARGUMENT', 'give either --embedder or --embeddings, not both');
+      const clusters = clustersArg(o.clusters);
+      dataDir(o.data);
+      checkOutputFile(o.out, '--out');
       const remote = o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, !quiet()) : undefined;
       const progress = new Progress(!quiet());
       progress.update('reading dataset', 0);
       const ds = await loadDataset(o.data);
+      // and those that depend on the dataset, before the fit
+      try {
+        checkCostNames(ds, o.modelCost);
+      } catch (e) {
+        usage((e as UnirouteError).code, (e as Error).message);
+      }
+      const n = ds.prompts.length;
+      const nVal = Math.round(n * o.valFraction);
+      const nTrain = n - nVal;
+      if (nVal < 1 || nTrain < 1) usage('INVALID_ARGUMENT', `--val-fraction ${o.valFraction} leaves ${nTrain} train and ${nVal} validation prompts of ${n}: each part needs at least one`);
+      if (clusters !== 'auto' && clusters > nTrain)
+        usage('INVALID_ARGUMENT', `--clusters ${clusters} is more than the ${nTrain} train prompts (${n} prompts, --val-fraction ${o.valFraction}); give at most ${nTrain}, or "auto"`);
+      if (nTrain < MIN_PART || nVal < MIN_PART)
+        warnLine(
+          `--val-fraction ${o.valFraction} leaves ${nTrain} train prompts (they fit the embedder and the clusters) and ${nVal} validation prompts ` +
+            `(they describe the LLMs) of ${n}; with fewer than ${MIN_PART} in a part the router is mostly noise`,
+        );
       let embeddings: { dim: number; data: Float32Array; name?: string } | undefined;
       if (o.embeddings) {
         const pe = await promptEmbeddingsOf(ds, o.embeddings);

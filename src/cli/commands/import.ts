@@ -12,7 +12,7 @@ export function registerImport(program: Command, { quiet }: CliContext): void {
     .action(async (o) => {
       const file = await loadRouter(o.router);
       const entries = file.poolEntries();
-      const { live } = await loadWithPool(o.router, o.pool);
+      const { live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'import' });
       try {
         const v = await live!.importPool(entries, { ifVersion: o.ifVersion, by: cliUser() });
         if (!quiet()) process.stderr.write(`imported ${entries.length} LLMs from ${o.router} into ${live!.store.description} (pool version ${v})\n`);

@@ -14,7 +14,7 @@ export function registerRemoveModel(program: Command, { quiet }: CliContext): vo
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
       if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
-      const { router, live } = await loadWithPool(o.router, o.pool);
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'remove-model' });
       if (live) {
         try {
           if (!router.has(o.name)) router.removeModel(o.name); // UNKNOWN_MODEL, with a did-you-mean

@@ -1,11 +1,19 @@
 /** `uniroute route`: route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming. */
 import { once } from 'node:events';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { decisionJson, explainRow, type RouteBatch } from '../../router/router.js';
 import { Progress } from '../progress.js';
 import { jsonLineBatches } from '../../data/jsonl.js';
-import { type CliContext, intArg, numArg, listArg, POOL_HELP, loadWithPool, openOutput, writeLine } from '../shared.js';
+import { type CliContext, intArg, numArg, rangeArg, listArg, POOL_HELP, loadWithPool, openOutput, usage, warnLine, writeLine } from '../shared.js';
+
+/** --shard I/N: the I-th of N interleaved shards, 1 <= I <= N. */
+const shardArg = (v: string) => {
+  const m = /^(\d+)\/(\d+)$/.exec(v.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2]))
+    throw new InvalidArgumentError(`--shard must be I/N with 1 <= I <= N (got ${JSON.stringify(v)})`);
+  return { i: Number(m[1]), n: Number(m[2]) };
+};
 
 export function registerRoute(program: Command, { io, quiet }: CliContext): void {
   program
@@ -13,35 +21,28 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
     .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
     .option('--router <file>', 'router file (default: the built-in router)')
     .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
-    .option('--tradeoff <t>', 'the unit-free knob instead of --lambda: t in [0, 1], 0 = lowest predicted error, 1 = the cheapest LLM (uniroute models prints what it means for this pool)', numArg('--tradeoff'))
+    .option('--tradeoff <t>', 'the unit-free knob instead of --lambda: t in [0, 1], 0 = lowest predicted error, 1 = the cheapest LLM (uniroute models prints what it means for this pool)', rangeArg('--tradeoff', 0, 1, '0 = lowest predicted error, 1 = cheapest'))
     .option('--max-cost <usd>', 'instead of --lambda: the most accurate routing with mean cost per query at most this (lambda calibrated on the first batch, then fixed)', numArg('--max-cost'))
-    .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this (calibrated likewise)', numArg('--min-accuracy'))
-    .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e (the lowest predicted error where none is)', numArg('--max-error'))
+    .option('--min-accuracy <a>', 'instead of --lambda: the cheapest routing with mean predicted accuracy at least this, in [0, 1] (calibrated likewise)', rangeArg('--min-accuracy', 0, 1, 'a mean predicted accuracy'))
+    .option('--max-error <e>', 'a quality floor instead of --lambda: the cheapest LLM whose predicted error is at most e, in [0, 1] (the lowest predicted error where none is)', rangeArg('--max-error', 0, 1, 'a predicted error'))
     .option('--models <list>', 'comma-separated LLMs allowed (default: the whole pool)', listArg)
     .option('--ood-quantile <q>', 'a prompt farther from its nearest centroid than this quantile of the training prompts is out of distribution ("ood": true) (default 0.99)', numArg('--ood-quantile'))
     .option('--ood-fallback <rule>', 'how out-of-distribution prompts are decided: prior (default: on every LLM\'s error averaged over the clusters, at the same lambda, so by cost as any prompt), best-overall (the LLM with the lowest such error, whatever it costs), an LLM\'s name, or route (flag only)')
     .option('--no-ood', 'no out-of-distribution check')
     .option('--input <file>', 'input JSONL, or - for stdin', '-')
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
-    .option('--shard <i/n>', 'route only the I-th of N interleaved shards of the input lines (a fleet splits one file)')
+    .option('--shard <i/n>', 'route only the I-th of N interleaved shards of the input lines, 1 <= I <= N (a fleet splits one file)', shardArg)
     .option('--explain', 'add every candidate LLM\'s predicted error, cost, outcomes in the prompt\'s cluster, evidence flag and 95 % interval')
     .option('--risk <k>', 'route on the predicted error + k posterior sd, so that LLMs described by few outcomes (or none where the prompt lies) are trusted only as far as their outcomes show (default 0: the posterior mean)', numArg('--risk'))
     .addOption(new Option('--batch-size <n>', 'prompts per native batch').argParser(intArg('--batch-size', 1)).default(4096))
     .addOption(new Option('--max-errors <n>', 'stop after this many bad input lines, with a summary (0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .option('--pool <url>', POOL_HELP)
     .action(async (o) => {
+      // option values are checked before any work (their parsers refuse values out of range)
       const targets = [o.lambda, o.tradeoff, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
-      if (targets > 1) throw new UnirouteError('INVALID_ARGUMENT', 'give at most one of --lambda, --tradeoff, --max-cost, --min-accuracy and --max-error');
-      if (o.tradeoff !== undefined && !(o.tradeoff >= 0 && o.tradeoff <= 1)) throw new UnirouteError('INVALID_ARGUMENT', `--tradeoff must be in [0, 1] (0 = lowest predicted error, 1 = cheapest); got ${o.tradeoff}`);
-      if (o.maxError !== undefined && (o.maxError < 0 || o.maxError > 1)) throw new UnirouteError('INVALID_ARGUMENT', '--max-error must be in [0, 1]');
-      if (o.minAccuracy !== undefined && o.minAccuracy > 1) throw new UnirouteError('INVALID_ARGUMENT', '--min-accuracy must be in [0, 1]');
-      let shard: { i: number; n: number } | undefined;
-      if (o.shard !== undefined) {
-        const m = /^(\d+)\/(\d+)$/.exec(String(o.shard));
-        if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) throw new UnirouteError('INVALID_ARGUMENT', `--shard must be I/N with 1 <= I <= N (got ${JSON.stringify(o.shard)})`);
-        shard = { i: Number(m[1]), n: Number(m[2]) };
-      }
-      const { router, live } = await loadWithPool(o.router, o.pool);
+      if (targets > 1) usage('INVALID_ARGUMENT', 'give at most one of --lambda, --tradeoff, --max-cost, --min-accuracy and --max-error');
+      const shard: { i: number; n: number } | undefined = o.shard;
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { readOnly: true });
       await live?.close(); // routes on the pool as it is now
       let lambda: number | undefined = o.tradeoff !== undefined ? router.lambdaForTradeoff(o.tradeoff) : o.lambda;
       let mix: { lambda: number; share: number } | undefined; // a calibrated target between two lambdas
@@ -142,6 +143,8 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
       let bad = 0;
       let stopped = false;
       let firstError: string | undefined;
+      let noId = 0; // routed lines without an "id": their decisions carry "id": null
+      let firstNoId = 0;
       read: for await (const lines of jsonLineBatches(o.input, 'INVALID_ARGUMENT', { tolerant: true })) {
         for (const { rec, line, malformed, why } of lines) {
           // --shard I/N: the I-th of N interleaved shards of the (non-blank) lines, so that machines can split a file
@@ -161,6 +164,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
             else item.text = rec.text;
           }
           if (item.error && firstError === undefined) firstError = item.error.message;
+          if (!item.error && item.id === null && ++noId === 1) firstNoId = line;
           batch.push(item);
           if (item.error && ++bad >= o.maxErrors && o.maxErrors > 0) {
             // the wrong file, most likely: stop instead of writing one error record per line of it
@@ -190,17 +194,24 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
         .slice(0, 4)
         .map(([m, c]) => `${m} ${((100 * c) / Math.max(1, routed)).toFixed(1)} %`)
         .join(', ');
-      progress.done(
-        quiet()
-          ? undefined
-          : `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s, ` +
+      // the summary goes to stderr whether or not it is a terminal (a pipeline's log keeps it); stopping said its own
+      progress.done();
+      if (!quiet() && !stopped)
+        process.stderr.write(
+          `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s, ` +
               `peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)` +
               `${failed ? `, ${failed} lines failed` : ''}` +
               (routed
                 ? `; mean cost ${(costSum / routed).toExponential(3)}, mean predicted error ${(errSum / routed).toFixed(3)}; ` +
                   `${shares}${top.length > 4 ? `, ${top.length - 4} more LLMs` : ''}`
-                : ''),
-      );
+                : '') +
+            '\n',
+        );
+      if (noId)
+        warnLine(
+          `${noId} input line${noId === 1 ? '' : 's'} had no "id" (the first: line ${firstNoId}); ` +
+            `${noId === 1 ? 'its decision carries' : 'their decisions carry'} "id": null. Give each prompt an "id" to match decisions to prompts`,
+        );
       if (routed + failed === 0) process.stderr.write(`uniroute: ${o.input === '-' ? 'standard input' : o.input} has no prompt line: nothing routed\n`);
       if (failed && !stopped) {
         process.stderr.write(`uniroute: ${failed} input line(s) could not be routed (see their "error" records)\n`);

@@ -1,7 +1,24 @@
 /** `uniroute serve`: HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics. */
 import { type Command } from 'commander';
 import { UnirouteError } from '../../errors.js';
-import { type CliContext, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptions } from '../shared.js';
+import { type CliContext, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptions, usage, warnLine } from '../shared.js';
+
+/** Why the server could not listen, in words (not Node's "listen EADDRINUSE: address already in use 127.0.0.1:8080"). */
+function listenError(e: NodeJS.ErrnoException, host: string, port: number): UnirouteError {
+  const at = `${host}:${port}`;
+  switch (e.code) {
+    case 'EADDRINUSE':
+      return new UnirouteError('IO_ERROR', `cannot listen on ${at}: another process is listening there (another uniroute serve?); pick another --port, or stop it`);
+    case 'EACCES':
+      return new UnirouteError('IO_ERROR', `cannot listen on ${at}: not allowed (ports below 1024 need privileges); pick a --port of 1024 or more`);
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new UnirouteError('IO_ERROR', `cannot listen on ${at}: --host ${host} is not an address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for every interface)`);
+    default:
+      return new UnirouteError('IO_ERROR', `cannot listen on ${at}: ${e.code ?? ''} ${e.message}`.trim());
+  }
+}
 
 export function registerServe(program: Command, { quiet }: CliContext): void {
   program
@@ -9,7 +26,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .description('HTTP server and LLM gateway: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) routed to your upstreams, /v1/responses, /v1/embeddings, /v1/completions passed through, /healthz, /readyz, /metrics')
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'port', intArg('--port'), 8080)
+    .option('--port <port>', 'port, 0 to 65535 (0: any free port)', intArg('--port', 0, 65535), 8080)
     .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
     .option('--config <file>', 'gateway config, YAML or JSON: upstreams (deployments, provider openai|anthropic, context_window, price, fallbacks), presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits, client keys (rpm, tpm, max_usd_per_day) (see the README\'s gateway section); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
@@ -23,10 +40,27 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .option('--upstream-timeout-ms <ms>', 'older name of --headers-timeout-ms', intArg('--upstream-timeout-ms', 1))
     .option('--log', 'log every request (JSON lines on stdout), with one decision line per chat completion')
     .option('--feedback-half-life <hours>', 'with --pool: decay an LLM\'s older evidence with this half-life as feedback arrives, so Ψ follows drift', numArg('--feedback-half-life'))
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Environment:',
+        '  UNIROUTE_ADMIN_TOKEN       bearer token of POST and DELETE /v1/models (admin is off without it; a config\'s',
+        '                             tokens.admin_env names another variable)',
+        '  UNIROUTE_FEEDBACK_TOKEN    bearer token of POST /v1/feedback (production outcomes; needs --pool)',
+        '  UNIROUTE_FEEDBACK_SECRET   signs the decision ids that feedback refers to: the same on every replica and for',
+        '                             `uniroute feedback`; without it ids hold only for this process',
+        '  UNIROUTE_BACKEND, UNIROUTE_THREADS, UNIROUTE_ROUTER   as --backend, --threads, the default --router',
+      ].join('\n'),
+    )
     .action(async (o) => {
       const { buildApp } = await import('../../server/app.js');
       const { loadConfig, parseConfig, checkAgainstPool } = await import('../../server/config.js');
-      if (o.config && o.upstreams) throw new UnirouteError('INVALID_ARGUMENT', 'give --config or --upstreams, not both (a config file has an "upstreams" key)');
+      if (o.config && o.upstreams) usage('INVALID_ARGUMENT', 'give --config or --upstreams, not both (a config file has an "upstreams" key)');
+      if (process.env.UNIROUTE_FEEDBACK_TOKEN && !o.pool)
+        warnLine('UNIROUTE_FEEDBACK_TOKEN is set but there is no --pool: POST /v1/feedback stays off (feedback changes the pool: pass --pool sqlite:PATH or redis://HOST:PORT/DB)');
+      else if (o.pool && process.env.UNIROUTE_FEEDBACK_TOKEN && !process.env.UNIROUTE_FEEDBACK_SECRET)
+        warnLine('UNIROUTE_FEEDBACK_SECRET is not set: decision ids are signed with a key of this process only, so feedback on them fails after a restart and on other replicas');
       const { router, live } = await loadWithPool(o.router, o.pool, 'serve');
       const timeouts = {
         ...(o.connectTimeoutMs !== undefined ? { connectMs: o.connectTimeoutMs } : {}),
@@ -57,7 +91,14 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         bodyLimitBytes: config.limits.bodyBytes ?? o.bodyLimit,
         logger: !!o.log,
       });
-      const address = await app.listen({ host: o.host, port: o.port });
+      let address: string;
+      try {
+        address = await app.listen({ host: o.host, port: o.port });
+      } catch (e) {
+        await app.close().catch(() => undefined);
+        await live?.close().catch(() => undefined);
+        throw listenError(e as NodeJS.ErrnoException, o.host, o.port);
+      }
       const notes = [
         `${router.size} LLMs, ${router.k} clusters`,
         adminToken ? (o.router || live ? 'admin on' : 'admin read-only (no --pool or --router)') : `admin off (set ${tokenEnv})`,
