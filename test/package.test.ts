@@ -249,5 +249,5 @@ describe.skipIf(!PACK_TEST)('npm pack, then install the tarball into an empty pr
     expect(typeof line.model).toBe('string');
     const version = spawnSync('npx', ['--no-install', 'uniroute', '--version'], { cwd: app, env, encoding: 'utf8' });
     expect(version.stdout).toBe(`${PKG.version}\n`);
-  });
+  }, 600_000); // a CMake build, a pack and an install, beside the other test files on two cores
 });
