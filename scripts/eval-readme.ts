@@ -1,21 +1,24 @@
 /**
- * Regenerates the README's results section from runs of `uniroute eval` on both data sets of ../shared/data
- * (5 seeds, half the LLMs unseen, label-efficiency sweep), and keeps each report under docs/results/.
+ * Regenerates the README's results section from runs of `uniroute eval` on the four data sets of ../shared/data
+ * (5 seeds, half the LLMs unseen; on the benchmark sets the label-efficiency sweep and calibration from 10 to 400
+ * validation prompts; learning from traffic on all), and keeps each report under docs/results/.
  *   npm run eval:readme [-- --seeds 5]
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/protocol.js';
-import { labelEfficiencyTable, markdownTable, operatingPointLine, writeReport } from '../src/eval/report.js';
+import { calibrationTable, labelEfficiencyTable, markdownTable, onlineTable, operatingPointLine, writeReport } from '../src/eval/report.js';
 import { Progress } from '../src/cli/progress.js';
 
 const argv = process.argv.slice(2);
 const seeds = argv.includes('--seeds') ? Number(argv[argv.indexOf('--seeds') + 1]) : 5;
 const dataDir = resolve(process.env.UNIROUTE_DATA ?? join(process.cwd(), '..', 'shared', 'data'));
 const sets = [
-  { name: 'routerbench', title: 'RouterBench (3,164 prompts, 11 LLMs with measured cost)', log: true },
-  { name: 'zeroeval', title: 'ZeroEval (2,840 prompts; the 30 LLMs with complete outcomes)', log: true },
+  { name: 'routerbench', title: 'RouterBench (3,164 prompts, 11 LLMs with measured cost)', log: true, sweep: true },
+  { name: 'zeroeval', title: 'ZeroEval (2,840 prompts; the 28 LLMs with complete outcomes)', log: true, sweep: true },
+  { name: 'alpacaeval', title: 'AlpacaEval (805 chat instructions; the 45 LLMs with complete outcomes, graded preference)', log: true, sweep: false },
+  { name: 'arenabench', title: 'Arena-Hard prompts (275 Chatbot Arena prompts, 15 LLMs, judge scores)', log: true, sweep: false },
 ];
 const progress = new Progress(true);
 const sections: string[] = [];
@@ -29,7 +32,8 @@ for (const s of sets) {
   const t0 = Date.now();
   const report = await evaluate(ds, {
     seeds,
-    valPrompts: [25, 50, 100, 200, 400],
+    ...(s.sweep ? { valPrompts: [10, 25, 50, 100, 200, 400] } : {}),
+    online: { startLabels: 10, explore: [0, 0.1] },
     pricePerBillionParams: 0.0125,
     onProgress: (st, d, t) => progress.update(`${s.name} ${st}`, d, t),
   });
@@ -40,9 +44,13 @@ for (const s of sets) {
     `### ${s.title}\n\n` +
       `${seeds} seeds, ${Math.round(st.unseen_fraction * 100)} % of the LLMs unseen, ${st.split_sizes.val} validation / ${st.split_sizes.test} test prompts ` +
       `(${secs.toFixed(0)} s on this machine). Mean ± sd over seeds.\n\n${markdownTable(report)}\n\n${operatingPointLine(report)}\n\n` +
-      `Area by number of validation prompts per unseen LLM (label efficiency):\n\n${labelEfficiencyTable(report)}\n\n` +
+      (s.sweep ? `Area by number of validation prompts per unseen LLM (label efficiency):\n\n${labelEfficiencyTable(report)}\n\n` : '') +
+      (report.calibration ? `Calibration (cells with >= 10 test prompts):\n\n${calibrationTable(report)}\n\n` : '') +
+      (report.online ? `Learning from traffic:\n\n${onlineTable(report)}\n\n` : '') +
       `![deferral curves](docs/results/${s.name}/deferral.svg)\n\n` +
-      `![label efficiency](docs/results/${s.name}/label-efficiency.svg)\n\n` +
+      (s.sweep ? `![label efficiency](docs/results/${s.name}/label-efficiency.svg)\n\n` : '') +
+      (report.calibration ? `![reliability](docs/results/${s.name}/reliability.svg)\n\n` : '') +
+      (report.online ? `![online regret](docs/results/${s.name}/online-regret.svg)\n\n` : '') +
       `All of it on one page: [docs/results/${s.name}/report.html](docs/results/${s.name}/report.html).\n`,
   );
 }
