@@ -7,6 +7,7 @@
  */
 import { UnirouteError, didYouMean } from '../errors.js';
 import { argminRows } from './argmin.js';
+import { mulberry32 } from '../engine/reference.js';
 import { logit, sampleCell, sigmoid } from './posterior.js';
 import { riskAdjusted, type ModelView, type Snapshot } from './snapshot.js';
 import type { RouteBatch, RouteOptions } from './types.js';
@@ -45,17 +46,8 @@ export interface Prepared {
   };
 }
 
-/** mulberry32: a small seeded uniform source for exploration's draws. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform source for exploration's draws (the project's one mulberry32). */
+export const seededRandom = (seed: number): (() => number) => mulberry32(seed);
 
 /**
  * λ₁: the smallest λ at which the cheapest LLM of the pool wins in every cluster on Ψ (error differences over
