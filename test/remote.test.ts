@@ -73,13 +73,14 @@ describe('remote embedder', () => {
   it('fit -> save -> load -> route through a stand-in OpenAI-compatible endpoint', async () => {
     reset();
     const ds = await loadDataset(makeSyntheticDataset(450, 13));
-    const remote = new RemoteEmbedder({ ...parseEmbedderArg(`openai:stand-in-embed@${base}`, 'UNIROUTE_TEST_EMBED_KEY') }, { batchSize: 50, concurrency: 3 });
+    const remote = new RemoteEmbedder(parseEmbedderArg(`openai:stand-in-embed@${base}`), { batchSize: 50, concurrency: 3, keyEnv: 'UNIROUTE_TEST_EMBED_KEY' });
     const { router } = await fitRouter(ds, { seed: 1, remoteEmbedder: remote, clusters: 3 });
     expect(router.embedderSpec).toMatchObject({ kind: 'openai', model: 'stand-in-embed', dim: DIM });
     expect(state.lastAuth).toBe(`Bearer ${KEY}`);
     const file = join(mkdtempSync(join(tmpdir(), 'uniroute-remote-')), 'r.uniroute');
     await router.save(file);
-    const loaded = await Router.load(file);
+    // the file names its endpoint; the operator allows it (and names no key: none is sent)
+    const loaded = await Router.load(file, undefined, { embedder: { trustFileUrl: true } });
     const texts = randomTexts(60, 4);
     const a = await loaded.routeBatch(texts, { lambda: 0.1 });
     // the same as routing the endpoint's vectors directly
@@ -97,7 +98,7 @@ describe('remote embedder', () => {
     writeFileSync(input, texts.slice(0, 5).map((text, i) => JSON.stringify({ id: i, text })).join('\n') + '\n');
     // (asynchronously: the stand-in server runs in this process)
     const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-      const c = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'route', '--router', file, '--input', input, '--quiet']);
+      const c = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'route', '--router', file, '--input', input, '--quiet', '--trust-embedder-url']);
       let stdout = '';
       let stderr = '';
       c.stdout.on('data', (d) => (stdout += d));
@@ -131,7 +132,7 @@ describe('remote embedder', () => {
     reset();
     state.badRequest = true;
     const before = state.requests;
-    const bad = new RemoteEmbedder({ kind: 'openai', model: 'm', baseUrl: base, dim: DIM, apiKeyEnv: 'UNIROUTE_TEST_EMBED_KEY' }, { backoffMs: 1 });
+    const bad = new RemoteEmbedder({ kind: 'openai', model: 'm', baseUrl: base, dim: DIM }, { backoffMs: 1, keyEnv: 'UNIROUTE_TEST_EMBED_KEY' });
     const err = await bad.embed(['x']).catch((e) => e);
     expect(err).toBeInstanceOf(UnirouteError);
     expect(err.code).toBe('EMBEDDER_FAILED');
@@ -145,10 +146,10 @@ describe('remote embedder', () => {
   });
 
   it('parses --embedder and refuses credentials in the URL', () => {
-    expect(parseEmbedderArg('openai:text-embedding-3-small@https://api.example.com/v1/')).toMatchObject({
+    expect(parseEmbedderArg('openai:text-embedding-3-small@https://api.example.com/v1/')).toEqual({
+      kind: 'openai',
       model: 'text-embedding-3-small',
       baseUrl: 'https://api.example.com/v1',
-      apiKeyEnv: 'OPENAI_API_KEY',
     });
     expect(() => parseEmbedderArg('openai:m')).toThrow(/openai:MODEL@BASE_URL/);
     expect(() => parseEmbedderArg('openai:m@https://user:pw@example.com/v1')).toThrow(/environment variable/);

@@ -18,6 +18,7 @@ import { registerRoute } from './commands/route.js';
 import { registerEval } from './commands/eval.js';
 import { registerServe } from './commands/serve.js';
 import { registerInfo } from './commands/info.js';
+import { registerMigrate } from './commands/migrate.js';
 
 /** The package's version, from its package.json (found upward from this file, in src/ or in dist/src/). */
 export function packageVersion(): string {
@@ -60,6 +61,7 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
   registerEval(program, ctx);
   registerServe(program, ctx);
   registerInfo(program, ctx);
+  registerMigrate(program, ctx);
   // required options say so in --help (commander does not mark them)
   for (const c of program.commands) for (const opt of c.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;
   return program;

@@ -11,7 +11,8 @@ import { defaultRouterPath } from '../defaults.js';
 import { LivePool } from '../pool/live.js';
 import { DecisionSigner } from '../pool/feedback.js';
 import { jsonLines } from '../data/jsonl.js';
-import { RemoteEmbedder, parseEmbedderArg } from '../embed/remote.js';
+import { RemoteEmbedder, embedderAccessFromEnv, mergeAccess, parseEmbedderArg, type EmbedderAccess } from '../embed/remote.js';
+import type { Command } from 'commander';
 
 /** What every command module gets from the program: where stdout goes, and whether --quiet is on. */
 export interface CliContext {
@@ -57,9 +58,38 @@ export const costArg = (v: string, prev: Record<string, number> = {}) => {
 
 /** A remote embedder from `openai:MODEL@BASE_URL`; warns when the key variable is unset (a local server needs none). */
 export function remoteFrom(spec: string, keyEnv: string, warn: boolean): RemoteEmbedder {
-  const r = new RemoteEmbedder(parseEmbedderArg(spec, keyEnv));
+  const r = new RemoteEmbedder(parseEmbedderArg(spec), { keyEnv });
   if (warn && !process.env[keyEnv]) process.stderr.write(`note: ${keyEnv} is not set; requests to the embedding endpoint carry no API key\n`);
   return r;
+}
+
+/**
+ * The options by which the operator says where a router file's remote embedder may send prompts, and with which
+ * key (the file decides neither: src/embed/remote.ts).
+ */
+export function embedderAccessOptions(cmd: Command): Command {
+  return cmd
+    .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL); the URL recorded in the file is not used')
+    .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1); without this or --embedder-url, no prompt is sent anywhere')
+    .option('--embedder-key-env <var>', "the environment variable holding the embedding endpoint's API key (or put the key in UNIROUTE_EMBEDDER_KEY); a key variable named in a router file is never used");
+}
+
+/** The operator's embedder access: flags over the environment (and a config's `embedder` between them). */
+export function accessFrom(o: { embedderUrl?: string; trustEmbedderUrl?: boolean; embedderKeyEnv?: string }, config?: { url?: string; keyEnv?: string; trustFileUrl?: boolean }, configSource = 'the config'): EmbedderAccess {
+  let a = embedderAccessFromEnv();
+  if (config)
+    a = mergeAccess(a, {
+      url: config.url,
+      trustFileUrl: config.trustFileUrl,
+      keyEnv: config.keyEnv,
+      from: { url: `${configSource} (embedder.url)`, trust: `${configSource} (embedder.trust_file_url)`, key: `${configSource} (embedder.key_env)` },
+    });
+  return mergeAccess(a, {
+    url: o.embedderUrl,
+    trustFileUrl: o.trustEmbedderUrl ? true : undefined,
+    keyEnv: o.embedderKeyEnv,
+    from: { url: '--embedder-url', trust: '--trust-embedder-url', key: '--embedder-key-env' },
+  });
 }
 
 /** Which λ is in force when none is given, and what it is expected to cost and score. */
@@ -97,11 +127,11 @@ export const coverageWarning = (name: string, coverage: number) =>
   `warning: LLM "${name}" has outcomes in clusters that hold only ${(100 * coverage).toFixed(0)} % of the prompts; ` +
   'elsewhere its predicted error comes from the prior (its ability and how hard those clusters are for other LLMs), with a wide interval: route --risk 1 or more keeps it where it has shown itself. Add outcomes on more kinds of prompts.\n';
 
-export async function loadRouter(path: string | undefined): Promise<Router> {
+export async function loadRouter(path: string | undefined, access?: EmbedderAccess): Promise<Router> {
   const p = path ?? defaultRouterPath();
   if (!path && !existsSync(p))
     throw new UnirouteError('NOT_FOUND', `the built-in default router ${p} is missing; pass --router FILE or run \`npm run fit:default\``);
-  return Router.load(p);
+  return Router.load(p, undefined, { embedder: access ?? embedderAccessFromEnv() });
 }
 
 export const POOL_HELP =
@@ -117,9 +147,9 @@ export async function loadWithPool(
   path: string | undefined,
   pool: string | undefined,
   who = 'cli',
-  o: { readOnly?: boolean; change?: string } = {},
+  o: { readOnly?: boolean; change?: string; access?: EmbedderAccess } = {},
 ): Promise<{ router: Router; live?: LivePool }> {
-  const router = await loadRouter(path);
+  const router = await loadRouter(path, o.access);
   if (!pool) return { router };
   if (o.change && (pool === 'memory:' || pool === 'memory'))
     usage(
@@ -204,6 +234,7 @@ export async function promptEmbeddingsOf(ds: { prompts: Array<{ id: string }> },
   });
   return { spec: { kind: 'precomputed' as const, dim: e.dim }, data };
 }
+
 
 /**
  * Opens an output file for streaming: a file that cannot be created is a coded one-line error before any work,

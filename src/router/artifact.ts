@@ -2,8 +2,10 @@
  * The fitted-router artifact: one safetensors file (a JSON header + little-endian tensors), optionally gzipped.
  * The header's __metadata__ holds `format`, `version`, the manifest (JSON), a sha256 of the tensor bytes and
  * `sha256_all`, a sha256 of the header (manifest and tensor shapes included) and the tensors: a truncated,
- * corrupted, edited or foreign file is refused with a clear error. (Files written before `sha256_all` existed are
- * checked on their tensor bytes only.) A gzipped file may not inflate beyond MAX_INFLATE_RATIO times its size.
+ * corrupted, edited or foreign file is refused with a clear error. A file without `sha256_all` (written before it
+ * existed, or with it stripped) is refused unless the caller migrates it (`uniroute migrate`). A checksum tells
+ * corruption, not intent (anyone can recompute it): every value is checked on load all the same (persist.ts).
+ * A gzipped file may not inflate beyond MAX_INFLATE_RATIO times its size.
  * Saves are atomic: write, fsync, rename.
  */
 import { createHash } from 'node:crypto';
@@ -60,7 +62,7 @@ export function encodeArtifact(manifest: unknown, tensors: TensorMap, gzip = fal
   return gzip ? gzipSync(file, { level: 9 }) : file;
 }
 
-export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: any; tensors: Record<string, Tensor> } {
+export function decodeArtifact(raw: Buffer, source = 'artifact', opts: { allowLegacy?: boolean } = {}): { manifest: any; tensors: Record<string, Tensor>; legacy: boolean } {
   const bad = (why: string): never => {
     throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${why}`);
   };
@@ -84,12 +86,20 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
   } catch {
     bad('header is not JSON');
   }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) bad('header is not a JSON object');
   const meta = header?.__metadata__;
-  if (!meta || meta.format !== FORMAT) bad(`no "${FORMAT}" format tag (a foreign safetensors file?)`);
+  if (!meta || typeof meta !== 'object' || meta.format !== FORMAT) bad(`no "${FORMAT}" format tag (a foreign safetensors file?)`);
+  if (typeof meta.manifest !== 'string') bad('the header has no manifest');
   if (Number(meta.version) !== VERSION) bad(`format version ${meta.version} is not supported (this build reads ${VERSION})`);
   const body = buf.subarray(8 + hlen);
   if (createHash('sha256').update(body).digest('hex') !== meta.sha256) bad('checksum mismatch (truncated or corrupted)');
-  if (meta.sha256_all !== undefined) {
+  const legacy = meta.sha256_all === undefined;
+  if (legacy && !opts.allowLegacy)
+    bad(
+      'it has no sha256_all checksum of its header and manifest (written by an older uniroute, or the field was removed), so an edit of its costs or shapes would go unseen. ' +
+        `If you trust where it came from, \`uniroute migrate --router ${source}\` checks every value and rewrites it with the current checksums`,
+    );
+  if (!legacy) {
     const entries: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(header)) if (k !== '__metadata__') entries[k] = v;
     if (digestAll(entries, meta, body) !== meta.sha256_all) bad('the header or manifest was edited (its checksum does not match)');
@@ -120,7 +130,7 @@ export function decodeArtifact(raw: Buffer, source = 'artifact'): { manifest: an
     if (t.length !== count) bad(`tensor ${name} has ${t.length} values but shape ${JSON.stringify(info.shape)}`);
     tensors[name] = t;
   }
-  return { manifest, tensors };
+  return { manifest, tensors, legacy };
 }
 
 /** Temporary files of earlier saves of this file whose process is gone (a save killed midway) are removed. */
@@ -147,9 +157,40 @@ async function removeStaleTemps(dir: string, base: string): Promise<void> {
   }
 }
 
-/** Writes a file atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
+/** An I/O error in words (the path and what is wrong with it), never a raw `EISDIR: illegal operation…`. */
+export function ioWords(e: unknown, path: string): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const words: Record<string, string> = {
+    EISDIR: `${path} is a folder, not a file: give a file path`,
+    ENOENT: `the folder ${dirname(path)} does not exist`,
+    ENOTDIR: `a part of ${path} is a file, not a folder`,
+    EACCES: `permission denied writing ${path}`,
+    EPERM: `not permitted to write ${path}`,
+    EROFS: `${dirname(path)} is on a read-only file system`,
+    ENOSPC: `no space left on the device of ${path}`,
+    EDQUOT: `the disk quota is exceeded writing ${path}`,
+    ENAMETOOLONG: `the path ${path.slice(0, 80)}… is too long`,
+  };
+  return (code && words[code]) ?? `cannot write ${path}: ${(e as Error)?.message ?? String(e)}`;
+}
+
+/** Writes a file atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. I/O errors are IO_ERROR in words. */
 export async function writeFileAtomic(path: string, data: Buffer): Promise<void> {
+  try {
+    await writeAtomic(path, data);
+  } catch (e) {
+    if (e instanceof UnirouteError) throw e;
+    throw new UnirouteError('IO_ERROR', ioWords(e, path), { cause: e });
+  }
+}
+
+async function writeAtomic(path: string, data: Buffer): Promise<void> {
   const dir = dirname(path);
+  try {
+    if ((await fs.stat(path)).isDirectory()) throw Object.assign(new Error('is a folder'), { code: 'EISDIR' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   await removeStaleTemps(dir, basename(path));
   const fh = await fs.open(tmp, 'w');

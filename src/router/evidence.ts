@@ -205,7 +205,11 @@ export interface DifficultyModel {
  * The prompt-difficulty model: ridge regression of difficultyTargets on the embeddings (n x D), its strength chosen
  * by 5-fold cross-validation on these rows (no test data). Rows with no outcome are left out of the fit.
  */
-export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: number, seed: number): DifficultyModel {
+/**
+ * `onStep(done, total)` is called after each of the ridge solves (5 folds x 7 penalties + the final one): each is
+ * O(D^3) on this thread, so at D = 1024 the whole fit takes about 20 s, and a caller shows where it is.
+ */
+export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: number, seed: number, onStep?: (done: number, total: number) => void): DifficultyModel {
   const target = difficultyTargets(Y, M);
   const n = target.length;
   const rows = [...Array(n).keys()].filter((i) => !Number.isNaN(target[i]));
@@ -217,6 +221,8 @@ export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: nu
   const sse = new Float64Array(grid.length);
   const oofByGrid = grid.map(() => new Float32Array(n).fill(NaN));
   const ok = rows.length >= 20;
+  const steps = (ok ? folds * grid.length : 0) + 1;
+  let step = 0;
   if (ok) {
     for (let f = 0; f < folds; f++) {
       const tr = rows.filter((_, i) => foldOf[i] !== f);
@@ -225,6 +231,7 @@ export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: nu
       const { A, b } = gram(X, target, tr, D, xm, ym);
       grid.forEach((lam, g) => {
         const w = ridgeSolve(A, b, D, lam);
+        onStep?.(++step, steps);
         for (const i of te) {
           let s = ym;
           for (let d = 0; d < D; d++) s += w[d] * (X[i * D + d] - xm[d]);
@@ -244,6 +251,7 @@ export function fitDifficulty(X: Float32Array, D: number, Y: Float32Array, M: nu
     const { A, b } = gram(X, target, rows, D, xm, ym);
     w = ridgeSolve(A, b, D, lam);
     w0 = ym;
+    onStep?.(steps, steps);
     for (let d = 0; d < D; d++) w0 -= w[d] * xm[d];
   }
   let sst = 0;

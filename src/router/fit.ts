@@ -73,6 +73,25 @@ export interface FitReport {
   seconds: number;
 }
 
+/** The largest dimension of the built-in embedder (the engine's limit). */
+export const MAX_HASHED_DIM = 4096;
+
+/**
+ * The built-in embedder's dimension, refused before any work when it cannot be fitted: its LSA finds at most one
+ * direction per prompt (more dimensions would be zeros, and the difficulty model's ridge, O(D^3) per solve, would
+ * run for hours on them), and the engine takes at most 4096. The default, 256, is always allowed.
+ */
+export function checkHashedDim(dim: unknown, prompts: number): void {
+  if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 1 || dim > MAX_HASHED_DIM)
+    throw new UnirouteError('INVALID_ARGUMENT', `--dim (the embedding dimension) must be a whole number in [1, ${MAX_HASHED_DIM}] (got ${String(dim)})`);
+  // the default (256) always fits: on fewer prompts its extra dimensions are zeros and cost little
+  if (dim > Math.max(prompts, 256))
+    throw new UnirouteError(
+      'INVALID_ARGUMENT',
+      `--dim ${dim} is more than the ${prompts} train prompts can give: the embedder's LSA finds at most one direction per prompt, so use --dim ${Math.max(prompts, 256)} or fewer (or fit on more prompts)`,
+    );
+}
+
 /** The paper's grid for K-means (App. G.1): 3 … N_val/50, here on a roughly geometric ladder. */
 export function clusterGrid(nVal: number, nTrain: number): number[] {
   const hi = Math.max(3, Math.min(Math.floor(nVal / 50), nTrain));
@@ -187,6 +206,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     progress('embedder', 0, 1);
     const cap = opts.maxEmbedderTexts ?? 100_000;
     const fitTexts = trainTexts.length > cap ? Array.from(permutation(trainTexts.length, seed + 1).subarray(0, cap), (i) => trainTexts[i]) : trainTexts;
+    checkHashedDim(opts.embedder?.dim ?? 256, fitTexts.length);
     embedder = await HashedEmbedder.fit(fitTexts, { seed, ...opts.embedder });
     progress('embedder', 1, 1);
     spec = embedder.spec;
@@ -224,7 +244,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   let dm: DifficultyModel | undefined;
   if (opts.difficulty !== false) {
     progress('difficulty', 0, 1);
-    dm = fitDifficulty(trainEmb, D, trainY, M, seed);
+    // O(D^3) per ridge solve on this thread: seconds at D = 256, minutes at 1024 and above; the bar shows each solve
+    const stage = D >= 512 ? `difficulty (ridge on ${D} dimensions)` : 'difficulty';
+    dm = fitDifficulty(trainEmb, D, trainY, M, seed, (done, total) => progress(stage, done, total));
     progress('difficulty', 1, 1);
   }
   const priorFor = (clusters: Int32Array, k: number) => fitPrior(clusters, trainY, M, k, dm);

@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 import { UnirouteError } from '../errors.js';
 import { native } from '../engine/native.js';
 import { HashedEmbedder, type EmbedderSpec, type HashedEmbedderSpec } from '../embed/embedder.js';
-import { RemoteEmbedder, type RemoteEmbedderSpec } from '../embed/remote.js';
-import { decodeArtifact, type TensorMap } from './artifact.js';
-import { checkDistanceQuantiles, type DistanceQuantiles } from './checks.js';
+import { RemoteEmbedder, embedderAccessFromEnv, type EmbedderAccess, type RemoteEmbedderSpec } from '../embed/remote.js';
+import { decodeArtifact, type Tensor, type TensorMap } from './artifact.js';
+import { badFile, checkDistanceQuantiles, checkFiniteTensor, checkManifestShape, type DistanceQuantiles } from './checks.js';
 import type { PsiPrior } from '../decide/posterior.js';
 import type { EvidenceCells } from '../decide/snapshot.js';
 import { Router, type LearnedMap } from './router.js';
@@ -94,46 +94,73 @@ export function modelHashOf(r: Router): string {
   return h.digest('hex');
 }
 
-export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }): Router {
-  const { manifest, tensors } = decodeArtifact(buf, source);
-  const bad = (why: string): never => {
-    throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${why}`);
-  };
-  const spec = manifest?.embedder as EmbedderSpec;
-  if (!spec || (spec.kind !== 'hashed-lsa' && spec.kind !== 'precomputed' && spec.kind !== 'openai')) bad('unknown embedder kind');
-  if (!Number.isInteger(spec.dim) || spec.dim < 1 || spec.dim > 65536) bad(`the embedding dimension ${String(spec.dim)} is not a whole number in [1, 65536]`);
+/** How a router file is loaded: what the operator allows (the file itself decides nothing of it). */
+export interface LoadOptions {
+  /** Load a file without `sha256_all` (older, or stripped): for `uniroute migrate`, which rewrites it. */
+  allowLegacy?: boolean;
+  /** Where an openai embedder's prompts may go and with which key (default: embedderAccessFromEnv()). */
+  embedder?: EmbedderAccess;
+}
+
+/**
+ * A router from its file's bytes. The file is untrusted input: every value is checked as the admin API checks it
+ * (names, costs in [0, 1e30], 0 <= sums <= counts, finite tensors of the right type and length, settings in
+ * range), whether or not its checksums hold; anything else is BAD_ARTIFACT naming the value.
+ */
+export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }, load: LoadOptions = {}): Router {
+  const { manifest, tensors } = decodeArtifact(buf, source, { allowLegacy: load.allowLegacy });
+  try {
+    return build(manifest, tensors, source, expect, load);
+  } catch (e) {
+    // a value the constructor (or the engine) refuses is a bad file, said as such
+    if (e instanceof UnirouteError) {
+      if (e.code === 'BAD_ARTIFACT' || e.code === 'ARTIFACT_MISMATCH') throw e;
+      throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${e.message}`);
+    }
+    throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${(e as Error)?.message ?? String(e)}`);
+  }
+}
+
+function build(manifest: unknown, tensors: Record<string, Tensor>, source: string, expect: { embedder?: Partial<EmbedderSpec> } | undefined, load: LoadOptions): Router {
+  const bad = (why: string): never => badFile(source, why);
+  checkManifestShape(manifest, source);
+  const spec = manifest.embedder as EmbedderSpec;
   if (expect?.embedder) {
     for (const [key, v] of Object.entries(expect.embedder))
       if (v !== undefined && (spec as any)[key] !== v)
         throw new UnirouteError('ARTIFACT_MISMATCH', `${source} was fitted with embedder ${key} = ${JSON.stringify((spec as any)[key])}, but ${JSON.stringify(v)} is required`);
   }
-  const k = manifest.clusters;
+  const k = manifest.clusters as number;
   const pool = manifest.pool as Array<{ name: string; costPerQuery: number }>;
-  if (!Number.isInteger(k) || k < 1 || !Array.isArray(pool)) bad('manifest lacks clusters or pool');
-  const need = (name: string, len: number) => {
+  const DTYPE: Record<string, string> = { Float32Array: 'F32', Int8Array: 'I8', Int32Array: 'I32' };
+  const need = (name: string, len: number, type: 'F32' | 'I8' | 'I32' = 'F32') => {
     const t = tensors[name];
     if (!t) bad(`tensor ${name} is missing`);
+    if (DTYPE[t.constructor.name] !== type) bad(`tensor ${name} is ${DTYPE[t.constructor.name]}, not ${type}`);
     if (t.length !== len) bad(`tensor ${name} has ${t.length} values, expected ${len}`);
+    if (type === 'F32') checkFiniteTensor(t as Float32Array, name, source);
     return t;
   };
+  const known = new Set([
+    'centroids', 'pool.error_sums', 'pool.counts', 'pool.cell_counts', 'map.params', 'prior.cluster_logit', 'prior.difficulty_w', 'prior.difficulty_mu',
+    'prior.cluster_share', 'evidence.centroids', 'evidence.share', 'evidence.start', 'operating.embeddings', 'embedder.projection', 'embedder.scale',
+  ]);
+  for (const name of Object.keys(tensors)) if (!known.has(name)) bad(`tensor ${JSON.stringify(name.slice(0, 64))} is not one a router has`);
   const centroids = need('centroids', k * spec.dim) as Float32Array;
   const sums = need('pool.error_sums', pool.length * k) as Float32Array;
   const counts = need('pool.counts', pool.length * k) as Float32Array;
   let remote: RemoteEmbedder | undefined;
-  if (spec.kind === 'openai') {
-    if (typeof spec.model !== 'string' || typeof spec.baseUrl !== 'string') bad('the openai embedder lacks its model or base URL');
-    // UNIROUTE_EMBEDDER_URL points the router at another server of the same model
-    remote = new RemoteEmbedder({ ...(spec as RemoteEmbedderSpec), baseUrl: process.env.UNIROUTE_EMBEDDER_URL ?? spec.baseUrl });
-  }
+  if (spec.kind === 'openai') remote = RemoteEmbedder.forFile(spec as RemoteEmbedderSpec, load.embedder ?? embedderAccessFromEnv());
   let hashed: HashedEmbedder | undefined;
   if (spec.kind === 'hashed-lsa') {
     const B = 2 ** spec.bucketsLog2;
-    hashed = new HashedEmbedder(spec, need('embedder.projection', B * spec.dim) as Int8Array, need('embedder.scale', B) as Float32Array);
+    hashed = new HashedEmbedder(spec, need('embedder.projection', B * spec.dim, 'I8') as Int8Array, need('embedder.scale', B) as Float32Array);
   }
   let map: LearnedMap | undefined;
   if (manifest.clusterMap?.kind === 'learned') {
     const t = tensors['map.params'];
     if (!(t instanceof Float32Array)) bad("the learned map's parameters are missing");
+    checkFiniteTensor(t as Float32Array, 'map.params', source);
     map = { config: manifest.clusterMap.config, params: t as Float32Array };
     // the engine checks the declared network against its parameters (a forward pass of no rows), at load
     try {
@@ -141,7 +168,7 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
     } catch (e) {
       bad(`the learned map's parameters do not fit its declared network (${(e as Error).message})`);
     }
-  }
+  } else if (tensors['map.params']) bad('tensor map.params is present without a learned cluster map');
   let prior: PsiPrior | undefined;
   if (tensors['prior.cluster_logit']) {
     prior = { clusterLogit: need('prior.cluster_logit', k) as Float32Array };
@@ -158,7 +185,7 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
     }
     if (manifest.abilityGroups !== undefined) {
       const g = manifest.abilityGroups ?? {};
-      if (!Array.isArray(g.of) || g.of.length !== k || !Array.isArray(g.abilities) || g.abilities.length < 1)
+      if (!Array.isArray(g.of) || g.of.length !== k || !Array.isArray(g.abilities) || g.abilities.length < 1 || g.abilities.length > MAX_GROUPS)
         bad(`abilityGroups needs a group for each of the ${k} clusters and at least one ability prior`);
       if (!g.of.every((x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) < g.abilities.length)) bad('abilityGroups.of names a group that does not exist');
       const abilities = (g.abilities as any[]).map((a, i) => {
@@ -183,30 +210,39 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
     }
     if (manifest.difficulty) {
       const { w0, slope } = manifest.difficulty;
-      if (typeof w0 !== 'number' || typeof slope !== 'number') bad('the difficulty model lacks its offset or slope');
+      if (typeof w0 !== 'number' || typeof slope !== 'number' || !Number.isFinite(w0) || !Number.isFinite(slope)) bad('the difficulty model lacks its offset or slope (finite numbers)');
       prior.difficulty = { w: need('prior.difficulty_w', spec.dim) as Float32Array, mu: need('prior.difficulty_mu', k) as Float32Array, w0, slope };
     }
-  }
+  } else if (manifest.ability !== undefined || manifest.difficulty !== undefined || manifest.abilityGroups !== undefined || manifest.deviation !== undefined)
+    bad('the manifest describes a prior, but tensor prior.cluster_logit is missing');
   const clusterShare = tensors['prior.cluster_share'] ? (need('prior.cluster_share', k) as Float32Array) : undefined;
+  if (clusterShare) checkFiniteTensor(clusterShare, 'prior.cluster_share', source, 0);
   let cells: EvidenceCells | undefined;
   let cellCounts: Float32Array | undefined;
   if (tensors['evidence.centroids']) {
     const E = manifest.evidenceCells;
     if (!Number.isInteger(E) || E < 1) bad('evidenceCells is missing or not a positive integer');
-    const start = need('evidence.start', k + 1);
-    if (!(start instanceof Int32Array)) bad('evidence.start is not I32');
+    const share = need('evidence.share', E) as Float32Array;
+    checkFiniteTensor(share, 'evidence.share', source, 0);
     cells = {
       count: E,
       centroids: need('evidence.centroids', E * spec.dim) as Float32Array,
-      share: need('evidence.share', E) as Float32Array,
-      start: start as Int32Array,
+      share,
+      start: need('evidence.start', k + 1, 'I32') as Int32Array,
     };
     cellCounts = need('pool.cell_counts', pool.length * E) as Float32Array;
-  }
+    // a row is all -1 (no cell counts recorded) or all counts >= 0
+    for (let j = 0; j < pool.length; j++) {
+      const row = cellCounts.subarray(j * E, (j + 1) * E);
+      if (!(row.every((v) => v === -1) || row.every((v) => v >= 0))) bad(`tensor pool.cell_counts: LLM "${pool[j].name}" has a row that is neither all -1 nor all counts >= 0`);
+    }
+  } else if (manifest.evidenceCells !== undefined || tensors['evidence.share'] || tensors['evidence.start'] || tensors['pool.cell_counts'])
+    bad('the evidence cells are incomplete (tensor evidence.centroids is missing)');
   let keptPrompts: Float32Array | undefined;
   const kept = tensors['operating.embeddings'];
   if (kept) {
     if (!(kept instanceof Float32Array) || kept.length % spec.dim !== 0) bad(`tensor operating.embeddings is not rows of ${spec.dim} F32 values`);
+    checkFiniteTensor(kept as Float32Array, 'operating.embeddings', source);
     keptPrompts = kept as Float32Array;
   }
   const validQuantiles = (x: DistanceQuantiles) => {
@@ -218,34 +254,30 @@ export function routerFromArtifact(buf: Buffer, source = 'artifact', expect?: { 
   };
   if (manifest.operating !== undefined && manifest.operating !== 'pool' && manifest.operating !== 'fixed') bad(`operating must be "pool" or "fixed" (got ${JSON.stringify(manifest.operating)})`);
   const fixed = manifest.operating === 'pool' && keptPrompts ? undefined : (manifest.defaultLambda ?? 0);
-  try {
-    return new Router({
-      embedder: spec,
-      hashed,
-      remote,
-      map,
-      centroids,
-      k,
-      prior,
-      clusterShare,
-      cells,
-      keptPrompts,
-      minEvidence: manifest.minEvidence ?? 1,
-      ...(manifest.distanceQuantiles !== undefined ? { distanceQuantiles: validQuantiles(manifest.distanceQuantiles) } : {}),
-      priorStrength: manifest.priorStrength ?? 0,
-      defaultLambda: fixed,
-      info: manifest.info ?? {},
-      pool: pool.map((p, j) => ({
-        name: p.name,
-        costPerQuery: p.costPerQuery,
-        errorSums: sums.slice(j * k, (j + 1) * k),
-        counts: counts.slice(j * k, (j + 1) * k),
-        ...(cells && cellCounts && cellCounts[j * cells.count] >= 0 ? { cellCounts: cellCounts.slice(j * cells.count, (j + 1) * cells.count) } : {}),
-      })),
-    });
-  } catch (e) {
-    // a value the constructor refuses is a bad file, said as such
-    if (e instanceof UnirouteError && e.code !== 'BAD_ARTIFACT') throw new UnirouteError('BAD_ARTIFACT', `${source} is not a valid uniroute router: ${e.message}`);
-    throw e;
-  }
+  return new Router({
+    embedder: spec,
+    hashed,
+    remote,
+    map,
+    centroids,
+    k,
+    prior,
+    clusterShare,
+    cells,
+    keptPrompts,
+    minEvidence: manifest.minEvidence ?? 1,
+    ...(manifest.distanceQuantiles !== undefined ? { distanceQuantiles: validQuantiles(manifest.distanceQuantiles) } : {}),
+    priorStrength: manifest.priorStrength ?? 0,
+    defaultLambda: fixed,
+    info: manifest.info ?? {},
+    pool: pool.map((p, j) => ({
+      name: p.name,
+      costPerQuery: p.costPerQuery,
+      errorSums: sums.slice(j * k, (j + 1) * k),
+      counts: counts.slice(j * k, (j + 1) * k),
+      ...(cells && cellCounts && cellCounts[j * cells.count] >= 0 ? { cellCounts: cellCounts.slice(j * cells.count, (j + 1) * cells.count) } : {}),
+    })),
+  });
 }
+
+const MAX_GROUPS = 65_536;

@@ -108,6 +108,26 @@ export interface RouterState {
   keptPrompts?: Float32Array;
 }
 
+/** The state's types, before anything is read from it: a caller's mistake is a coded error, never a TypeError. */
+function checkState(s: RouterState): void {
+  const bad = (why: string): never => {
+    throw new UnirouteError('INVALID_ARGUMENT', `new Router(): ${why}`);
+  };
+  if (typeof s !== 'object' || s === null) bad('expected a state object');
+  if (typeof s.k !== 'number' || !Number.isInteger(s.k) || s.k < 1) bad(`k must be a positive integer, got ${String(s.k)}`);
+  const e = s.embedder as { kind?: unknown; dim?: unknown } | undefined;
+  if (typeof e !== 'object' || e === null) return bad('`embedder` (the embedder spec: {kind, dim, ...}) is required');
+  if (e.kind !== 'hashed-lsa' && e.kind !== 'precomputed' && e.kind !== 'openai') bad(`embedder.kind must be "hashed-lsa", "precomputed" or "openai" (got ${JSON.stringify(e.kind)})`);
+  if (typeof e.dim !== 'number' || !Number.isInteger(e.dim) || e.dim < 1) bad(`the embedding dimension (embedder.dim) must be a positive integer, got ${String(e.dim)}`);
+  if (!(s.centroids instanceof Float32Array)) bad('`centroids` must be a Float32Array of k x dim values');
+  for (let i = 0; i < s.centroids.length; i++) if (!Number.isFinite(s.centroids[i])) throw new UnirouteError('NON_FINITE', `new Router(): centroids have a non-finite value at ${i}`);
+  if (s.cells) {
+    if (!(s.cells.share instanceof Float32Array) || !(s.cells.centroids instanceof Float32Array)) bad('evidence cells need Float32Array centroids and shares');
+    if (!s.cells.share.every((v) => Number.isFinite(v) && v >= 0)) throw new UnirouteError('INVALID_ARGUMENT', 'new Router(): evidence cell shares must be finite and >= 0');
+  }
+  if (s.pool !== undefined && !Array.isArray(s.pool)) bad('`pool` must be a list of entries');
+}
+
 export class Router {
   readonly embedderSpec: EmbedderSpec;
   readonly hashed: HashedEmbedder | undefined;
@@ -130,6 +150,7 @@ export class Router {
   private snap: Snapshot | undefined;
 
   constructor(s: RouterState) {
+    checkState(s);
     this.embedderSpec = s.embedder;
     this.hashed = s.hashed;
     this.remote = s.remote;
@@ -692,8 +713,9 @@ export class Router {
     return encodeArtifact(manifest, tensors, gzip);
   }
 
-  static fromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }): Router {
-    return persist.routerFromArtifact(buf, source, expect);
+  /** A router from a file's bytes, every value checked (src/router/persist.ts); `load` is what the operator allows. */
+  static fromArtifact(buf: Buffer, source = 'artifact', expect?: { embedder?: Partial<EmbedderSpec> }, load?: persist.LoadOptions): Router {
+    return persist.routerFromArtifact(buf, source, expect, load);
   }
 
   /** Saves atomically; gzip (for a `.gz` path) runs on the thread pool, so a server keeps serving meanwhile. */
@@ -707,13 +729,15 @@ export class Router {
     return persist.modelHashOf(this);
   }
 
-  static async load(path: string, expect?: { embedder?: Partial<EmbedderSpec> }): Promise<Router> {
+  static async load(path: string, expect?: { embedder?: Partial<EmbedderSpec> }, load?: persist.LoadOptions): Promise<Router> {
     let buf: Buffer;
     try {
       buf = await fs.readFile(path);
     } catch (e) {
-      throw new UnirouteError('NOT_FOUND', `cannot read router file ${path}: ${(e as Error).message}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+      throw new UnirouteError('NOT_FOUND', `cannot read router file ${path}: ${why}`);
     }
-    return Router.fromArtifact(buf, path, expect);
+    return Router.fromArtifact(buf, path, expect, load);
   }
 }

@@ -122,6 +122,8 @@ export interface GatewayConfig {
   keys: Map<string, KeyConfig>;
   /** Sticky conversations: keep a session's LLM unless another scores better by more than `margin`. */
   sticky: { margin: number; maxSessions: number; ttlMs: number } | false;
+  /** A remote embedder's endpoint and key (the router file's endpoint only with trust_file_url). */
+  embedder?: { url?: string; keyEnv?: string; trustFileUrl?: boolean };
   /** Where it was read from (for messages). */
   source: string;
 }
@@ -178,7 +180,7 @@ function baseUrlOf(source: string, key: string, v: unknown): string {
 
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys', 'explore']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys', 'explore', 'embedder']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
@@ -306,7 +308,19 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     }
   }
   const opt = (o: Record<string, unknown>, k: string, where: string, min: number, max: number) => (o[k] === undefined ? undefined : num(source, `${where}.${k}`, o[k], min, max, true));
+  // a remote embedder's endpoint and key are the operator's, never the router file's (src/embed/remote.ts)
+  let embedder: GatewayConfig['embedder'];
+  if (top.embedder !== undefined) {
+    const o = object(source, 'embedder', top.embedder, ['url', 'key_env', 'trust_file_url']);
+    embedder = {
+      ...(o.url !== undefined ? { url: baseUrlOf(source, 'embedder.url', o.url) } : {}),
+      ...(o.key_env !== undefined ? { keyEnv: str(source, 'embedder.key_env', o.key_env) } : {}),
+      ...(o.trust_file_url !== undefined ? { trustFileUrl: bool(source, 'embedder.trust_file_url', o.trust_file_url) } : {}),
+    };
+    if (embedder.url && /\/\/[^/]*@/.test(embedder.url)) bad(source, 'embedder.url', 'put the API key in an environment variable (embedder.key_env), not in the URL');
+  }
   return {
+    ...(embedder ? { embedder } : {}),
     upstreams,
     presets,
     retry: {

@@ -4,13 +4,16 @@ import { type Command, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { addCostRow, costFrom, newCostAcc, readLabels, readModels, readPrompts } from '../../data/dataset.js';
 import { readRecords } from '../../data/jsonl.js';
-import { type CliContext, checkOutputFile, dataDir, usage, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine } from '../shared.js';
+import { type CliContext, accessFrom, checkOutputFile, dataDir, usage, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine } from '../shared.js';
 
 export function registerAddModel(program: Command, { io }: CliContext): void {
   program
     .command('add-model')
     .description('take an unseen LLM into the pool from its outcomes on validation prompts, without refitting anything')
     .option('--router <file>', 'router file to update (default: the built-in router, which then needs --out)')
+    .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL); the URL recorded in the file is not used')
+    .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1); without this or --embedder-url, no prompt is sent anywhere')
+    .option('--embedder-key-env <var>', "the environment variable holding the embedding endpoint's API key (or put the key in UNIROUTE_EMBEDDER_KEY); a key variable named in a router file is never used")
     .requiredOption('--name <name>', 'the LLM\'s name')
     .option('--labels <csv>', 'outcomes as prompt_id,model,correct[,cost_usd] rows (texts looked up in --data); this or --outcomes is required')
     .option('--data <dir>', 'dataset folder holding prompts.jsonl (and models.csv for list prices)')
@@ -31,7 +34,8 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
       if (o.labels && !o.data) usage('INVALID_ARGUMENT', '--labels needs --data DIR to look up the prompt texts');
       if (o.data) dataDir(o.data);
       if (o.out) checkOutputFile(o.out, '--out');
-      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'add-model' });
+      else if (o.router && !o.pool) checkOutputFile(o.router, '--router'); // written in place
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'add-model', access: accessFrom(o) });
       const outcomes: Array<{ text?: string; embedding?: ArrayLike<number>; correct: number }> = [];
       let cost: number | undefined = o.cost;
       if (o.labels) {

@@ -1,6 +1,6 @@
 /** `uniroute export`: write a router file whose pool is the store's (the distributable form of a live pool). */
 import { type Command } from 'commander';
-import { type CliContext, loadWithPool } from '../shared.js';
+import { type CliContext, checkOutputFile, loadWithPool } from '../shared.js';
 
 export function registerExport(program: Command, { quiet }: CliContext): void {
   program
@@ -10,6 +10,7 @@ export function registerExport(program: Command, { quiet }: CliContext): void {
     .requiredOption('--pool <url>', 'the pool store: sqlite:PATH, redis://HOST:PORT/DB or memory:')
     .requiredOption('--out <file>', 'the router file to write (.gz to gzip it)')
     .action(async (o) => {
+      checkOutputFile(o.out, '--out');
       const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { readOnly: true });
       await live!.close();
       await router.save(o.out);

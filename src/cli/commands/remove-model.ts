@@ -1,7 +1,7 @@
 /** `uniroute remove-model`: remove an LLM from the pool. */
 import { type Command } from 'commander';
 import { UnirouteError } from '../../errors.js';
-import { type CliContext, intArg, POOL_HELP, loadWithPool, cliUser } from '../shared.js';
+import { type CliContext, checkOutputFile, intArg, POOL_HELP, loadWithPool, cliUser } from '../shared.js';
 
 export function registerRemoveModel(program: Command, { quiet }: CliContext): void {
   program
@@ -14,6 +14,7 @@ export function registerRemoveModel(program: Command, { quiet }: CliContext): vo
     .option('--if-version <n>', 'with --pool: change only if the pool is at this version', intArg('--if-version'))
     .action(async (o) => {
       if (!o.router && !o.out && !o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'the built-in router is read-only: pass --pool URL, --router FILE or --out FILE');
+      if (!o.pool) checkOutputFile(o.out ?? o.router, o.out ? '--out' : '--router');
       const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { change: 'remove-model' });
       if (live) {
         try {

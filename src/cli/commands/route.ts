@@ -5,7 +5,7 @@ import { UnirouteError } from '../../errors.js';
 import { decisionJson, explainRow, type RouteBatch } from '../../router/router.js';
 import { Progress } from '../progress.js';
 import { jsonLineBatches } from '../../data/jsonl.js';
-import { type CliContext, intArg, numArg, rangeArg, listArg, POOL_HELP, loadWithPool, openOutput, usage, warnLine, writeLine } from '../shared.js';
+import { type CliContext, accessFrom, intArg, numArg, rangeArg, listArg, POOL_HELP, loadWithPool, openOutput, usage, warnLine, writeLine } from '../shared.js';
 
 /** --shard I/N: the I-th of N interleaved shards, 1 <= I <= N. */
 const shardArg = (v: string) => {
@@ -20,6 +20,9 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
     .command('route')
     .description('route JSONL prompts ({"id", "text"} per line) to LLMs; writes JSONL decisions in input order, streaming')
     .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL); the URL recorded in the file is not used')
+    .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1); without this or --embedder-url, no prompt is sent anywhere')
+    .option('--embedder-key-env <var>', "the environment variable holding the embedding endpoint's API key (or put the key in UNIROUTE_EMBEDDER_KEY); a key variable named in a router file is never used")
     .option('--lambda <l>', 'error-per-cost trade-off (0 = lowest predicted error); default: the router\'s', numArg('--lambda'))
     .option('--tradeoff <t>', 'the unit-free knob instead of --lambda: t in [0, 1], 0 = lowest predicted error, 1 = the cheapest LLM (uniroute models prints what it means for this pool)', rangeArg('--tradeoff', 0, 1, '0 = lowest predicted error, 1 = cheapest'))
     .option('--max-cost <usd>', 'instead of --lambda: the most accurate routing with mean cost per query at most this (lambda calibrated on the first batch, then fixed)', numArg('--max-cost'))
@@ -42,7 +45,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
       const targets = [o.lambda, o.tradeoff, o.maxCost, o.minAccuracy, o.maxError].filter((x) => x !== undefined).length;
       if (targets > 1) usage('INVALID_ARGUMENT', 'give at most one of --lambda, --tradeoff, --max-cost, --min-accuracy and --max-error');
       const shard: { i: number; n: number } | undefined = o.shard;
-      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { readOnly: true });
+      const { router, live } = await loadWithPool(o.router, o.pool, 'cli', { readOnly: true, access: accessFrom(o) });
       await live?.close(); // routes on the pool as it is now
       let lambda: number | undefined = o.tradeoff !== undefined ? router.lambdaForTradeoff(o.tradeoff) : o.lambda;
       let mix: { lambda: number; share: number } | undefined; // a calibrated target between two lambdas

@@ -1,7 +1,7 @@
 /** `uniroute serve`: HTTP server: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI-compatible proxy), /healthz, /readyz, /metrics. */
 import { type Command } from 'commander';
 import { UnirouteError } from '../../errors.js';
-import { type CliContext, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptions, usage, warnLine } from '../shared.js';
+import { type CliContext, accessFrom, intArg, numArg, POOL_HELP, loadWithPool, feedbackOptions, usage, warnLine } from '../shared.js';
 
 /** Why the server could not listen, in words (not Node's "listen EADDRINUSE: address already in use 127.0.0.1:8080"). */
 function listenError(e: NodeJS.ErrnoException, host: string, port: number): UnirouteError {
@@ -25,6 +25,9 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .command('serve')
     .description('HTTP server and LLM gateway: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) routed to your upstreams, /v1/responses, /v1/embeddings, /v1/completions passed through, /healthz, /readyz, /metrics')
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
+    .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL, or the config\'s embedder.url); the URL recorded in the file is not used')
+    .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1, or embedder.trust_file_url: true)')
+    .option('--embedder-key-env <var>', "the environment variable holding the embedding endpoint's API key (or UNIROUTE_EMBEDDER_KEY, or embedder.key_env); a key variable named in a router file is never used")
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port, 0 to 65535 (0: any free port)', intArg('--port', 0, 65535), 8080)
     .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
@@ -61,7 +64,6 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         warnLine('UNIROUTE_FEEDBACK_TOKEN is set but there is no --pool: POST /v1/feedback stays off (feedback changes the pool: pass --pool sqlite:PATH or redis://HOST:PORT/DB)');
       else if (o.pool && process.env.UNIROUTE_FEEDBACK_TOKEN && !process.env.UNIROUTE_FEEDBACK_SECRET)
         warnLine('UNIROUTE_FEEDBACK_SECRET is not set: decision ids are signed with a key of this process only, so feedback on them fails after a restart and on other replicas');
-      const { router, live } = await loadWithPool(o.router, o.pool, 'serve');
       const timeouts = {
         ...(o.connectTimeoutMs !== undefined ? { connectMs: o.connectTimeoutMs } : {}),
         ...((o.headersTimeoutMs ?? o.upstreamTimeoutMs) !== undefined ? { headersMs: o.headersTimeoutMs ?? o.upstreamTimeoutMs } : {}),
@@ -75,7 +77,14 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         if (errors.length) throw new UnirouteError('INVALID_ARGUMENT', `${cfg.source}:\n  ${errors.join('\n  ')}`);
         return cfg;
       };
-      const config = check(read());
+      // the config first: it may say where a remote embedder's prompts go, and with which key
+      const config0 = read();
+      const { router, live } = await loadWithPool(o.router, o.pool, 'serve', { access: accessFrom(o, config0.embedder, config0.source) });
+      if (router.remote?.refused) {
+        await live?.close();
+        throw new UnirouteError('EMBEDDER_NOT_ALLOWED', router.remote.refused);
+      }
+      const config = check(config0);
       const tokenEnv = config.tokens.adminEnv ?? 'UNIROUTE_ADMIN_TOKEN';
       const adminToken = process.env[tokenEnv] || undefined;
       const app = await buildApp({

@@ -3,13 +3,16 @@ import { once } from 'node:events';
 import { type Command, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { readRecords } from '../../data/jsonl.js';
-import { type CliContext, intArg, numArg, warnLine, loadRouter, openOutput, writeLine } from '../shared.js';
+import { type CliContext, accessFrom, intArg, numArg, warnLine, loadRouter, openOutput, writeLine } from '../shared.js';
 
 export function registerSuggestLabels(program: Command, { io, quiet }: CliContext): void {
   program
     .command('suggest-labels')
     .description('pick the candidate prompts whose outcomes would most improve routing for a new (or thinly evidenced) LLM; writes them as JSONL, ready to send to it')
     .option('--router <file>', 'router file (default: the built-in router)')
+    .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL); the URL recorded in the file is not used')
+    .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1); without this or --embedder-url, no prompt is sent anywhere')
+    .option('--embedder-key-env <var>', "the environment variable holding the embedding endpoint's API key (or put the key in UNIROUTE_EMBEDDER_KEY); a key variable named in a router file is never used")
     .requiredOption('--candidates <jsonl>', 'candidate prompts: {"id", "text"} lines ({"id", "embedding"} for a router on your own embeddings), e.g. a sample of your traffic')
     .requiredOption('--budget <n>', 'how many prompts to suggest', intArg('--budget', 1))
     .option('--model <name>', 'the LLM to label for: one in the pool (its outcomes so far count) or a new name')
@@ -20,7 +23,7 @@ export function registerSuggestLabels(program: Command, { io, quiet }: CliContex
     .option('--output <file>', 'output JSONL, or - for stdout', '-')
     .addOption(new Option('--max-errors <n>', 'stop after this many bad candidate lines (fewer are skipped with a warning; 0 = never stop)').argParser(intArg('--max-errors', 0)).default(10))
     .action(async (o) => {
-      const router = await loadRouter(o.router);
+      const router = await loadRouter(o.router, accessFrom(o));
       const recs: any[] = [];
       const seen = new Set<string>();
       const good = await readRecords(
