@@ -8,6 +8,8 @@ import { connect, createServer } from 'node:net';
 export interface LocalRedis {
   url: string;
   port: number;
+  /** The redis-server's process id (tests pause it with SIGSTOP). */
+  pid: number;
   stop: () => Promise<void>;
 }
 
@@ -39,9 +41,11 @@ export async function startLocalRedis(opts: { dir?: string; port?: number } = {}
   return {
     url: `redis://127.0.0.1:${port}/0`,
     port,
+    pid: proc.pid!,
     stop: async () => {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const done = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGCONT'); // a paused one (a test's SIGSTOP) too
       proc.kill('SIGKILL');
       await done;
     },

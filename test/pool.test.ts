@@ -336,8 +336,10 @@ describe('a server and the CLI on one sqlite pool', () => {
       // it returns (its data kept on disk): both catch up, and changes flow again
       const back = (await startRedis({ dir: rdir, port: own.port }))!;
       try {
-        const ready = await waitFor(async () => ((await (await fetch(`${a.url}/readyz`)).json()) as any).status === 'ready', 5000);
-        expect(ready).toBeGreaterThanOrEqual(0);
+        for (const s of [a, b]) {
+          const ready = await waitFor(async () => ((await (await fetch(`${s.url}/readyz`)).json()) as any).status === 'ready', 5000);
+          expect(ready).toBeGreaterThanOrEqual(0);
+        }
         const again = await fetch(`${b.url}/v1/models`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'after', cost_per_query: 0.01, outcomes: [{ text: 'Question: integral?', correct: 1 }] }) });
         expect(again.status).toBe(201);
         expect(await waitFor(async () => (await names(a.url)).includes('after'), 2000)).toBeGreaterThanOrEqual(0);

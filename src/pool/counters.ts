@@ -10,6 +10,7 @@
  * minute; record() adds an answer's tokens and cost afterwards.
  */
 import { UnirouteError } from '../errors.js';
+import { withoutBlocking } from './busy.js';
 
 export interface KeyLimits {
   rpm?: number;
@@ -110,16 +111,23 @@ export class SqliteCounters implements LimitCounters {
   private readonly getStmt;
   private readonly addStmt;
   private n = 0;
-  constructor(private readonly db: Db, description: string) {
+  constructor(
+    private readonly db: Db,
+    description: string,
+    private readonly busyTimeoutMs = 10_000,
+  ) {
     this.description = description;
     db.exec('CREATE TABLE IF NOT EXISTS limit_counters (name TEXT PRIMARY KEY, value REAL NOT NULL, expires INTEGER NOT NULL)');
     this.getStmt = db.prepare('SELECT value FROM limit_counters WHERE name = ?');
     this.addStmt = db.prepare('INSERT INTO limit_counters (name, value, expires) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value');
+    // a lock held by another process is waited for by sleeping, never on this thread (withoutBlocking)
+    db.pragma('busy_timeout = 0');
   }
-  private wrap<T>(fn: () => T): T {
+  private async wrap<T>(fn: () => T): Promise<T> {
     try {
-      return fn();
+      return await withoutBlocking(fn, this.busyTimeoutMs, () => `${this.description}: limit counters`);
     } catch (e) {
+      if (e instanceof UnirouteError) throw e;
       throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: limit counters failed: ${(e as Error).message}`);
     }
   }
@@ -141,7 +149,7 @@ export class SqliteCounters implements LimitCounters {
   }
   async record(key: string, tokens: number, usd: number, now = Date.now()): Promise<void> {
     const { minute, day } = windowOf(now);
-    this.wrap(() =>
+    await this.wrap(() =>
       this.db
         .transaction(() => {
           if (tokens > 0) this.addStmt.run(`${key}:tpm:${minute}`, tokens, now + 2 * MINUTE);
@@ -180,6 +188,8 @@ export class RedisCounters implements LimitCounters {
     private readonly prefix: string,
     readonly description: string,
     private readonly ensure: () => Promise<void>,
+    /** Told of every failure (a command timeout makes the store fail fast for a while). */
+    private readonly failed?: (e: unknown) => void,
   ) {}
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     try {
@@ -187,6 +197,7 @@ export class RedisCounters implements LimitCounters {
       return await fn();
     } catch (e) {
       if (e instanceof UnirouteError) throw e;
+      this.failed?.(e);
       throw new UnirouteError('STORE_UNAVAILABLE', `${this.description}: limit counters failed: ${(e as Error).message}`);
     }
   }

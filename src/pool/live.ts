@@ -1,7 +1,9 @@
 /**
  * A router bound to a pool store: the router's pool is always a version the store holds. Changes are computed
  * with the router (an LLM's statistics from its outcomes), written to the store in one transaction (checked
- * against If-Match), and then the router takes the store's state; refresh() picks up other processes' changes.
+ * against If-Match, and against the epoch of the pool this process read), and then the router takes the store's
+ * state; refresh() picks up other processes' changes, and takes the store's whole pool when its epoch changed (a
+ * store that came back empty and was seeded again, or another store), whatever its version number.
  * One change or refresh at a time.
  */
 import { UnirouteError } from '../errors.js';
@@ -17,7 +19,12 @@ export class LivePool {
     public version: number,
     /** The fitted model's hash the pool is keyed by (Router.modelHash(), computed once here). */
     readonly modelHash: string,
+    /** The epoch of the pool held (the store's identity of it). */
+    public epoch: string,
   ) {}
+
+  /** Called when the store's pool turned out to be another one (its epoch changed): from, to, and the version taken. */
+  onEpochChange: ((from: string, to: string, version: number) => void) | undefined;
 
   /**
    * Binds a router to a store. A store with no pool for this model yet takes the router's own pool (embedded in
@@ -35,7 +42,7 @@ export class LivePool {
       throw e;
     }
     router.setPool(snap.models);
-    return new LivePool(router, s, snap.version, hash);
+    return new LivePool(router, s, snap.version, hash, snap.epoch);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -50,19 +57,32 @@ export class LivePool {
   }
 
   private async pull(force = false): Promise<boolean> {
-    const v = await this.store.version();
-    if (!force && v === this.version) return false;
+    const h = await this.store.head();
+    if (!force && h.version === this.version && h.epoch === this.epoch) return false;
     const snap = await this.store.read();
     this.router.setPool(snap.models); // checked: a bad entry (a tampered store) changes nothing and throws
+    const from = this.epoch;
     this.version = snap.version;
+    this.epoch = snap.epoch;
+    if (from !== snap.epoch) this.onEpochChange?.(from, snap.epoch, snap.version);
     return true;
+  }
+
+  /** A write, refused when the store's pool is not the one this process holds (then it takes the store's pool). */
+  private async write<T>(fn: (o: { ifEpoch: string }) => Promise<T>): Promise<T> {
+    try {
+      return await fn({ ifEpoch: this.epoch });
+    } catch (e) {
+      if (e instanceof UnirouteError && e.code === 'VERSION_CONFLICT' && /epoch/.test(e.message)) await this.pull(true).catch(() => undefined);
+      throw e;
+    }
   }
 
   /** Adds (or with `replace`, replaces) an LLM from its outcomes; acknowledged once the store has it. */
   addModel(name: string, spec: AddModelSpec, o: ChangeOptions & { replace?: boolean } = {}): Promise<ModelInfo & { version: number }> {
     return this.serial(async () => {
       const entry = await this.compute(name, spec, !!o.replace);
-      const version = await this.store.put(entry, o);
+      const version = await this.write((x) => this.store.put(entry, { ...o, ...x }));
       await this.follow(version, () => this.router.upsertEntry(entry));
       return { ...this.router.models().find((m) => m.name === name)!, version };
     });
@@ -72,7 +92,7 @@ export class LivePool {
   putEntry(entry: PoolEntry, o: ChangeOptions & { replace?: boolean } = {}): Promise<number> {
     return this.serial(async () => {
       this.router.checkEntry(entry);
-      const version = await this.store.put(entry, o);
+      const version = await this.write((x) => this.store.put(entry, { ...o, ...x }));
       await this.follow(version, () => this.router.upsertEntry(entry));
       return version;
     });
@@ -82,7 +102,7 @@ export class LivePool {
   importPool(entries: PoolEntry[], o: ChangeOptions = {}): Promise<number> {
     return this.serial(async () => {
       this.router.checkEntries(entries);
-      const version = await this.store.replaceAll(entries, o);
+      const version = await this.write((x) => this.store.replaceAll(entries, { ...o, ...x }));
       await this.pull(true);
       return version;
     });
@@ -90,7 +110,7 @@ export class LivePool {
 
   removeModel(name: string, o: ChangeOptions = {}): Promise<number> {
     return this.serial(async () => {
-      const version = await this.store.remove(name, o);
+      const version = await this.write((x) => this.store.remove(name, { ...o, ...x }));
       await this.follow(version, () => this.router.removeModel(name));
       return version;
     });
@@ -105,12 +125,21 @@ export class LivePool {
       if (!this.router.has(o.model)) this.router.exportModel(o.model); // UNKNOWN_MODEL with a did-you-mean
       if (!(Number.isInteger(o.cluster) && o.cluster >= 0 && o.cluster < this.router.k)) throw new UnirouteError('INVALID_ARGUMENT', `cluster ${o.cluster} is not one of this model's`);
       let next: PoolEntry | undefined;
-      const version = await this.store.addOutcome(o.model, o.id, o.decidedAt, (cur) => {
-        const f = decayFactor(Date.parse(cur.changedAt), Date.now(), o.halfLifeMs);
-        next = withOutcome(cur, o.cluster, o.cell, o.error, f);
-        this.router.checkEntry(next);
-        return next;
-      });
+      const version = await this.write((x) =>
+        this.store.addOutcome(
+          o.model,
+          o.id,
+          o.decidedAt,
+          (cur) => {
+            const f = decayFactor(Date.parse(cur.changedAt), Date.now(), o.halfLifeMs);
+            next = withOutcome(cur, o.cluster, o.cell, o.error, f);
+            this.router.checkEntry(next);
+            return next;
+          },
+          undefined,
+          x,
+        ),
+      );
       await this.follow(version, () => this.router.upsertEntry(next!));
       return version;
     });

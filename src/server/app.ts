@@ -143,15 +143,18 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   let gateway = buildGateway(opts.config ?? parseConfig({}), router);
   const sticky0 = gateway.sticky || { maxSessions: 100_000, ttlMs: 3_600_000 };
   // sticky sessions: in the pool store when it is shared by replicas (Redis), else in this process
-  const shared = live?.store as { sessionGet?: (k: string) => Promise<string | undefined>; sessionSet?: (k: string, m: string, ttl: number) => Promise<void> } | undefined;
+  // (capped there as here: at most sticky.max_sessions live sessions, keys of a bounded size)
+  const shared = live?.store as { sessionGet?: (k: string) => Promise<string | undefined>; sessionSet?: (k: string, m: string, ttl: number, max: number) => Promise<void> } | undefined;
   let sessionTtl = sticky0.ttlMs;
+  let sessionMax = sticky0.maxSessions;
   const sessions: Sessions =
     shared?.sessionGet && shared.sessionSet
       ? {
           get: (k) => shared.sessionGet!(k),
-          set: (k, m) => shared.sessionSet!(k, m, sessionTtl),
-          configure: (_max, ttl) => {
+          set: (k, m) => shared.sessionSet!(k, m, sessionTtl, sessionMax),
+          configure: (max, ttl) => {
             sessionTtl = ttl;
+            sessionMax = max;
           },
         }
       : new SessionStore(sticky0.maxSessions, sticky0.ttlMs);

@@ -263,6 +263,8 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   // ---- the live pool: other processes' changes arrive by polling the store's version ------------------------------
   if (live) {
     let failing = false;
+    live.onEpochChange = (from, to, version) =>
+      app.log.warn({ store: live.store.description, from, to, version }, 'the pool store holds another pool than before (it came back empty and was seeded again, or it is another store): took its pool');
     const poll = setInterval(() => {
       const t0 = performance.now();
       serial(() => live.refresh())
