@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'VERSION_CONFLICT'
   | 'ALREADY_COUNTED'
   | 'STORE_UNAVAILABLE'
+  | 'FILE_IN_USE'
   | 'INTERNAL';
 
 const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -47,6 +48,7 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   VERSION_CONFLICT: 412,
   ALREADY_COUNTED: 409,
   STORE_UNAVAILABLE: 503,
+  FILE_IN_USE: 409,
   INTERNAL: 500,
 };
 

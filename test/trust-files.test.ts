@@ -348,3 +348,77 @@ describe('bad arguments are coded errors in words', () => {
     expect(steps).toContainEqual([36, 36]);
   });
 });
+
+describe('one writer for a router file', () => {
+  it('a CLI write to a file that a running server saves to is refused, pointing to the server and to --pool; a second server too; after it stops, the CLI writes', async () => {
+    const { startServe } = await import('./helpers.js');
+    const p = join(dir, 'served.uniroute');
+    const ds = await loadDataset(makeSyntheticDataset(300, 9));
+    const { router } = await fitRouter(ds, { seed: 1, clusters: 3, embedder: { bucketsLog2: 12, dim: 32 } });
+    await router.save(p);
+    const outcomesFile = join(dir, 'outcomes.jsonl');
+    writeFileSync(outcomesFile, Array.from({ length: 20 }, (_, i) => JSON.stringify({ text: `Question: integral ${i} solve?`, correct: i % 2 })).join('\n') + '\n');
+    const s = await startServe(['--router', p], { UNIROUTE_ADMIN_TOKEN: 'tok' });
+    try {
+      const before = readFileSync(p);
+      const add = await cli(['add-model', '--router', p, '--name', 'from-cli', '--outcomes', outcomesFile, '--cost', '0.01']);
+      expect(add.status).toBe(1);
+      expect(add.stderr).toMatch(/FILE_IN_USE: .*served by a running uniroute server \(http:\/\/127\.0\.0\.1:\d+/);
+      expect(add.stderr).toContain(`--pool sqlite:${p}.pool.db`);
+      expect(add.stderr).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/v1\/models/);
+      expect(readFileSync(p).equals(before)).toBe(true);
+      const rm = await cli(['remove-model', '--router', p, '--name', 'cheap-math']);
+      expect(rm.status).toBe(1);
+      expect(rm.stderr).toMatch(/FILE_IN_USE/);
+      const second = await cli(['serve', '--router', p, '--port', '0'], { UNIROUTE_ADMIN_TOKEN: 'tok' });
+      expect(second.status).toBe(1);
+      expect(second.stderr).toMatch(/FILE_IN_USE: .*a second server saving to it/);
+      // through the server, the change is made and saved
+      const r = await fetch(`${s.url}/v1/models`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer tok' },
+        body: JSON.stringify({ name: 'via-server', cost_per_query: 0.01, outcomes: Array.from({ length: 20 }, (_, i) => ({ text: `Question: integral ${i}?`, correct: 1 })) }),
+      });
+      expect(r.status).toBe(201);
+      expect((await Router.load(p)).has('via-server')).toBe(true);
+    } finally {
+      const exited = new Promise((r) => s.proc.once('exit', r));
+      s.proc.kill('SIGTERM');
+      await exited;
+    }
+    const after = await cli(['add-model', '--router', p, '--name', 'from-cli', '--outcomes', outcomesFile, '--cost', '0.01']);
+    expect(after.status, after.stderr).toBe(0);
+    const final = await Router.load(p);
+    expect(final.has('from-cli') && final.has('via-server')).toBe(true);
+  });
+
+  it('a server does not save over a file that another process changed since it read it', async () => {
+    const { buildApp } = await import('../src/server/app.js');
+    const p = join(dir, 'changed.uniroute');
+    const ds = await loadDataset(makeSyntheticDataset(300, 10));
+    const { router } = await fitRouter(ds, { seed: 1, clusters: 3, embedder: { bucketsLog2: 12, dim: 32 } });
+    await router.save(p);
+    const app = await buildApp({ router: await Router.load(p), routerPath: p, adminToken: 'tok' });
+    try {
+      // another process's change (an older CLI, a copy from elsewhere)
+      const other = await Router.load(p);
+      other.removeModel('mid-all');
+      await new Promise((r) => setTimeout(r, 20));
+      await other.save(p);
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/models',
+        headers: { authorization: 'Bearer tok' },
+        payload: { name: 'late', cost_per_query: 0.01, outcomes: [{ text: 'Question: integral?', correct: 1 }] },
+      });
+      expect(res.statusCode).toBe(412);
+      expect(res.json().error.code).toBe('VERSION_CONFLICT');
+      expect(res.json().error.message).toMatch(/changed on disk by another process/);
+      const kept = await Router.load(p);
+      expect(kept.has('mid-all')).toBe(false);
+      expect(kept.has('late')).toBe(false);
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { Router } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { LivePool } from '../pool/live.js';
 import { DecisionSigner } from '../pool/feedback.js';
+import { refuseIfServed } from '../pool/file-lock.js';
 import { jsonLines } from '../data/jsonl.js';
 import { RemoteEmbedder, embedderAccessFromEnv, mergeAccess, parseEmbedderArg, type EmbedderAccess } from '../embed/remote.js';
 import type { Command } from 'commander';
@@ -186,6 +187,8 @@ export function checkOutputFile(path: string, flag: string): void {
   } catch {
     usage('IO_ERROR', `${flag} ${path}: the folder ${dir} is not writable`);
   }
+  // one writer: a router file that a running server saves its pool to is not written by the CLI (FILE_IN_USE)
+  refuseIfServed(path);
 }
 
 /**

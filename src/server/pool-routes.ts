@@ -9,6 +9,7 @@ import { UnirouteError } from '../errors.js';
 import { errorBody, type ServerContext } from './context.js';
 import { reportedOutcome } from '../pool/feedback.js';
 import { modelsResponseSchema } from './schemas.js';
+import { claimRouterFile, fileStamp } from '../pool/file-lock.js';
 
 export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { opts, router, metrics, live, signer, modelTag, maxPrompts, maxOutcomes, checkPrompt, poolChanged } = ctx;
@@ -90,11 +91,34 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     chain = next.catch(() => undefined);
     return next;
   };
+  // One writer for the router file (src/pool/file-lock.ts): a server that saves admin changes to it claims it, so
+  // that a CLI write to it is refused instead of silently lost; and it never saves over a file that another process
+  // changed since it read it.
+  const fileMode = !!opts.routerPath && !live && !!adminDigest;
+  const claim = fileMode ? claimRouterFile(opts.routerPath!) : undefined;
+  if (claim) {
+    app.addHook('onListen', async () => {
+      const a = app.addresses()[0] as unknown;
+      if (a && typeof a === 'object') {
+        const { family, address, port } = a as import('node:net').AddressInfo;
+        claim.setUrl(`http://${family === 'IPv6' ? `[${address}]` : address}:${port}`);
+      }
+    });
+    app.addHook('onClose', async () => claim.release());
+  }
+  let stamp = fileMode ? fileStamp(opts.routerPath!) : undefined;
   const persist = async (undo: () => void) => {
     try {
+      if (stamp !== undefined && fileStamp(opts.routerPath!) !== stamp)
+        throw new UnirouteError(
+          'VERSION_CONFLICT',
+          `${opts.routerPath} was changed on disk by another process since this server read it: this change is not applied, so as not to overwrite that one. Restart the server to load the file, or keep the pool in a store (--pool sqlite:${opts.routerPath}.pool.db) that the server and the CLI both change`,
+        );
       await router.save(opts.routerPath!);
+      stamp = fileStamp(opts.routerPath!);
     } catch (e) {
       undo();
+      if (e instanceof UnirouteError && e.code === 'VERSION_CONFLICT') throw e;
       throw new UnirouteError('INTERNAL', `could not save the pool to ${opts.routerPath}: ${(e as Error).message}; the change was rolled back`);
     } finally {
       metrics.poolSize.set(router.size);
