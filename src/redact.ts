@@ -6,12 +6,19 @@
  */
 export function redactSecrets(text: string, secrets: string[]): string {
   let out = text;
+  for (const form of secretForms(secrets)) if (out.includes(form)) out = out.split(form).join('[redacted]');
+  return redactCredentials(out);
+}
+
+/** Each secret as it is, URL-encoded and base64-encoded (padded or not), longest first; none shorter than 4 characters. */
+export function secretForms(secrets: string[]): string[] {
+  const forms = new Set<string>();
   for (const s of secrets) {
     if (!s || s.length < 4) continue;
-    for (const form of new Set([s, encodeURIComponent(s), Buffer.from(s).toString('base64'), Buffer.from(s).toString('base64').replace(/=+$/, '')]))
-      if (form.length >= 4) out = out.split(form).join('[redacted]');
+    const b64 = Buffer.from(s).toString('base64');
+    for (const f of [s, encodeURIComponent(s), b64, b64.replace(/=+$/, '')]) if (f.length >= 4) forms.add(f);
   }
-  return redactCredentials(out);
+  return [...forms].sort((a, b) => b.length - a.length);
 }
 
 const CREDENTIAL_QUERY = /([?&;](?:access[_-]?token|api[_-]?key|apikey|key|token|secret|password|passwd|pwd|auth|signature|sig|client[_-]?secret)=)[^&#\s"']*/gi;

@@ -74,7 +74,6 @@ describe('client keys on every route', () => {
         ['POST', '/v1/route', { prompt: 'integral sum' }],
         ['GET', '/v1/models'],
         ['GET', '/metrics'],
-        ['POST', '/v1/models/cheap-math/suggest', { prompts: ['a b'], budget: 1 }],
         ['POST', '/v1/messages', { model: 'cheap-math', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }],
         ['POST', '/v1/embeddings', { model: 'cheap-math', input: 'x' }],
       ];
@@ -83,11 +82,15 @@ describe('client keys on every route', () => {
         expect(r.statusCode, u).toBe(401);
         expect(r.body, u).toMatch(/key/);
       }
-      for (const [m, u, p] of routes.slice(0, 4)) {
+      for (const [m, u, p] of routes.slice(0, 3)) {
         expect((await call(m, u, { authorization: 'Bearer sk-tenant-b-0123456789' }, p)).statusCode, u).toBe(200);
         expect((await call(m, u, { authorization: 'Bearer admin-secret-123' }, p)).statusCode, u).toBe(200);
         expect((await call(m, u, { 'x-api-key': 'sk-tenant-b-0123456789' }, p)).statusCode, u).toBe(200);
       }
+      // label suggestions are an admin endpoint: a tenant key is not enough
+      const suggest = (h: Record<string, string>) => call('POST', '/v1/models/cheap-math/suggest', h, { prompts: ['a b'], budget: 1 });
+      expect((await suggest({ authorization: 'Bearer sk-tenant-b-0123456789' })).statusCode).toBe(401);
+      expect((await suggest({ authorization: 'Bearer admin-secret-123' })).statusCode).toBe(200);
       expect((await call('GET', '/healthz')).statusCode).toBe(200);
       expect((await call('GET', '/readyz')).statusCode).toBe(200);
     } finally {

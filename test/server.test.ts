@@ -29,6 +29,7 @@ beforeAll(async () => {
 });
 afterAll(async () => app?.close());
 
+const admin = { authorization: `Bearer ${TOKEN}` };
 const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url, payload: payload as any, headers: { 'content-type': 'application/json', ...headers } });
 
@@ -117,12 +118,13 @@ describe('/v1/route', () => {
 
   it('suggests which prompts to label for an LLM', async () => {
     const prompts = randomTexts(40, 2);
-    const r = await post('/v1/models/new-llm/suggest', { prompts, budget: 10, seed: 2 });
+    expect((await post('/v1/models/new-llm/suggest', { prompts, budget: 10, seed: 2 })).statusCode).toBe(401); // an admin endpoint
+    const r = await post('/v1/models/new-llm/suggest', { prompts, budget: 10, seed: 2 }, admin);
     expect(r.statusCode, r.body).toBe(200);
     const idx = r.json().suggestions.map((x: any) => x.index);
     expect(idx).toEqual((await router.suggestLabels(prompts, { budget: 10, seed: 2, model: 'new-llm' })).map((p) => p.index));
     expect(new Set(idx).size).toBe(10);
-    expect((await post('/v1/models/new-llm/suggest', { prompts, budget: 0 })).statusCode).toBe(400);
+    expect((await post('/v1/models/new-llm/suggest', { prompts, budget: 0 }, admin)).statusCode).toBe(400);
   });
 
   it('routes a batch in order and honours the allowed models', async () => {

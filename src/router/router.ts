@@ -677,13 +677,32 @@ export class Router {
    * LLM (src/router/suggest.ts): indices into the candidates, in the order picked.
    */
   async suggestLabels(candidates: string[] | Float32Array, opts: SuggestOptions): Promise<Suggestion[]> {
-    const emb = candidates instanceof Float32Array ? checkEmbeddings(candidates, this.dim, 'candidates') : await this.embedTexts(candidates);
-    const n = emb.length / this.dim;
+    const texts = candidates instanceof Float32Array ? undefined : candidates;
+    if (candidates instanceof Float32Array) checkEmbeddings(candidates, this.dim, 'candidates');
+    else checkTexts(candidates, 'candidates');
+    const n = texts ? texts.length : (candidates as Float32Array).length / this.dim;
     if (n === 0) throw new UnirouteError('INVALID_ARGUMENT', 'suggesting labels needs at least one candidate prompt');
-    const { cluster } = this.assignEmbeddings(emb);
-    const cell = this.cellsOf(emb, cluster);
+    // in chunks, yielding between them: a large set of candidates never holds the event loop for long
+    const CHUNK = 512;
+    const cluster = new Int32Array(n);
+    const cell = new Int32Array(n);
     const others = this.pool.filter((e) => e.name !== opts.model).map((e) => e.name);
-    const batch = others.length ? await this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, ood: false }) : null;
+    let batch: { models: string[]; costs: Float32Array; predictedError: Float32Array } | null = null;
+    for (let b = 0; b < n; b += CHUNK) {
+      const e = Math.min(n, b + CHUNK);
+      const emb = texts ? await this.embedTexts(texts.slice(b, e)) : (candidates as Float32Array).subarray(b * this.dim, e * this.dim);
+      const a = this.assignEmbeddings(emb);
+      cluster.set(a.cluster, b);
+      cell.set(this.cellsOf(emb, a.cluster), b);
+      if (others.length) {
+        const part = await this.routeEmbeddings(emb, { lambda: opts.lambda, models: others, ood: false });
+        if (!batch) batch = { models: part.models, costs: part.costs, predictedError: new Float32Array(n * part.models.length) };
+        else if (part.models.length !== batch.models.length || part.models.some((m, j) => m !== batch!.models[j]))
+          throw new UnirouteError('VERSION_CONFLICT', 'the pool changed while labels were being suggested; ask again');
+        batch.predictedError.set(part.predictedError, b * part.models.length);
+      }
+      if (e < n) await new Promise((r) => setImmediate(r));
+    }
     return pickSuggestions(this, cluster, cell, batch, opts);
   }
 

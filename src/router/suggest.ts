@@ -35,6 +35,9 @@ export interface SuggestOptions {
   order?: 'shuffle' | 'given';
 }
 
+/** The longest stretch of picking between two yields to the event loop. */
+const SLICE_MS = 8;
+
 export interface Suggestion {
   /** Index into the candidates. */
   index: number;
@@ -47,14 +50,16 @@ export interface Suggestion {
 /**
  * Picks from candidates already routed (their clusters, cells and, for closeness, the pool's predicted errors).
  * `batch` is the candidates routed among the pool without the target LLM (null when the pool has no other LLM).
+ * Each pick updates the LLM's posterior (milliseconds with an ability prior), so the picks are made in slices of
+ * at most SLICE_MS, yielding to the event loop between them: a large budget never holds a server's routing.
  */
-export function pickSuggestions(
+export async function pickSuggestions(
   router: Router,
   cluster: Int32Array,
   cell: Int32Array,
-  batch: RouteBatch | null,
+  batch: Pick<RouteBatch, 'models' | 'costs' | 'predictedError'> | null,
   opts: SuggestOptions,
-): Suggestion[] {
+): Promise<Suggestion[]> {
   const n = cluster.length;
   const budget = opts.budget;
   if (!Number.isInteger(budget) || budget < 1) throw new UnirouteError('INVALID_ARGUMENT', `the budget must be a whole number >= 1 (got ${String(budget)})`);
@@ -122,7 +127,12 @@ export function pickSuggestions(
   const takenIn = new Float64Array(K);
   const reason: Suggestion['reason'] = closeness ? 'value' : 'coverage';
   // picks in the order that keeps every prefix balanced: the cluster furthest behind its quota next
+  let slice = performance.now();
   while (out.length < want) {
+    if (performance.now() - slice > SLICE_MS) {
+      await new Promise((r) => setImmediate(r));
+      slice = performance.now();
+    }
     let bestK = -1;
     let bestGap = -Infinity;
     for (let k = 0; k < K; k++) {

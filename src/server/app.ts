@@ -17,6 +17,33 @@ import { routeRoutes } from './route.js';
 import { poolRoutes } from './pool-routes.js';
 import { healthRoutes } from './health.js';
 import { errorBody, type ServerContext } from './context.js';
+import { redactCredentials } from '../redact.js';
+
+/** The log's view of a request: its URL with any credential in the query redacted (no headers). */
+const logSerializers = {
+  req: (req: { method?: string; url?: string; hostname?: string; ip?: string; socket?: { remotePort?: number } }) => ({
+    method: req.method,
+    url: redactCredentials(String(req.url ?? '')),
+    hostname: req.hostname,
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort,
+  }),
+};
+
+/** Errors of the HTTP parser (a malformed request, headers too large, a timeout), in the documented shape. */
+function clientError(err: Error & { code?: string }, socket: import('node:net').Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'HEADERS_TOO_LARGE', 'the request headers exceed the server\'s limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
+        : [400, 'BAD_REQUEST', 'the request is not valid HTTP'];
+  const body = JSON.stringify(errorBody(code, message));
+  if (socket.writable)
+    socket.write(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(err);
+}
 import type { LivePool } from '../pool/live.js';
 import { DecisionSigner } from '../pool/feedback.js';
 
@@ -82,10 +109,20 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   });
 
   const app = Fastify({
-    logger: opts.logger ?? false,
+    // credentials in a request's query (?token=, ?key=, …) never reach the log
+    logger: opts.logger ? { serializers: logSerializers } : false,
     bodyLimit: opts.bodyLimitBytes ?? 4 * 1024 * 1024,
-    return503OnClosing: true,
+    // a request that still arrives while closing (on a kept-alive connection) is answered, and its connection ended
+    // (the onResponse hook below); fastify's own 503 body is not the documented shape
+    return503OnClosing: false,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    // errors found before a route runs, in the documented shape too
+    frameworkErrors: (err, req, reply) => {
+      const e = err as Error & { code?: string };
+      const why = e.code === 'FST_ERR_BAD_URL' ? `the path ${redactCredentials(req.url).slice(0, 200)} is not valid percent-encoding` : e.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : e.message;
+      (reply as unknown as import('fastify').FastifyReply).status(400).send(errorBody('INVALID_ARGUMENT', why));
+    },
+    clientErrorHandler: clientError,
   });
 
   // Closing waits for requests in flight, and closes idle keep-alive connections; a connection that was opened but
@@ -124,7 +161,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
     req.log.error(err);
     return reply.status(500).send(errorBody('INTERNAL', 'internal error'));
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url}`)));
+  app.setNotFoundHandler((req, reply) => reply.status(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.slice(0, 300)}`)));
 
   // ---- metrics per request (a callback hook: cheaper per request than an async one) ----------------------------
   app.addHook('onResponse', (req, reply, done) => {
@@ -136,7 +173,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   });
 
   const checkPrompt = (p: string, where: string) => {
-    if (p.trim() === '') throw new UnirouteError('EMPTY_TEXT', `${where} is empty`);
+    if (!/\S/.test(p)) throw new UnirouteError('EMPTY_TEXT', `${where} is empty`);
     if (p.length > maxPromptChars) throw new UnirouteError('INVALID_ARGUMENT', `${where} has ${p.length} characters; the limit is ${maxPromptChars}`);
   };
   // ---- OpenAI-compatible proxy (src/server/chat.ts) ------------------------------------------------------------

@@ -1,4 +1,5 @@
 /** What the server's route plugins share (built once by buildApp). */
+import { redactCredentials } from '../redact.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Router } from '../router/router.js';
 import type { LivePool } from '../pool/live.js';
@@ -36,4 +37,5 @@ export interface ServerContext {
   setStoreDown: (why: string | undefined) => void;
 }
 
-export const errorBody = (code: string, message: string) => ({ error: { code, message } });
+/** Every error body: `{"error": {"code", "message"}}`, with any credential in the message redacted by its form. */
+export const errorBody = (code: string, message: string) => ({ error: { code, message: redactCredentials(message) } });

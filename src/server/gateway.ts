@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import { redactSecrets, secretForms } from '../redact.js';
 
 /**
  * An abort signal for one proxied request (undici takes an EventEmitter that emits 'abort'): far cheaper per
@@ -217,6 +218,8 @@ class ProxyHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // informational (103 Early Hints): the final answer follows
     const h = passRawHeaders(rawHeaders);
+    // an upstream that echoes our credentials in a header: never relayed as they are
+    scrubHeaders(h, this.up.secretForms());
     if (statusCode >= 200 && statusCode < 300) {
       let sink: Sink;
       try {
@@ -327,16 +330,32 @@ export class Deployment {
     return this.cfg.apiKeyEnv ? process.env[this.cfg.apiKeyEnv] || undefined : undefined;
   }
 
-  /** Secrets that must never reach a client: the API key and any credentials in the base URL. */
+  /**
+   * Secrets that must never reach a client: the API key and any credentials in the base URL, and the
+   * Authorization values made of them (`Bearer <key>`, `Basic <base64 of user:password>`).
+   */
   secrets(): string[] {
     const out: string[] = [];
     const key = this.apiKey();
-    if (key && key.length >= 4) out.push(key);
+    if (key && key.length >= 4) out.push(key, `Bearer ${key}`);
     const u = new URL(this.cfg.baseUrl);
     if (u.password) out.push(decodeURIComponent(u.password), u.password);
     if (u.username && u.password) out.push(decodeURIComponent(u.username));
+    if (this.basicAuth) out.push(this.basicAuth, this.basicAuth.slice(6), `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`);
     return out;
   }
+
+  /** Every form of the secrets (as they are, URL-encoded, base64): computed again only when the key changes. */
+  secretForms(): string[] {
+    const key = this.apiKey() ?? '';
+    if (!this.forms || this.formsKey !== key) {
+      this.forms = secretForms(this.secrets());
+      this.formsKey = key;
+    }
+    return this.forms;
+  }
+  private forms: string[] | undefined;
+  private formsKey = '';
 
   /**
    * Sends one request to `path` under the base URL (e.g. "/chat/completions", "/messages"). When a 2xx answer's
@@ -377,6 +396,7 @@ export class Deployment {
     const keep: Record<string, string | string[]> = {};
     for (const k of ['retry-after', 'x-request-id', 'request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'])
       if (h[k] !== undefined) keep[k] = h[k];
+    scrubHeaders(keep, this.secretForms());
     const contextLength = (status === 400 || status === 413 || status === 422) && (code === 'context_length_exceeded' || CONTEXT_ERROR.test(detail));
     return {
       status,
@@ -479,11 +499,24 @@ export class LlmUpstream {
   }
 }
 
-/** Replaces every secret in a text by [redacted]. */
+/** Header values holding a secret (in any of its forms) have it replaced by [redacted], in place. */
+export function scrubHeaders(h: Record<string, string | string[]>, forms: string[]): void {
+  if (forms.length === 0) return;
+  for (const k in h) {
+    const v = h[k];
+    if (typeof v === 'string') {
+      for (const f of forms)
+        if (v.includes(f)) {
+          h[k] = redactSecrets(v, forms);
+          break;
+        }
+    } else if (v.some((x) => forms.some((f) => x.includes(f)))) h[k] = v.map((x) => redactSecrets(x, forms));
+  }
+}
+
+/** Replaces every secret in a text by [redacted]: as it is, URL-encoded or base64-encoded, and any credential by its form (src/redact.ts). */
 export function redact(text: string, secrets: string[]): string {
-  let out = text;
-  for (const s of secrets) if (s) out = out.split(s).join('[redacted]');
-  return out;
+  return redactSecrets(text, secrets);
 }
 
 export type { Timeouts };

@@ -50,11 +50,16 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   const adminDigest = opts.adminToken ? tokenDigest(opts.adminToken) : undefined;
-  const admin = async (req: FastifyRequest, reply: FastifyReply) => {
+  /** The admin token, for the expensive read-only endpoints too (label suggestions). */
+  const adminToken = async (req: FastifyRequest, reply: FastifyReply) => {
     if (!adminDigest)
       return reply.status(403).send(errorBody('ADMIN_DISABLED', 'admin endpoints are disabled: start the server with UNIROUTE_ADMIN_TOKEN set'));
     if (!sameDigest(bearerDigest(req.headers.authorization), adminDigest))
       return reply.status(401).header('www-authenticate', 'Bearer').send(errorBody('UNAUTHORIZED', 'a valid admin bearer token is required'));
+  };
+  const admin = async (req: FastifyRequest, reply: FastifyReply) => {
+    const refused = await adminToken(req, reply);
+    if (refused || reply.sent) return refused;
     if (!opts.routerPath && !live)
       return reply.status(403).send(errorBody('READ_ONLY', 'the built-in router is read-only: start the server with --pool sqlite:FILE (or --router FILE) to change the pool'));
   };
@@ -190,11 +195,26 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
   );
 
-  // which prompts to label next for an LLM (in the pool or new): read-only, like /v1/route
+  // which prompts to label next for an LLM (in the pool or new): read-only, but it embeds and routes every candidate,
+  // so it is an admin endpoint, bounded (16 x --max-prompts candidates, the body limit), worked in chunks that yield
+  // to the event loop, and one runs at a time: another is refused (503 OVERLOADED, Retry-After) before its body is
+  // read, so a flood of them costs the server next to nothing
+  let suggesting: FastifyRequest | undefined;
+  const suggestSlot = async (req: FastifyRequest, reply: FastifyReply) => {
+    const refused = await adminToken(req, reply);
+    if (refused || reply.sent) return refused;
+    if (suggesting) return reply.status(503).header('retry-after', '1').header('connection', 'close').send(errorBody('OVERLOADED', 'a label suggestion is already running: one runs at a time; retry in a second'));
+    suggesting = req;
+  };
+  const freeSlot = (req: FastifyRequest) => {
+    if (suggesting === req) suggesting = undefined;
+  };
   app.post<{ Params: { name: string }; Body: { prompts: string[]; budget: number; cost_per_query?: number; lambda?: number; seed?: number; order?: 'shuffle' | 'given' } }>(
     '/v1/models/:name/suggest',
     {
-      onRequest: ctx.clientAuth,
+      onRequest: suggestSlot,
+      onResponse: async (req) => freeSlot(req),
+      onRequestAbort: async (req) => freeSlot(req),
       schema: {
         body: {
           type: 'object',
@@ -202,7 +222,7 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
           additionalProperties: false,
           properties: {
             prompts: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: maxPrompts * 16 },
-            budget: { type: 'integer', minimum: 1, maximum: 100_000 },
+            budget: { type: 'integer', minimum: 1, maximum: 10_000 },
             cost_per_query: { type: 'number', minimum: 0 },
             lambda: { type: 'number', minimum: 0 },
             seed: { type: 'integer', minimum: 0 },
@@ -214,8 +234,12 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (req) => {
       const b = req.body;
       b.prompts.forEach((t, i) => checkPrompt(t, `\`prompts[${i}]\``));
-      const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed, order: b.order });
-      return { model: req.params.name, suggestions: picks.map((p) => ({ index: p.index, cluster: p.cluster, reason: p.reason })) };
+      try {
+        const picks = await router.suggestLabels(b.prompts, { budget: b.budget, model: req.params.name, costPerQuery: b.cost_per_query, lambda: b.lambda, seed: b.seed, order: b.order });
+        return { model: req.params.name, suggestions: picks.map((p) => ({ index: p.index, cluster: p.cluster, reason: p.reason })) };
+      } finally {
+        freeSlot(req);
+      }
     },
   );
 
