@@ -19,7 +19,7 @@ cmake --version | head -1
 echo "cores: $(nproc)"
 
 echo "== build: the CUDA engine, the native tests and the GPU bench"
-if ! { cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Release -DUNIROUTE_CUDA=ON -DUNIROUTE_NATIVE_ARCH=ON >"$out/build.log" 2>&1 &&
+if ! { cmake -S . -B "$out" -DCMAKE_BUILD_TYPE=Release -DUNIROUTE_CUDA=ON >"$out/build.log" 2>&1 &&
        cmake --build "$out" -j"$(nproc)" --target uniroute_native_test uniroute_gpu_bench >>"$out/build.log" 2>&1; }; then
   tail -60 "$out/build.log"
   echo "gpu-check: the build failed"

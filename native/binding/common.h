@@ -45,6 +45,7 @@ inline const char* status_code(const Status& s) {
     case Code::InvalidArgument: return "INVALID_ARGUMENT";
     case Code::OutOfMemory: return "OUT_OF_MEMORY";
     case Code::DeviceLost: return "DEVICE_LOST";
+    case Code::Unsupported: return "BACKEND_UNAVAILABLE";
     default: return "INTERNAL";
   }
 }

@@ -1,5 +1,7 @@
 #include "assign.h"
 
+#include "isa.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -56,116 +58,14 @@ void nearest_one(const float* x, size_t d, const float* C, const float* c_norm2,
   if (dist) *dist = std::sqrt(std::max(0.0f, best));
 }
 
-namespace {
+float squared_norm(const float* x, size_t d) { return kernels().squared_norm(x, d); }
 
-// The blocked kernel: centroids packed in blocks of W = 16 x PANELS (zero-padded, transposed to d x W), a tile of R
-// prompts against one block held in R x PANELS vector accumulators, so each centroid value loaded is used R times
-// and each prompt value W times, as a GEMM micro-kernel does. K <= 16 takes blocks of 16 and tiles of 8 prompts,
-// larger K blocks of 32 and tiles of 4 (8 accumulators either way). GCC/Clang vector extensions: the compiler maps
-// a 16-float vector to one AVX-512 register, two AVX ones or four SSE ones.
-typedef float vf16 __attribute__((vector_size(64)));
-constexpr size_t kLanes = 16;
-
-// by reference, not by value: a 64-byte vector returned by value changes the ABI where AVX-512 is off (-Wpsabi)
-inline void load16(vf16& v, const float* p) { std::memcpy(&v, p, sizeof v); }
-
-// dots[r * W + c] = x_r . block centroid c, for the R prompts x[0..R).
-template <size_t R, size_t PANELS>
-inline void tile_dots(const float* const* x, size_t d, const float* block, float* dots) {
-  constexpr size_t W = kLanes * PANELS;
-  vf16 acc[R][PANELS];
-  for (size_t r = 0; r < R; ++r)
-    for (size_t p = 0; p < PANELS; ++p) acc[r][p] = vf16{};
-  for (size_t j = 0; j < d; ++j) {
-    vf16 c[PANELS];
-    for (size_t p = 0; p < PANELS; ++p) load16(c[p], block + j * W + p * kLanes);
-    for (size_t r = 0; r < R; ++r) {
-      const float xv = x[r][j];
-      for (size_t p = 0; p < PANELS; ++p) acc[r][p] += xv * c[p];
-    }
-  }
-  for (size_t r = 0; r < R; ++r)
-    for (size_t p = 0; p < PANELS; ++p) std::memcpy(dots + r * W + p * kLanes, &acc[r][p], sizeof(vf16));
-}
-
-// Rows b .. e - 1 in tiles of R against every block; visit(i, R, blk, dots) sees each tile's dots (R x W).
-template <size_t R, size_t PANELS, typename Visit>
-inline void tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, Visit&& visit) {
-  constexpr size_t W = kLanes * PANELS;
-  const size_t d = P.d;
-  float dots[R * W];
-  for (size_t i = b; i < e; i += R) {
-    const size_t n = std::min(R, e - i);
-    const float* xs[R];
-    for (size_t r = 0; r < R; ++r) xs[r] = X + (i + std::min(r, n - 1)) * d;
-    for (size_t blk = 0; blk < P.blocks; ++blk) {
-      const float* block = P.data.data() + blk * d * W;
-      if (n == R)
-        tile_dots<R, PANELS>(xs, d, block, dots);
-      else
-        for (size_t r = 0; r < n; ++r) tile_dots<1, PANELS>(xs + r, d, block, dots + r * W);
-      visit(i, n, blk, static_cast<const float*>(dots));
-    }
-  }
-}
-
-template <size_t R, size_t PANELS>
-void assign_tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist) {
-  constexpr size_t W = kLanes * PANELS;
-  float best[R];
-  int32_t arg[R];
-  tiles<R, PANELS>(P, X, b, e, [&](size_t i, size_t n, size_t blk, const float* dots) {
-    if (blk == 0)
-      for (size_t r = 0; r < R; ++r) {
-        best[r] = std::numeric_limits<float>::infinity();
-        arg[r] = 0;
-      }
-    // per prompt: the nearest centroid over every block, ties to the lowest index
-    const float* cn = P.norms.data() + blk * W;
-    for (size_t r = 0; r < n; ++r) {
-      const float* dr = dots + r * W;
-      for (size_t c = 0; c < W; ++c) {
-        const float v = cn[c] - 2.0f * dr[c];
-        if (v < best[r]) {
-          best[r] = v;
-          arg[r] = static_cast<int32_t>(blk * W + c);
-        }
-      }
-    }
-    if (blk + 1 == P.blocks)
-      for (size_t r = 0; r < n; ++r) {
-        idx[i + r] = arg[r];
-        if (dist) dist[i + r] = std::sqrt(std::max(0.0f, squared_norm(X + (i + r) * P.d, P.d) + best[r]));
-      }
-  });
-}
-
-template <size_t R, size_t PANELS>
-void dot_tiles(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {
-  constexpr size_t W = kLanes * PANELS;
-  tiles<R, PANELS>(P, X, b, e, [&](size_t i, size_t n, size_t blk, const float* dots) {
-    const size_t c0 = blk * W, cnt = std::min(W, P.k - c0);
-    for (size_t r = 0; r < n; ++r) std::memcpy(out + (i - b + r) * ld + c0, dots + r * W, cnt * sizeof(float));
-  });
-}
-
-}  // namespace
-
-float squared_norm(const float* x, size_t d) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t j = 0;
-  for (; j + 8 <= d; j += 8)
-    for (size_t l = 0; l < 8; ++l) acc[l] += x[j + l] * x[j + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; j < d; ++j) s += x[j] * x[j];
-  return s;
-}
-
-PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* c_norm2) {
+PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* c_norm2, const KernelTable* kt) {
   PackedCentroids p;
+  p.kt = kt ? kt : &kernels();
   p.k = k;
   p.d = d;
-  p.width = k <= kLanes ? kLanes : 2 * kLanes;
+  p.width = p.kt->block_width(k);
   const size_t W = p.width;
   p.blocks = (k + W - 1) / W;
   p.data.assign(p.blocks * d * W, 0.0f);
@@ -181,17 +81,11 @@ PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* 
 }
 
 void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist) {
-  if (P.width == kLanes)
-    assign_tiles<8, 1>(P, X, b, e, idx, dist);
-  else
-    assign_tiles<4, 2>(P, X, b, e, idx, dist);
+  if (b < e) P.kt->assign_rows(P.view(), X, b, e, idx, dist);
 }
 
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {
-  if (P.width == kLanes)
-    dot_tiles<8, 1>(P, X, b, e, out, ld);
-  else
-    dot_tiles<4, 2>(P, X, b, e, out, ld);
+  if (b < e) P.kt->dot_rows(P.view(), X, b, e, out, ld);
 }
 
 Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,

@@ -15,7 +15,8 @@
 namespace uniroute {
 
 // DeviceLost: an accelerator failed in a way that poisons its context (a sticky CUDA error): not worth a retry.
-enum class Code { Ok = 0, InvalidArgument, OutOfMemory, Internal, DeviceLost };
+// Unsupported: what was asked for cannot run on this machine (an instruction set the CPU lacks).
+enum class Code { Ok = 0, InvalidArgument, OutOfMemory, Internal, DeviceLost, Unsupported };
 
 struct Status {
   Code code = Code::Ok;

@@ -2,11 +2,17 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 
+#include "isa.h"
 #include "linalg.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace uniroute {
 
@@ -146,67 +152,28 @@ Status Projection::validate() const {
   return Status::Ok();
 }
 
-namespace {
-
-constexpr size_t kAhead = 8;  // rows are scattered over a table of several MiB: fetch them ahead of use
-
-inline void prefetch_row(const int8_t* r, size_t D) {
-  for (size_t off = 0; off < D; off += 64) __builtin_prefetch(r + off);
-}
-
-// Accumulates sum_f w_f * row_f into out[D], with D known at compile time so that the loop is fully vectorised.
-template <size_t D>
-void project_fixed(const int8_t* q, const float* sc, const std::vector<Feature>& feats, float* out) {
-  alignas(64) float acc[D];
-  for (size_t d = 0; d < D; ++d) acc[d] = 0.0f;
-  const size_t nf = feats.size();
-  for (size_t i = 0; i < std::min(nf, kAhead); ++i) prefetch_row(q + static_cast<size_t>(feats[i].bucket) * D, D);
-  for (size_t i = 0; i < nf; ++i) {
-    if (i + kAhead < nf) prefetch_row(q + static_cast<size_t>(feats[i + kAhead].bucket) * D, D);
-    const Feature& f = feats[i];
-    const float w = f.weight * sc[f.bucket];
-    if (w == 0.0f) continue;
-    const int8_t* row = q + static_cast<size_t>(f.bucket) * D;
-    for (size_t d = 0; d < D; ++d) acc[d] += w * static_cast<float>(row[d]);
+void* huge_page_alloc(size_t bytes) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (bytes < kHuge) {
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
   }
-  std::memcpy(out, acc, sizeof(acc));
+  const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, rounded);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without huge pages the memory is ordinary
+#endif
+  return p;
 }
 
-void project_any(const int8_t* q, const float* sc, const std::vector<Feature>& feats, size_t D, float* out) {
-  std::fill(out, out + D, 0.0f);
-  const size_t nf = feats.size();
-  for (size_t i = 0; i < nf; ++i) {
-    if (i + kAhead < nf) prefetch_row(q + static_cast<size_t>(feats[i + kAhead].bucket) * D, D);
-    const Feature& f = feats[i];
-    const float w = f.weight * sc[f.bucket];
-    if (w == 0.0f) continue;
-    const int8_t* row = q + static_cast<size_t>(f.bucket) * D;
-    for (size_t d = 0; d < D; ++d) out[d] += w * static_cast<float>(row[d]);
-  }
-}
-
-}  // namespace
+void huge_page_free(void* p, size_t) { std::free(p); }
 
 void embed_one(const Projection& p, FeatureExtractor& fx, std::vector<Feature>& feats, const char* text, size_t len,
                float* out) {
-  const size_t D = p.cfg.dim;
   fx.extract(text, len, feats);
-  const int8_t* q = p.q.data();
-  const float* sc = p.scale.data();
-  switch (D) {
-    case 64: project_fixed<64>(q, sc, feats, out); break;
-    case 128: project_fixed<128>(q, sc, feats, out); break;
-    case 256: project_fixed<256>(q, sc, feats, out); break;
-    case 384: project_fixed<384>(q, sc, feats, out); break;
-    case 512: project_fixed<512>(q, sc, feats, out); break;
-    default: project_any(q, sc, feats, D, out);
-  }
-  float ss = 0.0f;
-  for (size_t d = 0; d < D; ++d) ss += out[d] * out[d];
-  if (ss > 0.0f) {
-    float inv = 1.0f / std::sqrt(ss);
-    for (size_t d = 0; d < D; ++d) out[d] *= inv;
-  }
+  kernels().project(p.q.data(), p.scale.data(), feats.data(), feats.size(), p.cfg.dim, out);
 }
 
 uint64_t next_projection_id() {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common.h"
+#include "kernels.h"  // Feature
 
 namespace uniroute {
 
@@ -30,11 +31,6 @@ struct EmbedConfig {
 struct TextRef {
   const char* data;
   size_t len;
-};
-
-struct Feature {
-  uint32_t bucket;
-  float weight;  // 1 + ln(count)
 };
 
 inline uint32_t fnv1a32(const uint8_t* p, size_t n) {
@@ -78,11 +74,38 @@ class FeatureExtractor {
   std::vector<uint8_t> norm_;
 };
 
+// An allocator for the projection table: a table of 2 MiB or more is aligned to 2 MiB and advised for transparent
+// huge pages (Linux), so that its rows, read at random, take a few TLB entries instead of thousands of 4 KiB ones.
+// Where huge pages are off (or not Linux) it is ordinary memory. Contents are unaffected.
+template <typename T>
+struct HugePageAllocator {
+  typedef T value_type;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n);
+  void deallocate(T* p, size_t n);
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+void* huge_page_alloc(size_t bytes);
+void huge_page_free(void* p, size_t bytes);
+template <typename T>
+T* HugePageAllocator<T>::allocate(size_t n) {
+  return static_cast<T*>(huge_page_alloc(n * sizeof(T)));
+}
+template <typename T>
+void HugePageAllocator<T>::deallocate(T* p, size_t n) {
+  huge_page_free(p, n * sizeof(T));
+}
+
 // The fitted embedder: for every bucket a row of `dim` int8 values and a float scale (IDF folded in).
 struct Projection {
   EmbedConfig cfg;
   uint64_t id = 0;  // unique per fitted table (0 = none): lets a device backend cache its copy
-  std::vector<int8_t> q;     // buckets x dim, row-major
+  std::vector<int8_t, HugePageAllocator<int8_t>> q;  // buckets x dim, row-major
   std::vector<float> scale;  // buckets
   Status validate() const;
 };

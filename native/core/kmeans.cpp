@@ -7,27 +7,11 @@
 #include <vector>
 
 #include "assign.h"
+#include "isa.h"
 
 namespace uniroute {
 
 namespace {
-
-// Exact squared distance in double, eight partial sums so that it vectorises (the objective, once per iteration).
-double sqdist(const float* a, const float* b, size_t d) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t j = 0;
-  for (; j + 8 <= d; j += 8)
-    for (size_t l = 0; l < 8; ++l) {
-      const double t = static_cast<double>(a[j + l]) - b[j + l];
-      acc[l] += t * t;
-    }
-  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; j < d; ++j) {
-    const double t = static_cast<double>(a[j]) - b[j];
-    s += t * t;
-  }
-  return s;
-}
 
 // Index of the first i with prefix[i] > r (prefix: running sums, rising).
 size_t search_prefix(const std::vector<double>& prefix, double r) {
@@ -102,11 +86,12 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
   auto objective = [&]() {
     const size_t parts = 64;
     std::vector<double> part(parts, 0.0);
+    const KernelTable& kt = kernels();
     parallel_for(parts, threads, 1, [&](size_t b, size_t e, int) {
       for (size_t p = b; p < e; ++p) {
         const size_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
         double s = 0.0;
-        for (size_t i = i0; i < i1; ++i) s += sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
+        for (size_t i = i0; i < i1; ++i) s += kt.sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
         part[p] = s;
       }
       return Status::Ok();

@@ -29,6 +29,7 @@ Status check_parts(const Pool& pool, const Difficulty* diff, const EvidenceCells
 // z: the learned map's membership row (k) or null (hard assignment). g: scratch of m floats.
 struct Decider {
   const Pool& pool;
+  const Scorer& scorer;
   const RouteOutputs& out;
   const float* centroids;
   const float* cn;
@@ -65,8 +66,8 @@ struct Decider {
       if (out.cell) out.cell[i] = cell;
     }
     float* row = out.gamma ? out.gamma + i * m : g;
-    const int32_t ch = z ? score_soft(pool, z, allowed_row(pool, i), row, r, cell >= 0 ? cell : (pool.ke ? -1 : c))
-                         : score_hard(pool, c, allowed_row(pool, i), row, r, cell);
+    const int32_t ch = z ? scorer.soft(z, allowed_row(pool, i), row, r, cell >= 0 ? cell : (pool.ke ? -1 : c))
+                         : scorer.hard(c, allowed_row(pool, i), row, r, cell);
     out.choice[i] = ch;
     if (out.chosen) out.chosen[i] = ch >= 0 ? row[ch] : 0.0f;
   }
@@ -83,7 +84,8 @@ Status route_batch(const Projection& proj, const TextRef* texts, size_t n, const
   // the centroid norms, given once by the caller (the router keeps them) or computed here
   const std::vector<float> cn = centroid_norms ? std::vector<float>() : uniroute::centroid_norms(centroids, K, D);
   const std::vector<float> en = by_cell && !cells->norms ? uniroute::centroid_norms(cells->centroids, cells->ke, D) : std::vector<float>();
-  const Decider decide{pool, out, centroids, centroid_norms ? centroid_norms : cn.data(), diff, cells,
+  const Scorer scorer(pool);
+  const Decider decide{pool, scorer, out, centroids, centroid_norms ? centroid_norms : cn.data(), diff, cells,
                        by_cell ? (cells->norms ? cells->norms : en.data()) : nullptr, D};
   return parallel_for(n, threads, 32, [&](size_t b, size_t e, int) {
     FeatureExtractor& fx = FeatureExtractor::for_thread(proj.cfg);
@@ -106,7 +108,8 @@ Status route_vectors(const VectorRoute& a, const Pool& pool, const RouteOutputs&
   const bool by_cell = a.cells && a.cells->centroids && a.cells->ke > 0;
   const std::vector<float> cn = a.centroid_norms ? std::vector<float>() : centroid_norms(a.centroids, K, D);
   const std::vector<float> en = by_cell && !a.cells->norms ? centroid_norms(a.cells->centroids, a.cells->ke, D) : std::vector<float>();
-  const Decider decide{pool, out, a.centroids, a.centroid_norms ? a.centroid_norms : cn.data(), a.diff, a.cells,
+  const Scorer scorer(pool);
+  const Decider decide{pool, scorer, out, a.centroids, a.centroid_norms ? a.centroid_norms : cn.data(), a.diff, a.cells,
                        by_cell ? (a.cells->norms ? a.cells->norms : en.data()) : nullptr, D};
   const size_t chunk = std::max<size_t>(1, a.chunk);
   // the nearest centroids of a chunk through the blocked (GEMM-like) kernel, then the rest per row

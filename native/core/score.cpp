@@ -1,40 +1,16 @@
 #include "score.h"
 
+#include "assign.h"
+#include "isa.h"
+
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 
 namespace uniroute {
 
 namespace {
-// The argmin among the allowed LLMs, restricted to those whose flag in `need` (stride p.evidence_stride()) is set.
-inline int32_t argmin_among(const Pool& p, const float* g, const uint8_t* allowed, const uint8_t* need) {
-  // the score in double: at a large lambda, float would round the predicted errors away (lambda * cost ~ 1e8)
-  int32_t best = -1;
-  double bs = std::numeric_limits<double>::infinity();
-  float bc = 0.0f;
-  for (size_t j = 0; j < p.m; ++j) {
-    if (allowed && !allowed[j]) continue;
-    if (need && !need[j * p.evidence_stride()]) continue;
-    const double s = static_cast<double>(g[j]) + static_cast<double>(p.lambda) * static_cast<double>(p.cost[j]);
-    if (best < 0 || s < bs || (s == bs && p.cost[j] < bc)) {
-      best = static_cast<int32_t>(j);
-      bs = s;
-      bc = p.cost[j];
-    }
-  }
-  return best;
-}
-
-// Evidence first: among the LLMs with evidence in the prompt's cell, else among all the allowed ones.
-inline int32_t argmin_scores(const Pool& p, const float* g, const uint8_t* allowed, int32_t cell) {
-  if (p.evidence && cell >= 0) {
-    const int32_t b = argmin_among(p, g, allowed, p.evidence + static_cast<size_t>(cell));
-    if (b >= 0) return b;
-  }
-  return argmin_among(p, g, allowed, nullptr);
-}
-
 inline float clamp01(float x) { return std::min(1.0f - 1e-6f, std::max(1e-6f, x)); }
 }  // namespace
 
@@ -55,7 +31,33 @@ struct GammaRow {
   }
 };
 
-int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
+Scorer::Scorer(const Pool& p)
+    : p_(p), lc_(p.m), cost_(p.m), lcf_((p.m + 15) / 16 * 16, std::numeric_limits<float>::infinity()),
+      err_(lcf_.size(), 0.0f), kt_(&kernels()) {
+  // the score in double: at a large lambda, float would round the predicted errors away (lambda * cost ~ 1e8);
+  // the kernel's float pass only narrows the candidates (kernels.inc, argmin_scores)
+  for (size_t j = 0; j < p.m; ++j) {
+    cost_[j] = static_cast<double>(p.cost[j]);
+    lc_[j] = static_cast<double>(p.lambda) * cost_[j];
+    lcf_[j] = static_cast<float>(lc_[j]);
+    const bool tame = std::isfinite(lc_[j]) && std::fabs(lc_[j]) < 1e30;  // else: always a candidate
+    err_[j] = tame ? std::fabs(lcf_[j]) * (1.0f / 1048576.0f) + 1e-37f : std::numeric_limits<float>::infinity();
+    if (!tame) lcf_[j] = 0.0f;
+  }
+  terms_ = {lc_.data(), cost_.data(), lcf_.data(), err_.data(), p.m};
+}
+
+// Evidence first: among the LLMs with evidence in the prompt's cell, else among all the allowed ones.
+int32_t Scorer::argmin(const float* g, const uint8_t* allowed, int32_t cell) const {
+  if (p_.evidence && cell >= 0) {
+    const int32_t b = kt_->argmin_scores(g, terms_, allowed, p_.evidence + static_cast<size_t>(cell), p_.evidence_stride());
+    if (b >= 0) return b;
+  }
+  return kt_->argmin_scores(g, terms_, allowed, nullptr, 0);
+}
+
+int32_t Scorer::hard(int32_t cluster, const uint8_t* allowed, float* gamma, float r, int32_t cell) const {
+  const Pool& p = p_;
   GammaRow row(p.m, gamma);
   float* g = row.g;
   const size_t c = static_cast<size_t>(cluster);
@@ -65,24 +67,39 @@ int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float
   } else {
     for (size_t j = 0; j < p.m; ++j) g[j] = p.psi[j * p.k + c];
   }
-  return argmin_scores(p, g, allowed, cell >= 0 ? cell : (p.ke ? -1 : cluster));
+  return argmin(g, allowed, cell >= 0 ? cell : (p.ke ? -1 : cluster));
 }
 
-int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
+int32_t Scorer::soft_from_dots(float* g, const uint8_t* allowed, float r, int32_t cell) const {
+  if (p_.psi_logit) {
+    const float shift = p_.slope * r;
+    for (size_t j = 0; j < p_.m; ++j) {
+      const float q = clamp01(g[j]);
+      g[j] = sigmoidf(std::log(q / (1.0f - q)) + shift);
+    }
+  }
+  return argmin(g, allowed, cell);
+}
+
+int32_t Scorer::soft(const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cell) const {
+  const Pool& p = p_;
   GammaRow row(p.m, gamma);
   float* g = row.g;
-  const float shift = p.slope * r;
   for (size_t j = 0; j < p.m; ++j) {
     const float* psi = p.psi + j * p.k;
     float s = 0.0f;
     for (size_t c = 0; c < p.k; ++c) s += z[c] * psi[c];
-    if (p.psi_logit) {
-      const float q = clamp01(s);
-      s = sigmoidf(std::log(q / (1.0f - q)) + shift);
-    }
     g[j] = s;
   }
-  return argmin_scores(p, g, allowed, cell);
+  return soft_from_dots(g, allowed, r, cell);
+}
+
+int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
+  return Scorer(p).hard(cluster, allowed, gamma, r, cell);
+}
+
+int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed, float* gamma, float r, int32_t cell) {
+  return Scorer(p).soft(z, allowed, gamma, r, cell);
 }
 
 namespace {
@@ -105,10 +122,11 @@ Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_
                              " is outside [0, " + std::to_string(p.k) + ")");
   Status st = check_cells(p, cells, n);
   if (!st.ok()) return st;
+  const Scorer sc(p);
   return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
-      choice[i] = score_hard(p, clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
-                             resid ? resid[i] : 0.0f, cells ? cells[i] : -1);
+      choice[i] = sc.hard(clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr, resid ? resid[i] : 0.0f,
+                          cells ? cells[i] : -1);
     return Status::Ok();
   });
 }
@@ -117,10 +135,24 @@ Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice
                         const float* resid, const int32_t* cells) {
   Status st = check_cells(p, cells, n);
   if (!st.ok()) return st;
+  if (p.m == 0) {
+    for (size_t i = 0; i < n; ++i) choice[i] = -1;
+    return Status::Ok();
+  }
+  // gamma = Z psi^T through the blocked kernel (psi packed as m "centroids" of k values), a chunk of rows at a
+  // time, into the caller's gamma or a scratch chunk; then per row the difficulty shift and the argmin
+  const Scorer sc(p);
+  const PackedCentroids P = pack_centroids(p.psi, p.m, p.k);
   return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i)
-      choice[i] = score_soft(p, Z + i * p.k, allowed_row(p, i), gamma ? gamma + i * p.m : nullptr,
-                             resid ? resid[i] : 0.0f, cells ? cells[i] : -1);
+    constexpr size_t kChunk = 256;
+    std::vector<float> scratch(gamma ? 0 : kChunk * p.m);
+    for (size_t c0 = b; c0 < e; c0 += kChunk) {
+      const size_t c1 = std::min(e, c0 + kChunk);
+      float* G = gamma ? gamma + c0 * p.m : scratch.data();
+      dot_rows(P, Z, c0, c1, G, p.m);
+      for (size_t i = c0; i < c1; ++i)
+        choice[i] = sc.soft_from_dots(G + (i - c0) * p.m, allowed_row(p, i), resid ? resid[i] : 0.0f, cells ? cells[i] : -1);
+    }
     return Status::Ok();
   });
 }
@@ -129,8 +161,9 @@ Status argmin_batch(const Pool& p, const float* gamma, size_t n, int32_t* choice
                     const int32_t* cells) {
   Status st = check_cells(p, cells, n);
   if (!st.ok()) return st;
+  const Scorer sc(p);
   return parallel_for(n, threads, 8192, [&](size_t b, size_t e, int) {
-    for (size_t i = b; i < e; ++i) choice[i] = argmin_scores(p, gamma + i * p.m, allowed_row(p, i), cells ? cells[i] : -1);
+    for (size_t i = b; i < e; ++i) choice[i] = sc.argmin(gamma + i * p.m, allowed_row(p, i), cells ? cells[i] : -1);
     return Status::Ok();
   });
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.h"
+#include "kernels.h"
 
 namespace uniroute {
 
@@ -40,6 +41,27 @@ int32_t score_hard(const Pool& p, int32_t cluster, const uint8_t* allowed_row, f
 // in `cell` when p.evidence is set.
 int32_t score_soft(const Pool& p, const float* z, const uint8_t* allowed_row, float* gamma, float r = 0.0f,
                    int32_t cell = -1);
+
+// The same rule for many prompts: lambda * cost in double and the kernels (isa.h) set up once per batch.
+class Scorer {
+ public:
+  explicit Scorer(const Pool& p);
+  Scorer(const Scorer&) = delete;  // terms_ points into its own vectors
+  Scorer& operator=(const Scorer&) = delete;
+  int32_t hard(int32_t cluster, const uint8_t* allowed_row, float* gamma, float r = 0.0f, int32_t cell = -1) const;
+  int32_t soft(const float* z, const uint8_t* allowed_row, float* gamma, float r = 0.0f, int32_t cell = -1) const;
+  // soft, where g (m) already holds z . psi_m (the blocked kernel's output): the difficulty shift, then the argmin
+  int32_t soft_from_dots(float* g, const uint8_t* allowed_row, float r, int32_t cell) const;
+  // evidence first (cell >= 0 with p.evidence), then the argmin
+  int32_t argmin(const float* g, const uint8_t* allowed_row, int32_t cell) const;
+
+ private:
+  const Pool& p_;
+  std::vector<double> lc_, cost_;  // lambda * cost_j and cost_j in double
+  std::vector<float> lcf_, err_;   // the argmin kernel's float terms (kernels.h, ScoreTerms)
+  ScoreTerms terms_;
+  const KernelTable* kt_;
+};
 
 // clusters: n ids in [0, k). choice: n out. gamma: n x m out or null. resid, cells: n or null.
 Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_t* choice, float* gamma, int threads,

@@ -11,6 +11,7 @@
 #include "../core/assign.h"
 #include "../core/backend.h"
 #include "../core/embed.h"
+#include "../core/isa.h"
 #include "../core/kmeans.h"
 #include "../core/linalg.h"
 #include "../core/mlp.h"
@@ -785,19 +786,170 @@ static void test_cuda() {
   cuda::release();
 }
 
+// The instruction sets: selection (unknown and unsupported names refused with the reason, the active set kept),
+// and every supported variant's kernels against the others and against plain references: embeddings bit-identical
+// between the fused-multiply-add variants (same terms, same order) and within 1e-5 of the baseline; the argmin
+// kernel exactly the scalar rule on rows full of ties, with allowed and evidence masks; dot products within float
+// tolerance of double; assignment ids equal except float near-ties.
+static void test_isa() {
+  const Isa before = isa_active();
+  Status st = isa_select("sse9");
+  CHECK(st.code == Code::InvalidArgument && st.message.find("sse9") != std::string::npos, "an unknown ISA name must be refused: %s", st.message.c_str());
+  CHECK(isa_active() == before, "a refused ISA must leave the active one");
+  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+    if (!isa_supported(isa)) {
+      st = isa_select(isa_name(isa));
+      CHECK(st.code == Code::Unsupported && st.message.find("cannot run here") != std::string::npos,
+            "an ISA this CPU lacks must be refused with the reason: %s", st.message.c_str());
+      CHECK(isa_active() == before, "a refused ISA must leave the active one");
+    }
+  CHECK(isa_supported(Isa::Baseline), "the baseline always runs");
+  CHECK(isa_select("auto").ok() && isa_active() == isa_best() && !isa_forced(), "auto must pick the best set");
+  const std::vector<Isa> isas = isa_supported_list();
+
+  // embeddings
+  auto texts = synthetic_texts(500);
+  texts.push_back(std::string(20000, 'x') + " tail words here");  // many features: several batches
+  std::vector<TextRef> refs;
+  for (auto& t : texts) refs.push_back({t.data(), t.size()});
+  for (uint32_t dim : {16u, 100u, 256u}) {
+    EmbedConfig cfg;
+    cfg.buckets_log2 = 12;
+    cfg.dim = dim;
+    Projection proj;
+    EmbedFitReport rep;
+    EmbedFitOptions fo;
+    CHECK(fit_projection(refs.data(), 300, cfg, fo, proj, rep).ok(), "fit failed");
+    const size_t n = refs.size();
+    std::vector<std::vector<float>> E;
+    for (Isa isa : isas) {
+      isa_select(isa_name(isa));
+      E.emplace_back(n * dim);
+      CHECK(embed_batch(proj, refs.data(), n, E.back().data(), 2).ok(), "embed failed on %s", isa_name(isa));
+    }
+    for (size_t a = 1; a < isas.size(); ++a) {
+      double err = 0;
+      for (size_t i = 0; i < n * dim; ++i) err = std::max(err, double(std::fabs(E[a][i] - E[0][i])));
+      CHECK(err < 1e-5, "embed dim %u: %s differs from baseline by %g", dim, isa_name(isas[a]), err);
+      if (isas[a] != Isa::Baseline && isas[a - 1] != Isa::Baseline)
+        CHECK(E[a] == E[a - 1], "embed dim %u: %s and %s must agree exactly", dim, isa_name(isas[a]), isa_name(isas[a - 1]));
+    }
+  }
+
+  // the argmin kernel (through Scorer, evidence first) on rows of ties, with allowed and evidence masks, at
+  // lambda = 0, an ordinary one and one so large that the costs swamp the errors
+  Rng r(77);
+  for (size_t m : {1, 2, 3, 7, 8, 9, 16, 17, 33, 71, 130}) {
+    std::vector<float> g(m), cost(m), psi(m, 0.0f);
+    std::vector<uint8_t> allowed(m), need(m * 3);
+    for (int rep = 0; rep < 150; ++rep) {
+      const float lambda = rep % 3 == 0 ? 0.0f : rep % 3 == 1 ? float(r.uniform()) : 1e32f;
+      for (size_t j = 0; j < m; ++j) {
+        g[j] = float(r.below(4)) * 0.25f + (rep % 2 ? 1e-7f * float(r.below(3)) : 0.0f);  // exact and near ties
+        cost[j] = float(r.below(3));
+        allowed[j] = r.below(4) != 0;
+        for (size_t t = 0; t < 3; ++t) need[j * 3 + t] = r.below(3) != 0;
+      }
+      for (int mask = 0; mask < 4; ++mask) {
+        const uint8_t* al = mask & 1 ? allowed.data() : nullptr;
+        const uint8_t* ne = mask & 2 ? need.data() + 1 : nullptr;
+        auto rule = [&](const uint8_t* nd) {
+          int32_t want = -1;
+          double bs = 0;
+          float bc = 0;
+          for (size_t j = 0; j < m; ++j) {
+            if ((al && !al[j]) || (nd && !nd[j * 3])) continue;
+            const double s = double(g[j]) + double(lambda) * double(cost[j]);
+            if (want < 0 || s < bs || (s == bs && cost[j] < bc)) {
+              want = int32_t(j);
+              bs = s;
+              bc = cost[j];
+            }
+          }
+          return want;
+        };
+        int32_t want = ne ? rule(ne) : -1;
+        if (want < 0) want = rule(nullptr);
+        Pool p{m, 1, psi.data(), cost.data(), lambda};
+        if (ne) {
+          p.evidence = need.data();
+          p.ke = 3;
+        }
+        for (Isa isa : isas) {
+          isa_select(isa_name(isa));
+          const Scorer sc(p);
+          const int32_t got = sc.argmin(g.data(), al, ne ? 1 : -1);
+          CHECK(got == want, "argmin %s m=%zu lambda %g mask %d: %d, want %d", isa_name(isa), m, lambda, mask, got, want);
+        }
+      }
+    }
+  }
+
+  // dot products and assignment, every block width of every variant
+  for (size_t k : {1, 4, 5, 8, 9, 16, 17, 30, 33, 64}) {
+    const size_t n = 77, d = 45;
+    auto X = random_matrix(n, d, 500 + k), C = random_matrix(k, d, 600 + k);
+    std::vector<std::vector<int32_t>> ids;
+    for (Isa isa : isas) {
+      const KernelTable& kt = kernels_for(isa);
+      const PackedCentroids P = pack_centroids(C.data(), k, d, nullptr, &kt);
+      std::vector<float> dots(n * k), dist(n);
+      std::vector<int32_t> idx(n);
+      dot_rows(P, X.data(), 0, n, dots.data(), k);
+      assign_rows(P, X.data(), 0, n, idx.data(), dist.data());
+      double err = 0;
+      for (size_t i = 0; i < n; ++i)
+        for (size_t c = 0; c < k; ++c) {
+          double ref = 0;
+          for (size_t j = 0; j < d; ++j) ref += double(X[i * d + j]) * C[c * d + j];
+          err = std::max(err, std::fabs(ref - dots[i * k + c]));
+        }
+      CHECK(err < 1e-4, "dot_rows %s k=%zu: error %g", isa_name(isa), k, err);
+      ids.push_back(idx);
+    }
+    for (size_t a = 1; a < ids.size(); ++a) {
+      size_t diff = 0;
+      for (size_t i = 0; i < n; ++i) diff += ids[a][i] != ids[0][i];
+      CHECK(diff <= 1, "assign k=%zu: %s and baseline differ on %zu of %zu rows", k, isa_name(isas[a]), diff, n);
+    }
+  }
+  isa_select(isa_forced() ? isa_name(before) : "auto");
+  isa_select(isa_name(before));
+}
+
+// Every test runs once per instruction set this CPU supports (UNIROUTE_ISA=baseline|avx2|avx512: that one only).
 int main() {
+  const char* forced = std::getenv("UNIROUTE_ISA");
+  std::vector<Isa> isas = isa_supported_list();
+  if (forced && *forced) {
+    Status st = isa_select_from_env();
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", st.message.c_str());
+      return 2;
+    }
+    isas = {isa_active()};
+  }
+  std::printf("CPU features: %s; kernels: ", isa_cpu_features().c_str());
+  for (Isa isa : isas) std::printf("%s ", isa_name(isa));
+  std::printf("\n");
   test_cuda();
   test_mlp_gradient();
   test_eigen();
-  test_assign();
-  test_assign_cases();
   test_worker_pool();
   test_backend_registry();
-  test_op_table();
-  test_kmeans();
-  test_score();
-  test_evidence_and_vectors();
-  test_embed_and_route();
+  test_isa();
+  for (Isa isa : isas) {
+    isa_select(isa_name(isa));
+    const int failed_before = g_failed;
+    test_assign();
+    test_assign_cases();
+    test_op_table();
+    test_kmeans();
+    test_score();
+    test_evidence_and_vectors();
+    test_embed_and_route();
+    std::printf("kernels %s: %s\n", isa_name(isa), g_failed == failed_before ? "every op case passed" : "FAILED");
+  }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
