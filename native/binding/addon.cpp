@@ -30,6 +30,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("setBackend", Napi::Function::New(env, SetBackend));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "ops.h"
+#include "../core/isa.h"
 
 namespace uniroute {
 namespace binding {
@@ -36,7 +37,26 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   r.Set("fallbacks", Napi::Number::New(env, static_cast<double>(eng.fallbacks())));
   const std::string lf = eng.last_failure();
   r.Set("lastFailure", lf.empty() ? env.Null() : Napi::String::New(env, lf));
+  // the CPU kernels' instruction set (process-wide: it describes the CPU)
+  Napi::Object isa = Napi::Object::New(env);
+  isa.Set("active", Napi::String::New(env, isa_name(isa_active())));
+  isa.Set("forced", Napi::Boolean::New(env, isa_forced()));
+  Napi::Array sup = Napi::Array::New(env);
+  for (Isa i : isa_supported_list()) sup.Set(sup.Length(), Napi::String::New(env, isa_name(i)));
+  isa.Set("supported", sup);
+  isa.Set("cpuFeatures", Napi::String::New(env, isa_cpu_features()));
+  r.Set("isa", isa);
   return r;
+}
+
+// setIsa("auto" | "baseline" | "avx2" | "avx512") -> the set now in use
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_type(env, "isa", "\"auto\", \"baseline\", \"avx2\" or \"avx512\"", info[0]);
+  Status st = isa_select(info[0].As<Napi::String>().Utf8Value());
+  if (st.code == Code::InvalidArgument) throw_range(env, "INVALID_ARGUMENT", st.message);
+  if (!st.ok()) throw make_error(env, "BACKEND_UNAVAILABLE", st.message);
+  return Napi::String::New(env, isa_name(isa_active()));
 }
 
 // setBackend("auto" | "cpu" | "cuda") -> the backend now in use

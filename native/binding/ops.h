@@ -17,6 +17,7 @@ Napi::Value MlpForward(const Napi::CallbackInfo& info);  // mlp.cpp
 Napi::Value TrainMlp(const Napi::CallbackInfo& info);
 Napi::Value BackendInfo(const Napi::CallbackInfo& info);  // backend.cpp
 Napi::Value SetBackend(const Napi::CallbackInfo& info);
+Napi::Value SetIsa(const Napi::CallbackInfo& info);
 Napi::Value SetThreads(const Napi::CallbackInfo& info);
 Napi::Value GetThreads(const Napi::CallbackInfo& info);
 

@@ -165,7 +165,16 @@ export interface BackendInfo {
     runtimeVersion: number;
     driverVersion: number;
   };
+  /**
+   * The instruction set of the CPU kernels: the best this CPU supports, or the one forced by UNIROUTE_ISA /
+   * setIsa(). `supported` lists what this CPU and build can run; `cpuFeatures` what the CPU reports of the
+   * features they need. Process-wide.
+   */
+  isa: { active: Isa; forced: boolean; supported: Isa[]; cpuFeatures: string };
 }
+
+/** The CPU kernels' instruction sets: a portable baseline (SSE2 on x86-64), AVX2 + FMA, AVX-512 (F, VL, BW, DQ). */
+export type Isa = 'baseline' | 'avx2' | 'avx512';
 
 export interface NativeAddon {
   Embedder: new (opts: NativeEmbedderOptions) => NativeEmbedder;
@@ -205,6 +214,7 @@ export interface NativeAddon {
   getThreads(): number;
   backendInfo(): BackendInfo;
   setBackend(backend: Backend): 'cpu' | 'cuda';
+  setIsa(isa: Isa | 'auto'): Isa;
   abiVersion: number;
 }
 
@@ -273,8 +283,11 @@ export function native(): NativeAddon {
       loadedFrom = p;
       const b = process.env.UNIROUTE_BACKEND;
       if (b) setBackend(b as Backend);
+      const isa = process.env.UNIROUTE_ISA;
+      if (isa) setIsa(isa as Isa | 'auto');
       return addon;
     } catch (err) {
+      if (err instanceof UnirouteError) throw err; // a bad UNIROUTE_BACKEND / UNIROUTE_ISA: not a load failure
       tried.push(`${p} (${String((err as Error).message).split('\n')[0]})`);
     }
   }
@@ -325,6 +338,17 @@ export function setBackend(backend: Backend): 'cpu' | 'cuda' {
   if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda')
     throw new UnirouteError('INVALID_ARGUMENT', `Expected "auto", "cpu" or "cuda" for the backend but received "${String(backend)}"`);
   return call(() => native().setBackend(backend));
+}
+
+/**
+ * Forces the CPU kernels' instruction set ('auto': the best this CPU supports, the default). Also set by
+ * UNIROUTE_ISA. An instruction set the CPU lacks is refused (BACKEND_UNAVAILABLE) and the current one kept.
+ * Returns the set now in use.
+ */
+export function setIsa(isa: Isa | 'auto'): Isa {
+  if (!['auto', 'baseline', 'avx2', 'avx512'].includes(isa as string))
+    throw new UnirouteError('INVALID_ARGUMENT', `Expected "auto", "baseline", "avx2" or "avx512" for the instruction set (UNIROUTE_ISA) but received "${String(isa)}"`);
+  return call(() => native().setIsa(isa));
 }
 
 export function backendInfo(): BackendInfo {

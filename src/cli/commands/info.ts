@@ -15,7 +15,7 @@ export function registerInfo(program: Command, { io }: CliContext): void {
     .option('--json', 'as JSON')
     .action(async (o) => {
       const b = backendInfo();
-      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, threads: getThreads(), node: process.version, addon: addonPath() };
+      const info: Record<string, unknown> = { backend: b.backend, cuda: b.cuda, isa: b.isa, threads: getThreads(), node: process.version, addon: addonPath() };
       let summary: string[] = ['router     none (the built-in router is missing)'];
       try {
         const router = await loadRouter(o.router, accessFrom(o));
@@ -50,6 +50,6 @@ export function registerInfo(program: Command, { io }: CliContext): void {
         return;
       }
       const cuda = b.cuda.available ? `${b.cuda.device?.name} (usable)` : b.cuda.compiled ? `compiled, not usable: ${b.cuda.reason}` : 'not compiled';
-      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `addon      ${addonPath()}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
+      await writeLine(io.stdout, [`engine     ${b.backend}, ${getThreads()} threads, Node ${process.version}`, `addon      ${addonPath()}`, `cpu isa    ${b.isa.active}${b.isa.forced ? ' (forced by UNIROUTE_ISA)' : ''}; this CPU runs ${b.isa.supported.join(', ')}`, `cuda       ${cuda}`, ...summary, '(--json for everything)'].join('\n') + '\n');
     });
 }
