@@ -64,7 +64,7 @@ for o in "${objs[@]}"; do
   # spills: vector registers to or from the stack inside a micro-kernel (demangled names)
   spills=$(objdump -d -C --no-show-raw-insn "$o" | awk '
     /^[0-9a-f]+ <.*>:$/ { inkernel = ($0 ~ /tile<|project_chunk</); fn = $0; next }
-    inkernel && /%[xyz]mm[0-9]+/ && /\((%rsp|%rbp)\)/ { n++; if (n <= 3) print fn " " $0 }
+    inkernel && /%[xyz]mm[0-9]+/ && /(\(%rsp\)|-0x[0-9a-f]+\(%rbp\))/ { n++; if (n <= 3) print fn " " $0 }
     END { print n + 0 }')
   nspill=$(echo "$spills" | tail -1)
   [ "$nspill" -gt 0 ] && problems+=("$nspill vector stack accesses in micro-kernels: $(echo "$spills" | head -1)")
