@@ -29,12 +29,14 @@ struct PackedView {
 
 // The pool's per-LLM terms of a score, for the argmin kernel: exact ones in double, and float ones for a first
 // pass that finds the candidates (every LLM whose float score is within its error bound of the lowest).
+constexpr size_t kScorePad = 96;  // a multiple of every block width of every variant (8, 12, 16, 24, 32, 48)
 struct ScoreTerms {
   const double* lc;    // lambda * cost_j
   const double* cost;  // cost_j
-  const float* lcf;    // lc_j rounded to float; padded to a multiple of 16 with +inf
+  const float* lcf;    // lc_j rounded to float; padded to a multiple of kScorePad with +inf
   const float* err;    // the error bound's constant part for j (+inf: always a candidate); padded with 0
   size_t m;
+  float err_max;       // the largest err_j
 };
 
 struct KernelTable {
@@ -58,6 +60,11 @@ struct KernelTable {
   // cost, then the lower index; -1 when none qualifies. The pool's part is set up once (Scorer, score.cpp).
   int32_t (*argmin_scores)(const float* g, const ScoreTerms& t, const uint8_t* allowed, const uint8_t* need,
                            size_t need_stride);
+  // Soft scores of rows b .. e - 1 of Z (n x P.d memberships) against psi packed as P.k = m "centroids" of P.d
+  // values: gamma rows (G + (i - b) * m; G may not be null) and choice[i], the argmin of gamma_i + lambda * cost
+  // with no allowed set and no evidence (argmin_scores's rule, exactly).
+  void (*score_soft_rows)(const PackedView& P, const float* Z, size_t b, size_t e, float* G, const ScoreTerms& t,
+                          int32_t* choice);
 };
 
 namespace kernels_baseline {

@@ -32,7 +32,7 @@ struct GammaRow {
 };
 
 Scorer::Scorer(const Pool& p)
-    : p_(p), lc_(p.m), cost_(p.m), lcf_((p.m + 15) / 16 * 16, std::numeric_limits<float>::infinity()),
+    : p_(p), lc_(p.m), cost_(p.m), lcf_((p.m + kScorePad - 1) / kScorePad * kScorePad, std::numeric_limits<float>::infinity()),
       err_(lcf_.size(), 0.0f), kt_(&kernels()) {
   // the score in double: at a large lambda, float would round the predicted errors away (lambda * cost ~ 1e8);
   // the kernel's float pass only narrows the candidates (kernels.inc, argmin_scores)
@@ -44,7 +44,9 @@ Scorer::Scorer(const Pool& p)
     err_[j] = tame ? std::fabs(lcf_[j]) * (1.0f / 1048576.0f) + 1e-37f : std::numeric_limits<float>::infinity();
     if (!tame) lcf_[j] = 0.0f;
   }
-  terms_ = {lc_.data(), cost_.data(), lcf_.data(), err_.data(), p.m};
+  float err_max = 0.0f;
+  for (size_t j = 0; j < p.m; ++j) err_max = std::max(err_max, err_[j]);
+  terms_ = {lc_.data(), cost_.data(), lcf_.data(), err_.data(), p.m, err_max};
 }
 
 // Evidence first: among the LLMs with evidence in the prompt's cell, else among all the allowed ones.
@@ -140,15 +142,21 @@ Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice
     return Status::Ok();
   }
   // gamma = Z psi^T through the blocked kernel (psi packed as m "centroids" of k values), a chunk of rows at a
-  // time, into the caller's gamma or a scratch chunk; then per row the difficulty shift and the argmin
+  // time (in L1), into the caller's gamma or a scratch chunk; then per row the difficulty shift and the argmin.
+  // Without an allowed set, evidence or a difficulty slope, the argmin is fused with the dot products.
   const Scorer sc(p);
   const PackedCentroids P = pack_centroids(p.psi, p.m, p.k);
+  const bool fused = !p.allowed && !(p.evidence && cells) && !p.psi_logit;
   return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
-    constexpr size_t kChunk = 256;
+    constexpr size_t kChunk = 64;
     std::vector<float> scratch(gamma ? 0 : kChunk * p.m);
     for (size_t c0 = b; c0 < e; c0 += kChunk) {
       const size_t c1 = std::min(e, c0 + kChunk);
       float* G = gamma ? gamma + c0 * p.m : scratch.data();
+      if (fused) {
+        P.kt->score_soft_rows(P.view(), Z, c0, c1, G, sc.terms(), choice);
+        continue;
+      }
       dot_rows(P, Z, c0, c1, G, p.m);
       for (size_t i = c0; i < c1; ++i)
         choice[i] = sc.soft_from_dots(G + (i - c0) * p.m, allowed_row(p, i), resid ? resid[i] : 0.0f, cells ? cells[i] : -1);

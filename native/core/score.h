@@ -54,6 +54,7 @@ class Scorer {
   int32_t soft_from_dots(float* g, const uint8_t* allowed_row, float r, int32_t cell) const;
   // evidence first (cell >= 0 with p.evidence), then the argmin
   int32_t argmin(const float* g, const uint8_t* allowed_row, int32_t cell) const;
+  const ScoreTerms& terms() const { return terms_; }
 
  private:
   const Pool& p_;
