@@ -5,7 +5,11 @@
  * centroid and scoring kernels against OpenBLAS sgemm on the same shapes where `uniroute_bench_blas` was built.
  * Writes results/bench/{bench.jsonl, bench.md, bench.svg}.
  *   npm run bench [-- --quick] [--json]
- *   npm run bench -- --kmeans [--quick]    only the k-means comparison with scikit-learn (bench/kmeans.ts)
+ *   npm run bench -- --kmeans [--quick] [--threads N]   only the k-means comparison with scikit-learn (bench/kmeans.ts)
+ *   npm run bench -- --check              the CI check on the CPU at hand (bench/check.ts): exit 1 when assignment
+ *                                          falls below 0.8x sgemm or k-means above 1.0x scikit-learn
+ * Every header and row names the CPU and the CPU kernels' instruction set (UNIROUTE_ISA=baseline|avx2|avx512 forces
+ * one; OpenBLAS is then forced to the matching core).
  *   npm run bench -- --route-stream [--prompts N] [--quick]   only `uniroute route` on N streamed prompts
  *                                          (default 10 M; 500 k with --quick) against the in-memory figure
  */
@@ -19,6 +23,7 @@ import { referenceAssign, referenceEmbed, referenceFeatures, referenceScore } fr
 import { Router } from '../src/router/router.js';
 import { lineChart } from '../src/plot/svg.js';
 import { defaultRouterPath } from '../src/defaults.js';
+import { blasRows, machineInfo, machineLine } from './machine.js';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -26,8 +31,17 @@ const asJson = args.has('--json');
 const minSeconds = quick ? 0.25 : 1.0;
 if (args.has('--kmeans')) {
   const { runKMeansBench } = await import('./kmeans.js');
-  await runKMeansBench({ quick });
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--threads');
+  const threads = at >= 0 ? Number(argv[at + 1]) : undefined;
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new Error('--threads must be a whole number >= 1');
+  process.stderr.write(`k-means bench: ${machineLine()}\n`);
+  await runKMeansBench({ quick, threads });
   process.exit(0);
+}
+if (args.has('--check')) {
+  const { runCheck } = await import('./check.js');
+  process.exit((await runCheck()) ? 0 : 1);
 }
 if (args.has('--route-stream')) {
   const { runRouteStreamBench } = await import('./route-stream.js');
@@ -58,10 +72,12 @@ const emit = (r: Row) => {
   else process.stderr.write(`${r.name} ${r.backend} batch ${r.batch} threads ${r.threads}: ${Math.round(r.prompts_per_s).toLocaleString('en-US')} prompts/s\n`);
 };
 
-/** Items per second of fn, run for at least minSeconds after a warm-up. */
+/** Items per second of fn (wall clock), run for at least minSeconds after a warm-up; lastCpuRate: by CPU time. */
+let lastCpuRate = 0;
 async function rate(items: number, fn: () => unknown | Promise<unknown>, min = minSeconds): Promise<number> {
   await fn();
   let n = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   let t = t0;
   while (t - t0 < min * 1000) {
@@ -69,6 +85,8 @@ async function rate(items: number, fn: () => unknown | Promise<unknown>, min = m
     n++;
     t = performance.now();
   }
+  const c = process.cpuUsage(c0);
+  lastCpuRate = (items * n) / ((c.user + c.system) / 1e6);
   return (items * n) / ((t - t0) / 1000);
 }
 
@@ -97,7 +115,8 @@ const proj = { ...h.spec, projection: h.projection, scale: h.scale };
 const refN = quick ? 60 : 300;
 const refTexts = texts.slice(0, refN);
 const meanFeatures = refTexts.reduce((a, t) => a + referenceFeatures(t, h.spec.bucketsLog2, h.spec.charN).length, 0) / refN;
-const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
+const machine = machineInfo();
+if (!asJson) process.stderr.write(`bench: ${machineLine(machine)}\n`);
 const common = { data: source, mean_chars: meanChars, dim: D, clusters: K, models: M };
 
 // TypeScript references, same process, same prompts
@@ -130,11 +149,13 @@ for (const backend of backends) {
   for (const threads of backend === 'cuda' ? [cpus().length] : threadCounts) {
     setThreads(threads);
     const t = getThreads();
-    type Measured = { name: string; batch: number; prompts_per_s: number; vs_reference: number | null; gflops?: number; gbps?: number; mean_chars?: number };
+    type Measured = { name: string; batch: number; prompts_per_s: number; vs_reference: number | null; gflops?: number; gbps?: number; mean_chars?: number; cpu_prompts_per_s?: number };
     const row = (r: Measured) => emit({ ...common, machine, ...r, backend, threads: t, per_core_prompts_per_s: r.prompts_per_s / t });
     const out = new Float32Array(n * D);
     const e = await rate(n, () => h.nativeHandle.embed(texts, out));
-    row({ name: 'embed', batch: n, prompts_per_s: e, vs_reference: e / refEmbed, gflops: (e * 2 * D * meanFeatures) / 1e9, gbps: (e * D * meanFeatures) / 1e9 });
+    // on one thread, also by CPU time: the per-core figure that a busy machine does not blur
+    const cpuRate = backend === 'cpu' && t === 1 ? { cpu_prompts_per_s: lastCpuRate } : {};
+    row({ name: 'embed', batch: n, prompts_per_s: e, vs_reference: e / refEmbed, gflops: (e * 2 * D * meanFeatures) / 1e9, gbps: (e * D * meanFeatures) / 1e9, ...cpuRate });
     const idx = new Int32Array(n);
     const a = await rate(n, () => native().assignSync(emb, n, D, router.centroids, K, idx, null));
     row({ name: 'assign', batch: n, prompts_per_s: a, vs_reference: a / refAssign, gflops: (a * 2 * D * K) / 1e9 });
@@ -163,17 +184,16 @@ for (const backend of backends) {
 setBackend('cpu');
 setThreads(0);
 
-// kernels against sgemm on the same shapes (where OpenBLAS was found at build time)
-const blas = join(process.cwd(), 'build', 'uniroute_bench_blas');
-if (existsSync(blas)) {
-  // at K = 30, the shape the engine's assignment goal is stated on
-  const r = spawnSync(blas, [String(quick ? 16384 : 65536), String(D), '30', String(M), String(cpus().length)], {
-    encoding: 'utf8',
-    env: { ...process.env, OPENBLAS_NUM_THREADS: String(cpus().length) },
-  });
-  for (const line of r.stdout.trim().split('\n').filter(Boolean)) emit({ ...JSON.parse(line), vs_reference: null, machine });
-} else if (!asJson) {
-  process.stderr.write('sgemm comparison skipped: build/uniroute_bench_blas not built (install libopenblas-dev and rebuild)\n');
+// kernels against sgemm on the same shapes (where OpenBLAS was found at build time): at K = 30 (the shape the
+// engine's assignment goal is stated on) and 64 (a k-means step), and soft scoring; on one thread (thread CPU
+// clock) and on every core (wall clock)
+for (const threads of [...new Set([1, cpus().length])]) {
+  const rs = blasRows({ n: 65536, d: D, k: 30, m: M, threads, rounds: quick ? 2 : 5 });
+  if (!rs) {
+    if (!asJson) process.stderr.write('sgemm comparison skipped: build/uniroute_bench_blas not built (install libopenblas-dev and rebuild)\n');
+    break;
+  }
+  for (const r of rs) emit({ ...r, backend: 'cpu', batch: 65536, vs_reference: null, machine });
 }
 
 // reports
@@ -184,11 +204,11 @@ const f = (x: number | undefined, d = 0) => (x === undefined || x === null ? '' 
 const md = [
   `# uniroute microbenchmarks`,
   '',
-  `${source}; mean ${meanChars} chars, ${meanFeatures.toFixed(0)} distinct hashed features per prompt; D = ${D}, K = ${K}, ${M} LLMs; ${machine.cpu}, ${machine.cores} cores; CUDA: ${cuda.available ? cuda.device?.name : `not used (${cuda.reason})`}.`,
+  `${source}; mean ${meanChars} chars, ${meanFeatures.toFixed(0)} distinct hashed features per prompt; D = ${D}, K = ${K}, ${M} LLMs; ${machineLine(machine)}; CUDA: ${cuda.available ? cuda.device?.name : `not used (${cuda.reason})`}.`,
   '',
-  '| kernel | backend | batch | threads | prompts/s | per core | GFLOP/s | GB/s | vs TS reference | vs sgemm |',
-  '|---|---|---|---|---|---|---|---|---|---|',
-  ...rows.map((r) => `| ${r.name} | ${r.backend} | ${r.batch} | ${r.threads} | ${f(r.prompts_per_s)} | ${f(r.per_core_prompts_per_s)} | ${f(r.gflops, 1)} | ${f(r.gbps, 1)} | ${r.vs_reference ? r.vs_reference.toFixed(1) + '×' : ''} | ${r.vs_sgemm ? (r.vs_sgemm as number).toFixed(2) + '×' : ''} |`),
+  '| kernel | isa | batch | threads | prompts/s | per core | per core (CPU time) | GFLOP/s | GB/s | vs TS reference | vs sgemm |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.name}${r.shape ? ` (${r.shape})` : ''} | ${r.backend === 'cuda' ? 'cuda' : (r.isa as string) ?? machine.isa} | ${r.batch} | ${r.threads} | ${f(r.prompts_per_s)} | ${f(r.per_core_prompts_per_s)} | ${f(r.cpu_prompts_per_s as number | undefined)} | ${f(r.gflops, 1)} | ${f(r.gbps, 1)} | ${r.vs_reference ? r.vs_reference.toFixed(1) + '×' : ''} | ${r.vs_sgemm ? `${(r.vs_sgemm as number).toFixed(2)}× (OpenBLAS ${r.blas_core})` : ''} |`),
   '',
 ].join('\n');
 writeFileSync(join(dir, 'bench.md'), md);
