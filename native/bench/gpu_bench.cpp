@@ -16,6 +16,7 @@
 
 #include "../core/assign.h"
 #include "../core/embed.h"
+#include "../core/isa.h"
 #include "../core/route.h"
 #include "../core/score.h"
 #include "../cuda/backend.h"
@@ -74,7 +75,12 @@ int main(int argc, char** argv) {
   Pool pool{M, K, psi.data(), cost.data(), 50.0f};  // m, k, psi, cost, lambda
 
   const cuda::DeviceInfo& dev = cuda::probe();
-  std::printf("# uniroute engine: CPU (%d threads) against CUDA\n", threads);
+  if (Status st = isa_select_from_env(); !st.ok()) {
+    std::fprintf(stderr, "%s\n", st.message.c_str());
+    return 2;
+  }
+  std::printf("# uniroute engine: CPU (%d threads, %s kernels; the CPU reports %s) against CUDA\n", threads,
+              isa_name(isa_active()), isa_cpu_features().c_str());
   std::printf("# CUDA: %s\n", dev.available ? (dev.name + " (compute " + std::to_string(dev.compute_major) + "." + std::to_string(dev.compute_minor) + ")").c_str()
                                             : ("not usable: " + dev.reason).c_str());
   std::printf("# prompts: %s, mean %zu chars; D = %zu, K = %zu, %zu LLMs\n", std::getenv("UNIROUTE_TEST_PROMPTS") ? "real" : "synthetic",
