@@ -125,6 +125,20 @@ Status score_batch_hard(const Pool& p, const int32_t* clusters, size_t n, int32_
   Status st = check_cells(p, cells, n);
   if (!st.ok()) return st;
   const Scorer sc(p);
+  if (!p.allowed_per_row && !p.psi_logit && !cells) {
+    // a prompt's decision depends on its cluster alone: decide each cluster once, then look it up
+    std::vector<int32_t> table(p.k);
+    std::vector<float> g(p.k * p.m);
+    for (size_t c = 0; c < p.k; ++c) table[c] = sc.hard(static_cast<int32_t>(c), p.allowed, g.data() + c * p.m);
+    return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) {
+        const size_t c = static_cast<size_t>(clusters[i]);
+        choice[i] = table[c];
+        if (gamma) std::copy(g.begin() + c * p.m, g.begin() + (c + 1) * p.m, gamma + i * p.m);
+      }
+      return Status::Ok();
+    });
+  }
   return parallel_for(n, threads, 4096, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i)
       choice[i] = sc.hard(clusters[i], allowed_row(p, i), gamma ? gamma + i * p.m : nullptr, resid ? resid[i] : 0.0f,
