@@ -130,7 +130,10 @@ describe('instruction sets of the CPU kernels', () => {
 });
 
 describe.skipIf(!HAS_SHARED_DATA)('the embedder on real prompts, under every supported instruction set', () => {
-  it('clusters routerbench + zeroeval by benchmark (adjusted Rand index >= 0.95 at K = 6), the same under each', async () => {
+  // An SVD-fitted projection clusters these six benchmarks at an adjusted Rand index of about 0.95 (0.955 with the
+  // built-in router fitted on two data sets, 0.954 with the one fitted on four); a random projection scores 0.04 to
+  // 0.08 lower. 0.93 keeps that gap without tying the test to one fitted table.
+  it('clusters routerbench + zeroeval by benchmark (adjusted Rand index >= 0.93 at K = 6), the same under each', async () => {
     const prompts = [];
     for (const name of ['routerbench', 'zeroeval']) prompts.push(...(await readPrompts(join(SHARED_DATA, name, 'prompts.jsonl'))));
     const labels = prompts.map((p) => p.benchmark ?? '');
@@ -144,7 +147,7 @@ describe.skipIf(!HAS_SHARED_DATA)('the embedder on real prompts, under every sup
       aris.push(adjustedRand(Array.from(km.assignments), labels));
     }
     setIsa('auto');
-    for (const a of aris) expect(a).toBeGreaterThanOrEqual(0.95);
+    for (const a of aris) expect(a).toBeGreaterThanOrEqual(0.93);
     expect(Math.max(...aris) - Math.min(...aris)).toBeLessThan(0.005);
   });
 });
