@@ -36,7 +36,7 @@ struct ScoreTerms {
   const float* lcf;    // lc_j rounded to float; padded to a multiple of kScorePad with +inf
   const float* err;    // the error bound's constant part for j (+inf: always a candidate); padded with 0
   size_t m;
-  float err_max;       // the largest err_j
+  float gap;           // 2^-18 max |lcf_j| + 4e-37 (+inf when some err_j is): argmin_unique's constant
 };
 
 struct KernelTable {

@@ -44,9 +44,14 @@ Scorer::Scorer(const Pool& p)
     err_[j] = tame ? std::fabs(lcf_[j]) * (1.0f / 1048576.0f) + 1e-37f : std::numeric_limits<float>::infinity();
     if (!tame) lcf_[j] = 0.0f;
   }
-  float err_max = 0.0f;
-  for (size_t j = 0; j < p.m; ++j) err_max = std::max(err_max, err_[j]);
-  terms_ = {lc_.data(), cost_.data(), lcf_.data(), err_.data(), p.m, err_max};
+  float lmax = 0.0f;
+  bool tame = true;
+  for (size_t j = 0; j < p.m; ++j) {
+    lmax = std::max(lmax, std::fabs(lcf_[j]));
+    tame &= std::isfinite(err_[j]);
+  }
+  const float gap = tame ? lmax * (1.0f / 262144.0f) + 4e-37f : std::numeric_limits<float>::infinity();
+  terms_ = {lc_.data(), cost_.data(), lcf_.data(), err_.data(), p.m, gap};
 }
 
 // Evidence first: among the LLMs with evidence in the prompt's cell, else among all the allowed ones.

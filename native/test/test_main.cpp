@@ -885,6 +885,37 @@ static void test_isa() {
     }
   }
 
+  // the same on continuous scores (the one-pass proof of a unique minimiser decides most rows), at every lambda
+  // scale, and with scores a few float steps apart (the proof must fail there and the exact pass decide)
+  for (size_t m : {1, 5, 8, 17, 71, 118, 300}) {
+    std::vector<float> g(m), cost(m), psi(m, 0.0f);
+    for (int rep = 0; rep < 300; ++rep) {
+      const float lambda = rep % 4 == 0 ? 0.0f : rep % 4 == 1 ? 0.3f : rep % 4 == 2 ? 1e3f : 3e-9f;
+      for (size_t j = 0; j < m; ++j) {
+        g[j] = rep % 5 == 4 ? 0.5f + float(r.below(5)) * 6e-8f : float(r.uniform()) * (rep % 2 ? 1.0f : 1e6f);
+        cost[j] = float(r.uniform()) * 1e-3f;
+      }
+      int32_t want = -1;
+      double bs = 0;
+      float bc = 0;
+      for (size_t j = 0; j < m; ++j) {
+        const double sv = double(g[j]) + double(lambda) * double(cost[j]);
+        if (want < 0 || sv < bs || (sv == bs && cost[j] < bc)) {
+          want = int32_t(j);
+          bs = sv;
+          bc = cost[j];
+        }
+      }
+      Pool p{m, 1, psi.data(), cost.data(), lambda};
+      for (Isa isa : isas) {
+        isa_select(isa_name(isa));
+        const Scorer sc(p);
+        const int32_t got = sc.argmin(g.data(), nullptr, -1);
+        CHECK(got == want, "argmin %s m=%zu lambda %g rep %d: %d, want %d", isa_name(isa), m, lambda, rep, got, want);
+      }
+    }
+  }
+
   // dot products and assignment, every block width of every variant
   for (size_t k : {1, 4, 5, 8, 9, 16, 17, 30, 33, 64}) {
     const size_t n = 77, d = 45;
