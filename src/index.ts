@@ -7,6 +7,6 @@ export { argminRows } from './decide/argmin.js';
 export { HashedEmbedder, type EmbedderSpec } from './embed/embedder.js';
 export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } from './data/dataset.js';
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';
-export { setThreads, getThreads, setBackend, backendInfo, addonPath, type Backend, type BackendInfo } from './engine/native.js';
+export { setThreads, getThreads, setBackend, setIsa, backendInfo, addonPath, type Backend, type BackendInfo, type Isa } from './engine/native.js';
 export { defaultRouterPath } from './defaults.js';
 export { calibrateLambda, routeStats, type Calibration, type CalibrationTarget } from './router/calibrate.js';
