@@ -16,6 +16,7 @@ import { buildApp } from '../src/server/app.js';
 import { parseConfig } from '../src/server/config.js';
 import { DEFAULT_BATCH, parseBatchConfig } from '../src/batch/config.js';
 import { LineSplitter } from '../src/batch/lines.js';
+import { Limiter } from '../src/batch/process.js';
 import { batchLines, startStandIn, type StandIn } from '../bench/batch-standin.js';
 import { makeSyntheticDataset, startServe } from './helpers.js';
 
@@ -86,6 +87,46 @@ describe('the line splitter', () => {
     expect(() => parseBatchConfig({ share: 2 })).toThrow(/batch\.share: expected a number in \[0\.01, 1\]/);
     expect(() => parseBatchConfig({ chunk_line: 3 })).toThrow(/batch\.chunk_line: unknown key \(did you mean "chunk_lines"\?\)/);
     expect(() => parseConfig({ batch: { concurrency: 1.5 } }, 'f.yaml')).toThrow(/f\.yaml: batch\.concurrency: expected a whole number/);
+  });
+});
+
+describe('the batch limiter', () => {
+  const tick = () => new Promise((r) => setTimeout(r, 5));
+  const upOf = (conns: number[]) => ({ deployments: conns.map((c) => ({ cfg: { maxConnections: c } })) }) as any;
+  it('at most share x the LLM\'s connections in flight to it, and concurrency over all; waiters first come first served', async () => {
+    const lim = new Limiter(0.5, 3);
+    const a = upOf([2, 2]); // 4 connections: 2 for the batch
+    expect(lim.limitOf(a)).toBe(2);
+    expect(lim.limitOf(upOf([1]))).toBe(1); // never 0
+    const r1 = await lim.acquire('a', a);
+    await lim.acquire('a', a);
+    let third = false;
+    const p3 = lim.acquire('a', a).then((r) => ((third = true), r));
+    await tick();
+    expect(third).toBe(false);
+    const b1 = await lim.acquire('b', a); // b has room of its own: 3 in flight now
+    let fourth = false;
+    const p4 = lim.acquire('c', a).then((r) => ((fourth = true), r));
+    await tick();
+    expect([third, fourth, lim.inFlight]).toEqual([false, false, 3]);
+    r1();
+    await tick();
+    expect([third, fourth]).toEqual([true, false]); // the earlier waiter first
+    b1();
+    await tick();
+    expect(fourth).toBe(true);
+    (await p3)();
+    (await p4)();
+  });
+  it('upstream_rpm spaces an LLM\'s lines evenly', async () => {
+    const lim = new Limiter(1, 10, { slow: 1200 }); // 50 ms apart
+    const t0 = Date.now();
+    for (let i = 0; i < 4; i++) (await lim.acquire('slow', upOf([8])))();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    const t1 = Date.now();
+    for (let i = 0; i < 4; i++) (await lim.acquire('fast', upOf([8])))();
+    expect(Date.now() - t1).toBeLessThan(100);
+    expect(() => parseBatchConfig({ upstream_rpm: { x: 0 } })).toThrow(/batch\.upstream_rpm\.x: expected lines per minute/);
   });
 });
 
@@ -165,6 +206,37 @@ describe('the Batch API through the openai client (SQLite)', () => {
       expect(await s.client.files.delete(f.id)).toMatchObject({ id: f.id, deleted: true });
       await expect(s.client.files.retrieve(f.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       await expect(s.client.batches.cancel(b.id)).rejects.toMatchObject({ status: 409 });
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('/v1/messages batches: Anthropic-shaped lines, translated to the OpenAI upstream and back', async () => {
+    const s = await server();
+    try {
+      const lines = Array.from({ length: 6 }, (_, i) => JSON.stringify({ custom_id: `m${i}`, method: 'POST', url: '/v1/messages', body: { model: i % 2 ? 'uniroute' : 'big-all', max_tokens: 32, messages: [{ role: 'user', content: `integral of x ${i} #m${i}` }] } }));
+      const f = await s.client.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'm.jsonl'), purpose: 'batch' });
+      const b = await waitFor(s.client, (await s.client.batches.create({ input_file_id: f.id, endpoint: '/v1/messages' as any, completion_window: '24h' })).id);
+      expect(b.request_counts).toEqual({ total: 6, completed: 6, failed: 0 });
+      for (const l of await jsonl(s.client, b.output_file_id)) {
+        expect(l.response.body).toMatchObject({ type: 'message', role: 'assistant', content: [{ type: 'text', text: `answer to ${l.custom_id}` }] });
+        expect(l.uniroute.usage).toEqual({ input_tokens: 100, output_tokens: 20 });
+      }
+    } finally {
+      await s.app.close();
+    }
+  });
+
+  it('an upstream that keeps failing: retried on the LLM\'s fallback and again after a backoff, then an error line with its status', async () => {
+    const s = await server({ line_retries: 1 }, { upstreams: { ...gatewayDoc().upstreams, 'cheap-code': { base_url: up.url, fallbacks: ['mid-all'] } } });
+    try {
+      const lines = [JSON.stringify({ custom_id: 'f1', method: 'POST', url: '/v1/chat/completions', body: { model: 'cheap-code', messages: [{ role: 'user', content: 'FAIL500 #f1' }] } })];
+      const f = await s.client.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'f.jsonl'), purpose: 'batch' });
+      const b = await waitFor(s.client, (await s.client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+      expect(b.request_counts).toEqual({ total: 1, completed: 0, failed: 1 });
+      const [e] = await jsonl(s.client, b.error_file_id);
+      expect(e).toMatchObject({ custom_id: 'f1', response: { status_code: 500 }, error: { code: 'stand_in_500' }, uniroute: { attempts: 4 } });
+      expect(up.calls.get('f1')).toBe(4); // cheap-code, its fallback mid-all; both again after the backoff
     } finally {
       await s.app.close();
     }

@@ -11,6 +11,7 @@
  *     max_file_bytes: 209715200      # largest upload
  *     max_lines: 1000000             # most lines in one input file
  *     max_line_bytes: 1048576        # longest line (a longer one is an error line, never read whole)
+ *     upstream_rpm: { gpt-4o: 600 }  # lines per minute a process sends to an LLM (paced evenly), beside the share
  */
 import { UnirouteError, didYouMean } from '../errors.js';
 
@@ -24,6 +25,8 @@ export interface BatchConfig {
   maxFileBytes: number;
   maxLines: number;
   maxLineBytes: number;
+  /** Lines per minute one process sends to an LLM (paced evenly); absent: no rate limit. */
+  upstreamRpm?: Record<string, number>;
 }
 
 export const DEFAULT_BATCH: BatchConfig = {
@@ -55,8 +58,18 @@ export function parseBatchConfig(v: unknown, source = 'config'): BatchConfig {
     throw new UnirouteError('INVALID_ARGUMENT', `${source}: batch${k ? `.${k}` : ''}: ${why}`);
   };
   if (typeof v !== 'object' || Array.isArray(v)) bad('', `expected a mapping, got ${JSON.stringify(v)}`);
-  const known = ['dir', ...Object.keys(KEYS)];
+  const known = ['dir', 'upstream_rpm', ...Object.keys(KEYS)];
   for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (k === 'upstream_rpm') {
+      if (!x || typeof x !== 'object' || Array.isArray(x)) bad(k, `expected a mapping of LLM name to lines per minute, got ${JSON.stringify(x)}`);
+      const rpm: Record<string, number> = {};
+      for (const [llm, n] of Object.entries(x as Record<string, unknown>)) {
+        if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0 || n > 1e7) bad(`${k}.${llm}`, `expected lines per minute in (0, 10000000], got ${JSON.stringify(n)}`);
+        rpm[llm] = n as number;
+      }
+      out.upstreamRpm = rpm;
+      continue;
+    }
     if (k === 'dir') {
       if (typeof x !== 'string' || x.trim() === '') bad(k, `expected a folder path, got ${JSON.stringify(x)}`);
       out.dir = x as string;

@@ -35,21 +35,36 @@ export interface LineEngine {
 /**
  * The batch's share of each upstream: at most share x (the LLM's connections over its deployments) lines in
  * flight to it, and at most `concurrency` over all, in this process; the rest of the connections stay free for
- * online traffic. Waiters are served first come, first served among those whose LLM has room.
+ * online traffic. Waiters are served first come, first served among those whose LLM has room. An LLM with a rate
+ * (batch.upstream_rpm) gets its lines spaced evenly at that rate.
  */
 export class Limiter {
   private used = new Map<string, number>();
   private total = 0;
   private waiting: Array<{ llm: string; max: number; go: () => void }> = [];
+  /** When each rate-limited LLM may take its next line (ms). */
+  private nextAt = new Map<string, number>();
   constructor(
     private share: number,
     private concurrency: number,
+    private rpm: Record<string, number> = {},
   ) {}
 
-  configure(share: number, concurrency: number): void {
+  configure(share: number, concurrency: number, rpm: Record<string, number> = {}): void {
     this.share = share;
     this.concurrency = concurrency;
+    this.rpm = rpm;
     this.wake();
+  }
+
+  /** Waits for the LLM's turn under its rate limit (lines spaced evenly, 60 s / rpm apart). */
+  private async pace(llm: string): Promise<void> {
+    const rpm = this.rpm[llm];
+    if (!rpm) return;
+    const now = Date.now();
+    const at = Math.max(now, this.nextAt.get(llm) ?? 0);
+    this.nextAt.set(llm, at + 60_000 / rpm);
+    if (at > now) await new Promise((r) => setTimeout(r, at - now));
   }
 
   /** The most lines in flight to an upstream. */
@@ -66,8 +81,13 @@ export class Limiter {
 
   async acquire(llm: string, up: LlmUpstream | undefined): Promise<() => void> {
     const max = this.limitOf(up);
-    if (this.waiting.length === 0 && this.room(llm, max)) this.take(llm);
-    else await new Promise<void>((go) => this.waiting.push({ llm, max, go }));
+    if (this.room(llm, max) && !this.waiting.some((w) => w.llm === llm)) this.take(llm); // nobody before it can take this room
+    else
+      await new Promise<void>((go) => {
+        this.waiting.push({ llm, max, go });
+        this.wake();
+      });
+    await this.pace(llm);
     let released = false;
     return () => {
       if (released) return;
@@ -296,6 +316,12 @@ export async function processChunk(job: ChunkJob, items: LineItem[], d: ChunkDep
           first = b.models[b.choice[0]];
         }
         const release = await d.limiter.acquire(first, g.upstreams.get(first));
+        if (!LIVE.has((await d.status(job.batchId)) ?? 'failed')) {
+          // cancelled (or ended) while it waited for its turn
+          release();
+          res.left++;
+          return;
+        }
         const requestId = `${engine.worker}-${job.batchId.slice(6)}-${it.line}-${round}`;
         const buffered: { r?: BufferedResponse } = {};
         const pending: string[] = [];

@@ -110,7 +110,7 @@ abstract class Runner {
   protected closed = false;
   protected sweeping: Promise<void> | undefined;
   constructor(protected readonly d: RunnerDeps) {
-    this.limiter = new Limiter(d.engine.cfg.share, d.engine.cfg.concurrency);
+    this.limiter = new Limiter(d.engine.cfg.share, d.engine.cfg.concurrency, d.engine.cfg.upstreamRpm);
     this.status = new StatusCache(d.store);
     this.recorder = new Recorder(d.store, (id, s) => {
       this.status.set(id, s);
@@ -195,7 +195,7 @@ export class LocalRunner extends Runner {
       }
       const inflight = new Set<Promise<unknown>>();
       let lines = 0;
-      const live = () => !lost && !this.closed && this.status.peek(id);
+      const live = () => !lost && !this.closed && this.status.peek(id) && Date.now() / 1000 < b.expiresAt;
       let failure: unknown;
       await planFile(b, this.d.files, store, this.recorder, cfg, async (items) => {
         // keep about twice the batch's lines in flight: enough chunks decided ahead, memory bounded
