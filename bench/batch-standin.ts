@@ -26,6 +26,21 @@ export async function startStandIn(o: { delayMs?: number; keepIds?: boolean } = 
   const calls = new Map<string, number>();
   const ids = new Map<string, string[]>();
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'GET' && req.url === '/stats') {
+      // the counts, for a bench that runs the stand-in in a process of its own
+      const body = JSON.stringify({ total, open, calls: Object.fromEntries(calls), ids: Object.fromEntries(ids) });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      return;
+    }
+    if (req.method === 'POST' && req.url === '/delay') {
+      let d = '';
+      req.on('data', (c) => (d += c));
+      req.on('end', () => {
+        delay = Number(d);
+        res.end('ok');
+      });
+      return;
+    }
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
