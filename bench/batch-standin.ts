@@ -15,6 +15,9 @@ export interface StandIn {
   total: () => number;
   /** Requests received and not answered yet. */
   open: () => number;
+  /** The most requests open at once since the last reset (resetPeak). */
+  peak: () => number;
+  resetPeak: () => void;
   setDelay: (ms: number) => void;
   close: () => Promise<void>;
 }
@@ -23,6 +26,7 @@ export async function startStandIn(o: { delayMs?: number; keepIds?: boolean } = 
   let delay = o.delayMs ?? 20;
   let total = 0;
   let open = 0;
+  let peak = 0;
   const calls = new Map<string, number>();
   const ids = new Map<string, string[]>();
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -46,6 +50,7 @@ export async function startStandIn(o: { delayMs?: number; keepIds?: boolean } = 
     req.on('end', () => {
       total++;
       open++;
+      if (open > peak) peak = open;
       let body: any = {};
       try {
         body = JSON.parse(Buffer.concat(parts).toString('utf8'));
@@ -101,6 +106,8 @@ export async function startStandIn(o: { delayMs?: number; keepIds?: boolean } = 
     ids,
     total: () => total,
     open: () => open,
+    peak: () => peak,
+    resetPeak: () => void (peak = open),
     setDelay: (ms) => void (delay = ms),
     close: () =>
       new Promise<void>((r) => {

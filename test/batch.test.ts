@@ -291,6 +291,34 @@ describe('the Batch API through the openai client (SQLite)', () => {
     }
   });
 
+  it('a batch never starves online traffic: it keeps to its share of each upstream\'s connections', async () => {
+    up.setDelay(100);
+    const s = await server({ share: 0.5 }, { upstreams: Object.fromEntries(LLMS.map((n) => [n, { base_url: up.url, max_connections: 4 }])) });
+    try {
+      const f = await s.client.files.create({ file: await toFile(Buffer.from(batchLines(300, 'cheap-math', 40_000).join('\n')), 's.jsonl'), purpose: 'batch' });
+      const b0 = await s.client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      await waitFor(s.client, b0.id, ['in_progress']);
+      await new Promise((r) => setTimeout(r, 300));
+      up.resetPeak();
+      await new Promise((r) => setTimeout(r, 500));
+      // every line names cheap-math: 2 of its 4 connections, no more
+      expect(up.peak()).toBe(2);
+      // online requests to the same LLM meanwhile find its free connections: answered in about one upstream delay,
+      // not after the batch's queue (300 lines at 2 x 10 a second)
+      const t0 = Date.now();
+      const online = await Promise.all(
+        [0, 1].map((i) => s.client.chat.completions.create({ model: 'cheap-math', messages: [{ role: 'user', content: `online ${i} #online${i}` }] })),
+      );
+      expect(online.map((c) => c.choices[0].message.content)).toEqual(['answer to online0', 'answer to online1']);
+      expect(Date.now() - t0).toBeLessThan(1000);
+      const b = await s.client.batches.retrieve(b0.id);
+      expect(b.status).toBe('in_progress'); // the batch was still running
+    } finally {
+      up.setDelay(5);
+      await s.app.close();
+    }
+  });
+
   it('client keys: each key sees only its own files and batches', async () => {
     process.env.UNIROUTE_BT_A = 'sk-batch-a-0123456789';
     process.env.UNIROUTE_BT_B = 'sk-batch-b-0123456789';

@@ -25,8 +25,8 @@ import { FINAL, lineKey, type BatchRecord, type BatchStatus, type LineItem } fro
 import { checkLine } from './validate.js';
 import { RedisBatchStore } from './redis-store.js';
 
-/** This process's name in leases and upstream request ids. */
-export const processName = (role: string) => `${role}.${hostname().replace(/[^A-Za-z0-9.-]/g, '').slice(0, 40)}.${process.pid}`;
+/** This process's name in leases and upstream request ids (no "-": it separates the parts of a request id). */
+export const processName = (role: string) => `${role}.${hostname().replace(/-/g, '_').replace(/[^A-Za-z0-9._]/g, '').slice(0, 40)}.${process.pid}`;
 
 /** Each batch's status, read from the store at most every `ttlMs`. */
 export class StatusCache {

@@ -193,7 +193,7 @@ export class BatchService {
       metadata = m as Record<string, string>;
     }
     const fid = body.input_file_id as string;
-    const f = await this.file(fid, owner, scoped).catch(() => bad('input_file_id', `no file "${fid.slice(0, 80)}": upload it first (POST /v1/files, purpose "batch")`));
+    const f = await this.file(fid, owner, scoped).catch((e) => (e instanceof ApiError && e.status === 404 ? bad('input_file_id', `no file "${fid.slice(0, 80)}": upload it first (POST /v1/files, purpose "batch")`) : Promise.reject(e)));
     if (!f.upload) bad('input_file_id', `"${fid}" is a batch's result file, not an upload`);
     if (f.upload!.lines === 0) bad('input_file_id', `"${fid}" has no request lines`);
     if (!this.files.has(fid)) bad('input_file_id', `the bytes of "${fid}" are not in this server's batch folder ${this.files.dir} (in a fleet, give every replica the same batch.dir)`);

@@ -40,7 +40,7 @@ export function batchRoutes(app: FastifyInstance, ctx: ServerContext, o: BatchSe
       ood: ctx.oodDefault,
       maxPromptChars: ctx.opts.maxPromptChars ?? 100_000,
       cfg,
-      worker: processName('serve').replace(/[^A-Za-z0-9.-]/g, ''),
+      worker: processName('serve').replace(/[^A-Za-z0-9._]/g, ''),
       onLine: (llm, ok) => lines.inc({ model: llm ?? '-', outcome: ok ? 'ok' : 'error' }),
     },
   });

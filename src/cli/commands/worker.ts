@@ -30,7 +30,7 @@ export function registerWorker(program: Command, { quiet }: CliContext): void {
       if (errors.length) throw new UnirouteError('INVALID_ARGUMENT', `${config.source}:\n  ${errors.join('\n  ')}`);
       const gateway = buildGateway(config, router);
       const cfg = { ...config.batch, ...(o.batchDir ? { dir: o.batchDir } : {}), ...(o.concurrency ? { concurrency: o.concurrency } : {}) };
-      const name = processName('worker').replace(/[^A-Za-z0-9.-]/g, '');
+      const name = processName('worker').replace(/[^A-Za-z0-9._]/g, '');
       const service = BatchService.open({
         pool: o.pool,
         cfg,
