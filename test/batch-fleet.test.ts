@@ -141,4 +141,34 @@ describe('the Batch API over BullMQ on Redis', () => {
     expect(repeats).toBeLessThanOrEqual(inFlight);
     expect(inFlight).toBeLessThanOrEqual(8); // at most the replica's lines in flight (batch.concurrency)
   });
+
+  it('cancel on one replica: the queued chunks are dropped, the job ends cancelled, nothing written twice', async (t) => {
+    if (!redis) return t.skip(REDIS_SKIP);
+    const pool = `${redis.url}?prefix=fleet3:`;
+    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+    procs.push(a.proc, b.proc);
+    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const cb = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const lines = batchLines(3000, 'uniroute', 50_000);
+    const f = await ca.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'cancel.jsonl'), purpose: 'batch' });
+    const b0 = await ca.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    for (;;) {
+      const s = await cb.batches.retrieve(b0.id);
+      if (s.request_counts!.completed >= 50) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(['cancelling', 'cancelled']).toContain((await cb.batches.cancel(b0.id)).status);
+    const done = await waitFor(ca, b0.id, 30_000);
+    expect(done.status).toBe('cancelled');
+    const n = done.request_counts!.completed + done.request_counts!.failed;
+    expect(n).toBeLessThan(3000);
+    const out = await jsonl(ca, done.output_file_id);
+    expect(out).toHaveLength(done.request_counts!.completed);
+    expect(new Set(out.map((l) => l.custom_id)).size).toBe(out.length);
+    const sent = lines.filter((l) => up.calls.has(JSON.parse(l).custom_id)).length;
+    await new Promise((r) => setTimeout(r, 500));
+    expect(lines.filter((l) => up.calls.has(JSON.parse(l).custom_id)).length).toBe(sent); // nothing sent after
+    expect(sent - n).toBeLessThanOrEqual(0); // every line sent was written (answered before the end)
+  });
 });

@@ -332,10 +332,19 @@ export class FleetRunner extends Runner {
     }
   }
 
-  /** A cancelling job: its waiting chunks removed; cancelled once no worker holds one of its chunks. */
+  /** Jobs whose waiting chunks this process removed already. */
+  private purged = new Set<string>();
+
+  /**
+   * A cancelling job: its waiting chunks removed (by their ids, once: a chunk a worker takes meanwhile is skipped
+   * line by line anyway); cancelled once no worker holds one of its chunks.
+   */
   private async cancelled(b: BatchRecord): Promise<void> {
-    const ids = await this.queue.getJobs(['waiting', 'delayed', 'prioritized'], 0, -1).catch(() => []);
-    for (const j of ids) if (j?.name === b.id) await j.remove().catch(() => undefined);
+    if (!this.purged.has(b.id) && !this.planning.has(b.id)) {
+      this.purged.add(b.id);
+      const n = b.enqueued ? b.chunks : Math.ceil(b.total / this.d.engine.cfg.chunkLines);
+      for (let i = 0; i < n && !this.closed; i++) await this.queue.remove(`${b.id}-${i}`).catch(() => 0);
+    }
     const active = await this.queue.getJobs(['active'], 0, -1).catch(() => undefined);
     if (!active || active.some((j) => j?.name === b.id) || this.planning.has(b.id)) return;
     const done = await this.d.store.finish(b.id, 'cancelled', Math.floor(Date.now() / 1000));
