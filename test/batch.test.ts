@@ -319,6 +319,29 @@ describe('the Batch API through the openai client (SQLite)', () => {
     }
   });
 
+  it('a job past its completion window ends expired: no new line is sent, the answered ones stay', async () => {
+    up.setDelay(80);
+    const s = await server({ concurrency: 4, chunk_lines: 8 });
+    try {
+      const f = await s.client.files.create({ file: await toFile(Buffer.from(batchLines(200, 'uniroute', 60_000).join('\n')), 'e.jsonl'), purpose: 'batch' });
+      const b0 = await s.client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '1h' });
+      expect(b0.expires_at! - b0.created_at).toBe(3600);
+      await waitFor(s.client, b0.id, ['in_progress']);
+      // the window's end, brought forward (an hour is long for a test)
+      const store = (s.app as unknown as { batchService: { store: import('../src/batch/store.js').BatchStore } }).batchService.store;
+      await store.transition(b0.id, ['in_progress'], { expiresAt: Math.floor(Date.now() / 1000) - 1 });
+      const b = await waitFor(s.client, b0.id);
+      expect(b.status).toBe('expired');
+      expect(b.expired_at).toBeGreaterThan(0);
+      const done = b.request_counts!.completed + b.request_counts!.failed;
+      expect(done).toBeLessThan(200);
+      expect(await jsonl(s.client, b.output_file_id)).toHaveLength(b.request_counts!.completed);
+    } finally {
+      up.setDelay(5);
+      await s.app.close();
+    }
+  });
+
   it('client keys: each key sees only its own files and batches', async () => {
     process.env.UNIROUTE_BT_A = 'sk-batch-a-0123456789';
     process.env.UNIROUTE_BT_B = 'sk-batch-b-0123456789';

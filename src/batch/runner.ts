@@ -40,7 +40,8 @@ export class StatusCache {
     const now = Date.now();
     if (e && now - e.at < this.ttlMs) return e.s;
     const b = await this.store.getBatch(id).catch(() => undefined);
-    const s = b?.status ?? e?.s; // a store that does not answer: keep the last known
+    // past its window a job is over for the workers at once (the sweeper then marks it expired)
+    const s = b && !FINAL.has(b.status) && now / 1000 >= b.expiresAt ? 'expired' : (b?.status ?? e?.s); // a store that does not answer: keep the last known
     if (this.m.size > 10_000) this.m.clear();
     this.m.set(id, { at: now, s });
     return s;
@@ -195,7 +196,7 @@ export class LocalRunner extends Runner {
       }
       const inflight = new Set<Promise<unknown>>();
       let lines = 0;
-      const live = () => !lost && !this.closed && this.status.peek(id) && Date.now() / 1000 < b.expiresAt;
+      const live = () => !lost && !this.closed && this.status.peek(id);
       let failure: unknown;
       await planFile(b, this.d.files, store, this.recorder, cfg, async (items) => {
         // keep about twice the batch's lines in flight: enough chunks decided ahead, memory bounded
