@@ -242,6 +242,19 @@ describe('the Batch API through the openai client (SQLite)', () => {
     }
   });
 
+  it('a batch folder that cannot be made: the server runs, the Batch API answers 503 saying why', async () => {
+    const config = parseConfig(gatewayDoc(), 'test');
+    const app = await buildApp({ router: await Router.load(routerPath), config, batch: { config: { ...config.batch, dir: '/dev/null/batch' } } });
+    try {
+      const r = await app.inject({ method: 'GET', url: '/v1/batches' });
+      expect(r.statusCode).toBe(503);
+      expect(r.json().error).toMatchObject({ code: 'batch_unavailable', message: expect.stringMatching(/Batch API is off on this server: .*\/dev\/null\/batch/) });
+      expect((await app.inject({ method: 'POST', url: '/v1/route', payload: { prompt: 'integral' } })).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('refuses a bad file or batch as a whole with a clear 400 (or 404, 413)', async () => {
     const s = await server({ max_file_bytes: 4096, max_lines: 5 });
     try {

@@ -83,7 +83,7 @@ export class SqliteBatchStore implements BatchStore {
     try {
       Database = createRequire(import.meta.url)('better-sqlite3');
     } catch (e) {
-      throw new UnirouteError('STORE_UNAVAILABLE', `batches on SQLite need the better-sqlite3 package (${(e as Error).message.split('\n')[0]})`);
+      throw new UnirouteError('STORE_UNAVAILABLE', `batches on SQLite need the optional better-sqlite3 package (npm install better-sqlite3@^12), or a Redis pool (--pool redis://…)`);
     }
     try {
       mkdirSync(dirname(resolve(path)), { recursive: true });

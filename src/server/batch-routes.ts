@@ -25,25 +25,42 @@ export interface BatchServerOptions {
   log?: (msg: string) => void;
 }
 
-export function batchRoutes(app: FastifyInstance, ctx: ServerContext, o: BatchServerOptions): BatchService {
+export function batchRoutes(app: FastifyInstance, ctx: ServerContext, o: BatchServerOptions): BatchService | undefined {
   const cfg = o.config ?? DEFAULT_BATCH;
   const lines = new Counter({ name: 'uniroute_batch_lines_total', help: 'batch lines answered (ok) or failed, per LLM', labelNames: ['model', 'outcome'], registers: [ctx.metrics.registry] });
-  const service = BatchService.open({
-    pool: o.pool,
-    cfg,
-    work: o.work,
-    role: 'serve',
-    log: o.log,
-    engine: {
-      router: ctx.router,
-      gateway: ctx.gateway,
-      ood: ctx.oodDefault,
-      maxPromptChars: ctx.opts.maxPromptChars ?? 100_000,
+  const send = (reply: FastifyReply, status: number, message: string, code: string | null, param: string | null = null) => reply.status(status).type('application/json; charset=utf-8').send(openaiError(status, message, code, param));
+  let service: BatchService;
+  try {
+    service = open();
+  } catch (e) {
+    // no store for batches (better-sqlite3 not installed, a batch folder that cannot be made): the rest of the
+    // server runs; the Batch API's routes say why they are off
+    if (!(e instanceof UnirouteError)) throw e;
+    const why = e.message;
+    o.log?.(`warning: the Batch API is off: ${why}`);
+    app.decorate('batchService', { description: `off (${why})` });
+    const off = (_req: FastifyRequest, reply: FastifyReply) => send(reply, 503, `the Batch API is off on this server: ${why}`, 'batch_unavailable');
+    for (const url of ['/v1/files', '/v1/files/:id', '/v1/files/:id/content', '/v1/batches', '/v1/batches/:id', '/v1/batches/:id/cancel']) app.all(url, off);
+    return undefined;
+  }
+  function open() {
+    return BatchService.open({
+      pool: o.pool,
       cfg,
-      worker: processName('serve').replace(/[^A-Za-z0-9._]/g, ''),
-      onLine: (llm, ok) => lines.inc({ model: llm ?? '-', outcome: ok ? 'ok' : 'error' }),
-    },
-  });
+      work: o.work,
+      role: 'serve',
+      log: o.log,
+      engine: {
+        router: ctx.router,
+        gateway: ctx.gateway,
+        ood: ctx.oodDefault,
+        maxPromptChars: ctx.opts.maxPromptChars ?? 100_000,
+        cfg,
+        worker: processName('serve').replace(/[^A-Za-z0-9._]/g, ''),
+        onLine: (llm, ok) => lines.inc({ model: llm ?? '-', outcome: ok ? 'ok' : 'error' }),
+      },
+    });
+  }
   app.decorate('batchService', service);
   app.addHook('onReady', async () => service.start());
   app.addHook('onClose', async () => service.close());
@@ -59,7 +76,6 @@ export function batchRoutes(app: FastifyInstance, ctx: ServerContext, o: BatchSe
     if (adminDigest && sameDigest(d, adminDigest)) return { owner: null, scoped: false };
     return undefined;
   };
-  const send = (reply: FastifyReply, status: number, message: string, code: string | null, param: string | null = null) => reply.status(status).type('application/json; charset=utf-8').send(openaiError(status, message, code, param));
   const limitOf = (v: unknown, dflt: number) => {
     if (v === undefined) return dflt;
     const n = Number(v);
