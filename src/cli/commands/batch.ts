@@ -13,7 +13,6 @@ import { UnirouteError } from '../../errors.js';
 import { type CliContext, openOutput } from '../shared.js';
 import { formatSeconds } from '../progress.js';
 import { DEFAULT_BATCH } from '../../batch/config.js';
-import { batchJson, BatchService, fileJson } from '../../batch/service.js';
 
 type Json = Record<string, any>;
 
@@ -66,7 +65,9 @@ function httpClient(base: string, key: string | undefined): BatchClient {
   };
 }
 
-function storeClient(pool: string, dir: string | undefined): BatchClient {
+/** Straight on the store (the service loaded only for this: other commands start without it). */
+async function storeClient(pool: string, dir: string | undefined): Promise<BatchClient> {
+  const { BatchService, batchJson, fileJson } = await import('../../batch/service.js');
   const s = BatchService.open({ pool, cfg: { ...DEFAULT_BATCH, ...(dir ? { dir } : {}) }, role: 'cli' });
   return {
     upload: async (file) => fileJson(await s.upload(createReadStream(file), basename(file), 'batch', null)),
@@ -123,13 +124,13 @@ export function registerBatch(program: Command, { io, quiet }: CliContext): void
       .option('--server <url>', 'a uniroute server (default $UNIROUTE_URL or http://127.0.0.1:8080); its key in $UNIROUTE_API_KEY')
       .option('--pool <url>', 'straight on the pool store instead (sqlite:PATH or redis://HOST:PORT/DB): a serve or worker process on it runs the lines')
       .option('--batch-dir <dir>', 'with --pool: the batch folder (as the servers have it)');
-  const clientOf = (o: { server?: string; pool?: string; batchDir?: string }): BatchClient => {
+  const clientOf = (o: { server?: string; pool?: string; batchDir?: string }): BatchClient | Promise<BatchClient> => {
     if (o.server && o.pool) throw new UnirouteError('INVALID_ARGUMENT', 'give --server or --pool, not both');
     if (o.pool) return storeClient(o.pool, o.batchDir);
     return httpClient(o.server ?? process.env.UNIROUTE_URL ?? 'http://127.0.0.1:8080', process.env.UNIROUTE_API_KEY);
   };
   const run = async (o: Json, fn: (c: BatchClient) => Promise<void>) => {
-    const c = clientOf(o);
+    const c = await clientOf(o);
     try {
       await fn(c);
     } finally {

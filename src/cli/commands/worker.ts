@@ -7,7 +7,6 @@
 import { type Command } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { type CliContext, intArg, loadWithPool } from '../shared.js';
-import { processName } from '../../batch/runner.js';
 
 export function registerWorker(program: Command, { quiet }: CliContext): void {
   program
@@ -22,6 +21,7 @@ export function registerWorker(program: Command, { quiet }: CliContext): void {
       const { loadConfig, parseConfig, checkAgainstPool } = await import('../../server/config.js');
       const { buildGateway, closeGateway } = await import('../../server/chat.js');
       const { BatchService } = await import('../../batch/service.js');
+      const { processName } = await import('../../batch/runner.js');
       if (!/^(rediss?:\/\/|sqlite:)/.test(o.pool)) throw new UnirouteError('INVALID_ARGUMENT', `--pool ${o.pool.replace(/\/\/[^@/]*@/, '//[redacted]@')}: a worker needs the servers' store: redis://HOST:PORT/DB or sqlite:PATH`);
       const { router, live } = await loadWithPool(o.router, o.pool, 'worker');
       const config = o.config ? loadConfig(o.config) : parseConfig({}, 'defaults');
