@@ -19,6 +19,8 @@ import { registerEval } from './commands/eval.js';
 import { registerServe } from './commands/serve.js';
 import { registerInfo } from './commands/info.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerBatch } from './commands/batch.js';
+import { registerWorker } from './commands/worker.js';
 
 /** The package's version, from its package.json (found upward from this file, in src/ or in dist/src/). */
 export function packageVersion(): string {
@@ -62,6 +64,8 @@ export function buildProgram(io: { stdout: NodeJS.WritableStream } = { stdout: p
   registerServe(program, ctx);
   registerInfo(program, ctx);
   registerMigrate(program, ctx);
+  registerBatch(program, ctx);
+  registerWorker(program, ctx);
   // required options say so in --help (commander does not mark them)
   for (const c of program.commands) for (const opt of c.options) if (opt.mandatory) opt.description = `${opt.description} (required)`;
   return program;

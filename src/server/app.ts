@@ -46,6 +46,7 @@ function clientError(err: Error & { code?: string }, socket: import('node:net').
 }
 import type { LivePool } from '../pool/live.js';
 import { DecisionSigner } from '../pool/feedback.js';
+import { batchRoutes, type BatchServerOptions } from './batch-routes.js';
 
 export interface ServerOptions {
   router: Router;
@@ -78,6 +79,8 @@ export interface ServerOptions {
   maxPromptsPerRequest?: number;
   maxOutcomes?: number;
   logger?: boolean;
+  /** The Batch API (/v1/files, /v1/batches; src/server/batch-routes.ts): on when given. */
+  batch?: BatchServerOptions;
 }
 
 
@@ -242,6 +245,7 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   routeRoutes(app, ctx);
   poolRoutes(app, ctx);
   healthRoutes(app, ctx);
+  if (opts.batch) batchRoutes(app, ctx, { config: opts.config?.batch, ...opts.batch });
 
   return app;
 }

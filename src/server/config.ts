@@ -31,12 +31,14 @@
  *   ood: { quantile: 0.99, fallback: prior }   # decided on the pool's prior over clusters at the request's λ; or
  *              # best-overall, an LLM's name, or route (flag only); ood: false = off
  *   explore: 0.05   # with feedback on (--pool): this share of routed requests decided by Thompson sampling
+ *   batch: { dir, share: 0.5, concurrency: 256, chunk_lines: 64, lock_ms: 30000, ... }   # the Batch API (src/batch/config.ts)
  *
  * The older `--upstreams` file ({"upstreams": {...}}) is a config file with only that key, so it keeps working.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { UnirouteError, didYouMean } from '../errors.js';
+import { parseBatchConfig, type BatchConfig } from '../batch/config.js';
 
 export interface Timeouts {
   connectMs: number;
@@ -124,6 +126,8 @@ export interface GatewayConfig {
   sticky: { margin: number; maxSessions: number; ttlMs: number } | false;
   /** A remote embedder's endpoint and key (the router file's endpoint only with trust_file_url). */
   embedder?: { url?: string; keyEnv?: string; trustFileUrl?: boolean };
+  /** The Batch API's settings (src/batch/config.ts). */
+  batch: BatchConfig;
   /** Where it was read from (for messages). */
   source: string;
 }
@@ -180,7 +184,7 @@ function baseUrlOf(source: string, key: string, v: unknown): string {
 
 /** Checks a parsed config document; `defaults` are the CLI's flags, overridden by the file. */
 export function parseConfig(doc: unknown, source = 'config', defaults: Partial<Timeouts> = {}): GatewayConfig {
-  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys', 'explore', 'embedder']);
+  const top = object(source, '', doc ?? {}, ['upstreams', 'presets', 'retry', 'breaker', 'timeouts', 'limits', 'tokens', 'ood', 'sticky', 'keys', 'explore', 'embedder', 'batch']);
   const base = timeouts(source, 'timeouts', top.timeouts, { ...DEFAULT_TIMEOUTS, ...defaults });
   const upstreams = new Map<string, UpstreamConfig>();
   if (top.upstreams !== undefined) {
@@ -341,6 +345,7 @@ export function parseConfig(doc: unknown, source = 'config', defaults: Partial<T
     explore,
     sticky,
     keys,
+    batch: parseBatchConfig(top.batch, source),
     source,
   };
 }

@@ -23,7 +23,7 @@ function listenError(e: NodeJS.ErrnoException, host: string, port: number): Unir
 export function registerServe(program: Command, { quiet }: CliContext): void {
   program
     .command('serve')
-    .description('HTTP server and LLM gateway: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) routed to your upstreams, /v1/responses, /v1/embeddings, /v1/completions passed through, /healthz, /readyz, /metrics')
+    .description('HTTP server and LLM gateway: /v1/route, /v1/models (admin: UNIROUTE_ADMIN_TOKEN), /v1/chat/completions (OpenAI) and /v1/messages (Anthropic) routed to your upstreams, /v1/responses, /v1/embeddings, /v1/completions passed through, /v1/files and /v1/batches (the Batch API, routed per line), /healthz, /readyz, /metrics')
     .option('--router <file>', 'router file (loaded, and where admin pool changes are saved); default: the built-in router, read-only')
     .option('--embedder-url <url>', 'for a router on a remote embedder: send its prompts to this endpoint (or UNIROUTE_EMBEDDER_URL, or the config\'s embedder.url); the URL recorded in the file is not used')
     .option('--trust-embedder-url', 'for a router on a remote embedder: use the endpoint recorded in the router file (or UNIROUTE_TRUST_EMBEDDER_URL=1, or embedder.trust_file_url: true)')
@@ -42,6 +42,8 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .option('--idle-timeout-ms <ms>', 'default longest gap between two chunks of an upstream response (never a cap on a whole stream)', intArg('--idle-timeout-ms', 1))
     .option('--upstream-timeout-ms <ms>', 'older name of --headers-timeout-ms', intArg('--upstream-timeout-ms', 1))
     .option('--log', 'log every request (JSON lines on stdout), with one decision line per chat completion')
+    .option('--batch-dir <dir>', 'the Batch API\'s folder: uploads, and batches.sqlite when the pool is not SQLite or Redis (default: batch.dir of the config, PATH.batch beside a sqlite:PATH pool, else ~/.uniroute/batch)')
+    .option('--no-batch-worker', 'with a Redis pool: do not take batch lines from the queue here (leave them to `uniroute worker`)')
     .option('--feedback-half-life <hours>', 'with --pool: decay an LLM\'s older evidence with this half-life as feedback arrives, so Ψ follows drift', numArg('--feedback-half-life'))
     .addHelpText(
       'after',
@@ -99,6 +101,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         maxPromptsPerRequest: config.limits.promptsPerRequest ?? o.maxPrompts,
         bodyLimitBytes: config.limits.bodyBytes ?? o.bodyLimit,
         logger: !!o.log,
+        batch: { pool: o.pool, config: { ...config.batch, ...(o.batchDir ? { dir: o.batchDir } : {}) }, work: o.batchWorker !== false, log: (m) => !quiet() && process.stderr.write(`${m}\n`) },
       });
       let address: string;
       try {
@@ -112,6 +115,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
         `${router.size} LLMs, ${router.k} clusters`,
         adminToken ? (o.router || live ? 'admin on' : 'admin read-only (no --pool or --router)') : `admin off (set ${tokenEnv})`,
         ...(live ? [`pool ${live.store.description} v${live.version}`] : []),
+        `batch ${(app as unknown as { batchService?: { description: string } }).batchService?.description ?? 'off'}`,
         config.upstreams.size ? `${config.upstreams.size} upstreams, ${config.presets.size} presets${config.keys.size ? `, ${config.keys.size} client keys` : ''}` : 'no upstreams (give --config FILE to proxy chat requests)',
       ];
       if (!quiet()) process.stderr.write(`uniroute serving on ${address} (${notes.join('; ')})\n`);
