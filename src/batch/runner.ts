@@ -247,7 +247,7 @@ export class FleetRunner extends Runner {
     try {
       this.bull = createRequire(import.meta.url)('bullmq') as Bull;
     } catch (e) {
-      throw new UnirouteError('STORE_UNAVAILABLE', `batches on Redis need the bullmq package (${(e as Error).message.split('\n')[0]})`);
+      throw new UnirouteError('STORE_UNAVAILABLE', `batches on Redis need the bullmq package: npm install bullmq@^6 (${(e as Error).message.split('\n')[0]})`);
     }
     this.connection = { url: RedisBatchStore.connectionUrl(d.url), maxRetriesPerRequest: null };
     this.prefix = `${d.store.prefix}bull`;
