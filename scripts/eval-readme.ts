@@ -34,7 +34,6 @@ for (const s of sets) {
     seeds,
     ...(s.sweep ? { valPrompts: [10, 25, 50, 100, 200, 400] } : {}),
     online: { startLabels: 10, explore: [0, 0.1] },
-    pricePerBillionParams: 0.0125,
     onProgress: (st, d, t) => progress.update(`${s.name} ${st}`, d, t),
   });
   const secs = (Date.now() - t0) / 1000;
