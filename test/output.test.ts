@@ -1,6 +1,7 @@
 /**
  * What uniroute prints: costs as the shortest decimal that reads back as the same float32, the same bytes from the
- * library, `uniroute route` and `/v1/route`; one metric prefix; no log lines for scrapes and probes.
+ * library, `uniroute route` and `/v1/route`; a one-seed evaluation without "seeds" or "± 0"; progress within a seed;
+ * one metric prefix; no log lines for scrapes and probes.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -9,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { costJson, decisionJson, shortestCost } from '../src/decide/explain.js';
 import { Router } from '../src/router/router.js';
+import { loadDataset } from '../src/data/dataset.js';
+import { evaluate } from '../src/eval/protocol.js';
 import { mulberry32 } from '../src/engine/reference.js';
 import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
 
@@ -88,6 +91,73 @@ describe('costs: the shortest decimal that reads back as the same float32', () =
     } finally {
       srv.proc.kill('SIGTERM');
     }
+  });
+});
+
+describe('uniroute eval output', () => {
+  it('one seed: "1 seed", and no sd (no "± 0.0000") in the tables', () => {
+    const out = join(tmp, 'ev1');
+    const r = run(['eval', '--data', data, '--seeds', '1', '--methods', 'uniroute-kmeans,zero-router,oracle', '--val-prompts', '60', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/\n1 seed in [0-9.]+ s -> /);
+    expect(r.err).not.toMatch(/1 seeds/);
+    expect(r.out).toMatch(/\| uniroute-kmeans \| 0\.\d{4} \| /);
+    expect(r.out).not.toContain('±');
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(/^1 seed; /m);
+    expect(md).not.toContain('±');
+    expect(readFileSync(join(out, 'report.html'), 'utf8')).not.toMatch(/1 seeds|± 0\.0/);
+    // two seeds keep their spread
+    const two = run(['eval', '--data', data, '--seeds', '2', '--methods', 'uniroute-kmeans,zero-router', '--val-prompts', '60', '--out', join(tmp, 'ev2'), '--quiet']);
+    expect(two.code, two.err).toBe(0);
+    expect(two.out).toMatch(/\| uniroute-kmeans \| 0\.\d{4} ± 0\.\d{4} \| /);
+  });
+
+  it('progress within a seed: the embedder, the selection and each method at each validation size, counted to the total', async () => {
+    const ds = await loadDataset(data);
+    const calls: Array<{ stage: string; done: number; total: number; detail?: string }> = [];
+    await evaluate(ds, {
+      seeds: 2,
+      valPrompts: [30, 60],
+      methods: ['uniroute-kmeans', 'zero-router', 'knn'],
+      online: { startLabels: 10, explore: [0] },
+      onProgress: (stage, done, total, detail) => calls.push({ stage, done, total, detail }),
+    });
+    const total = 2 * (1 + 2 * (1 + 3) + 1);
+    expect(calls.every((c) => c.stage === 'evaluating' && c.total === total)).toBe(true);
+    const steps = calls.filter((c) => c.detail);
+    expect(steps).toHaveLength(total);
+    expect(steps.map((c) => c.done)).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(calls[calls.length - 1]).toEqual({ stage: 'evaluating', done: total, total, detail: undefined });
+    const seed2 = steps.filter((c) => c.detail!.startsWith('seed 2/2: ')).map((c) => c.detail!.slice('seed 2/2: '.length));
+    expect(seed2).toEqual([
+      'fitting the embedder on the train prompts',
+      '30 validation prompts, choosing K and the prior strength',
+      '30 validation prompts, uniroute-kmeans',
+      '30 validation prompts, knn',
+      '30 validation prompts, zero-router',
+      '60 validation prompts, choosing K and the prior strength',
+      '60 validation prompts, uniroute-kmeans',
+      'learning from traffic, greedy',
+      '60 validation prompts, knn',
+      '60 validation prompts, zero-router',
+    ]);
+  }, 180_000);
+
+  it('the progress line carries what runs now, after the bar', async () => {
+    const { Progress } = await import('../src/cli/progress.js');
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    (process.stderr as any).write = (s: string) => (lines.push(s), true);
+    try {
+      const p = new Progress(true, false);
+      p.update('evaluating', 3, 10, 'seed 1/2: 400 validation prompts, knn');
+      p.update('evaluating', 10, 10);
+    } finally {
+      (process.stderr as any).write = write;
+    }
+    expect(lines[0]).toBe('evaluating [#######.................] 3/10: seed 1/2: 400 validation prompts, knn\n');
+    expect(lines[1]).toBe('evaluating [########################] 10/10\n');
   });
 });
 
