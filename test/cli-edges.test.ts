@@ -114,6 +114,20 @@ describe('the proxy price of open LLMs (a documented default)', () => {
   });
 });
 
+describe('fit --default-lambda', () => {
+  it('fixes the default lambda (models says so, and route without --lambda uses it); a bad value exits 2 before the fit', () => {
+    const out = join(tmp, 'dl.uniroute');
+    const fit = run(['fit', '--data', data, '--clusters', '3', '--default-lambda', '0', '--out', out, '--quiet']);
+    expect(fit.code, fit.err).toBe(0);
+    expect(run(['models', '--router', out]).out).toMatch(/^operating {2}default lambda 0 \(fixed; without it, the pool's operating point\)/);
+    const input = prompts(20, 5);
+    expect(run(['route', '--router', out], input).out).toBe(run(['route', '--router', out, '--lambda', '0'], input).out);
+    const bad = run(['fit', '--data', data, '--default-lambda', '-1', '--out', join(tmp, 'dl2.uniroute')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--default-lambda must be a number >= 0/);
+  });
+});
+
 describe('pool URLs', () => {
   it('read-only commands (models, route, export) create no store: a missing sqlite file is NOT_FOUND and its folder is not made', () => {
     const missing = join(tmp, 'nowhere', 'sub', 'x.db');

@@ -33,6 +33,7 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
       'a >= 0: each cluster\'s error is shrunk toward the LLM\'s prior there, sigma(cluster difficulty + the LLM\'s ability), as (errors + a x prior) / (outcomes + a); 0 = the plain mean (default: chosen from 0, 1, 4, 16 on validation prompts together with K)',
       numArg('--prior-strength'),
     )
+    .option('--default-lambda <l>', 'a fixed default lambda, instead of the pool\'s operating point (recomputed on every change of the pool)', numArg('--default-lambda'))
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--model-cost <name=cost>', 'explicit cost per query (USD) for an LLM of the dataset, over its labels\' cost_usd and list price (repeatable)', costArg)
     .option('--price-per-billion-params <usd>', PRICE_PER_BILLION_HELP, pricePerBillionArg)
@@ -81,6 +82,7 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
         seed: o.seed,
         valFraction: o.valFraction,
         priorStrength: o.priorStrength,
+        defaultLambda: o.defaultLambda,
         embedder: { dim: o.dim },
         costs: o.modelCost,
         pricePerBillionParams: pricePerBillion(o.pricePerBillionParams),
