@@ -116,13 +116,17 @@ describe('uniroute eval output', () => {
   it('progress within a seed: the embedder, the selection and each method at each validation size, counted to the total', async () => {
     const ds = await loadDataset(data);
     const calls: Array<{ stage: string; done: number; total: number; detail?: string }> = [];
-    await evaluate(ds, {
+    const report = await evaluate(ds, {
       seeds: 2,
       valPrompts: [30, 60],
       methods: ['uniroute-kmeans', 'zero-router', 'knn'],
       online: { startLabels: 10, explore: [0] },
       onProgress: (stage, done, total, detail) => calls.push({ stage, done, total, detail }),
     });
+    // the regret curve ends where the stream of test prompts does (not at the next multiple of 25)
+    const curve = report.online!.rates['0'].curve;
+    expect(curve[curve.length - 1].prompts).toBe((report.settings as any).split_sizes.test);
+    expect((report.settings as any).split_sizes.test % 25).not.toBe(0);
     const total = 2 * (1 + 2 * (1 + 3) + 1);
     expect(calls.every((c) => c.stage === 'evaluating' && c.total === total)).toBe(true);
     const steps = calls.filter((c) => c.detail);

@@ -163,6 +163,8 @@ describe('the committed results\' plots', () => {
         checkTicks(ts, 'tick-x', false, `${name} online`);
         checkTicks(ts, 'tick-y', false, `${name} online`);
         expect(svg).not.toMatch(/<polygon class="band"/);
+        // the stream is the test prompts: the axis runs at most to the round tick just past its end
+        expect(Math.max(...ts.filter((t) => t.cls === 'tick-x').map((t) => Number(t.s)))).toBeLessThanOrEqual(1.12 * (r.settings as any).split_sizes.test);
       });
   }
 });

@@ -824,7 +824,8 @@ function onlineSummary(results: SeedResult[]): Report['online'] {
       regret_per_prompt: summary(runs.map((x) => x.regret[x.regret.length - 1] / Math.max(1, x.prompts))),
       curve: Array.from({ length: len }, (_, t) => {
         const s = summary(runs.map((x) => x.regret[t]));
-        return { prompts: (t + 1) * runs[0].every, regret: s.mean, sd: s.sd };
+        // every `every` prompts, and the end of the stream (which a last, shorter stretch reaches)
+        return { prompts: Math.min((t + 1) * runs[0].every, runs[0].prompts), regret: s.mean, sd: s.sd };
       }),
       quality: summary(runs.map((x) => x.quality)),
       cost: summary(runs.map((x) => x.cost)),

@@ -324,7 +324,8 @@ export function onlineSvg(r: Report, title: string): string {
       .map(([rate, x], i) => ({
         // the sd over seeds is as large as the mean here: bands of it would cover the plot
         name: `${Number(rate) === 0 ? 'greedy (no exploration)' : `${Math.round(Number(rate) * 100)} % Thompson`}: ${pmOf(r)(x.final_regret, 1)} at the end`,
-        points: [{ x: 0, y: 0 }, ...x.curve.map((p) => ({ x: p.prompts, y: p.regret }))],
+        // the stream is the test prompts: reports before the fix put its last, shorter stretch at a whole one's end
+        points: [{ x: 0, y: 0 }, ...x.curve.map((p) => ({ x: Math.min(p.prompts, Number((r.settings as any).split_sizes?.test ?? Infinity)), y: p.regret }))],
         ...looks[i % looks.length],
       })),
   });
