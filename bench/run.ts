@@ -233,7 +233,6 @@ function chart(rs: Row[]): string {
     yLog: true,
     width: 640,
     height: 380,
-    legendWidth: 170,
     xTicks: [...new Set(rs.map((r) => r.batch))],
     xFormat: (x) => String(x),
     yFormat: (y) => Math.round(y).toLocaleString('en-US'),

@@ -1,28 +1,24 @@
 /**
- * Regenerates the README's results section from runs of `uniroute eval` on the four data sets of ../shared/data
- * (5 seeds, half the LLMs unseen; on the benchmark sets the label-efficiency sweep and calibration from 10 to 400
- * validation prompts; learning from traffic on all), and keeps each report under docs/results/.
+ * Regenerates docs/results.md and the README's headline table from runs of `uniroute eval` on the four data sets of
+ * ../shared/data (5 seeds, half the LLMs unseen; on the benchmark sets the label-efficiency sweep and calibration
+ * from 10 to 400 validation prompts; learning from traffic on all), and keeps each report under docs/results/.
  *   npm run eval:readme [-- --seeds 5]
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadDataset } from '../src/data/dataset.js';
-import { evaluate } from '../src/eval/protocol.js';
-import { calibrationTable, labelEfficiencyTable, markdownTable, onlineTable, operatingPointLine, writeReport } from '../src/eval/report.js';
+import { evaluate, type Report } from '../src/eval/protocol.js';
+import { writeReport } from '../src/eval/report.js';
 import { Progress } from '../src/cli/progress.js';
+import { RESULT_SETS, headlineTable, resultSection, type ResultSet } from './result-sets.js';
 
 const argv = process.argv.slice(2);
 const seeds = argv.includes('--seeds') ? Number(argv[argv.indexOf('--seeds') + 1]) : 5;
 const dataDir = resolve(process.env.UNIROUTE_DATA ?? join(process.cwd(), '..', 'shared', 'data'));
-const sets = [
-  { name: 'routerbench', title: 'RouterBench (3,164 prompts, 11 LLMs with measured cost)', log: true, sweep: true },
-  { name: 'zeroeval', title: 'ZeroEval (2,840 prompts; the 28 LLMs with complete outcomes)', log: true, sweep: true },
-  { name: 'alpacaeval', title: 'AlpacaEval (805 chat instructions; the 45 LLMs with complete outcomes, graded preference)', log: true, sweep: false },
-  { name: 'arenabench', title: 'Arena-Hard prompts (275 Chatbot Arena prompts, 15 LLMs, judge scores)', log: true, sweep: false },
-];
 const progress = new Progress(true);
 const sections: string[] = [];
-for (const s of sets) {
+const reports: Array<{ set: ResultSet; report: Report }> = [];
+for (const s of RESULT_SETS) {
   const dir = join(dataDir, s.name);
   if (!existsSync(dir)) {
     process.stderr.write(`eval:readme needs ${dir}\n`);
@@ -30,35 +26,29 @@ for (const s of sets) {
   }
   const ds = await loadDataset(dir);
   const t0 = Date.now();
+  // the defaults of `uniroute eval` (the proxy price of open LLMs included), plus the sweep and learning from traffic
   const report = await evaluate(ds, {
     seeds,
     ...(s.sweep ? { valPrompts: [10, 25, 50, 100, 200, 400] } : {}),
     online: { startLabels: 10, explore: [0, 0.1] },
-    pricePerBillionParams: 0.0125,
-    onProgress: (st, d, t) => progress.update(`${s.name} ${st}`, d, t),
+    onProgress: (st, d, t, detail) => progress.update(`${s.name} ${st}`, d, t, detail),
   });
   const secs = (Date.now() - t0) / 1000;
-  await writeReport(join('docs', 'results', s.name), report, s.title, s.log);
-  const st = report.settings as any;
-  sections.push(
-    `### ${s.title}\n\n` +
-      `${seeds} seeds, ${Math.round(st.unseen_fraction * 100)} % of the LLMs unseen, ${st.split_sizes.val} validation / ${st.split_sizes.test} test prompts ` +
-      `(${secs.toFixed(0)} s on this machine). Mean ± sd over seeds.\n\n${markdownTable(report)}\n\n${operatingPointLine(report)}\n\n` +
-      (s.sweep ? `Area by number of validation prompts per unseen LLM (label efficiency):\n\n${labelEfficiencyTable(report)}\n\n` : '') +
-      (report.calibration ? `Calibration (cells with >= 10 test prompts):\n\n${calibrationTable(report)}\n\n` : '') +
-      (report.online ? `Learning from traffic:\n\n${onlineTable(report)}\n\n` : '') +
-      `![deferral curves](docs/results/${s.name}/deferral.svg)\n\n` +
-      (s.sweep ? `![label efficiency](docs/results/${s.name}/label-efficiency.svg)\n\n` : '') +
-      (report.calibration ? `![reliability](docs/results/${s.name}/reliability.svg)\n\n` : '') +
-      (report.online ? `![online regret](docs/results/${s.name}/online-regret.svg)\n\n` : '') +
-      `All of it on one page: [docs/results/${s.name}/report.html](docs/results/${s.name}/report.html).\n`,
-  );
+  (report.settings as any).seconds = secs;
+  await writeReport(join('docs', 'results', s.name), report, s.title, true);
+  sections.push(resultSection(s, report, secs));
+  reports.push({ set: s, report });
 }
 progress.done();
+const replace = (text: string, start: string, end: string, body: string) => {
+  if (!text.includes(start) || !text.includes(end)) throw new Error(`${start} … ${end} not found`);
+  return text.replace(new RegExp(`${start}[\\s\\S]*${end}`), `${start}\n${body}\n${end}`);
+};
+const page = await fs.readFile(join('docs', 'results.md'), 'utf8');
+await fs.writeFile(
+  join('docs', 'results.md'),
+  replace(page, '<!-- results:start -->', '<!-- results:end -->', `_Generated by \`npm run eval:readme\` (${new Date().toISOString().slice(0, 10)}); do not edit by hand._\n\n${sections.join('\n')}`),
+);
 const readme = await fs.readFile('README.md', 'utf8');
-const start = '<!-- results:start -->';
-const end = '<!-- results:end -->';
-const body = `${start}\n_Generated by \`npm run eval:readme\` (${new Date().toISOString().slice(0, 10)}); do not edit by hand._\n\n${sections.join('\n')}${end}`;
-const next = readme.includes(start) ? readme.replace(new RegExp(`${start}[\\s\\S]*${end}`), body) : `${readme.trimEnd()}\n\n## Results\n\n${body}\n`;
-await fs.writeFile('README.md', next);
-process.stderr.write('README.md results section updated\n');
+await fs.writeFile('README.md', replace(readme, '<!-- headline:start -->', '<!-- headline:end -->', headlineTable(reports)));
+process.stderr.write('docs/results.md and the README\'s headline table updated\n');

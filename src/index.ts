@@ -5,7 +5,7 @@ export { fitRouter, clusterGrid, type FitOptions, type FitReport } from './route
 export { statsOf, psiRow, overallErrorOf, intervalOf, type OutcomeStats, type PsiPrior, type PsiRow, type AbilityPrior } from './decide/posterior.js';
 export { argminRows } from './decide/argmin.js';
 export { HashedEmbedder, type EmbedderSpec } from './embed/embedder.js';
-export { loadDataset, mergeDatasets, costPerQuery, permutation, type Dataset } from './data/dataset.js';
+export { loadDataset, mergeDatasets, costPerQuery, permutation, DEFAULT_PRICE_PER_BILLION_PARAMS, type Dataset, type CostOptions } from './data/dataset.js';
 export { deferralArea, monotoneCurve, routerCurve, lambdaGrid, type CurvePoint } from './eval/metrics.js';
 export { setThreads, getThreads, setBackend, setIsa, backendInfo, addonPath, type Backend, type BackendInfo, type Isa } from './engine/native.js';
 export { defaultRouterPath } from './defaults.js';

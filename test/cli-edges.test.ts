@@ -88,6 +88,46 @@ describe('bad costs', () => {
   });
 });
 
+describe('the proxy price of open LLMs (a documented default)', () => {
+  it('an LLM with a parameter count and no list price costs 0.0125 USD per 1M tokens per billion parameters by default; none turns the proxy off', () => {
+    // no cost_usd; cheap-history has no list price but 7 billion parameters
+    const dir = makeSyntheticDataset(300, 63, { withCost: false });
+    const models = readFileSync(join(dir, 'models.csv'), 'utf8').trimEnd().split('\n');
+    writeFileSync(join(dir, 'models.csv'), [`${models[0]},params_b`, ...models.slice(1).map((l) => (l.startsWith('cheap-history,') ? 'cheap-history,,,7' : `${l},`))].join('\n') + '\n');
+    const fit = run(['fit', '--data', dir, '--clusters', '3', '--out', join(tmp, 'pp.uniroute'), '--quiet', '--json']);
+    expect(fit.code, fit.err).toBe(0);
+    const cost = JSON.parse(fit.out).models.find((m: { name: string }) => m.name === 'cheap-history').costPerQuery;
+    // its prompts' characters / 4 tokens at 0.0125 x 7 USD per 1M tokens, in and out (no output_chars: input alone)
+    const texts = readFileSync(join(dir, 'prompts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).text as string);
+    const expected = texts.reduce((a, t) => a + t.length / 4, 0) / texts.length * 0.0125 * 7 / 1e6;
+    expect(cost).toBeCloseTo(expected, 12);
+    const other = run(['fit', '--data', dir, '--clusters', '3', '--price-per-billion-params', '0.025', '--out', join(tmp, 'pp2.uniroute'), '--quiet', '--json']);
+    expect(JSON.parse(other.out).models.find((m: { name: string }) => m.name === 'cheap-history').costPerQuery).toBeCloseTo(2 * expected, 12);
+    const off = run(['fit', '--data', dir, '--price-per-billion-params', 'none', '--out', join(tmp, 'pp3.uniroute'), '--quiet']);
+    expect(off.code).toBe(1);
+    expect(off.err).toContain('NO_COST: no cost for LLM "cheap-history"');
+    expect(off.err).toContain('--price-per-billion-params USD (not none), since its parameter count is known');
+    const bad = run(['fit', '--data', dir, '--price-per-billion-params', 'cheap', '--out', join(tmp, 'pp4.uniroute')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--price-per-billion-params must be a number >= 0/);
+    expect(run(['fit', '--help']).out).toMatch(/--price-per-billion-params <usd>[\s\S]*none: no proxy \(default 0\.0125/);
+  });
+});
+
+describe('fit --default-lambda', () => {
+  it('fixes the default lambda (models says so, and route without --lambda uses it); a bad value exits 2 before the fit', () => {
+    const out = join(tmp, 'dl.uniroute');
+    const fit = run(['fit', '--data', data, '--clusters', '3', '--default-lambda', '0', '--out', out, '--quiet']);
+    expect(fit.code, fit.err).toBe(0);
+    expect(run(['models', '--router', out]).out).toMatch(/^operating {2}default lambda 0 \(fixed; without it, the pool's operating point\)/);
+    const input = prompts(20, 5);
+    expect(run(['route', '--router', out], input).out).toBe(run(['route', '--router', out, '--lambda', '0'], input).out);
+    const bad = run(['fit', '--data', data, '--default-lambda', '-1', '--out', join(tmp, 'dl2.uniroute')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--default-lambda must be a number >= 0/);
+  });
+});
+
 describe('pool URLs', () => {
   it('read-only commands (models, route, export) create no store: a missing sqlite file is NOT_FOUND and its folder is not made', () => {
     const missing = join(tmp, 'nowhere', 'sub', 'x.db');

@@ -387,46 +387,7 @@ describe('one decision shape', () => {
   });
 });
 
-describe('the README day-one walk-through', () => {
-  it('runs as written on a small generated dataset: fit, add-model, models, route with a budget and a tradeoff, serve', async () => {
-    const readme = readFileSync(resolve(__dirname, '..', 'README.md'), 'utf8');
-    const block = /<!-- walkthrough:start -->\s*```sh\n([\s\S]*?)```\s*<!-- walkthrough:end -->/.exec(readme);
-    expect(block, 'the README has a walk-through block').not.toBeNull();
-    const lines = block![1].trim().split('\n');
-    expect(lines.length).toBeGreaterThanOrEqual(4);
-    const dir = mkdtempSync(join(tmpdir(), 'uniroute-dayone-'));
-    const { cpSync } = await import('node:fs');
-    cpSync(makeSyntheticDataset(450, 41), join(dir, 'my-data'), { recursive: true });
-    // real-world prices: the fixture's 0.1 ... 2 USD per query become 0.0001 ... 0.002
-    const labelsFile = join(dir, 'my-data', 'labels.csv');
-    const [header, ...rows] = readFileSync(labelsFile, 'utf8').trim().split('\n');
-    writeFileSync(labelsFile, [header, ...rows.map((r) => r.replace(/,([0-9.]+)$/, (_, c) => `,${Number(c) / 1000}`))].join('\n') + '\n');
-    writeFileSync(join(dir, 'new-llm.jsonl'), randomTexts(200, 42).map((text, i) => JSON.stringify({ text, correct: i % 3 === 0 ? 0 : 1 })).join('\n') + '\n');
-    writeFileSync(join(dir, 'prompts.jsonl'), randomTexts(60, 43).map((text, i) => JSON.stringify({ id: i, text })).join('\n') + '\n');
-    for (const line of lines) {
-      const args = line.replace(/^npx uniroute /, '').split(/\s+/);
-      expect(line.startsWith('npx uniroute ')).toBe(true);
-      if (args[0] === 'serve') {
-        const at = args.indexOf('--port');
-        const srv = await startServe([...args.slice(1, at), ...args.slice(at + 2)].map((a) => (a.endsWith('.uniroute') ? join(dir, a) : a)));
-        try {
-          const r = await fetch(`${srv.url}/v1/route`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'integral of x^2', tradeoff: 0.5 }) });
-          expect(r.status).toBe(200);
-          expect((await r.json()).decisions[0].model).toBeTruthy();
-        } finally {
-          srv.proc.kill('SIGTERM');
-        }
-        continue;
-      }
-      const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
-      expect(r.status, `${line}\n${r.stderr}`).toBe(0);
-    }
-    const decisions = readFileSync(join(dir, 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(decisions).toHaveLength(60);
-    expect(decisions.reduce((a, d) => a + d.cost, 0) / decisions.length).toBeLessThanOrEqual(0.001 + 1e-12);
-    expect(readFileSync(join(dir, 'my.uniroute')).length).toBeGreaterThan(0);
-  }, 180_000);
-});
+// the README's day-one walk-through runs as written in test/docs.test.ts, with every page of docs/
 
 describe('progress on stderr', () => {
   it('says the rate, and the time left when the total is known', async () => {

@@ -188,7 +188,7 @@ describe('uniroute eval', () => {
     // plots a person reads: the data set's name as title, a log cost axis in USD, every unseen LLM as a labelled
     // point, bands over seeds, the label-efficiency sweep plotted, QNC as sentences, one HTML page
     const name = data.split('/').pop()!;
-    expect(svg).toContain(`>${name}</text>`);
+    expect(svg).toMatch(new RegExp(`class="title"[^>]*>${name}</text>`));
     expect(svg).toMatch(/mean cost per query \(USD, log scale\)/);
     const unseen = new Set(rep.seeds.flatMap((x: { unseen: string[] }) => x.unseen));
     expect(rep.llms.map((l: { name: string }) => l.name).sort()).toEqual([...unseen].sort());
@@ -196,7 +196,7 @@ describe('uniroute eval', () => {
     expect(svg).toMatch(/<polygon[^>]*fill-opacity/);
     expect(new Set([...svg.matchAll(/stroke-dasharray="([^"]+)"/g)].map((x) => x[1])).size).toBeGreaterThan(3);
     // every legend entry's colour and dash differ from every other's (the chart has more series than colours)
-    const legend = [...svg.matchAll(/<line x1="[^"]+" x2="[^"]+" y1="[^"]+" y2="[^"]+" stroke="([^"]+)" stroke-width="2.5"(?: stroke-dasharray="([^"]+)")?\/>/g)].map((x) => `${x[1]}|${x[2] ?? ''}`);
+    const legend = [...svg.matchAll(/<line class="legend" x1="[^"]+" x2="[^"]+" y1="[^"]+" y2="[^"]+" stroke="([^"]+)" stroke-width="[^"]+"(?: stroke-dasharray="([^"]+)")?\/>/g)].map((x) => `${x[1]}|${x[2] ?? ''}`);
     expect(legend.length).toBe(Object.keys(rep.methods).length);
     expect(new Set(legend).size).toBe(legend.length);
     const le = readFileSync(join(out, 'label-efficiency.svg'), 'utf8');

@@ -31,8 +31,10 @@ describe('the package entry point', () => {
     expect(r.stdout.trim()).toBe('function function function');
   });
 
-  it('every library name the README shows is exported (its code examples\' imports and the functions its text calls)', async () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  it('every library name the README and docs/ show is exported (their code examples\' imports and the functions their text calls)', async () => {
+    const readme = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))]
+      .map((f) => readFileSync(join(ROOT, f), 'utf8'))
+      .join('\n');
     const lib = await import(join(ROOT, 'dist', 'src', 'index.js'));
     const names = new Set<string>();
     for (const block of readme.matchAll(/```(?:ts|typescript|js|javascript)\n([\s\S]*?)```/g))
@@ -48,8 +50,8 @@ describe('the package entry point', () => {
     expect(called.has('explainRow')).toBe(true);
     const missing = [...names].filter((n) => !(n in lib));
     const unknown = [...called].filter((n) => !(n in lib) && !methods.has(n) && !(n in NOT_LIBRARY));
-    expect(missing, 'imported in a README example but not exported').toEqual([]);
-    expect(unknown, 'called in the README but neither exported nor a Router method').toEqual([]);
+    expect(missing, 'imported in an example of the README or docs/ but not exported').toEqual([]);
+    expect(unknown, 'called in the README or docs/ but neither exported nor a Router method').toEqual([]);
   });
 });
 

@@ -8,7 +8,8 @@ export class Progress {
     private readonly tty = !!process.stderr.isTTY,
   ) {}
 
-  update(stage: string, done: number, total?: number): void {
+  /** `detail` (what runs now, within the stage) follows the bar; a new detail does not restart the rate. */
+  update(stage: string, done: number, total?: number, detail?: string): void {
     if (!this.enabled) return;
     const now = Date.now();
     const final = total !== undefined && done >= total;
@@ -19,6 +20,7 @@ export class Progress {
       return;
     }
     if (stage === this.lastStage && !final && now - this.last < (this.tty ? 100 : 2000)) return;
+    const tail = detail && !final ? `: ${detail}` : '';
     this.last = now;
     this.lastStage = stage;
     const secs = (now - this.stageStart) / 1000;
@@ -31,11 +33,13 @@ export class Progress {
       const w = 24;
       const bar = '#'.repeat(Math.round(f * w)).padEnd(w, '.');
       const eta = rate > 0 && done < total ? `, ETA ${formatSeconds((total - done) / rate)}` : '';
-      line = `${stage} [${bar}] ${done}/${total}${rate > 0 ? ` (${fmtRate}/s${eta})` : ''}`;
+      line = `${stage} [${bar}] ${done}/${total}${rate > 0 ? ` (${fmtRate}/s${eta})` : ''}${tail}`;
     } else {
-      line = `${stage} ${done.toLocaleString('en-US')}${rate > 0 ? ` (${fmtRate}/s)` : ''}`;
+      line = `${stage} ${done.toLocaleString('en-US')}${rate > 0 ? ` (${fmtRate}/s)` : ''}${tail}`;
     }
-    if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
+    // on a terminal the line is cut to its width (a wrapped line would not be redrawn in place)
+    const cols = process.stderr.columns;
+    if (this.tty) process.stderr.write(`\r\x1b[2K${cols && line.length >= cols ? `${line.slice(0, cols - 2)}…` : line}${final ? '\n' : ''}`);
     else process.stderr.write(`${line}\n`);
   }
 

@@ -49,6 +49,15 @@ export const numArg = (name: string, min = 0) => (v: string) => {
   if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
   return n;
 };
+/**
+ * --price-per-billion-params: a number >= 0, or "none" (no proxy: an LLM without a price needs an explicit cost),
+ * kept as the string (commander turns a parser's null into ''); pricePerBillion() gives the library's value.
+ */
+export const pricePerBillionArg = (v: string): number | 'none' => (v.trim() === 'none' ? 'none' : numArg('--price-per-billion-params')(v));
+export const pricePerBillion = (v: number | 'none' | undefined): number | null | undefined => (v === 'none' ? null : v);
+export const PRICE_PER_BILLION_HELP =
+  'proxy price (USD per 1M tokens, in and out) per billion parameters, for LLMs with a parameter count in models.csv and no list price; ' +
+  'none: no proxy (default 0.0125, Llama-3-70B\'s price over its size)';
 export const listArg = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 export const costArg = (v: string, prev: Record<string, number> = {}) => {
   const i = v.lastIndexOf('=');

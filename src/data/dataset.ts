@@ -173,16 +173,27 @@ export async function loadDataset(dir: string): Promise<Dataset> {
   return { dir, prompts, promptIndex, models, modelRows, outcomes, costAcc };
 }
 
+/**
+ * The proxy price of an open LLM with a parameter count but no list price: USD per 1M tokens (in and out) per
+ * billion parameters. 0.0125 is Llama-3-70B's hosted price in zeroeval's models.csv (0.88 USD per 1M tokens) over
+ * its 70.6 billion parameters, rounded.
+ */
+export const DEFAULT_PRICE_PER_BILLION_PARAMS = 0.0125;
+
 export interface CostOptions {
   /** Explicit costs per query; these always win. */
   costs?: Record<string, number>;
-  /** Proxy price (USD per 1M tokens, in and out) per billion active parameters, for LLMs with no list price. */
-  pricePerBillionParams?: number;
+  /**
+   * Proxy price (USD per 1M tokens, in and out) per billion active parameters, for LLMs with a parameter count in
+   * models.csv and no list price. Default DEFAULT_PRICE_PER_BILLION_PARAMS (0.0125); null: no proxy (such an LLM
+   * needs an explicit cost).
+   */
+  pricePerBillionParams?: number | null;
 }
 
 /**
  * Cost per query of an LLM: explicit > mean cost_usd of its label rows > list prices x characters / 4 >
- * parameter proxy (when asked for); otherwise an error naming the LLM.
+ * parameter proxy (unless turned off); otherwise an error naming the LLM.
  */
 export function costPerQuery(ds: Dataset, model: string, opts: CostOptions = {}): number {
   const a = ds.costAcc.get(model);
@@ -217,7 +228,7 @@ export function addCostRow(a: CostAcc, r: LabelRow, promptText: string): void {
 
 /**
  * The one cost-per-query rule, for fit and add-model alike: explicit > mean cost_usd of the LLM's label rows >
- * list prices x characters / 4 > parameter proxy (when asked for); otherwise an error naming the LLM.
+ * list prices x characters / 4 > parameter proxy (unless turned off); otherwise an error naming the LLM.
  */
 export function costFrom(model: string, a: CostAcc, row: ModelRow | undefined, opts: CostOptions = {}): number {
   const explicit = opts.costs?.[model];
@@ -225,15 +236,16 @@ export function costFrom(model: string, a: CostAcc, row: ModelRow | undefined, o
   if (a.costRows > 0) return a.costSum / a.costRows;
   let pin = row?.priceIn;
   let pout = row?.priceOut;
-  if ((pin === undefined || pout === undefined) && opts.pricePerBillionParams !== undefined && row?.paramsB !== undefined) {
-    pin = pout = opts.pricePerBillionParams * row.paramsB;
+  const perBillion = opts.pricePerBillionParams === undefined ? DEFAULT_PRICE_PER_BILLION_PARAMS : opts.pricePerBillionParams;
+  if ((pin === undefined || pout === undefined) && perBillion !== null && row?.paramsB !== undefined) {
+    pin = pout = perBillion * row.paramsB;
   }
   if (pin === undefined || pout === undefined || a.rows === 0)
     throw new UnirouteError(
       'NO_COST',
       `no cost for LLM "${model}": the labels have no cost_usd for it and models.csv no list price; ` +
         `give its cost per query: --model-cost "${model}=USD" (fit, eval), --cost USD (add-model), or costs: { "${model}": USD } in the library` +
-        (row?.paramsB !== undefined && opts.pricePerBillionParams === undefined ? ', or --price-per-billion-params USD, since its parameter count is known' : ''),
+        (row?.paramsB !== undefined && perBillion === null ? ', or a --price-per-billion-params USD (not none), since its parameter count is known' : ''),
     );
   return ((a.inChars / 4) * pin + (a.outChars / 4) * pout) / 1e6 / a.rows;
 }

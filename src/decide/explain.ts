@@ -70,8 +70,36 @@ export function explainRow(b: RouteBatch, i: number): RouteDecision {
   return { ...head, predictedError: b.predictedError[i * m + c], ...(reason ? { reason } : {}), candidates };
 }
 
-/** The JSON of decision records: numbers other than costs to 5 decimals (what `uniroute route` writes). */
-export const decisionReplacer = (key: string, v: unknown) => (typeof v === 'number' && key !== 'cost' && !Number.isInteger(v) ? +v.toFixed(5) : v);
+/**
+ * A cost as the shortest decimal that reads back as the same float32: the pool holds costs as float32, and 0.005
+ * is 0.004999999888241291 there; printed in full it is noise, to a fixed number of digits it loses small costs.
+ * A value that is not a float32 (a cost computed in double precision) comes back unchanged.
+ */
+export function shortestCost(x: number): number {
+  if (!Number.isFinite(x) || Number.isInteger(x) || Math.fround(x) !== x) return x;
+  for (let p = 1; p <= 9; p++) {
+    // the closest decimal of p digits; if any of p digits reads back as x, this one does
+    const y = Number(x.toPrecision(p));
+    if (Math.fround(y) === x) return y;
+  }
+  return x;
+}
+
+/** Costs seen, as JSON text (a pool has few distinct costs; bounded for a pool that changes without end). */
+const costTexts = new Map<number, string>();
+/** A cost as JSON text: shortestCost's number, written as JSON writes it (the same bytes as JSON.stringify of a decision record). */
+export function costJson(x: number): string {
+  let t = costTexts.get(x);
+  if (t === undefined) {
+    if (costTexts.size >= 4096) costTexts.clear();
+    costTexts.set(x, (t = JSON.stringify(shortestCost(x))));
+  }
+  return t;
+}
+
+/** The JSON of decision records: costs as shortestCost gives them, other numbers to 5 decimals (what `uniroute route` writes). */
+export const decisionReplacer = (key: string, v: unknown) =>
+  typeof v !== 'number' || Number.isInteger(v) ? v : key === 'cost' ? shortestCost(v) : +v.toFixed(5);
 
 /** One decision as `uniroute route` writes it (with `id` first when given): the library's decision, serialised. */
 export function decisionJson(d: RouteDecision, withCandidates: boolean, id?: unknown): string {
@@ -80,7 +108,7 @@ export function decisionJson(d: RouteDecision, withCandidates: boolean, id?: unk
 
 /**
  * The one JSON shape of a decision, shared by the CLI and the HTTP API: {model, cluster, distance, predicted_error,
- * cost, ood} (with `explored: true` when exploration decided it) and, when explained, `reason` (when not the plain
+ * cost (shortestCost's), ood} (with `explored: true` when exploration decided it) and, when explained, `reason` (when not the plain
  * rule) and candidates keyed by LLM: {predicted_error, cost, outcomes, evidence, interval}.
  */
 export function decisionRecord(d: RouteDecision, withCandidates: boolean): Record<string, unknown> {
@@ -89,14 +117,14 @@ export function decisionRecord(d: RouteDecision, withCandidates: boolean): Recor
     cluster: d.cluster,
     distance: d.distance,
     predicted_error: d.predictedError,
-    cost: d.cost,
+    cost: shortestCost(d.cost),
     ood: d.ood,
   };
   if (d.explored) rec.explored = true;
   if (withCandidates) {
     if (d.reason) rec.reason = d.reason;
     rec.candidates = Object.fromEntries(
-      d.candidates.map((c) => [c.model, { predicted_error: c.predictedError, cost: c.cost, outcomes: c.outcomes, evidence: c.evidence, interval: c.interval }]),
+      d.candidates.map((c) => [c.model, { predicted_error: c.predictedError, cost: shortestCost(c.cost), outcomes: c.outcomes, evidence: c.evidence, interval: c.interval }]),
     );
   }
   return rec;

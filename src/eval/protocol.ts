@@ -55,7 +55,13 @@ export interface EvalOptions extends CostOptions {
   kGrid?: number[];
   /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
   priorGrid?: StrengthChoice[];
-  onProgress?: (stage: string, done: number, total: number) => void;
+  /**
+   * Progress: `stage` and the steps done of the total; within a seed, `detail` says what runs now (the seed, the
+   * validation size, the selection of K or the method).
+   */
+  onProgress?: (stage: string, done: number, total: number, detail?: string) => void;
+  /** Called by runSeed as each step of a seed begins (evaluate() turns these into onProgress calls). */
+  onStep?: (what: string) => void;
   /**
    * Learning from traffic: each unseen LLM starts from `startLabels` (default 10) validation outcomes, the test
    * prompts are replayed as traffic, each decision's true outcome is fed back, and the cumulative regret against the
@@ -86,7 +92,7 @@ export interface SeedResult {
   /** Per validation size: per method. */
   byValSize: Record<number, Partial<Record<MethodName, MethodResult>>>;
   /** UniRoute (K-means)'s default operating point on the test prompts, against λ = 0. */
-  operatingPoint?: { lambda: number; costRatio: number; accuracyDiff: number };
+  operatingPoint?: { lambda: number; costRatio: number; accuracyDiff: number; cost: number; quality: number };
   /** Learning from traffic (EvalOptions.online): per exploration rate, the online router's regret along the stream. */
   online?: { lambda: number; startLabels: number; byRate: Record<number, OnlineRun> };
   /** Per validation size: how UniRoute (K-means)'s posteriors of the unseen LLMs' cells fare on the test prompts. */
@@ -147,6 +153,8 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
 
   // the embedder: fitted on train prompt texts only, or the remote endpoint's vectors of every prompt (computed once)
   const given = opts.promptEmbeddings;
+  const step = (what: string) => opts.onStep?.(what);
+  step(given ? 'embeddings and clusters' : 'fitting the embedder on the train prompts');
   const emb = given ? undefined : await HashedEmbedder.fit(Array.from(trainIdx, (i) => ds.prompts[i].text), { seed, dim: opts.dim ?? 256 });
   const D = given ? given.spec.dim : emb!.dim;
   if (given && given.data.length !== n * D)
@@ -311,6 +319,8 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
     const evalY = draws.map((d) => stackRows(Ytr_tr, d.evalTrain, YtrVa, v, Mtr));
     const areaTrain = (g: Float32Array, Y: Float32Array, rows: number) =>
       deferralArea(routerCurve(g, Y, cTrain, rows, Mtr, lambdasTrain), Math.min(...cTrain), Math.max(...cTrain));
+    const at = (what: string) => step(`${v} validation prompts, ${what}`);
+    at('choosing K and the prior strength');
     const sel = await chooseClusters({
       grid: opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr),
       priorGrid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
@@ -331,7 +341,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       out.chosen.prior_strength = bestPrior;
     }
     const c = await clusters(bestK);
-    const as = (method: MethodName) => (audit = { method, v });
+    const as = (method: MethodName) => {
+      audit = { method, v };
+      if (methods.has(method)) at(method);
+    };
     as('uniroute-kmeans');
     if (methods.has('uniroute-kmeans')) {
       const router = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior);
@@ -342,7 +355,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         // computed on kept train prompts from the posterior; against λ = 0 on the test prompts
         const op = router.operatingPoint()!;
         const [d, z] = [await testPoint(router, op.lambda), await testPoint(router, 0)];
-        out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.quality - z.quality };
+        out.operatingPoint = { lambda: op.lambda, costRatio: d.cost / z.cost, accuracyDiff: d.quality - z.quality, cost: d.cost, quality: d.quality };
         if (opts.online) {
           // learning from traffic: the unseen LLMs start from their first `startLabels` validation outcomes, the test
           // prompts are replayed as traffic, and each decision's true outcome comes back as feedback
@@ -352,6 +365,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
           out.online = { lambda: op.lambda, startLabels: start, byRate: {} };
           const order = permutation(nTest, seed * 4099 + 11);
           for (const rate of o.explore ?? [0, 0.1]) {
+            step(`learning from traffic, ${rate === 0 ? 'greedy' : `${Math.round(rate * 100)} % exploration`}`);
             const fresh = await unseenRouter(bestK, c.C, c.trainCl, c.valCl, start, bestPrior);
             out.online.byRate[rate] = await replayOnline(fresh, router, Ete_, D, order, Yu_te, cUnseen, op.lambda, rate, seed);
           }
@@ -395,6 +409,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       }
       res['uniroute-learned-map'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
     }
+    as('knn');
     if (methods.has('knn') && simAllTrain) {
       // k chosen the same way: neighbours among the v train prompts of each draw, evaluated on the same prompts
       const kmax = Math.max(1, Math.floor(v / 3));
@@ -432,6 +447,7 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         }
       res.knn = result(testCurve(g));
     }
+    as('retrained-mlp');
     if (methods.has('retrained-mlp')) {
       // one output per unseen LLM, trained on the validation sample only (paper: 2 x 100, Adam 1e-3, 10 epochs, batch 64)
       const cfg: MlpConfig = { in: D, out: Mu, hidden: [100, 100], batchnorm: false, inputBn: false, head: 'sigmoid' };
@@ -447,11 +463,13 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       for (let i = 0; i < v; i++) s += Yu_va[i * Mu + j];
       return s / v;
     });
+    as('zero-router');
     if (methods.has('zero-router')) {
       // the hull of the unseen LLMs' (cost, quality) on validation; mixing between hull LLMs, evaluated on test
       const hull = upperHull(unseen.map((_, j) => ({ cost: cUnseen[j], quality: valAcc[j], lambda: j })));
       res['zero-router'] = result(hull.map((p) => ({ cost: cUnseen[p.lambda!], quality: testAcc[p.lambda!] })));
     }
+    as('best-single');
     if (methods.has('best-single')) {
       // the LLM most accurate on validation; below its cost, random mixing with the cheapest unseen LLM
       const j = valAcc.indexOf(Math.max(...valAcc));
@@ -461,7 +479,10 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
         { cost: cUnseen[j], quality: testAcc[j] },
       ]);
     }
+    as('oracle');
     if (methods.has('oracle')) res.oracle = result(testCurve(errorsOf(Yu_te)));
+    as('oracle-benchmark');
+    as('oracle-difficulty');
     if (ceiling) {
       if (methods.has('oracle-benchmark')) res['oracle-benchmark'] = result(testCurve(benchmarkOracle(ceiling.test.bench, ceiling.count, Yu_te, Mu)));
       if (methods.has('oracle-difficulty')) {
@@ -632,7 +653,11 @@ export interface Report {
   label_efficiency: { val_prompts: number[]; methods: Record<string, Array<{ val_prompts: number; audc: Summary }>> };
   seeds: Array<{ seed: number; chosen: Record<string, number>; unseen: string[]; audc: Record<string, number> }>;
   /** UniRoute (K-means)'s default operating point on test prompts: cost relative to λ = 0, accuracy difference. */
-  operating_point?: { cost_ratio: Summary; accuracy_diff: Summary };
+  /**
+   * UniRoute (K-means)'s default operating point on the test prompts: its cost relative to λ = 0's and the
+   * difference in accuracy, and (reports from this version on) its mean cost per query and accuracy.
+   */
+  operating_point?: { cost_ratio: Summary; accuracy_diff: Summary; cost?: Summary; quality?: Summary };
   /**
    * How honest the unseen LLMs' posteriors are, by validation size N (keys): the share of (LLM, cluster) cells with
    * >= 10 test prompts whose observed test error rate lies in the 95 % predictive interval (`coverage95`) and in the
@@ -671,11 +696,20 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
     const data = await opts.remoteEmbedder.embed(ds.prompts.map((p) => p.text));
     opts = { ...opts, promptEmbeddings: { spec: opts.remoteEmbedder.spec, remote: opts.remoteEmbedder, data } };
   }
+  // steps of a seed: the embedder, then per validation size the selection and each method, then the online replay
+  const methodCount = new Set(opts.methods ?? [...ALL_METHODS, ...EXTRA_METHODS]).size;
+  const online = opts.online && (opts.methods ?? ['uniroute-kmeans']).includes('uniroute-kmeans') ? (opts.online.explore ?? [0, 0.1]).length : 0;
+  const perSeed = 1 + new Set(opts.valPrompts ?? [defaultValPrompts(ds.prompts.length)]).size * (1 + methodCount) + online;
+  const total = seeds * perSeed;
+  let done = 0;
   for (let s = 0; s < seeds; s++) {
-    opts.onProgress?.('seeds', s, seeds);
-    results.push(await runSeed(ds, first + s, opts));
+    const seedNo = s + 1;
+    // each step reports the steps done before it began, and what runs now
+    const onStep = (what: string) => opts.onProgress?.('evaluating', Math.min(done++, total), total, `seed ${seedNo}/${seeds}: ${what}`);
+    results.push(await runSeed(ds, first + s, { ...opts, onStep }));
+    done = seedNo * perSeed;
   }
-  opts.onProgress?.('seeds', seeds, seeds);
+  opts.onProgress?.('evaluating', total, total);
   const valSizes = Object.keys(results[0].byValSize).map(Number).sort((a, b) => a - b);
   const vMain = valSizes[valSizes.length - 1];
   const names = Object.keys(results[0].byValSize[vMain]);
@@ -731,6 +765,8 @@ export async function evaluate(ds: Dataset, opts: EvalOptions = {}): Promise<Rep
           operating_point: {
             cost_ratio: summary(results.map((r) => r.operatingPoint!.costRatio)),
             accuracy_diff: summary(results.map((r) => r.operatingPoint!.accuracyDiff)),
+            cost: summary(results.map((r) => r.operatingPoint!.cost)),
+            quality: summary(results.map((r) => r.operatingPoint!.quality)),
           },
         }
       : {}),
@@ -788,7 +824,8 @@ function onlineSummary(results: SeedResult[]): Report['online'] {
       regret_per_prompt: summary(runs.map((x) => x.regret[x.regret.length - 1] / Math.max(1, x.prompts))),
       curve: Array.from({ length: len }, (_, t) => {
         const s = summary(runs.map((x) => x.regret[t]));
-        return { prompts: (t + 1) * runs[0].every, regret: s.mean, sd: s.sd };
+        // every `every` prompts, and the end of the stream (which a last, shorter stretch reaches)
+        return { prompts: Math.min((t + 1) * runs[0].every, runs[0].prompts), regret: s.mean, sd: s.sd };
       }),
       quality: summary(runs.map((x) => x.quality)),
       cost: summary(runs.map((x) => x.cost)),

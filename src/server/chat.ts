@@ -274,7 +274,7 @@ export function estimateTokens(body: Record<string, any>, api: 'chat' | 'message
   return Math.ceil(chars / 4) + images * 1000;
 }
 
-const noConfig = (what: string) => `${what}: give it one in the gateway config (uniroute serve --config FILE, with upstreams.<llm>.base_url or deployments; see the README's gateway section)`;
+const noConfig = (what: string) => `${what}: give it one in the gateway config (uniroute serve --config FILE, with upstreams.<llm>.base_url or deployments; see docs/gateway.md)`;
 
 type Api = 'chat' | 'messages' | 'passthrough';
 const spanNames: Partial<Record<string, string>> = { chat: 'uniroute /v1/chat/completions', messages: 'uniroute /v1/messages' };

@@ -5,7 +5,8 @@ import { FastCounter, FastHistogram } from './fastmetrics.js';
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'uniroute_process_' });
+  // Node's own metrics are named process_* and nodejs_* already: one prefix, uniroute_process_cpu_seconds_total
+  collectDefaultMetrics({ register: registry, prefix: 'uniroute_' });
   const m = {
     registry,
     // the per-request ones are FastCounter/FastHistogram (plain numbers, read at scrape time)

@@ -4,6 +4,7 @@ import { routeResponseSchema } from './schemas.js';
 import { UnirouteError, didYouMean } from '../errors.js';
 import { embeddingsFromRows } from '../embed/embedder.js';
 import { explainRow } from '../router/router.js';
+import { costJson } from '../decide/explain.js';
 import type { BatchSlice } from './batcher.js';
 import type { ServerContext } from './context.js';
 
@@ -99,7 +100,7 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
     for (let j = 0; j < m; j++) {
       if (allowed && !allowed.has(b.models[j])) continue;
       const c = d.candidates[j];
-      out += `${first ? '' : ','}${q[j]}:{"predicted_error":${c.predictedError},"cost":${c.cost},"outcomes":${c.outcomes},"evidence":${c.evidence},"interval":[${c.interval[0]},${c.interval[1]}]}`;
+      out += `${first ? '' : ','}${q[j]}:{"predicted_error":${c.predictedError},"cost":${costJson(c.cost)},"outcomes":${c.outcomes},"evidence":${c.evidence},"interval":[${c.interval[0]},${c.interval[1]}]}`;
       first = false;
     }
     return out + '}';
@@ -128,7 +129,7 @@ export function routeRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = signer ? `"decision_id":"${decisionId(b.models[c], k, router.cells ? b.cellOf[row] : -1)}",` : '';
     const why = cands && (ood || (b.explored.length > 0 && b.explored[row] === 1)) ? explainRow(b, row).reason : undefined;
     const explored = b.explored.length > 0 && b.explored[row] === 1 ? ',"explored":true' : '';
-    return `{${id}"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${b.costs[c]},"ood":${ood}${explored}${why ? `,"reason":${JSON.stringify(why)}` : ''}${cands ? `,"candidates":${cands}` : ''}}`;
+    return `{${id}"model":${names(b)[c]},"cluster":${k},"distance":${b.distance[row]},"predicted_error":${predictedError},"cost":${costJson(b.costs[c])},"ood":${ood}${explored}${why ? `,"reason":${JSON.stringify(why)}` : ''}${cands ? `,"candidates":${cands}` : ''}}`;
   };
 
   // ---- routing --------------------------------------------------------------------------------------------------

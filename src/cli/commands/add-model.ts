@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { addCostRow, costFrom, newCostAcc, readLabels, readModels, readPrompts } from '../../data/dataset.js';
 import { readRecords } from '../../data/jsonl.js';
-import { type CliContext, accessFrom, checkOutputFile, dataDir, usage, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine } from '../shared.js';
+import { type CliContext, accessFrom, checkOutputFile, dataDir, usage, intArg, numArg, warnLine, coverageWarning, POOL_HELP, loadWithPool, cliUser, readEmbeddings, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
 
 export function registerAddModel(program: Command, { io }: CliContext): void {
   program
@@ -20,7 +20,7 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
     .option('--outcomes <jsonl>', 'outcomes as {"text", "correct"} lines ({"embedding", "correct"} for a router on your own embeddings); this or --labels is required')
     .option('--embeddings <jsonl>', 'with --labels, for a router on your own embeddings: {"id", "embedding"} lines')
     .option('--cost <usd>', 'cost per query (wins over anything in the files)', numArg('--cost'))
-    .option('--price-per-billion-params <usd>', 'with --labels: proxy price (USD per 1M tokens) per billion parameters when models.csv has no list price', numArg('--price-per-billion-params'))
+    .option('--price-per-billion-params <usd>', 'with --labels: ' + PRICE_PER_BILLION_HELP, pricePerBillionArg)
     .option('--out <file>', 'write the updated router here instead of in place')
     .option('--replace', 'replace the LLM if it is already in the pool (its old outcomes are dropped)')
     .option('--json', 'print the added LLM as JSON instead of the summary')
@@ -61,7 +61,7 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
         if (outcomes.length === 0)
           throw new UnirouteError('UNKNOWN_MODEL', `${o.labels} has no row for model "${o.name}"${others.size ? ` (it has: ${[...others].slice(0, 10).join(', ')})` : ''}`);
         if (cost === undefined)
-          cost = costFrom(o.name, acc, (await readModels(join(o.data, 'models.csv'))).get(o.name), { pricePerBillionParams: o.pricePerBillionParams });
+          cost = costFrom(o.name, acc, (await readModels(join(o.data, 'models.csv'))).get(o.name), { pricePerBillionParams: pricePerBillion(o.pricePerBillionParams) });
       } else {
         const what = router.takesText ? 'a string "text"' : 'an "embedding" array';
         const good = await readRecords(

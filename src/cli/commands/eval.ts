@@ -6,7 +6,7 @@ import { UnirouteError } from '../../errors.js';
 import { checkCostNames, loadDataset } from '../../data/dataset.js';
 import { ALL_METHODS, EXTRA_METHODS } from '../../eval/protocol.js';
 import { Progress } from '../progress.js';
-import { type CliContext, costArg, dataDir, rangeArg, usage, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine } from '../shared.js';
+import { type CliContext, costArg, dataDir, rangeArg, usage, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
 
 export function registerEval(program: Command, { io, quiet }: CliContext): void {
   program
@@ -23,7 +23,7 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
     .option('--exclude-models <list>', 'comma-separated LLMs to leave out of the protocol', listArg)
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--model-cost <name=cost>', 'explicit cost per query (USD) for an LLM of the dataset, over its labels\' cost_usd and list price (repeatable)', costArg)
-    .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--price-per-billion-params <usd>', PRICE_PER_BILLION_HELP, pricePerBillionArg)
     .option('--title <text>', 'report title')
     .option('--linear-cost', 'a linear cost axis in the plots (default: log scale)')
     .option('--log-cost', 'a log-scale cost axis (the default; kept for scripts)')
@@ -66,16 +66,16 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
         excludeModels: o.excludeModels,
         dim: o.dim,
         costs: o.modelCost,
-        pricePerBillionParams: o.pricePerBillionParams,
+        pricePerBillionParams: pricePerBillion(o.pricePerBillionParams),
         remoteEmbedder: o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, false) : undefined,
         promptEmbeddings: o.embeddings ? await promptEmbeddingsOf(ds, o.embeddings) : undefined,
         ...(o.online ? { online: { startLabels: o.startLabels, explore: o.explore } } : {}),
-        onProgress: (s, d, t) => progress.update(s, d, t),
+        onProgress: (s, d, t, detail) => progress.update(s, d, t, detail),
       });
       (report.settings as any).seconds = (Date.now() - t0) / 1000;
       // the data set's name, not its path, as the title
       const files = await writeReport(o.out, report, o.title ?? basename(resolvePath(o.data)), !o.linearCost);
-      progress.done(`${o.seeds} seeds in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
+      progress.done(`${o.seeds === 1 ? '1 seed' : `${o.seeds} seeds`} in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${files.join(', ')}`);
       await writeLine(
         io.stdout,
         markdownTable(report) +

@@ -4,7 +4,7 @@ import { UnirouteError } from '../../errors.js';
 import { checkCostNames, loadDataset } from '../../data/dataset.js';
 import { fitRouter } from '../../router/fit.js';
 import { Progress } from '../progress.js';
-import { type CliContext, checkOutputFile, dataDir, rangeArg, usage, warnLine, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine } from '../shared.js';
+import { type CliContext, checkOutputFile, dataDir, rangeArg, usage, warnLine, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
 
 /** Fewer prompts than this in the train or the validation part gets a warning. */
 const MIN_PART = 50;
@@ -33,9 +33,10 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
       'a >= 0: each cluster\'s error is shrunk toward the LLM\'s prior there, sigma(cluster difficulty + the LLM\'s ability), as (errors + a x prior) / (outcomes + a); 0 = the plain mean (default: chosen from 0, 1, 4, 16 on validation prompts together with K)',
       numArg('--prior-strength'),
     )
+    .option('--default-lambda <l>', 'a fixed default lambda, instead of the pool\'s operating point (recomputed on every change of the pool)', numArg('--default-lambda'))
     .option('--dim <d>', 'embedding dimension', intArg('--dim', 1), 256)
     .option('--model-cost <name=cost>', 'explicit cost per query (USD) for an LLM of the dataset, over its labels\' cost_usd and list price (repeatable)', costArg)
-    .option('--price-per-billion-params <usd>', 'proxy price (USD per 1M tokens) per billion parameters for LLMs with no list price', numArg('--price-per-billion-params'))
+    .option('--price-per-billion-params <usd>', PRICE_PER_BILLION_HELP, pricePerBillionArg)
     .addOption(new Option('--method <m>', 'cluster map: nearest centroid (kmeans) or the learned map').choices(['kmeans', 'learned-map']).default('kmeans'))
     .option('--embeddings <jsonl>', 'use your own prompt embeddings ({"id", "embedding"} lines, one per prompt) instead of the built-in embedder')
     .option('--embedding-name <name>', 'name of the embedding model (recorded in the router)')
@@ -81,9 +82,10 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
         seed: o.seed,
         valFraction: o.valFraction,
         priorStrength: o.priorStrength,
+        defaultLambda: o.defaultLambda,
         embedder: { dim: o.dim },
         costs: o.modelCost,
-        pricePerBillionParams: o.pricePerBillionParams,
+        pricePerBillionParams: pricePerBillion(o.pricePerBillionParams),
         embeddings,
         remoteEmbedder: remote,
         method: o.method,

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { UnirouteError } from '../../errors.js';
 import { decisionJson, explainRow, type RouteBatch } from '../../router/router.js';
+import { costJson } from '../../decide/explain.js';
 import { Progress } from '../progress.js';
 import { jsonLineBatches } from '../../data/jsonl.js';
 import { type CliContext, accessFrom, intArg, numArg, rangeArg, listArg, POOL_HELP, loadWithPool, openOutput, usage, warnLine, writeLine } from '../shared.js';
@@ -129,7 +130,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
             errSum += err;
             chunk +=
               `{"id":${JSON.stringify(b.id)},"model":${mj},"cluster":${res!.cluster[j]},"distance":${r5(res!.distance[j])},` +
-              `"predicted_error":${r5(err)},"cost":${JSON.stringify(cost)},"ood":${res!.ood[j] === 1}}\n`;
+              `"predicted_error":${r5(err)},"cost":${costJson(cost)},"ood":${res!.ood[j] === 1}}\n`;
           } else {
             const d = explainRow(res!, j);
             share.set(d.model, (share.get(d.model) ?? 0) + 1);

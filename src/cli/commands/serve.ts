@@ -31,7 +31,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port, 0 to 65535 (0: any free port)', intArg('--port', 0, 65535), 8080)
     .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
-    .option('--config <file>', 'gateway config, YAML or JSON: upstreams (deployments, provider openai|anthropic, context_window, price, fallbacks), presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits, client keys (rpm, tpm, max_usd_per_day) (see the README\'s gateway section); SIGHUP re-reads it')
+    .option('--config <file>', 'gateway config, YAML or JSON: upstreams (deployments, provider openai|anthropic, context_window, price, fallbacks), presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits, client keys (rpm, tpm, max_usd_per_day) (docs/gateway.md); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
     .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
     .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
