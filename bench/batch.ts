@@ -54,7 +54,7 @@ function rssMb(pid: number): number {
 }
 
 async function serve(args: string[]): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, ['--no-concurrent-recompilation', bin, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   return new Promise((ok, fail) => {
     proc.stderr!.on('data', (d) => {

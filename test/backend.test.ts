@@ -6,7 +6,7 @@ import { backendInfo, setBackend } from '../src/engine/native.js';
 import { UnirouteError } from '../src/errors.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
-import { makeSyntheticDataset, randomTexts } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 const info = backendInfo();
@@ -57,17 +57,17 @@ describe('backend choice', () => {
   });
 
   it('uniroute info --json and --backend on the command line', () => {
-    const r = spawnSync(process.execPath, [BIN, 'info', '--json'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'info', '--json'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.backend).toBe('cpu');
     expect(Object.keys(j.cuda)).toEqual(expect.arrayContaining(['compiled', 'available', 'reason', 'device']));
     expect(j.threads).toBeGreaterThan(0);
     if (!info.cuda.available) {
-      const c = spawnSync(process.execPath, [BIN, '--backend', 'cuda', 'info'], { encoding: 'utf8' });
+      const c = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, '--backend', 'cuda', 'info'], { encoding: 'utf8' });
       expect(c.status).toBe(1);
       expect(c.stderr).toMatch(/BACKEND_UNAVAILABLE: .*unavailable/);
-      const a = spawnSync(process.execPath, [BIN, 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_BACKEND: 'auto' } });
+      const a = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_BACKEND: 'auto' } });
       expect(JSON.parse(a.stdout).backend).toBe('cpu');
     }
   });

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
 import { batchLines, startStandIn, type StandIn } from '../bench/batch-standin.js';
-import { makeSyntheticDataset, startServe } from './helpers.js';
+import { makeSyntheticDataset, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 let dir: string;
 let routerPath: string;
@@ -21,7 +21,7 @@ let pool: string;
 
 const cli = (args: string[], env: Record<string, string> = {}) =>
   new Promise<{ code: number; out: string; err: string }>((ok) => {
-    const p = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), ...args], { env: { ...process.env, ...env } });
+    const p = spawn(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), ...args], { env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));

@@ -13,7 +13,7 @@ import OpenAI, { toFile } from 'openai';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
 import { batchLines, startStandIn, type StandIn } from '../bench/batch-standin.js';
-import { makeSyntheticDataset, startRedis, startServe } from './helpers.js';
+import { makeSyntheticDataset, startRedis, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 const LLMS = ['cheap-math', 'cheap-code', 'mid-all', 'big-all', 'cheap-history'];
 const REDIS_SKIP = 'redis-server is not installed: the fleet Batch API tests are skipped (.ci/run installs it; in CI they run)';
@@ -49,7 +49,7 @@ afterAll(async () => {
 });
 
 function startWorker(pool: string): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'worker', '--pool', pool, '--router', routerPath, '--config', cfgPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), 'worker', '--pool', pool, '--router', routerPath, '--config', cfgPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   procs.push(proc);
   let err = '';
   return new Promise((ok, fail) => {

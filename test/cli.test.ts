@@ -4,11 +4,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 const run = (args: string[], input?: string) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
@@ -303,7 +303,7 @@ describe('reading JSONL in bounded memory', () => {
   it('uniroute route: a 20 MB line with no JSON end is one error in the output, the other prompts are routed', () => {
     const f = join(tmp, 'huge.jsonl');
     writeFileSync(f, `{"id":"a","text":"What is 17*23?"}\n{"id":"b","text":"${'y'.repeat(20 * 2 ** 20)}\n{"id":"c","text":"Write a Python loop."}\n`);
-    const r = spawnSync(process.execPath, [BIN, 'route', '--input', f], { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 2 ** 20 });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'route', '--input', f], { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 2 ** 20 });
     expect(r.status).toBe(2); // some lines could not be routed: said on stderr, and in their records
     expect(r.stderr).toContain('1 input line(s) could not be routed');
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
@@ -356,7 +356,7 @@ describe('batch routing streams', () => {
       return s;
     };
     const peak = (n: number) => {
-      const r = spawnSync(process.execPath, [BIN, 'route', '--input', '-', '--output', '/dev/null'], { input: gen(n), encoding: 'utf8', timeout: 120_000 });
+      const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'route', '--input', '-', '--output', '/dev/null'], { input: gen(n), encoding: 'utf8', timeout: 120_000 });
       expect(r.status, r.stderr).toBe(0);
       const m = /routed (\d+) prompts in .*peak memory (\d+) MB/.exec(r.stderr);
       expect(m, r.stderr).not.toBeNull();

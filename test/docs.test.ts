@@ -22,7 +22,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { mulberry32 } from '../src/engine/reference.js';
-import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, startRedis, synthText } from './helpers.js';
+import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, startRedis, synthText, NODE_CLI_FLAGS } from './helpers.js';
 import type { LocalRedis } from '../bench/redis-server.js';
 
 const ROOT = resolve(__dirname, '..');
@@ -277,7 +277,7 @@ beforeAll(async () => {
   const base = mkdtempSync(join(tmpdir(), 'uniroute-docs-base-'));
   TEMP_DIRS.push(base);
   writeDocsFolder(base);
-  const fit = spawnSync(process.execPath, [BIN, 'fit', '--data', join(base, 'my-data'), '--out', join(base, 'my.uniroute'), '--quiet'], { encoding: 'utf8' });
+  const fit = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'fit', '--data', join(base, 'my-data'), '--out', join(base, 'my.uniroute'), '--quiet'], { encoding: 'utf8' });
   if (fit.status !== 0) throw new Error(fit.stderr);
   server = standIn();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -359,7 +359,7 @@ describe('the reference agrees with the program', () => {
   const helps = new Map<string, string>();
   const help = (args: string[]) => {
     const key = args.join(' ');
-    if (!helps.has(key)) helps.set(key, spawnSync(process.execPath, [BIN, ...args, '--help'], { encoding: 'utf8' }).stdout);
+    if (!helps.has(key)) helps.set(key, spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, ...args, '--help'], { encoding: 'utf8' }).stdout);
     return helps.get(key)!;
   };
   /** The commands, a command with subcommands (`batch`) as each of them: "batch submit", "batch status", … */
@@ -501,7 +501,7 @@ describe('the results as written are the reports\' and the data\'s', () => {
     const out = mkdtempSync(join(tmpdir(), 'uniroute-ze-'));
     TEMP_DIRS.push(out);
     const methods = ['uniroute-kmeans', 'zero-router', 'best-single', 'oracle'];
-    const r = spawnSync(process.execPath, [BIN, 'eval', '--data', join(SHARED_DATA, 'zeroeval'), '--seeds', '1', '--methods', methods.join(','), '--out', out, '--quiet'], { encoding: 'utf8', timeout: 600_000 });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'eval', '--data', join(SHARED_DATA, 'zeroeval'), '--seeds', '1', '--methods', methods.join(','), '--out', out, '--quiet'], { encoding: 'utf8', timeout: 600_000 });
     expect(r.status, r.stderr).toBe(0);
     const mine = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     const committed = JSON.parse(read('docs/results/zeroeval/report.json'));

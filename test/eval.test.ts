@@ -10,7 +10,7 @@ import { benchmarkOracle, difficultyOracle, fitLogistic } from '../src/eval/ceil
 import { loadDataset } from '../src/data/dataset.js';
 import { native } from '../src/engine/native.js';
 import { mulberry32 } from '../src/engine/reference.js';
-import { makeSyntheticDataset } from './helpers.js';
+import { makeSyntheticDataset, NODE_CLI_FLAGS } from './helpers.js';
 
 const P = (cost: number, quality: number) => ({ cost, quality });
 
@@ -168,7 +168,7 @@ describe('uniroute eval', () => {
   it('writes report.json, report.md, report.html and the SVGs (rendered: not blank), with a label-efficiency sweep', async () => {
     const data = makeSyntheticDataset(600, 21);
     const out = join(mkdtempSync(join(tmpdir(), 'uniroute-eval-')), 'rep');
-    const r = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--seeds', '2', '--val-prompts', '30,120', '--out', out, '--quiet'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--seeds', '2', '--val-prompts', '30,120', '--out', out, '--quiet'], { encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     const rep = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     for (const m of ['uniroute-kmeans', 'uniroute-learned-map', 'zero-router', 'knn', 'retrained-mlp', 'best-single', 'oracle']) {
@@ -221,7 +221,7 @@ describe('uniroute eval', () => {
       expect(colours.size, file).toBeGreaterThan(6);
     }
     expect(r.stdout).toMatch(/\| method \|/);
-    const bad = spawnSync(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--methods', 'magic', '--out', out], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), 'eval', '--data', data, '--methods', 'magic', '--out', out], { encoding: 'utf8' });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown method "magic"/);
   });

@@ -17,7 +17,7 @@ import { checkAgainstPool, loadConfig, parseConfig } from '../src/server/config.
 import { Breaker, passHeaders } from '../src/server/gateway.js';
 import { SessionStore } from '../src/server/chat.js';
 import { BudgetPacer } from '../src/server/budget.js';
-import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 let routerPath: string;
 const freshRouter = () => Router.load(routerPath);
@@ -701,7 +701,7 @@ describe('the config file', () => {
     const { spawn } = await import('node:child_process');
     const bin = resolve(__dirname, '..', 'bin', 'uniroute.js');
     const bad = write('bad.yaml', `upstreams:\n  cheap-math: { base_url: "${upUrl}/cheap-math/v1", api_key_env: UNIROUTE_SURELY_UNSET }\n`);
-    const fail = spawn(process.execPath, [bin, 'serve', '--router', routerPath, '--port', '0', '--config', bad], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const fail = spawn(process.execPath, [...NODE_CLI_FLAGS, bin, 'serve', '--router', routerPath, '--port', '0', '--config', bad], { stdio: ['ignore', 'pipe', 'pipe'] });
     let ferr = '';
     fail.stderr.on('data', (d) => (ferr += d));
     const code = await new Promise((r) => fail.on('exit', r));

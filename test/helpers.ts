@@ -1,5 +1,5 @@
 /** Test fixtures: a small synthetic dataset in the project's format, written to a temporary folder. */
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { mulberry32 } from '../src/engine/reference.js';
@@ -7,6 +7,15 @@ import { startLocalRedis, type LocalRedis } from '../bench/redis-server.js';
 
 /** The real data sets: $UNIROUTE_DATA (a copy of your own in the same layout), else ../shared/data beside the clone. */
 export const SHARED_DATA = process.env.UNIROUTE_DATA ? resolve(process.env.UNIROUTE_DATA) : resolve(__dirname, '..', '..', 'shared', 'data');
+/**
+ * The node options the CLI runs with: bin/uniroute.js's shebang line passes them, so a test that starts the CLI with
+ * `process.execPath` passes them too (Node 20 can deadlock at exit with concurrent recompilation, nodejs/node#54918;
+ * see the bin). Read from the shebang, so the two cannot drift apart.
+ */
+export const NODE_CLI_FLAGS: string[] = (/^#!\/usr\/bin\/env -S node(.*)$/m.exec(readFileSync(resolve(__dirname, '..', 'bin', 'uniroute.js'), 'utf8').split('\n')[0])?.[1] ?? '')
+  .trim()
+  .split(/\s+/)
+  .filter(Boolean);
 export const HAS_SHARED_DATA = existsSync(join(SHARED_DATA, 'routerbench', 'labels.csv'));
 export const SKIP_REASON = `real-data tests skipped: ${SHARED_DATA} has no routerbench/ (set UNIROUTE_DATA to a folder holding routerbench/ and zeroeval/)`;
 
@@ -83,7 +92,7 @@ export async function startServe(
   env: Record<string, string> = {},
 ): Promise<{ proc: import('node:child_process').ChildProcess; url: string; out: () => string; err: () => string }> {
   const { spawn } = await import('node:child_process');
-  const proc = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'serve', '--port', '0', ...args], {
+  const proc = spawn(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), 'serve', '--port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -13,7 +13,7 @@ import { kmeansObjective, mulberry32 } from '../src/engine/reference.js';
 import { readPrompts } from '../src/data/dataset.js';
 import { Router } from '../src/router/router.js';
 import { defaultRouterPath } from '../src/defaults.js';
-import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, randomTexts } from './helpers.js';
+import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON, randomTexts, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 const info = backendInfo();
@@ -118,12 +118,12 @@ describe('instruction sets of the CPU kernels', () => {
   });
 
   it('UNIROUTE_ISA forces a set for the CLI (uniroute info names it); a bad value fails with the reason', () => {
-    const r = spawnSync(process.execPath, [BIN, 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'baseline' } });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'baseline' } });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).isa).toMatchObject({ active: 'baseline', forced: true });
-    const t = spawnSync(process.execPath, [BIN, 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'baseline' } });
+    const t = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'baseline' } });
     expect(t.stdout).toMatch(/^cpu isa +baseline \(forced by UNIROUTE_ISA\); this CPU runs baseline/m);
-    const bad = spawnSync(process.execPath, [BIN, 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'neon' } });
+    const bad = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ISA: 'neon' } });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: .*"neon"/);
   });

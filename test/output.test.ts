@@ -13,11 +13,11 @@ import { Router } from '../src/router/router.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { evaluate } from '../src/eval/protocol.js';
 import { mulberry32 } from '../src/engine/reference.js';
-import { makeSyntheticDataset, randomTexts, startServe } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 const run = (args: string[], input?: string) => {
-  const r = spawnSync(process.execPath, [BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, ...args], { input, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 /** Every `"cost":…` of a JSON text, as written. */

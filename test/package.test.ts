@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { NODE_CLI_FLAGS } from './helpers.js';
 
 const ROOT = resolve(__dirname, '..');
 const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -131,10 +132,10 @@ describe('CUDA at install: compiled only for the GPUs present or asked for (CMak
 
 describe('uniroute info', () => {
   it('names the addon file it loaded (here: the source build)', () => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'uniroute.js'), 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ADDON: '' } });
+    const r = spawnSync(process.execPath, [...NODE_CLI_FLAGS, join(ROOT, 'bin', 'uniroute.js'), 'info', '--json'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ADDON: '' } });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).addon).toBe(join(ROOT, 'build', 'Release', 'uniroute.node'));
-    const text = spawnSync(process.execPath, [join(ROOT, 'bin', 'uniroute.js'), 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ADDON: '' } });
+    const text = spawnSync(process.execPath, [...NODE_CLI_FLAGS, join(ROOT, 'bin', 'uniroute.js'), 'info'], { encoding: 'utf8', env: { ...process.env, UNIROUTE_ADDON: '' } });
     expect(text.stdout).toContain(`\naddon      ${join(ROOT, 'build', 'Release', 'uniroute.node')}\n`);
   });
 });

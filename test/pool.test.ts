@@ -14,7 +14,7 @@ import { Router, type PoolEntry } from '../src/router/router.js';
 import { MemoryPoolStore, SqlitePoolStore, openPoolStore, type PoolStore } from '../src/pool/store.js';
 import { LivePool } from '../src/pool/live.js';
 import { UnirouteError } from '../src/errors.js';
-import { makeSyntheticDataset, randomTexts, startRedis, startServe } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, startRedis, startServe, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 let dir: string;
@@ -172,7 +172,7 @@ describe('a router bound to a store (LivePool)', () => {
 describe('export and import', () => {
   it('uniroute import makes a file\'s pool the store\'s in one change; export writes the store\'s pool to a file', async () => {
     const pool = `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
-    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+    const run = (...args: string[]) => spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, ...args], { encoding: 'utf8' });
     // a read-only command creates no store (issue 25); import creates it from the file's pool (version 1) and
     // then makes a second file's pool (same model, one LLM more) the store's
     const none = run('models', '--router', routerPath, '--pool', pool, '--json');
@@ -275,14 +275,14 @@ describe('a server and the CLI on one sqlite pool', () => {
     writeFileSync(outcomes, randomTexts(20, 9).map((t, i) => JSON.stringify({ text: t, correct: i % 3 ? 1 : 0 })).join('\n'));
     // at the same time: the server takes one LLM, the CLI another
     const viaServer = fetch(`${s.url}/v1/models`, { method: 'POST', headers: auth, body: JSON.stringify({ name: 'from-server', cost_per_query: 0.01, outcomes: randomTexts(15, 4).map((text, i) => ({ text, correct: i % 2 })) }) });
-    const cli = spawnSync(process.execPath, [BIN, 'add-model', '--router', routerPath, '--pool', pool, '--name', 'from-cli', '--outcomes', outcomes, '--cost', '0.02'], { encoding: 'utf8' });
+    const cli = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'add-model', '--router', routerPath, '--pool', pool, '--name', 'from-cli', '--outcomes', outcomes, '--cost', '0.02'], { encoding: 'utf8' });
     expect(cli.status, cli.stderr).toBe(0);
     const r = await viaServer;
     expect(r.status).toBe(201);
     const took = await waitFor(async () => (await names(s.url)).includes('from-cli'));
     expect(took, 'the server saw the CLI change').toBeGreaterThanOrEqual(0);
     expect(took).toBeLessThan(1000);
-    const list = spawnSync(process.execPath, [BIN, 'models', '--router', routerPath, '--pool', pool, '--json'], { encoding: 'utf8' });
+    const list = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'models', '--router', routerPath, '--pool', pool, '--json'], { encoding: 'utf8' });
     const cliNames = list.stdout.trim().split('\n').map((l) => JSON.parse(l).name);
     expect(cliNames).toContain('from-server');
     expect(cliNames).toContain('from-cli');
@@ -480,7 +480,7 @@ describe('production feedback', () => {
     await live.close();
     const file = join(dir, 'feedback.jsonl');
     writeFileSync(file, ds.map((d: any, i: number) => JSON.stringify({ decision_id: d.decision_id, correct: i % 2 })).join('\n') + '\nnot json\n');
-    const run = () => spawnSync(process.execPath, [BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: SECRET } });
+    const run = () => spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: SECRET } });
     const r1 = run();
     const out1 = JSON.parse(r1.stdout.trim());
     expect(out1.counted).toBe(12);
@@ -491,7 +491,7 @@ describe('production feedback', () => {
     expect(out2.counted).toBe(0);
     expect(out2.refused.ALREADY_COUNTED).toBe(12);
     expect(out2.pool_version).toBe(out1.pool_version);
-    const noSecret = spawnSync(process.execPath, [BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: '' } });
+    const noSecret = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'feedback', file, '--router', routerPath, '--pool', pool], { encoding: 'utf8', env: { ...process.env, UNIROUTE_FEEDBACK_SECRET: '' } });
     expect(noSecret.status).not.toBe(0);
     expect(noSecret.stderr).toContain('UNIROUTE_FEEDBACK_SECRET');
   });

@@ -11,7 +11,7 @@ import { fitRouter } from '../src/router/fit.js';
 import { Router } from '../src/router/router.js';
 import { RemoteEmbedder, parseEmbedderArg } from '../src/embed/remote.js';
 import { UnirouteError } from '../src/errors.js';
-import { makeSyntheticDataset, randomTexts } from './helpers.js';
+import { makeSyntheticDataset, randomTexts, NODE_CLI_FLAGS } from './helpers.js';
 
 const DIM = 24;
 const KEY = 'sk-test-secret-123';
@@ -98,7 +98,7 @@ describe('remote embedder', () => {
     writeFileSync(input, texts.slice(0, 5).map((text, i) => JSON.stringify({ id: i, text })).join('\n') + '\n');
     // (asynchronously: the stand-in server runs in this process)
     const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
-      const c = spawn(process.execPath, [resolve(__dirname, '..', 'bin', 'uniroute.js'), 'route', '--router', file, '--input', input, '--quiet', '--trust-embedder-url']);
+      const c = spawn(process.execPath, [...NODE_CLI_FLAGS, resolve(__dirname, '..', 'bin', 'uniroute.js'), 'route', '--router', file, '--input', input, '--quiet', '--trust-embedder-url']);
       let stdout = '';
       let stderr = '';
       c.stdout.on('data', (d) => (stdout += d));

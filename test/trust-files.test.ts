@@ -17,7 +17,7 @@ import { decodeArtifact, encodeArtifact, type TensorMap } from '../src/router/ar
 import { UnirouteError } from '../src/errors.js';
 import { loadDataset } from '../src/data/dataset.js';
 import { fitRouter } from '../src/router/fit.js';
-import { makeSyntheticDataset } from './helpers.js';
+import { makeSyntheticDataset, NODE_CLI_FLAGS } from './helpers.js';
 
 const BIN = resolve(__dirname, '..', 'bin', 'uniroute.js');
 const DIM = 8;
@@ -73,7 +73,7 @@ function remoteRouterFile(baseUrl: string, apiKeyEnv?: string): Buffer {
 /** Runs the CLI without blocking this process (the stand-ins answer from it). */
 function cli(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    const c = spawn(process.execPath, [...NODE_CLI_FLAGS, BIN, ...args], { env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d) => (stdout += d));
@@ -227,7 +227,7 @@ describe('files are untrusted input', () => {
     expect(e.message).toMatch(/sha256_all/);
     expect(e.message).toContain(`uniroute migrate --router ${p}`);
     const hash = Router.fromArtifact(good).modelHash();
-    const m = spawnSync(process.execPath, [BIN, 'migrate', '--router', p], { encoding: 'utf8' });
+    const m = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'migrate', '--router', p], { encoding: 'utf8' });
     expect(m.status, m.stderr).toBe(0);
     expect(m.stderr).toMatch(/every value checked/);
     const back = await Router.load(p);
@@ -239,7 +239,7 @@ describe('files are untrusted input', () => {
     const bad = join(dir, 'old-bad.uniroute');
     writeFileSync(bad, stripAll(encodeArtifact(manifest, tensors)));
     expect((await code(Router.load(bad))).message).toMatch(/sha256_all/);
-    const m2 = spawnSync(process.execPath, [BIN, 'migrate', '--router', bad], { encoding: 'utf8' });
+    const m2 = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'migrate', '--router', bad], { encoding: 'utf8' });
     expect(m2.status).toBe(1);
     expect(m2.stderr).toMatch(/BAD_ARTIFACT: .*"x" needs a cost per query in \[0, 1e\+30\] \(got -1\)/);
   });
@@ -328,17 +328,17 @@ describe('bad arguments are coded errors in words', () => {
   it('fit: --dim beyond what the prompts give is refused at once, a folder as --out is said in words, and the difficulty model reports each solve', async () => {
     const data = makeSyntheticDataset(90, 5);
     const t0 = Date.now();
-    const big = spawnSync(process.execPath, [BIN, 'fit', '--data', data, '--dim', '4096', '--out', join(dir, 'x.uniroute')], { encoding: 'utf8' });
+    const big = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'fit', '--data', data, '--dim', '4096', '--out', join(dir, 'x.uniroute')], { encoding: 'utf8' });
     expect(big.status).toBe(1);
     expect(big.stderr).toMatch(/--dim 4096 is more than the \d+ train prompts can give.*--dim 256 or fewer/);
     expect(Date.now() - t0).toBeLessThan(30_000);
     const folder = join(dir, 'a-folder');
     mkdirSync(folder);
-    const out = spawnSync(process.execPath, [BIN, 'fit', '--data', data, '--out', folder], { encoding: 'utf8' });
+    const out = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'fit', '--data', data, '--out', folder], { encoding: 'utf8' });
     expect(out.status).toBe(2);
     expect(out.stderr).toMatch(/--out .*a-folder is a folder; give a file name/);
     expect(out.stderr).not.toMatch(/EISDIR/);
-    const missing = spawnSync(process.execPath, [BIN, 'fit', '--data', data, '--out', join(dir, 'nope', 'r.uniroute')], { encoding: 'utf8' });
+    const missing = spawnSync(process.execPath, [...NODE_CLI_FLAGS, BIN, 'fit', '--data', data, '--out', join(dir, 'nope', 'r.uniroute')], { encoding: 'utf8' });
     expect(missing.stderr).toMatch(/the folder .*nope does not exist/);
     // the ridge solves of the difficulty model, one by one
     const steps: Array<[number, number]> = [];
