@@ -318,6 +318,7 @@ describe('output', () => {
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/^routed 30 prompts in [0-9.]+ s \(.*\/s, peak memory \d+ MB\); mean cost [0-9.e+-]+, mean predicted error 0\.\d{3}; /);
     expect(run(['route', '--router', routerFile, '--quiet'], prompts(3, 5)).err).toBe('');
+    expect(run(['route', '--router', routerFile], prompts(1, 5)).err).toMatch(/^routed 1 prompt in /);
   });
 });
 

@@ -202,7 +202,7 @@ export function registerRoute(program: Command, { io, quiet }: CliContext): void
       progress.done();
       if (!quiet() && !stopped)
         process.stderr.write(
-          `routed ${routed} prompts in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s, ` +
+          `routed ${routed} prompt${routed === 1 ? '' : 's'} in ${secs.toFixed(1)} s (${Math.round(routed / Math.max(secs, 1e-3)).toLocaleString('en-US')}/s, ` +
               `peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)` +
               `${failed ? `, ${failed} lines failed` : ''}` +
               (routed
