@@ -12,8 +12,8 @@
  * Every change that must be atomic is one Lua script: a record is written only when its key has none (output or
  * error), counted in the job in the same script, and the write that completes the job finishes it.
  */
-import { createRequire } from 'node:module';
 import { UnirouteError } from '../errors.js';
+import { redisDescription, requireIoredis } from '../pool/redis.js';
 import { FINAL, errorFileId, outputFileId, type BatchRecord, type BatchStatus, type FileRecord, type OutputRecord } from './types.js';
 import type { BatchStore, ListOptions } from './store.js';
 
@@ -209,13 +209,8 @@ export class RedisBatchStore implements BatchStore {
     const u = new URL(url);
     this.prefix = u.searchParams.get('prefix') ?? 'uniroute:';
     u.search = '';
-    this.description = `redis://${u.hostname}:${u.port || 6379}${u.pathname || '/0'} (prefix ${this.prefix})`;
-    let Redis: typeof import('ioredis').default;
-    try {
-      Redis = createRequire(import.meta.url)('ioredis');
-    } catch (e) {
-      throw new UnirouteError('STORE_UNAVAILABLE', `batches on Redis need the ioredis package (${(e as Error).message.split('\n')[0]})`);
-    }
+    this.description = redisDescription(u, this.prefix);
+    const Redis = requireIoredis('batches on Redis');
     this.client = new Redis(u.toString(), { maxRetriesPerRequest: 2, connectTimeout: 2000, retryStrategy: (n) => Math.min(1000, 50 * n), lazyConnect: true });
     this.client.on('error', () => undefined); // reported through the failing calls
   }

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { InvalidArgumentError } from 'commander';
 import { UnirouteError, type ErrorCode } from '../errors.js';
-import { checkDatasetDir } from '../data/dataset.js';
+import { checkCostNames, checkDatasetDir, loadDataset, type Dataset } from '../data/dataset.js';
 import { Router } from '../router/router.js';
 import { defaultRouterPath } from '../defaults.js';
 import { LivePool } from '../pool/live.js';
@@ -169,6 +169,22 @@ export async function loadWithPool(
     );
   const live = await LivePool.open(router, pool, `${who}@${hostname()}`, { readOnly: o.readOnly });
   return { router, live };
+}
+
+/**
+ * Reads the dataset of fit and eval (saying so on the progress line), then checks what depends on it before any
+ * work: every --model-cost names one of its LLMs (a usage error, exit 2, otherwise).
+ */
+export async function readDataset(dir: string, modelCost: Record<string, number> | undefined, progress: { update(what: string, done: number): void }): Promise<Dataset> {
+  progress.update('reading dataset', 0);
+  const ds = await loadDataset(dir);
+  try {
+    checkCostNames(ds, modelCost);
+  } catch (e) {
+    if (e instanceof UnirouteError) usage(e.code, e.message);
+    throw e;
+  }
+  return ds;
 }
 
 /** A dataset folder given by an option (--data), checked before any work: a usage error (exit 2) otherwise. */

@@ -137,6 +137,20 @@ const KEY_NAMES = ['version', 'models', 'pos', 'feedback', 'changes', 'epoch'];
 /** Whether an ioredis error is its command timeout. */
 const timedOut = (e: unknown) => /Command timed out/i.test(String((e as Error)?.message ?? ''));
 
+/** How a Redis URL (its search part removed) and key prefix are named in messages and `info`. */
+export function redisDescription(u: URL, prefix: string): string {
+  return `redis://${u.hostname}:${u.port || 6379}${u.pathname || '/0'} (prefix ${prefix})`;
+}
+
+/** The ioredis client class, loaded when a Redis store opens; `what` names what needs it in the error. */
+export function requireIoredis(what: string): typeof import('ioredis').default {
+  try {
+    return createRequire(import.meta.url)('ioredis');
+  } catch (e) {
+    throw new UnirouteError('STORE_UNAVAILABLE', `${what} need the ioredis package (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
 export class RedisPoolStore implements PoolStore {
   readonly description: string;
   private readonly client: RedisClient;
@@ -162,13 +176,8 @@ export class RedisPoolStore implements PoolStore {
     this.timeoutMs = ms('timeout_ms', 1000);
     this.retryMs = ms('retry_ms', 1000);
     u.search = '';
-    this.description = `redis://${u.hostname}:${u.port || 6379}${u.pathname || '/0'} (prefix ${this.prefix})`;
-    let Redis: typeof import('ioredis').default;
-    try {
-      Redis = createRequire(import.meta.url)('ioredis');
-    } catch (e) {
-      throw new UnirouteError('STORE_UNAVAILABLE', `Redis pools need the ioredis package (${(e as Error).message.split('\n')[0]})`);
-    }
+    this.description = redisDescription(u, this.prefix);
+    const Redis = requireIoredis('Redis pools');
     // fail fast when Redis is away (the caller keeps its last pool), time out when it does not answer; reconnect in
     // the background
     this.client = new Redis(u.toString(), {

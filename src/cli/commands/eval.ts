@@ -2,11 +2,9 @@
 import { mkdirSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { type Command } from 'commander';
-import { UnirouteError } from '../../errors.js';
-import { checkCostNames, loadDataset } from '../../data/dataset.js';
 import { ALL_METHODS, EXTRA_METHODS } from '../../eval/protocol.js';
 import { Progress } from '../progress.js';
-import { type CliContext, costArg, dataDir, rangeArg, usage, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
+import { type CliContext, readDataset, costArg, dataDir, rangeArg, usage, intArg, numArg, listArg, remoteFrom, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
 
 export function registerEval(program: Command, { io, quiet }: CliContext): void {
   program
@@ -48,13 +46,7 @@ export function registerEval(program: Command, { io, quiet }: CliContext): void 
       const { evaluate } = await import('../../eval/protocol.js');
       const { writeReport, markdownTable, operatingPointLine, calibrationTable, onlineTable } = await import('../../eval/report.js');
       const progress = new Progress(!quiet());
-      progress.update('reading dataset', 0);
-      const ds = await loadDataset(o.data);
-      try {
-        checkCostNames(ds, o.modelCost);
-      } catch (e) {
-        usage((e as UnirouteError).code, (e as Error).message);
-      }
+      const ds = await readDataset(o.data, o.modelCost, progress); // --model-cost checked against it, before any work
       const t0 = Date.now();
       const report = await evaluate(ds, {
         seeds: o.seeds,

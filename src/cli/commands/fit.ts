@@ -1,10 +1,8 @@
 /** `uniroute fit`: fit a router on a dataset (prompts.jsonl, labels.csv, models.csv); K is chosen on validation prompts unless --clusters is given. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { UnirouteError } from '../../errors.js';
-import { checkCostNames, loadDataset } from '../../data/dataset.js';
 import { fitRouter } from '../../router/fit.js';
 import { Progress } from '../progress.js';
-import { type CliContext, checkOutputFile, dataDir, rangeArg, usage, warnLine, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
+import { type CliContext, readDataset, checkOutputFile, dataDir, rangeArg, usage, warnLine, intArg, numArg, listArg, costArg, remoteFrom, operatingPointText, table, coverageWarning, promptEmbeddingsOf, writeLine, PRICE_PER_BILLION_HELP, pricePerBillionArg, pricePerBillion } from '../shared.js';
 
 /** Fewer prompts than this in the train or the validation part gets a warning. */
 const MIN_PART = 50;
@@ -51,14 +49,7 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
       checkOutputFile(o.out, '--out');
       const remote = o.embedder ? remoteFrom(o.embedder, o.embedderKeyEnv, !quiet()) : undefined;
       const progress = new Progress(!quiet());
-      progress.update('reading dataset', 0);
-      const ds = await loadDataset(o.data);
-      // and those that depend on the dataset, before the fit
-      try {
-        checkCostNames(ds, o.modelCost);
-      } catch (e) {
-        usage((e as UnirouteError).code, (e as Error).message);
-      }
+      const ds = await readDataset(o.data, o.modelCost, progress); // --model-cost checked against it, before any work
       const n = ds.prompts.length;
       const nVal = Math.round(n * o.valFraction);
       const nTrain = n - nVal;
