@@ -347,9 +347,10 @@ describe('batch routing streams', () => {
     expect(got).toEqual(want);
   });
 
-  // 40,000 prompts (0.4 s) end before the heap reaches its working size, so the baseline is a run long enough to
-  // reach it: from there, five times the prompts must not raise the peak (measured: 200 k 190 MB, 2 M 204 MB)
-  it('uniroute route holds flat memory: 1,000,000 piped prompts peak within 15 % of 200,000 (and under 400 MB)', () => {
+  // A short run ends before the heap reaches its working size, so the baseline is a run long enough to reach it:
+  // from there, four times the prompts must not raise the peak. Measured (the built-in router, AMD EPYC):
+  // 200 k 161-170 MB, 500 k 171-178 MB, 1 M 177-197 MB, 2 M 179-188 MB; 200 k against 1 M missed 15 % in CI.
+  it('uniroute route holds flat memory: 2,000,000 piped prompts peak within 15 % of 500,000 (and under 400 MB)', () => {
     const gen = (n: number) => {
       let s = '';
       for (let i = 0; i < n; i++) s += `{"id":${i},"text":"prompt ${i}: ${['solve the integral of x^2', 'write a python function', 'who won the war of 1812', 'translate to French'][i % 4]}"}\n`;
@@ -363,8 +364,8 @@ describe('batch routing streams', () => {
       expect(Number(m![1])).toBe(n);
       return Number(m![2]);
     };
-    const small = peak(200_000);
-    const large = peak(1_000_000);
+    const small = peak(500_000);
+    const large = peak(2_000_000);
     expect(large).toBeLessThan(400);
     expect(large).toBeLessThan(small * 1.15);
   }, 240_000);
