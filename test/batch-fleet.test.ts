@@ -142,6 +142,42 @@ describe('the Batch API over BullMQ on Redis', () => {
     expect(inFlight).toBeLessThanOrEqual(8); // at most the replica's lines in flight (batch.concurrency)
   });
 
+  it('past its window on a fleet: the job ends expired, every line not answered is a batch_expired error, none twice', async (t) => {
+    if (!redis) return t.skip(REDIS_SKIP);
+    const pool = `${redis.url}?prefix=fleet4:`;
+    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+    procs.push(a.proc, b.proc);
+    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const lines = batchLines(3000, 'uniroute', 70_000);
+    const f = await ca.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'expire.jsonl'), purpose: 'batch' });
+    const b0 = await ca.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    for (;;) {
+      const s = await ca.batches.retrieve(b0.id);
+      if (s.request_counts!.completed >= 50) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // the window's end, brought forward in the shared store (24 hours is long for a test)
+    const { RedisBatchStore } = await import('../src/batch/redis-store.js');
+    const store = new RedisBatchStore(pool);
+    try {
+      expect(await store.transition(b0.id, ['in_progress'], { expiresAt: Math.floor(Date.now() / 1000) - 1 })).toBeDefined();
+    } finally {
+      await store.close();
+    }
+    const done = await waitFor(ca, b0.id, 60_000);
+    expect(done.status).toBe('expired');
+    expect(done.request_counts!.completed).toBeLessThan(3000);
+    expect(done.request_counts!.completed + done.request_counts!.failed).toBe(3000);
+    const out = await jsonl(ca, done.output_file_id);
+    const errs = await jsonl(ca, done.error_file_id);
+    expect(out).toHaveLength(done.request_counts!.completed);
+    expect(errs).toHaveLength(done.request_counts!.failed);
+    expect(errs.every((e) => e.error.code === 'batch_expired' && e.response === null)).toBe(true);
+    const ids = [...out, ...errs].map((r) => r.custom_id);
+    expect(new Set(ids).size).toBe(3000);
+  });
+
   it('cancel on one replica: the queued chunks are dropped, the job ends cancelled, nothing written twice', async (t) => {
     if (!redis) return t.skip(REDIS_SKIP);
     const pool = `${redis.url}?prefix=fleet3:`;

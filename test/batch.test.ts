@@ -332,7 +332,7 @@ describe('the Batch API through the openai client (SQLite)', () => {
     }
   });
 
-  it('a job past its completion window ends expired: no new line is sent, the answered ones stay', async () => {
+  it('a job past its completion window ends expired: no new line is sent, the answered ones stay, and every other line is a batch_expired error', async () => {
     up.setDelay(80);
     const s = await server({ concurrency: 4, chunk_lines: 8 });
     try {
@@ -346,9 +346,22 @@ describe('the Batch API through the openai client (SQLite)', () => {
       const b = await waitFor(s.client, b0.id);
       expect(b.status).toBe('expired');
       expect(b.expired_at).toBeGreaterThan(0);
-      const done = b.request_counts!.completed + b.request_counts!.failed;
-      expect(done).toBeLessThan(200);
-      expect(await jsonl(s.client, b.output_file_id)).toHaveLength(b.request_counts!.completed);
+      // as OpenAI does: the lines not executed are in the error file, so that the counts add up to the total
+      expect(b.request_counts!.completed).toBeLessThan(200);
+      expect(b.request_counts!.completed + b.request_counts!.failed).toBe(200);
+      const out = await jsonl(s.client, b.output_file_id);
+      const errs = await jsonl(s.client, b.error_file_id);
+      expect(out).toHaveLength(b.request_counts!.completed);
+      expect(errs).toHaveLength(b.request_counts!.failed);
+      expect(errs.length).toBeGreaterThan(0);
+      for (const e of errs) {
+        expect(e.error.code).toBe('batch_expired');
+        expect(e.error.message).toBe('This request could not be executed before the completion window expired.');
+        expect(e.response).toBeNull();
+      }
+      // each line once, in one file or the other
+      const ids = [...out, ...errs].map((r) => r.custom_id).sort();
+      expect(ids).toEqual(Array.from({ length: 200 }, (_, i) => JSON.parse(batchLines(200, 'uniroute', 60_000)[i]).custom_id).sort());
     } finally {
       up.setDelay(5);
       await s.app.close();

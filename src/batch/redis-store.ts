@@ -169,6 +169,7 @@ local done = (tonumber(redis.call('HGET', KEYS[1], 'completed') or '0') or 0) + 
 if done >= total then
   local fin = 'completed'
   if st == 'cancelling' then fin = 'cancelled' end
+  if st == 'finalizing' then fin = 'expired' end
   finish(fin, ARGV[1], ARGV[2], ARGV[3], ARGV[4])
   return {written, fin}
 end

@@ -134,11 +134,48 @@ abstract class Runner {
     this.kick();
   }
   protected abstract sweep(): Promise<void>;
-  /** Ends expired jobs (past their completion window) that nobody finished. */
+  /**
+   * Ends a job past its completion window that nobody finished, as OpenAI does: every line without a record gets a
+   * `batch_expired` error line, so that completed + failed = total and the error file names each request that was
+   * not executed. The job is `finalizing` meanwhile (its workers stop: the status cache calls it expired); the
+   * write that records its last line ends it as `expired`. One sweeper does it at a time (a lease); one stopped
+   * mid-way leaves it `finalizing`, and the next sweep goes on (the records are keyed, so none is written twice).
+   */
   protected async expire(b: BatchRecord): Promise<boolean> {
     if (FINAL.has(b.status) || Date.now() / 1000 < b.expiresAt) return false;
-    const e = await this.d.store.finish(b.id, 'expired', Math.floor(Date.now() / 1000));
-    if (e) this.d.log?.(`batch ${b.id} expired with ${e.total - e.completed - e.failed} of ${e.total} lines not done`);
+    const now = () => Math.floor(Date.now() / 1000);
+    const me = processName('expire');
+    if (!(await this.d.store.lease(b.id, 'expire', me, this.d.engine.cfg.lockMs))) return true;
+    try {
+      // a job being cancelled ends expired at once (its remaining lines were not asked for any more)
+      const f = b.status === 'cancelling' ? undefined : await this.d.store.transition(b.id, ['validating', 'in_progress', 'finalizing'], { status: 'finalizing', finalizingAt: b.finalizingAt ?? now() });
+      if (f) {
+        const message = 'This request could not be executed before the completion window expired.';
+        await planFile(
+          f,
+          this.d.files,
+          this.d.store,
+          this.recorder,
+          this.d.engine.cfg,
+          async (items) => {
+            const done = await this.d.store.done(f.id, items.map((it) => it.customId));
+            await Promise.all(
+              items
+                .filter((_, i) => !done[i])
+                .map((it) => this.recorder.add(f.id, { key: it.customId, line: it.line, ok: false, json: errorLine(f.id, it.customId, it.customId, it.line, 'batch_expired', message), llm: null, cost: 0, referenceCost: 0, inputTokens: 0, outputTokens: 0 })),
+            );
+          },
+          () => !this.closed,
+        );
+        await this.recorder.drain();
+        if (this.closed) return true; // the next sweep goes on
+      }
+      const e = await this.d.store.finish(b.id, 'expired', now()); // when the lines did not end it (a job being cancelled)
+      const end = e ?? (await this.d.store.getBatch(b.id));
+      if (end) this.d.log?.(`batch ${b.id} ${end.status}: ${end.completed} of ${end.total} lines answered before its window ended`);
+    } finally {
+      await this.d.store.release(b.id, 'expire', me);
+    }
     return true;
   }
   async close(): Promise<void> {

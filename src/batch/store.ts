@@ -269,7 +269,8 @@ export class SqliteBatchStore implements BatchStore {
             b.outputTokens += r.outputTokens;
           }
           let next = b;
-          if (b.completed + b.failed >= b.total) next = { ...b, ...finishPatch(b, b.status === 'cancelling' ? 'cancelled' : 'completed', now) };
+          // the last line's record ends the job: cancelled when it was being cancelled, expired when its window ended
+          if (b.completed + b.failed >= b.total) next = { ...b, ...finishPatch(b, b.status === 'cancelling' ? 'cancelled' : b.status === 'finalizing' ? 'expired' : 'completed', now) };
           if (written > 0 || next !== b) this.write(next);
           return { written, status: next.status };
         })
