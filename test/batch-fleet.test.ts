@@ -73,19 +73,37 @@ async function waitFor(client: OpenAI, id: string, ms = 90_000) {
 const jsonl = async (client: OpenAI, id: string | null | undefined) => (id ? (await (await client.files.content(id)).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 const senderOf = (requestId: string) => requestId.split('-')[0];
 
+/** Two `uniroute serve` replicas on one Redis pool (key prefix `prefix`), and an openai client for each. */
+async function twoReplicas(prefix: string) {
+  const pool = `${redis!.url}?prefix=${prefix}`;
+  const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+  const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
+  procs.push(a.proc, b.proc);
+  return { pool, a, b, ca: new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 }), cb: new OpenAI({ baseURL: `${b.url}/v1`, apiKey: 'x', maxRetries: 0 }) };
+}
+
+/** Uploads `lines` as a file and starts a chat-completions batch on it. */
+async function submit(client: OpenAI, lines: string[], name: string) {
+  const f = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n')), name), purpose: 'batch' });
+  return client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+}
+
+/** Waits until at least `n` of the batch's lines are answered. */
+async function untilCompleted(client: OpenAI, id: string, n: number) {
+  for (;;) {
+    const s = await client.batches.retrieve(id);
+    if (s.request_counts!.completed >= n) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe('the Batch API over BullMQ on Redis', () => {
   it('two replicas and a worker share the lines; either replica answers status and results', async (t) => {
     if (!redis) return t.skip(REDIS_SKIP);
-    const pool = `${redis.url}?prefix=fleet1:`;
-    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    procs.push(a.proc, b.proc);
+    const { pool, ca, cb } = await twoReplicas('fleet1:');
     await startWorker(pool);
-    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
-    const cb = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: 'x', maxRetries: 0 });
     const lines = [...batchLines(400, 'uniroute', 0), '{"not": "json"', JSON.stringify({ custom_id: 'c5', method: 'POST', url: '/v1/chat/completions', body: { model: 'uniroute', messages: [{ role: 'user', content: 'dup' }] } })];
-    const f = await ca.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'fleet.jsonl'), purpose: 'batch' });
-    const b0 = await ca.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const b0 = await submit(ca, lines, 'fleet.jsonl');
     const done = await waitFor(cb, b0.id); // followed on the other replica
     expect(done.status).toBe('completed');
     expect(done.request_counts).toEqual({ total: 402, completed: 400, failed: 2 });
@@ -105,20 +123,10 @@ describe('the Batch API over BullMQ on Redis', () => {
 
   it('a replica killed with -9 mid-job: no line lost or doubled; repeats only among its lines in flight', async (t) => {
     if (!redis) return t.skip(REDIS_SKIP);
-    const pool = `${redis.url}?prefix=fleet2:`;
-    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    procs.push(a.proc, b.proc);
-    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
-    const cb = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const { a, cb } = await twoReplicas('fleet2:');
     const lines = batchLines(500, 'uniroute', 10_000);
-    const f = await cb.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'kill.jsonl'), purpose: 'batch' });
-    const b0 = await cb.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
-    for (;;) {
-      const s = await cb.batches.retrieve(b0.id);
-      if (s.request_counts!.completed >= 100) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const b0 = await submit(cb, lines, 'kill.jsonl');
+    await untilCompleted(cb, b0.id, 100);
     a.proc.kill('SIGKILL');
     await new Promise((r) => a.proc.once('exit', r));
     const done = await waitFor(cb, b0.id);
@@ -144,19 +152,9 @@ describe('the Batch API over BullMQ on Redis', () => {
 
   it('past its window on a fleet: the job ends expired, every line not answered is a batch_expired error, none twice', async (t) => {
     if (!redis) return t.skip(REDIS_SKIP);
-    const pool = `${redis.url}?prefix=fleet4:`;
-    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    procs.push(a.proc, b.proc);
-    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
-    const lines = batchLines(3000, 'uniroute', 70_000);
-    const f = await ca.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'expire.jsonl'), purpose: 'batch' });
-    const b0 = await ca.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
-    for (;;) {
-      const s = await ca.batches.retrieve(b0.id);
-      if (s.request_counts!.completed >= 50) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const { pool, ca } = await twoReplicas('fleet4:');
+    const b0 = await submit(ca, batchLines(3000, 'uniroute', 70_000), 'expire.jsonl');
+    await untilCompleted(ca, b0.id, 50);
     // the window's end, brought forward in the shared store (24 hours is long for a test)
     const { RedisBatchStore } = await import('../src/batch/redis-store.js');
     const store = new RedisBatchStore(pool);
@@ -180,20 +178,10 @@ describe('the Batch API over BullMQ on Redis', () => {
 
   it('cancel on one replica: the queued chunks are dropped, the job ends cancelled, nothing written twice', async (t) => {
     if (!redis) return t.skip(REDIS_SKIP);
-    const pool = `${redis.url}?prefix=fleet3:`;
-    const a = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    const b = await startServe(['--router', routerPath, '--config', cfgPath, '--pool', pool]);
-    procs.push(a.proc, b.proc);
-    const ca = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: 'x', maxRetries: 0 });
-    const cb = new OpenAI({ baseURL: `${b.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const { ca, cb } = await twoReplicas('fleet3:');
     const lines = batchLines(3000, 'uniroute', 50_000);
-    const f = await ca.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'cancel.jsonl'), purpose: 'batch' });
-    const b0 = await ca.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
-    for (;;) {
-      const s = await cb.batches.retrieve(b0.id);
-      if (s.request_counts!.completed >= 50) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const b0 = await submit(ca, lines, 'cancel.jsonl');
+    await untilCompleted(cb, b0.id, 50);
     expect(['cancelling', 'cancelled']).toContain((await cb.batches.cancel(b0.id)).status);
     const done = await waitFor(ca, b0.id, 30_000);
     expect(done.status).toBe('cancelled');

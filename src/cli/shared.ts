@@ -178,23 +178,23 @@ export async function loadWithPool(
 export async function readDataset(dir: string, modelCost: Record<string, number> | undefined, progress: { update(what: string, done: number): void }): Promise<Dataset> {
   progress.update('reading dataset', 0);
   const ds = await loadDataset(dir);
+  asUsage(() => checkCostNames(ds, modelCost));
+  return ds;
+}
+
+/** Runs a check of the command line; a coded error it throws becomes a usage error (exit 2, before any work). */
+function asUsage(check: () => void): void {
   try {
-    checkCostNames(ds, modelCost);
+    check();
   } catch (e) {
     if (e instanceof UnirouteError) usage(e.code, e.message);
     throw e;
   }
-  return ds;
 }
 
 /** A dataset folder given by an option (--data), checked before any work: a usage error (exit 2) otherwise. */
 export function dataDir(dir: string, flag = '--data'): string {
-  try {
-    checkDatasetDir(dir, flag);
-  } catch (e) {
-    if (e instanceof UnirouteError) usage(e.code, e.message);
-    throw e;
-  }
+  asUsage(() => checkDatasetDir(dir, flag));
   return dir;
 }
 
