@@ -313,6 +313,37 @@ static void test_score() {
   p.allowed = nullptr;
   cl[3] = int32_t(k);
   CHECK(!score_batch_hard(p, cl.data(), n, ch.data(), nullptr, 1).ok(), "out-of-range cluster accepted");
+
+  // the fused soft path (dot products and argmin per tile, several rows' argmins at once) against the unfused
+  // argmin on the gamma it wrote: exact ties (duplicated psi rows, equal costs), near ties, a NaN row and an
+  // infinite row, at row counts that leave every remainder of the multi-row argmin and of the tile
+  Rng r(91);
+  for (size_t mm : {1, 2, 5, 8, 9, 17, 24, 33}) {
+    const size_t kk = 6;
+    std::vector<float> ps(mm * kk), co(mm);
+    for (size_t j = 0; j < mm; ++j) {
+      co[j] = float(r.below(3)) * 0.5f;
+      for (size_t c = 0; c < kk; ++c) ps[j * kk + c] = float(r.below(4)) * 0.25f;
+    }
+    if (mm > 2) {
+      for (size_t c = 0; c < kk; ++c) ps[2 * kk + c] = ps[1 * kk + c];  // an exact twin
+      co[2] = co[1];
+    }
+    Pool q{mm, kk, ps.data(), co.data(), 0.25f};
+    for (size_t nn : {1, 3, 4, 5, 63, 64, 65, 131}) {
+      std::vector<float> Zs(nn * kk), gs(nn * mm);
+      std::vector<int32_t> fused(nn), ref(nn);
+      for (size_t i = 0; i < nn; ++i)
+        for (size_t c = 0; c < kk; ++c) Zs[i * kk + c] = float(r.below(3)) * 0.5f + (i % 3 == 1 ? 1e-7f * float(r.below(3)) : 0.0f);
+      if (nn > 4) Zs[4 * kk] = __builtin_nanf("");
+      if (nn > 3) Zs[3 * kk + 1] = __builtin_inff();
+      CHECK(score_batch_soft(q, Zs.data(), nn, fused.data(), gs.data(), 1).ok(), "fused soft scoring failed (m %zu n %zu)", mm, nn);
+      CHECK(argmin_batch(q, gs.data(), nn, ref.data(), 1).ok(), "argmin batch failed");
+      size_t diff = 0;
+      for (size_t i = 0; i < nn; ++i) diff += fused[i] != ref[i];
+      CHECK(diff == 0, "fused soft argmin differs from the two-pass rule on %zu of %zu rows (m %zu)", diff, nn, mm);
+    }
+  }
 }
 
 
