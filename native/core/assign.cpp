@@ -85,7 +85,11 @@ void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, i
 }
 
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {
-  if (b < e) P.kt->dot_rows(P.view(), X, b, e, out, ld);
+  if (b < e) P.kt->dot_rows(P.view(), X, nullptr, b, e, out, ld);
+}
+
+void dot_rows_at(const PackedCentroids& P, const float* X, const size_t* at, size_t count, float* out, size_t ld) {
+  if (count > 0) P.kt->dot_rows(P.view(), X, at, 0, count, out, ld);
 }
 
 Status assign_nearest(const float* X, size_t n, size_t d, const float* C, size_t k, int32_t* idx, float* dist,

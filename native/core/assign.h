@@ -31,6 +31,8 @@ void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, i
 
 // out[(i - b) * ld + c] = x_i . c_c for rows b .. e - 1 and every centroid c < P.k (ld >= P.k).
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld);
+// The same for the rows X + at[i] * d, i = 0 .. count - 1 (a subset of X, read in place): out[i * ld + c].
+void dot_rows_at(const PackedCentroids& P, const float* X, const size_t* at, size_t count, float* out, size_t ld);
 
 // ||x||^2 with eight partial sums (vectorises without -ffast-math), by the active kernels.
 float squared_norm(const float* x, size_t d);

@@ -262,6 +262,32 @@ static void test_kmeans() {
   o.threads = 2;
   CHECK(kmeans(X.data(), n, d, k, o, C2.data(), A2.data(), res2).ok(), "kmeans failed (2 threads)");
   CHECK(C == C2 && A == A2, "kmeans differs across thread counts");
+  // the seeding's pruning changes nothing, bit for bit, and does skip points here: 12 blobs in 16 dimensions (and
+  // one blob far out, so that distances vary in scale), k = 12 and k = 20, 1 and 2 threads
+  {
+    const size_t bk = 12, bd = 16, bper = 150, bn = bk * bper;
+    std::vector<float> B(bn * bd);
+    Rng rb(8);
+    for (size_t i = 0; i < bn; ++i)
+      for (size_t j = 0; j < bd; ++j)
+        B[i * bd + j] = float((i / bper == 11 ? 1000.0 : 6.0) * ((i / bper + j) % 5 == 0) + 0.5 * rb.normal());
+    for (size_t kk : {size_t(12), size_t(20)})
+      for (int th : {1, 2}) {
+        KMeansOptions on, off;
+        on.seed = off.seed = 5;
+        on.n_init = off.n_init = 2;
+        on.threads = off.threads = th;
+        off.prune_seeding = false;
+        std::vector<float> C1(kk * bd), C0(kk * bd);
+        std::vector<int32_t> A1(bn), A0(bn);
+        KMeansResult r1, r0;
+        CHECK(kmeans(B.data(), bn, bd, kk, on, C1.data(), A1.data(), r1).ok() &&
+                  kmeans(B.data(), bn, bd, kk, off, C0.data(), A0.data(), r0).ok(), "kmeans failed (pruning check)");
+        CHECK(C1 == C0 && A1 == A0 && r1.inertia == r0.inertia, "pruned seeding changed the result (k %zu, %d threads)", kk, th);
+        CHECK(r1.seeding_skipped > 0 && r0.seeding_skipped == 0, "pruned seeding skipped %llu rows (k %zu)",
+              static_cast<unsigned long long>(r1.seeding_skipped), kk);
+      }
+  }
   std::vector<float> nanX(X);
   nanX[5] = NAN;
   CHECK(!kmeans(nanX.data(), n, d, k, o, C.data(), A.data(), res).ok(), "kmeans accepted NaN");
