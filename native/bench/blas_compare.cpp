@@ -121,5 +121,15 @@ int main(int argc, char** argv) {
                 },
                 rounds, per_round);
   line("score-soft-vs-sgemm", "%zux%zu by %zux%zu", n, k, k, m, 2.0 * n * k * m, t);
+  // the same scores, the choices only (as routing asks for them, and as assign gives the nearest centroid without
+  // its n x k dot products): the n x m scores stay in a chunk in cache; sgemm still writes its n x m product
+  t = race([&] { score_batch_soft(p, Z.data(), n, choice.data(), nullptr, threads); },
+           [&] {
+             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m),
+                         static_cast<int>(k), 1.0f, Z.data(), static_cast<int>(k), psi.data(), static_cast<int>(k),
+                         0.0f, G.data(), static_cast<int>(m));
+           },
+           rounds, per_round);
+  line("score-choices-vs-sgemm", "%zux%zu by %zux%zu", n, k, k, m, 2.0 * n * k * m, t);
   return 0;
 }
