@@ -81,7 +81,11 @@ PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* 
 }
 
 void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist) {
-  if (b < e) P.kt->assign_rows(P.view(), X, b, e, idx, dist);
+  if (b < e) P.kt->assign_rows(P.view(), X, nullptr, b, e, idx, dist);
+}
+
+void assign_rows_at(const PackedCentroids& P, const float* X, const size_t* at, size_t count, int32_t* idx, float* dist) {
+  if (count > 0) P.kt->assign_rows(P.view(), X, at, 0, count, idx, dist);
 }
 
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld) {

@@ -28,6 +28,8 @@ PackedCentroids pack_centroids(const float* C, size_t k, size_t d, const float* 
 
 // Rows b .. e - 1 of X (n x d) against packed centroids: idx and (when not null) dist for those rows, at GEMM speed.
 void assign_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist);
+// The same for the rows X + at[i] * d, i = 0 .. count - 1 (read in place): idx[i], dist[i].
+void assign_rows_at(const PackedCentroids& P, const float* X, const size_t* at, size_t count, int32_t* idx, float* dist);
 
 // out[(i - b) * ld + c] = x_i . c_c for rows b .. e - 1 and every centroid c < P.k (ld >= P.k).
 void dot_rows(const PackedCentroids& P, const float* X, size_t b, size_t e, float* out, size_t ld);

@@ -44,8 +44,8 @@ struct KernelTable {
   // The packing width for k centroids (a multiple of the vector width).
   size_t (*block_width)(size_t k);
   // Rows b .. e - 1 of X (n x d): the nearest packed centroid (ties to the lowest index) and, where dist is not
-  // null, its Euclidean distance.
-  void (*assign_rows)(const PackedView& P, const float* X, size_t b, size_t e, int32_t* idx, float* dist);
+  // null, its Euclidean distance; with `at` not null, row i is X + at[i] * d (read in place).
+  void (*assign_rows)(const PackedView& P, const float* X, const size_t* at, size_t b, size_t e, int32_t* idx, float* dist);
   // out[(i - b) * ld + c] = x_i . c_c for rows b .. e - 1 and every centroid c < P.k (ld >= P.k); with `at` not
   // null, row i is X + at[i] * d (a gathered subset of X's rows, read in place).
   void (*dot_rows)(const PackedView& P, const float* X, const size_t* at, size_t b, size_t e, float* out, size_t ld);

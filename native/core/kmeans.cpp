@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#include <atomic>
 
 #include "assign.h"
 #include "isa.h"
@@ -151,8 +152,68 @@ uint64_t seed_plus_plus(const float* X, const float* xx, size_t n, size_t d, siz
 Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, const KMeansOptions& opt, Rng& rng,
              float* C, int32_t* assign, KMeansResult& res) {
   const int threads = opt.threads;
-  const uint64_t skipped = seed_plus_plus(X, xx, n, d, k, rng, C, threads, opt.prune_seeding);
+  const uint64_t skipped = seed_plus_plus(X, xx, n, d, k, rng, C, threads, opt.prune);
   std::vector<float> dist(n);
+  // kept[i]: the last assignment step kept point i where it was without the kernel (its dist[i] is then stale);
+  // sq[i] its squared distance to that centroid as the objective computes it (kt.sqdist)
+  std::vector<uint8_t> kept(n, 0);
+  std::vector<double> sq(n);
+  bool dist_stale = false;
+  const KernelTable& kt = kernels();
+  const double kRound = 4.0 * (3.0 * static_cast<double>(d) + 8.0) * 0x1p-24;  // as in seed_plus_plus
+  // The nearest centroid of every point, as assign_nearest gives it, skipping the points whose centroid no other
+  // can be nearer to: with h_a half the distance from centroid a to its nearest other, |x - c| >= 2 h_a - |x - a|
+  // for every other c, so when (2 h_a - |x - a|)^2 exceeds |x - a|^2 by more than twice the rounding bound of the
+  // kernel's squared distances, the kernel would pick a again. The others go through the kernel, read in place.
+  auto assign_step = [&](bool first) -> Status {
+    if (first || !opt.prune) {
+      std::fill(kept.begin(), kept.end(), 0);
+      dist_stale = false;
+      return assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
+    }
+    std::vector<double> half(k, std::numeric_limits<double>::infinity());
+    double cmax = 0.0;
+    for (size_t a = 0; a < k; ++a) {
+      cmax = std::max(cmax, static_cast<double>(squared_norm(C + a * d, d)));
+      for (size_t c = a + 1; c < k; ++c) {
+        const double h = 0.5 * std::sqrt(kt.sqdist(C + a * d, C + c * d, d));
+        half[a] = std::min(half[a], h);
+        half[c] = std::min(half[c], h);
+      }
+    }
+    const PackedCentroids P = pack_centroids(C, k, d);
+    std::atomic<uint64_t> skipped_here{0};
+    Status st = parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
+      std::vector<size_t> at;
+      at.reserve(e - b);
+      uint64_t mine = 0;
+      for (size_t i = b; i < e; ++i) {
+        const size_t a = static_cast<size_t>(assign[i]);
+        const double s2 = kt.sqdist(X + i * d, C + a * d, d);
+        const double lb = 2.0 * half[a] * (1.0 - 1e-12) - std::sqrt(s2 * (1.0 + 1e-9));
+        if (lb > 0.0 && lb * lb > s2 * (1.0 + 1e-9) + 2.0 * kRound * (xx[i] + cmax)) {
+          kept[i] = 1;
+          sq[i] = s2;
+          ++mine;
+        } else {
+          kept[i] = 0;
+          at.push_back(i);
+        }
+      }
+      std::vector<int32_t> idx(at.size());
+      std::vector<float> dd(at.size());
+      assign_rows_at(P, X, at.data(), at.size(), idx.data(), dd.data());
+      for (size_t r = 0; r < at.size(); ++r) {
+        assign[at[r]] = idx[r];
+        dist[at[r]] = dd[r];
+      }
+      skipped_here += mine;
+      return Status::Ok();
+    });
+    res.lloyd_skipped += skipped_here.load();
+    dist_stale = skipped_here.load() > 0;
+    return st;
+  };
   std::vector<int32_t> prev(n, -1);
   std::vector<double> sums(k * d);
   std::vector<size_t> counts(k);
@@ -169,7 +230,7 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
       for (size_t p = b; p < e; ++p) {
         const size_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
         double s = 0.0;
-        for (size_t i = i0; i < i1; ++i) s += kt.sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
+        for (size_t i = i0; i < i1; ++i) s += kept[i] ? sq[i] : kt.sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
         part[p] = s;
       }
       return Status::Ok();
@@ -179,7 +240,7 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
     return obj;
   };
   for (uint32_t it = 0; it < std::max<uint32_t>(1, opt.max_iter); ++it) {
-    Status st = assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
+    Status st = assign_step(it == 0);
     if (!st.ok()) return st;
     const double obj = objective();
     size_t changed = 0;
@@ -195,6 +256,12 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
     // update: per-centroid sums, split by dimension across the pool (each part owns a column range: no races)
     std::fill(counts.begin(), counts.end(), 0);
     for (size_t i = 0; i < n; ++i) counts[static_cast<size_t>(assign[i])]++;
+    if (dist_stale && std::count(counts.begin(), counts.end(), size_t{0}) > 0) {
+      // an empty cluster is re-seeded by the points' distances: those the step kept get theirs from the kernel
+      // (the same assignment, by the bound)
+      st = assign_step(true);
+      if (!st.ok()) return st;
+    }
     parallel_for(d, threads, 16, [&](size_t jb, size_t je, int) {
       for (size_t c = 0; c < k; ++c) std::fill(sums.begin() + c * d + jb, sums.begin() + c * d + je, 0.0);
       for (size_t i = 0; i < n; ++i) {
@@ -225,7 +292,7 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
     }
   }
   if (!converged) {  // the last step moved the centroids: make the assignment match them
-    Status st = assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
+    Status st = assign_step(true);
     if (!st.ok()) return st;
     res.inertia = objective();
   }

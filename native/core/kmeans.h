@@ -13,8 +13,10 @@ struct KMeansOptions {
   double tol = 1e-7;  // stop when the relative drop of the objective is below tol (or no assignment changes)
   uint32_t n_init = 1;  // restarts; the run with the lowest objective wins
   int threads = 0;
-  // skip, in the seeding, the points no trial can come closer to (same result, bit for bit; off only to test that)
-  bool prune_seeding = true;
+  // skip the distances that provably cannot change the result: in the seeding, the points no trial can come
+  // closer to; in Lloyd's steps, the points no other centroid can be nearer to (the same result, bit for bit; off
+  // only to test that)
+  bool prune = true;
 };
 
 struct KMeansResult {
@@ -22,6 +24,7 @@ struct KMeansResult {
   uint32_t iterations = 0;
   uint32_t reseeded = 0;  // empty clusters re-seeded
   uint64_t seeding_skipped = 0;  // (point, centre) distance rows the seeding's bound skipped, over every restart
+  uint64_t lloyd_skipped = 0;    // points Lloyd's steps kept without the kernel (of the best restart)
 };
 
 // centroids: k x d out; assign: n out. Requires 1 <= k <= n.
