@@ -264,3 +264,30 @@ describe('the evaluation measures the shipped path', () => {
     expect(seen.length).toBe(4);
   }, 60_000);
 });
+
+describe('the learned map\'s own selection of K and strength', () => {
+  it('scores the predicted errors the map\'s router computes (soft memberships, difficulty shift), and is reported apart from K-means\'', async () => {
+    const { softGammaOf } = await import('../src/router/select.js');
+    const { difficultyOf } = await import('../src/router/evidence.js');
+    const ds = await loadDataset(makeSyntheticDataset(500, 29));
+    const audits: Parameters<NonNullable<Parameters<typeof runSeed>[2]['onRouter']>>[0][] = [];
+    const res = await runSeed(ds, 4, { methods: ['uniroute-learned-map'], valPrompts: [120], dim: 32, kGrid: [3, 4], lambdaSteps: 8, onRouter: (a) => audits.push(a) });
+    expect([3, 4]).toContain(res.chosen.map_k);
+    expect([1, 4, 16]).toContain(res.chosen.map_prior_strength);
+    const { router, testIdx } = audits[0];
+    expect(router.k).toBe(res.chosen.map_k);
+    expect(router.priorStrength).toBe(res.chosen.map_prior_strength);
+    const E = await router.embedTexts(Array.from(testIdx, (i) => ds.prompts[i].text));
+    const n = testIdx.length;
+    const K = router.k;
+    const z = new Float32Array(n * K);
+    native().mlpForward(router.map!.params, router.map!.config, E, n, z);
+    const s = router.snapshot();
+    const M = s.names.length;
+    const d = router.prior?.difficulty;
+    expect(d).toBeDefined();
+    const g = softGammaOf(s.psi, z, Int32Array.from({ length: n }, (_, i) => i), K, M, router.prior, difficultyOf(E, router.dim, d!.w, d!.w0));
+    const b = await router.routeEmbeddings(E, { lambda: 0, explain: true, ood: false });
+    for (let t = 0; t < n * M; t++) expect(g[t]).toBeCloseTo(b.predictedError[t], 5);
+  }, 60_000);
+});

@@ -266,6 +266,24 @@ describe('one decision path, off the event loop', () => {
     expect(new Set(Array.from({ length: 50 }, (_, i) => a.predictedError[i * m].toFixed(5))).size).toBeGreaterThan(3);
   });
 
+  it('fit --method learned-map chooses the map\'s own K and strength on prompts the map was not trained on', async () => {
+    const ds = await loadDataset(makeSyntheticDataset(600, 47));
+    const { router, report } = await fitRouter(ds, { seed: 3, method: 'learned-map', embedder: { bucketsLog2: 13, dim: 32 } });
+    expect(report.kSearch.length).toBeGreaterThan(1);
+    // every (K, strength) of K-means' grid scored again for the map, and the best of them kept
+    expect(report.mapSearch!.map((x) => `${x.k}/${x.priorStrength}`)).toEqual(report.kSearch.map((x) => `${x.k}/${x.priorStrength}`));
+    const best = report.mapSearch!.reduce((a, b) => (b.validationArea > a.validationArea + 1e-12 ? b : a));
+    expect(report.clusters).toBe(best.k);
+    expect(router.k).toBe(best.k);
+    expect(router.map!.config.out).toBe(best.k);
+    expect(report.priorStrength).toBe(best.priorStrength);
+    expect(router.priorStrength).toBe(best.priorStrength);
+    // a fixed K keeps the one map at that K
+    const fixed = await fitRouter(ds, { seed: 3, method: 'learned-map', clusters: 4, embedder: { bucketsLog2: 13, dim: 32 } });
+    expect(fixed.router.k).toBe(4);
+    expect(fixed.report.mapSearch).toBeUndefined();
+  });
+
   it('batch routing with the learned map holds flat memory on a long stream', async () => {
     const { spawnSync } = await import('node:child_process');
     const { mkdtempSync } = await import('node:fs');

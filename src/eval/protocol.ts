@@ -10,8 +10,8 @@ import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
-import { DEFAULT_STRENGTH_GRID, chooseClusters, gatherRows, selectionDraws, stackRows, type SelectionClusters, type StrengthChoice } from '../router/select.js';
-import { fitDifficulty, fitPrior, residOfRows, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, gatherRows, selectionDraws, stackRows, type SelectionClusters, type StrengthChoice } from '../router/select.js';
+import { difficultyOf as difficultyOfRows, fitDifficulty, fitPrior, residOfRows, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
 import { psiMatrix } from '../router/evidence.js';
 import { intervalOf } from '../decide/posterior.js';
@@ -321,8 +321,9 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       deferralArea(routerCurve(g, Y, cTrain, rows, Mtr, lambdasTrain), Math.min(...cTrain), Math.max(...cTrain));
     const at = (what: string) => step(`${v} validation prompts, ${what}`);
     at('choosing K and the prior strength');
+    const kGrid = opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr);
     const sel = await chooseClusters({
-      grid: opts.kGrid?.filter((k) => k <= nTr) ?? clusterGrid(v, nTr),
+      grid: kGrid,
       priorGrid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
       clusters: selectionClusters,
       trainY: Ytr_tr,
@@ -385,29 +386,73 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       res['uniroute-kmeans-no-shrinkage'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, 0)));
     as('uniroute-learned-map');
     if (methods.has('uniroute-learned-map')) {
-      let params = mapCache.get(bestK);
-      const cfg: MlpConfig = { in: D, out: bestK, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' };
-      if (!params) {
-        // trained on the training LLMs' errors on the train prompts, Psi from the same (App. G.2); 10 % held out
-        const { psi } = psiMatrix(c.trainCl, Ytr_tr, Mtr, bestK, prior, priorOf(bestK, c.trainCl).prior);
-        const hold = Math.max(2, Math.round(nTr * 0.1));
-        const Y = errorsOf(Ytr_tr);
-        const r = await callAsync(() =>
-          native().trainMlp(Etr.subarray(hold * D), nTr - hold, Y.subarray(hold * Mtr), Mtr, cfg, {
-            psi,
-            valX: Etr.subarray(0, hold * D),
-            valY: Y.subarray(0, hold * Mtr),
-            lr: 0.005,
-            batch: 64,
-            epochs: opts.mapEpochs ?? 5,
-            patience: 2,
-            seed,
-          }),
-        );
-        params = r.params;
-        mapCache.set(bestK, params);
+      // trained on the training LLMs' errors on the train prompts, Psi from the same (App. G.2); the first 10 % of
+      // the train prompts held out (early stopping)
+      const hold = Math.max(2, Math.round(nTr * 0.1));
+      const cfgOf = (k: number): MlpConfig => ({ in: D, out: k, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' });
+      const mapOf = async (k: number) => {
+        let params = mapCache.get(k);
+        if (!params) {
+          const c = await clusters(k);
+          const { psi } = psiMatrix(c.trainCl, Ytr_tr, Mtr, k, prior, priorOf(k, c.trainCl).prior);
+          const Y = errorsOf(Ytr_tr);
+          const r = await callAsync(() =>
+            native().trainMlp(Etr.subarray(hold * D), nTr - hold, Y.subarray(hold * Mtr), Mtr, cfgOf(k), {
+              psi,
+              valX: Etr.subarray(0, hold * D),
+              valY: Y.subarray(0, hold * Mtr),
+              lr: 0.005,
+              batch: 64,
+              epochs: opts.mapEpochs ?? 5,
+              patience: 2,
+              seed,
+            }),
+          );
+          params = r.params;
+          mapCache.set(k, params);
+        }
+        return params;
+      };
+      // K and the strength chosen for the map itself, as for K-means but routed by its soft memberships (the K-means
+      // choice does not carry over): the training LLMs described from the same budget-sized draws of train prompts,
+      // scored on prompts the map was not trained on (the held-out train prompts outside the draw, the validation
+      // prompts), never on test prompts
+      const nScored = hold + v;
+      const scoredE = concatRows(Etr.subarray(0, hold * D), Eva.subarray(0, v * D));
+      const scoredY = concatRows(Ytr_tr.subarray(0, hold * Mtr), YtrVa);
+      const mapDraws = draws.map((d) => {
+        const inFit = new Uint8Array(hold);
+        for (const i of d.fit) if (i < hold) inFit[i] = 1;
+        const rows: number[] = [];
+        for (let i = 0; i < hold; i++) if (!inFit[i]) rows.push(i);
+        for (let i = 0; i < v; i++) rows.push(hold + i);
+        return { fit: d.fit, rows: Int32Array.from(rows) };
+      });
+      const msel = await chooseMapClusters({
+        grid: kGrid,
+        priorGrid: opts.priorGrid ?? DEFAULT_STRENGTH_GRID,
+        candidate: async (k) => {
+          const c = await clusters(k);
+          const pf = priorOf(k, c.trainCl);
+          const z = new Float32Array(nScored * k);
+          native().mlpForward(await mapOf(k), cfgOf(k), scoredE, nScored, z);
+          const dd = pf.prior.difficulty;
+          return { trainCl: c.trainCl, prior: pf.prior, concentration: pf.concentration, z, difficulty: dd ? difficultyOfRows(scoredE, D, dd.w, dd.w0) : null };
+        },
+        trainY: Ytr_tr,
+        draws: mapDraws,
+        rowsY: scoredY,
+        M: Mtr,
+        costs: cTrain,
+        lambdas: lambdasTrain,
+      });
+      if (v === vMax) {
+        out.chosen.map_k = msel.k;
+        out.chosen.map_prior_strength = msel.priorStrength;
       }
-      res['uniroute-learned-map'] = result(await shippedCurve(await unseenRouter(bestK, c.C, c.trainCl, c.valCl, v, bestPrior, { config: cfg, params })));
+      const cm = await clusters(msel.k);
+      const params = await mapOf(msel.k);
+      res['uniroute-learned-map'] = result(await shippedCurve(await unseenRouter(msel.k, cm.C, cm.trainCl, cm.valCl, v, msel.priorStrength, { config: cfgOf(msel.k), params })));
     }
     as('knn');
     if (methods.has('knn') && simAllTrain) {

@@ -4,8 +4,8 @@ import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
-import { DEFAULT_STRENGTH_GRID, chooseClusters, gatherRows, selectionDraws } from './select.js';
-import { fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, gatherRows, selectionDraws } from './select.js';
+import { difficultyOf, fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { DISTANCE_LEVELS, Router, type EvidenceCells, type LearnedMap } from './router.js';
 import type { OperatingPoint } from '../decide/operating.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
@@ -59,6 +59,8 @@ export interface FitReport {
   valPrompts: number;
   clusters: number;
   kSearch: Array<{ k: number; priorStrength: number; validationArea: number }>;
+  /** With a learned map and K chosen: the map's own search (src/router/select.ts, chooseMapClusters). */
+  mapSearch?: Array<{ k: number; priorStrength: number; validationArea: number }>;
   priorStrength: number;
   /** The difficulty model's cross-validated R² and its logit slope (absent without it). */
   difficulty?: { r2: number; ridge: number; slope: number };
@@ -254,16 +256,20 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   // K and the shrinkage strength chosen without test data, budget-matched to the validation outcomes that each
   // LLM's error vector will come from (src/router/select.ts)
   const kSearch: FitReport['kSearch'] = [];
+  let mapSearch: FitReport['mapSearch'];
   let K: number;
   let priorStrength = opts.priorStrength ?? 1;
-  if (opts.clusters === undefined || opts.clusters === 'auto') {
-    const grid = clusterGrid(nVal, trainTexts.length).filter((k) => k >= (opts.minClusters ?? 1));
-    if (grid.length === 0) grid.push(Math.min(opts.minClusters ?? 1, trainTexts.length));
+  const autoK = opts.clusters === undefined || opts.clusters === 'auto';
+  const grid = clusterGrid(nVal, trainTexts.length).filter((k) => k >= (opts.minClusters ?? 1));
+  if (grid.length === 0) grid.push(Math.min(opts.minClusters ?? 1, trainTexts.length));
+  const draws = selectionDraws(trainTexts.length, nVal, seed);
+  const strengthGrid = opts.priorStrength === undefined ? DEFAULT_STRENGTH_GRID : [opts.priorStrength];
+  const kmCache = new Map<number, import('./select.js').SelectionClusters>();
+  if (autoK) {
     let done = 0;
-    const kmCache = new Map<number, import('./select.js').SelectionClusters>();
     const sel = await chooseClusters({
       grid,
-      priorGrid: opts.priorStrength === undefined ? DEFAULT_STRENGTH_GRID : [opts.priorStrength],
+      priorGrid: strengthGrid,
       clusters: async (k) => {
         progress('choose K', done++, grid.length);
         let c = kmCache.get(k);
@@ -283,16 +289,71 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       M,
       costs,
       lambdas: lambdaGrid(costs),
-      draws: selectionDraws(trainTexts.length, nVal, seed),
+      draws,
     });
     progress('choose K', grid.length, grid.length);
     K = sel.k;
     priorStrength = sel.priorStrength;
     kSearch.push(...sel.search);
   } else {
-    K = opts.clusters;
+    K = opts.clusters as number;
     if (!Number.isInteger(K) || K < 1 || K > trainTexts.length)
       throw new UnirouteError('INVALID_ARGUMENT', `--clusters must be a whole number in [1, ${trainTexts.length}] (got ${K})`);
+  }
+
+  let chosenMap: LearnedMap | undefined;
+  if (opts.method === 'learned-map' && autoK && grid.length * strengthGrid.length > 1) {
+    // the map's own K and strength (K per method, paper App. G): K-means' choice does not carry over to a map that
+    // spreads a prompt over clusters. One map per K of the grid, each scored on the prompts it was not trained on
+    // (its held-out train prompts outside the draw, the validation prompts) among the training LLMs
+    const maps = new Map<number, { map: LearnedMap; held: Int32Array }>();
+    const mapFor = async (k: number) => {
+      let t = maps.get(k);
+      if (!t) {
+        const c = kmCache.get(k)!;
+        maps.set(k, (t = await trainLearnedMapHeld(trainEmb, trainTexts.length, D, k, c.trainCl, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed, c.prior)));
+      }
+      return t;
+    };
+    let done = 0;
+    const held = (await mapFor(grid[0])).held; // the same rows for every K (one permutation)
+    const scoredE = new Float32Array((held.length + nVal) * D);
+    scoredE.set(gatherRows(trainEmb, held, D));
+    scoredE.set(valEmb.subarray(0, nVal * D), held.length * D);
+    const scoredY = new Float32Array((held.length + nVal) * M);
+    scoredY.set(gatherRows(trainY, held, M));
+    scoredY.set(valY.subarray(0, nVal * M), held.length * M);
+    const msel = await chooseMapClusters({
+      grid,
+      priorGrid: strengthGrid,
+      candidate: async (k) => {
+        progress('learned map', done++, grid.length);
+        const c = kmCache.get(k)!;
+        const { map: mk } = await mapFor(k);
+        const n = held.length + nVal;
+        const z = new Float32Array(n * k);
+        native().mlpForward(mk.params, mk.config, scoredE, n, z);
+        const dd = c.prior?.difficulty;
+        return { trainCl: c.trainCl, prior: c.prior, concentration: c.concentration, z, difficulty: dd ? difficultyOf(scoredE, D, dd.w, dd.w0) : null };
+      },
+      trainY,
+      draws: draws.map((d) => {
+        const inFit = new Set(d.fit);
+        const rows: number[] = [];
+        held.forEach((p, i) => inFit.has(p) || rows.push(i));
+        for (let i = 0; i < nVal; i++) rows.push(held.length + i);
+        return { fit: d.fit, rows: Int32Array.from(rows) };
+      }),
+      rowsY: scoredY,
+      M,
+      costs,
+      lambdas: lambdaGrid(costs),
+    });
+    progress('learned map', grid.length, grid.length);
+    mapSearch = msel.search;
+    K = msel.k;
+    priorStrength = msel.priorStrength;
+    chosenMap = (await mapFor(K)).map;
   }
 
   progress('clusters', 0, 1);
@@ -304,8 +365,8 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   const cells = opts.evidenceCells === 0 ? undefined : await fitEvidenceCells(trainEmb, trainTexts.length, D, K, km.assignments, seed, opts.evidenceCells);
   const clusterShare = new Float32Array(K);
   for (const c of km.assignments) clusterShare[c] += 1 / km.assignments.length;
-  let map: LearnedMap | undefined;
-  if (opts.method === 'learned-map') {
+  let map: LearnedMap | undefined = chosenMap;
+  if (opts.method === 'learned-map' && !map) {
     progress('learned map', 0, 1);
     map = await trainLearnedMap(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed, prior);
     progress('learned map', 1, 1);
@@ -429,6 +490,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
       clusters: K,
       priorStrength,
       kSearch,
+      ...(mapSearch ? { mapSearch } : {}),
       ...(prior.difficulty && dm ? { difficulty: { r2: dm.r2, ridge: dm.ridge, slope: prior.difficulty.slope } } : {}),
       models: reportModels,
       ...(skipped.length ? { skipped } : {}),
@@ -455,6 +517,23 @@ export async function trainLearnedMap(
   seed: number,
   prior?: PsiPrior,
 ): Promise<LearnedMap> {
+  return (await trainLearnedMapHeld(E, n, D, K, clusters, correct, M, priorStrength, epochs, seed, prior)).map;
+}
+
+/** The same, with the held-out train prompts (early stopping only: the map is not fitted to them). */
+export async function trainLearnedMapHeld(
+  E: Float32Array,
+  n: number,
+  D: number,
+  K: number,
+  clusters: Int32Array,
+  correct: Float32Array,
+  M: number,
+  priorStrength: number,
+  epochs: number,
+  seed: number,
+  prior?: PsiPrior,
+): Promise<{ map: LearnedMap; held: Int32Array }> {
   const { psi } = psiMatrix(clusters, correct, M, K, priorStrength, prior);
   const errors = correct.map((v) => 1 - v);
   const order = permutation(n, seed + 17);
@@ -475,5 +554,5 @@ export async function trainLearnedMap(
       seed,
     }),
   );
-  return { config, params: r.params };
+  return { map: { config, params: r.params }, held: heldRows };
 }

@@ -121,3 +121,92 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
   }
   return best;
 }
+
+/** What selection sees of the learned map at K clusters: the hard clusters of the train prompts (which describe an LLM), the prior, and the map's soft memberships of the rows routed for the score. */
+export interface MapSelectionCandidate {
+  trainCl: Int32Array;
+  prior?: PsiPrior;
+  concentration?: number;
+  /** The map's memberships z(x) (rows x K) of the scored rows, none of which it was trained on. */
+  z: Float32Array;
+  /** The scored rows' difficulty d(x) (with a difficulty model). */
+  difficulty?: Float32Array | null;
+}
+
+export interface MapSelectionInput {
+  grid: number[];
+  priorGrid: StrengthChoice[];
+  candidate: (k: number) => Promise<MapSelectionCandidate>;
+  /** Training LLMs' correctness on the train prompts (nTr x M). */
+  trainY: Float32Array;
+  /** Per draw: the train prompts that describe the training LLMs, and which of the scored rows to score (not among them). */
+  draws: Array<{ fit: Int32Array; rows: Int32Array }>;
+  /** Training LLMs' correctness on the scored rows (rows x M). */
+  rowsY: Float32Array;
+  M: number;
+  costs: number[];
+  lambdas: number[];
+}
+
+/**
+ * Predicted errors (rows x M) under soft membership, as the engine computes them for a learned map: z·Ψ, then
+ * σ(logit(z·Ψ) + b·r) with a difficulty slope, r = d − z·μ.
+ */
+export function softGammaOf(psi: Float32Array, z: Float32Array, rows: ArrayLike<number>, K: number, M: number, prior?: PsiPrior, difficulty?: Float32Array | null): Float32Array {
+  const g = new Float32Array(rows.length * M);
+  const dm = prior?.difficulty;
+  for (let i = 0; i < rows.length; i++) {
+    const zi = z.subarray(rows[i] * K, (rows[i] + 1) * K);
+    let shift = 0;
+    if (dm && difficulty) {
+      let mu = 0;
+      for (let c = 0; c < K; c++) mu += zi[c] * dm.mu[c];
+      shift = dm.slope * (difficulty[rows[i]] - mu);
+    }
+    for (let j = 0; j < M; j++) {
+      let s = 0;
+      for (let c = 0; c < K; c++) s += zi[c] * psi[j * K + c];
+      if (dm && difficulty) {
+        const q = Math.min(1 - 1e-6, Math.max(1e-6, s));
+        s = 1 / (1 + Math.exp(-(Math.log(q / (1 - q)) + shift)));
+      }
+      g[i * M + j] = s;
+    }
+  }
+  return g;
+}
+
+/**
+ * K and the strength for the learned map, chosen as chooseClusters chooses them for K-means (the paper chooses K per
+ * method, App. G.1–G.2), but routed the way the map routes: the training LLMs described from a budget-sized sample
+ * of train prompts under hard assignment (as an unseen LLM is from its validation prompts), and prompts the map was
+ * not trained on routed among them by their soft memberships. The K-means choice does not carry over: a soft map
+ * spreads a prompt over clusters, so it can use more of them, and it blends each cluster's Ψ, so shrinkage toward
+ * the prior weighs differently.
+ */
+export async function chooseMapClusters(s: MapSelectionInput): Promise<SelectionResult> {
+  const { M } = s;
+  const cMin = Math.min(...s.costs);
+  const cMax = Math.max(...s.costs);
+  const best: SelectionResult = { k: s.grid[0], priorStrength: 1, area: -Infinity, search: [] };
+  const evalY = s.draws.map((d) => gatherRows(s.rowsY, d.rows, M));
+  for (const k of s.grid) {
+    const { trainCl, prior, concentration, z, difficulty } = await s.candidate(k);
+    for (const choice of s.priorGrid) {
+      const a = choice === 'eb' ? Math.min(EB_STRENGTH_CAP, concentration ?? 1) : choice;
+      let area = 0;
+      s.draws.forEach((d, r) => {
+        const { psi } = psiMatrix(Int32Array.from(d.fit, (i) => trainCl[i]), gatherRows(s.trainY, d.fit, M), M, k, a, prior);
+        const g = softGammaOf(psi, z, d.rows, k, M, prior, difficulty);
+        area += deferralArea(routerCurve(g, evalY[r], s.costs, d.rows.length, M, s.lambdas), cMin, cMax) / s.draws.length;
+      });
+      best.search.push({ k, priorStrength: a, validationArea: area });
+      if (area > best.area + 1e-12) {
+        best.area = area;
+        best.k = k;
+        best.priorStrength = a;
+      }
+    }
+  }
+  return best;
+}
