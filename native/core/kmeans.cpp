@@ -154,9 +154,9 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
   const int threads = opt.threads;
   const uint64_t skipped = seed_plus_plus(X, xx, n, d, k, rng, C, threads, opt.prune);
   std::vector<float> dist(n);
-  // kept[i]: the last assignment step kept point i where it was without the kernel (its dist[i] is then stale);
-  // sq[i] its squared distance to that centroid as the objective computes it (kt.sqdist)
-  std::vector<uint8_t> kept(n, 0);
+  // sq[i]: point i's squared distance to centroid sq_of[i] as the objective computes it (kt.sqdist), from the last
+  // assignment step's bound check (-1: none); the objective reuses it where the point stayed with that centroid
+  std::vector<int32_t> sq_of(n, -1);
   std::vector<double> sq(n);
   bool dist_stale = false;
   const KernelTable& kt = kernels();
@@ -167,7 +167,7 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
   // kernel's squared distances, the kernel would pick a again. The others go through the kernel, read in place.
   auto assign_step = [&](bool first) -> Status {
     if (first || !opt.prune) {
-      std::fill(kept.begin(), kept.end(), 0);
+      std::fill(sq_of.begin(), sq_of.end(), -1);
       dist_stale = false;
       return assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
     }
@@ -190,15 +190,13 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
       for (size_t i = b; i < e; ++i) {
         const size_t a = static_cast<size_t>(assign[i]);
         const double s2 = kt.sqdist(X + i * d, C + a * d, d);
+        sq[i] = s2;
+        sq_of[i] = static_cast<int32_t>(a);
         const double lb = 2.0 * half[a] * (1.0 - 1e-12) - std::sqrt(s2 * (1.0 + 1e-9));
-        if (lb > 0.0 && lb * lb > s2 * (1.0 + 1e-9) + 2.0 * kRound * (xx[i] + cmax)) {
-          kept[i] = 1;
-          sq[i] = s2;
+        if (lb > 0.0 && lb * lb > s2 * (1.0 + 1e-9) + 2.0 * kRound * (xx[i] + cmax))
           ++mine;
-        } else {
-          kept[i] = 0;
+        else
           at.push_back(i);
-        }
       }
       std::vector<int32_t> idx(at.size());
       std::vector<float> dd(at.size());
@@ -230,7 +228,8 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
       for (size_t p = b; p < e; ++p) {
         const size_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
         double s = 0.0;
-        for (size_t i = i0; i < i1; ++i) s += kept[i] ? sq[i] : kt.sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
+        for (size_t i = i0; i < i1; ++i)
+          s += sq_of[i] == assign[i] ? sq[i] : kt.sqdist(X + i * d, C + static_cast<size_t>(assign[i]) * d, d);
         part[p] = s;
       }
       return Status::Ok();
