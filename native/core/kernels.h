@@ -66,6 +66,8 @@ struct KernelTable {
   // with no allowed set and no evidence (argmin_scores's rule, exactly).
   void (*score_soft_rows)(const PackedView& P, const float* Z, size_t b, size_t e, float* G, const ScoreTerms& t,
                           int32_t* choice);
+  // dst[0 .. n) = src[0 .. n) with non-temporal stores where aligned (then a store fence).
+  void (*stream_copy)(float* dst, const float* src, size_t n);
 };
 
 namespace kernels_baseline {

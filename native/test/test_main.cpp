@@ -373,6 +373,27 @@ static void test_score() {
       CHECK(diff == 0, "fused soft argmin differs from the two-pass rule on %zu of %zu rows (m %zu)", diff, nn, mm);
     }
   }
+  // scores too large for the caches are streamed out of a chunk in cache: the same scores and choices, bit for bit,
+  // as small batches that write theirs in place, into a gamma that is not vector-aligned
+  {
+    const size_t mm = 33, kk = 6, nn = 70000;  // 9.2 MB of scores
+    std::vector<float> ps(mm * kk), co(mm), Zs(nn * kk), big(nn * mm + 1), small(8 * mm);
+    for (auto& v : ps) v = float(r.below(1000)) / 1000.0f;
+    for (auto& v : co) v = float(r.below(5)) * 0.01f;
+    for (auto& v : Zs) v = float(r.below(100)) / 100.0f;
+    Pool q{mm, kk, ps.data(), co.data(), 0.5f};
+    std::vector<int32_t> ch(nn), chs(8);
+    CHECK(score_batch_soft(q, Zs.data(), nn, ch.data(), big.data() + 1, 2).ok(), "streamed soft scoring failed");
+    size_t bad = 0;
+    for (size_t at : {size_t(0), size_t(5), size_t(4096), size_t(33333), nn - 8}) {
+      CHECK(score_batch_soft(q, Zs.data() + at * kk, 8, chs.data(), small.data(), 1).ok(), "small soft scoring failed");
+      for (size_t i = 0; i < 8; ++i) {
+        bad += chs[i] != ch[at + i];
+        for (size_t j = 0; j < mm; ++j) bad += small[i * mm + j] != big[1 + (at + i) * mm + j];
+      }
+    }
+    CHECK(bad == 0, "streamed scores differ from scores written in place in %zu values", bad);
+  }
 }
 
 
