@@ -368,7 +368,7 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
   let map: LearnedMap | undefined = chosenMap;
   if (opts.method === 'learned-map' && !map) {
     progress('learned map', 0, 1);
-    map = await trainLearnedMap(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed, prior);
+    map = (await trainLearnedMapHeld(trainEmb, trainTexts.length, D, K, km.assignments, trainY, M, priorStrength, opts.mapEpochs ?? 5, seed, prior)).map;
     progress('learned map', 1, 1);
   }
   const router = new Router({
@@ -502,25 +502,9 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
 
 /**
  * Trains the learned cluster map on the training LLMs' 0/1 errors on the train prompts, with their Psi from the
- * same prompts (App. G.2); early stopping on a held-out 10 % of the train prompts.
+ * same prompts (App. G.2); early stopping on a held-out 10 % of the train prompts, returned as `held` (the map is
+ * not fitted to them).
  */
-export async function trainLearnedMap(
-  E: Float32Array,
-  n: number,
-  D: number,
-  K: number,
-  clusters: Int32Array,
-  correct: Float32Array,
-  M: number,
-  priorStrength: number,
-  epochs: number,
-  seed: number,
-  prior?: PsiPrior,
-): Promise<LearnedMap> {
-  return (await trainLearnedMapHeld(E, n, D, K, clusters, correct, M, priorStrength, epochs, seed, prior)).map;
-}
-
-/** The same, with the held-out train prompts (early stopping only: the map is not fitted to them). */
 export async function trainLearnedMapHeld(
   E: Float32Array,
   n: number,

@@ -111,15 +111,20 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
         const g = gammaOf(psi, cl, k, M, slope, resid);
         area += deferralArea(routerCurve(g, evalY[r], s.costs, cl.length, M, s.lambdas), cMin, cMax) / s.draws.length;
       });
-      best.search.push({ k, priorStrength: a, validationArea: area });
-      if (area > best.area + 1e-12) {
-        best.area = area;
-        best.k = k;
-        best.priorStrength = a;
-      }
+      consider(best, k, a, area);
     }
   }
   return best;
+}
+
+/** Records a candidate's validation area in the search, and keeps it when it beats the best so far (ties to the first). */
+function consider(best: SelectionResult, k: number, a: number, area: number): void {
+  best.search.push({ k, priorStrength: a, validationArea: area });
+  if (area > best.area + 1e-12) {
+    best.area = area;
+    best.k = k;
+    best.priorStrength = a;
+  }
 }
 
 /** What selection sees of the learned map at K clusters: the hard clusters of the train prompts (which describe an LLM), the prior, and the map's soft memberships of the rows routed for the score. */
@@ -200,12 +205,7 @@ export async function chooseMapClusters(s: MapSelectionInput): Promise<Selection
         const g = softGammaOf(psi, z, d.rows, k, M, prior, difficulty);
         area += deferralArea(routerCurve(g, evalY[r], s.costs, d.rows.length, M, s.lambdas), cMin, cMax) / s.draws.length;
       });
-      best.search.push({ k, priorStrength: a, validationArea: area });
-      if (area > best.area + 1e-12) {
-        best.area = area;
-        best.k = k;
-        best.priorStrength = a;
-      }
+      consider(best, k, a, area);
     }
   }
   return best;
