@@ -64,10 +64,10 @@ struct KernelTable {
   // Soft scores of rows b .. e - 1 of Z (n x P.d memberships) against psi packed as P.k = m "centroids" of P.d
   // values: gamma rows (G + (i - b) * m; G may not be null) and choice[i], the argmin of gamma_i + lambda * cost
   // with no allowed set and no evidence (argmin_scores's rule, exactly).
+  // With `out` not null, each tile's rows of G are also copied to out + i * m with non-temporal stores as the tile
+  // is done (then a store fence at the end).
   void (*score_soft_rows)(const PackedView& P, const float* Z, size_t b, size_t e, float* G, const ScoreTerms& t,
-                          int32_t* choice);
-  // dst[0 .. n) = src[0 .. n) with non-temporal stores where aligned (then a store fence).
-  void (*stream_copy)(float* dst, const float* src, size_t n);
+                          int32_t* choice, float* out);
 };
 
 namespace kernels_baseline {

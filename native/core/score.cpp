@@ -167,7 +167,8 @@ Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice
   const PackedCentroids P = pack_centroids(p.psi, p.m, p.k);
   const bool fused = !p.allowed && !(p.evidence && cells) && !p.psi_logit;
   // scores larger than the caches (the caller reads them after the batch) are computed a chunk at a time in cache and
-  // streamed out, without reading the lines they overwrite; smaller ones are written in place
+  // streamed out a tile at a time as each tile's argmins are done, without reading the lines they overwrite; smaller
+  // ones are written in place
   const bool stream = fused && gamma && n * p.m * sizeof(float) >= (size_t{8} << 20);
   return parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
     constexpr size_t kChunk = 64;
@@ -176,8 +177,7 @@ Status score_batch_soft(const Pool& p, const float* Z, size_t n, int32_t* choice
       const size_t c1 = std::min(e, c0 + kChunk);
       float* G = gamma && !stream ? gamma + c0 * p.m : scratch.data();
       if (fused) {
-        P.kt->score_soft_rows(P.view(), Z, c0, c1, G, sc.terms(), choice);
-        if (stream) P.kt->stream_copy(gamma + c0 * p.m, G, (c1 - c0) * p.m);
+        P.kt->score_soft_rows(P.view(), Z, c0, c1, G, sc.terms(), choice, stream ? gamma : nullptr);
         continue;
       }
       dot_rows(P, Z, c0, c1, G, p.m);
