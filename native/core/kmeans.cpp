@@ -20,6 +20,11 @@ size_t search_prefix(const std::vector<double>& prefix, double r) {
   return std::min(i, prefix.size() - 1);
 }
 
+// A bound on |computed - true| of a squared distance ||x||^2 - 2 x.c + ||c||^2 in float, as a multiple of
+// (||x||^2 + ||c||^2): each of the three terms is within d + 2 roundings of it; a factor of 4 to spare. The
+// prunings below skip a distance only when it clears this bound, so that the kernel's answer is the same.
+double distance_rounding(size_t d) { return 4.0 * (3.0 * static_cast<double>(d) + 8.0) * 0x1p-24; }
+
 // k-means++ (Arthur & Vassilvitskii 2007) with 2 + log(k) local trials per centre, as scikit-learn does: the
 // trials of a centre are drawn together (binary search in the running sum of the potentials) and their distances
 // to every point computed at once by the blocked kernel (||x||^2 - 2 x.c + ||c||^2), on the thread pool.
@@ -36,12 +41,11 @@ uint64_t seed_plus_plus(const float* X, const float* xx, size_t n, size_t d, siz
   std::vector<float> cands(trials * d), dots(n * trials);
   std::vector<size_t> idx(trials), chosen;  // chosen: the points taken as centres, in order
   std::vector<uint32_t> owner(n, 0);        // the centre that gave closest[i]
-  // |computed - true| of a squared distance ||x||^2 - 2 x.c + ||c||^2 in float (each of the three within d + 2
-  // roundings of (||x||^2 + ||c||^2)), with a factor of 4 to spare
-  const double kRound = 4.0 * (3.0 * static_cast<double>(d) + 8.0) * 0x1p-24;
+  const double kRound = distance_rounding(d);
   std::vector<double> cc;  // cc[t * k + j]: squared distance of trial t to centre j, in double
   std::vector<uint8_t> skip(n, 0);
   uint64_t total_skipped = 0;
+  const KernelTable& kt = kernels();
   // distances of every point to the candidates in cands[0 .. t): dots[i * trials + c] becomes the squared distance,
   // or +inf for a point that skip[i] marks
   auto distances = [&](size_t t, bool pruned) {
@@ -99,16 +103,7 @@ uint64_t seed_plus_plus(const float* X, const float* xx, size_t n, size_t d, siz
     }
     // each trial's distance to each centre so far (trials x c x d: small beside the n x trials x d to come)
     for (size_t t = 0; t < trials; ++t)
-      for (size_t j = 0; j < c; ++j) {
-        const float* a = X + idx[t] * d;
-        const float* q = X + chosen[j] * d;
-        double s = 0.0;
-        for (size_t l = 0; l < d; ++l) {
-          const double u = static_cast<double>(a[l]) - static_cast<double>(q[l]);
-          s += u * u;
-        }
-        cc[t * k + j] = s;
-      }
+      for (size_t j = 0; j < c; ++j) cc[t * k + j] = kt.sqdist(X + idx[t] * d, X + chosen[j] * d, d);
     size_t skipped = 0;
     for (size_t i = 0; i < n && prune; ++i) {
       const uint32_t o = owner[i];
@@ -160,7 +155,7 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
   std::vector<double> sq(n);
   bool dist_stale = false;
   const KernelTable& kt = kernels();
-  const double kRound = 4.0 * (3.0 * static_cast<double>(d) + 8.0) * 0x1p-24;  // as in seed_plus_plus
+  const double kRound = distance_rounding(d);
   // The nearest centroid of every point, as assign_nearest gives it, skipping the points whose centroid no other
   // can be nearer to: with h_a half the distance from centroid a to its nearest other, |x - c| >= 2 h_a - |x - a|
   // for every other c, so when (2 h_a - |x - a|)^2 exceeds |x - a|^2 by more than twice the rounding bound of the
@@ -223,7 +218,6 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
   auto objective = [&]() {
     const size_t parts = 64;
     std::vector<double> part(parts, 0.0);
-    const KernelTable& kt = kernels();
     parallel_for(parts, threads, 1, [&](size_t b, size_t e, int) {
       for (size_t p = b; p < e; ++p) {
         const size_t i0 = n * p / parts, i1 = n * (p + 1) / parts;
@@ -323,14 +317,13 @@ Status kmeans(const float* X, size_t n, size_t d, size_t k, const KMeansOptions&
     Status st = lloyd(X, xx.data(), n, d, k, opt, rng, C.data(), A.data(), res);
     if (!st.ok()) return st;
     skipped += res.seeding_skipped;
-    result.seeding_skipped = skipped;
     if (res.inertia < result.inertia) {
       result = res;
-      result.seeding_skipped = skipped;
       std::memcpy(centroids, C.data(), k * d * sizeof(float));
       std::memcpy(assign, A.data(), n * sizeof(int32_t));
     }
   }
+  result.seeding_skipped = skipped;
   return Status::Ok();
 }
 
