@@ -390,12 +390,12 @@ export async function runSeed(ds: Dataset, seed: number, opts: EvalOptions): Pro
       // the train prompts held out (early stopping)
       const hold = Math.max(2, Math.round(nTr * 0.1));
       const cfgOf = (k: number): MlpConfig => ({ in: D, out: k, hidden: [128, 128], batchnorm: true, inputBn: true, head: 'mixture' });
+      const Y = errorsOf(Ytr_tr);
       const mapOf = async (k: number) => {
         let params = mapCache.get(k);
         if (!params) {
           const c = await clusters(k);
           const { psi } = psiMatrix(c.trainCl, Ytr_tr, Mtr, k, prior, priorOf(k, c.trainCl).prior);
-          const Y = errorsOf(Ytr_tr);
           const r = await callAsync(() =>
             native().trainMlp(Etr.subarray(hold * D), nTr - hold, Y.subarray(hold * Mtr), Mtr, cfgOf(k), {
               psi,
