@@ -1,7 +1,8 @@
 /**
  * Decisions that hold on real traffic, on ../shared/data (skipped, with a message, where it is absent): a thin LLM
  * is not trusted like a veteran, a fully described bad and dear LLM is not chosen by an evidence rule, the default
- * point follows the pool, and everyday prompts are routed by cost by the built-in router.
+ * point follows the pool, everyday prompts are routed by cost by the built-in router, and the unseen LLMs' intervals
+ * cover what their held-out prompts show.
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { fitRouter } from '../src/router/fit.js';
 import { Router, explain } from '../src/router/router.js';
 import { intervalOf } from '../src/decide/posterior.js';
 import { defaultRouterPath } from '../src/defaults.js';
+import { evaluate } from '../src/eval/protocol.js';
 import { HAS_SHARED_DATA, SHARED_DATA, SKIP_REASON } from './helpers.js';
 
 if (!HAS_SHARED_DATA) console.warn(SKIP_REASON);
@@ -98,4 +100,19 @@ describe.skipIf(!HAS_SHARED_DATA)('decisions on real data', () => {
     expect(d.ood).toBe(true);
     expect(d.reason).toMatch(/out of distribution/);
   }, 120_000);
+
+  it('routerbench and zeroeval: the unseen LLMs\' 95 % intervals cover 88-99 % of (LLM, cluster) cells at every budget from 10 to 400 validation prompts (3 seeds)', async () => {
+    for (const name of ['routerbench', 'zeroeval']) {
+      const ds = await loadDataset(join(SHARED_DATA, name));
+      const r = await evaluate(ds, { seeds: 3, methods: ['uniroute-kmeans'], valPrompts: [10, 25, 50, 100, 200, 400] });
+      const c = r.calibration!;
+      console.log(`${name}: coverage of the 95 % predictive intervals by validation prompts: ${Object.entries(c.coverage95).map(([v, x]) => `${v}: ${x.toFixed(3)} (${c.cells[v]} cells)`).join(', ')}`);
+      expect(Object.keys(c.coverage95).map(Number)).toEqual([10, 25, 50, 100, 200, 400]);
+      for (const [v, x] of Object.entries(c.coverage95)) {
+        expect(c.cells[v], `${name} N=${v}`).toBeGreaterThanOrEqual(30);
+        expect(x, `${name} N=${v}`).toBeGreaterThanOrEqual(0.88);
+        expect(x, `${name} N=${v}`).toBeLessThanOrEqual(0.99);
+      }
+    }
+  }, 300_000);
 });

@@ -53,7 +53,7 @@ export interface EvalOptions extends CostOptions {
   minEvidence?: number;
   /** Override the K grid searched on validation (default: the paper's 3 … N_val/50). */
   kGrid?: number[];
-  /** Shrinkage strengths searched on validation with K (default 0, 1, 4, 16). */
+  /** Shrinkage strengths searched on validation with K (default DEFAULT_STRENGTH_GRID: 4, 16). */
   priorGrid?: StrengthChoice[];
   /**
    * Progress: `stage` and the steps done of the total; within a seed, `detail` says what runs now (the seed, the
