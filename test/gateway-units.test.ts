@@ -52,6 +52,10 @@ describe('SSE and usage', () => {
       const kept = Buffer.concat([block.subarray(0, evs[0].start), block.subarray(evs[0].end)]).toString();
       expect(kept).toBe(`data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}${nl}${nl}data: [DONE]${nl}${nl}`);
     }
+    // events of other shapes (an event line, data over two lines, no space after the colon) are read whole
+    const other = Buffer.from('event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\ndata:{"choices":[],\ndata: "usage":{"prompt_tokens":5}}\n\n');
+    expect(usageEvents(other).map((e) => e.data.usage)).toEqual([{ output_tokens: 9 }, { prompt_tokens: 5 }]);
+    expect(usageEvents(Buffer.from('data:{"choices":[],"usage":{"prompt_tokens":6}}\r\n\r\n')).map((e) => e.data.usage)).toEqual([{ prompt_tokens: 6 }]);
   });
 });
 

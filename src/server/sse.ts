@@ -169,10 +169,10 @@ export function usageEvents(b: Buffer): Array<{ start: number; end: number; data
       const e1 = b.indexOf('\n\n', at);
       const e2 = b.indexOf('\r\n\r\n', at);
       const end = Math.min(e1 < 0 ? b.length : e1 + 2, e2 < 0 ? b.length : e2 + 4);
-      const ev = parseEvents(b.toString('utf8', start, end))[0];
-      if (ev && ev.data && ev.data !== '[DONE]')
+      const data = singleData(b, start, end) ?? parseEvents(b.toString('utf8', start, end))[0]?.data;
+      if (data && data !== '[DONE]')
         try {
-          out.push({ start, end, data: JSON.parse(ev.data) });
+          out.push({ start, end, data: JSON.parse(data) });
         } catch {
           /* not JSON: not a usage report */
         }
@@ -180,6 +180,23 @@ export function usageEvents(b: Buffer): Array<{ start: number; end: number; data
     } else at = b.indexOf(USAGE, i);
   }
   return out;
+}
+
+/**
+ * The data of an event that is one `data:` line (how OpenAI writes every event), read straight from the bytes
+ * [start, end) (the event and its blank line); undefined for any other shape, which parseEvents then reads.
+ */
+function singleData(b: Buffer, start: number, end: number): string | undefined {
+  // "data:" at the start
+  if (end - start < 7 || b[start] !== 0x64 || b[start + 1] !== 0x61 || b[start + 2] !== 0x74 || b[start + 3] !== 0x61 || b[start + 4] !== 0x3a) return undefined;
+  let stop = end;
+  while (stop > start && (b[stop - 1] === 0x0a || b[stop - 1] === 0x0d)) stop--;
+  const from = start + (b[start + 5] === 0x20 ? 6 : 5);
+  // one line: no line break before the blank line
+  const nl = b.indexOf(0x0a, from);
+  const cr = b.indexOf(0x0d, from);
+  if ((nl >= 0 && nl < stop) || (cr >= 0 && cr < stop)) return undefined;
+  return b.toString('utf8', from, stop);
 }
 
 /** Keeps the last `max` bytes of a body (by reference; one copy at the end), to find its usage there. */
