@@ -1025,6 +1025,31 @@ static void test_isa() {
       CHECK(diff <= 1, "assign k=%zu: %s and baseline differ on %zu of %zu rows", k, isa_name(isas[a]), diff, n);
     }
   }
+  // soft scores (the fused tiles of score_soft_rows, each variant's own tile shapes) against a double reference, at
+  // every block width and row remainder of every variant: gamma to float accuracy
+  for (size_t kk : {size_t(6), size_t(30)})
+    for (size_t mm : {1, 4, 5, 8, 9, 12, 16, 17, 24, 33, 48, 71, 118}) {
+      auto Ps = random_matrix(mm, kk, 700 + mm), Zs = random_matrix(131, kk, 800 + kk);
+      std::vector<float> co(mm);
+      for (size_t j = 0; j < mm; ++j) co[j] = 0.01f * float(j % 7);
+      Pool q{mm, kk, Ps.data(), co.data(), 0.5f};
+      for (Isa isa : isas) {
+        isa_select(isa_name(isa));
+        for (size_t nn : {1, 3, 4, 5, 9, 64, 131}) {
+          std::vector<float> g(nn * mm);
+          std::vector<int32_t> ch(nn);
+          CHECK(score_batch_soft(q, Zs.data(), nn, ch.data(), g.data(), 1).ok(), "soft scoring failed");
+          double err = 0;
+          for (size_t i = 0; i < nn; ++i)
+            for (size_t j = 0; j < mm; ++j) {
+              double ref = 0;
+              for (size_t c = 0; c < kk; ++c) ref += double(Zs[i * kk + c]) * Ps[j * kk + c];
+              err = std::max(err, std::fabs(ref - g[i * mm + j]) / (1.0 + std::fabs(ref)));
+            }
+          CHECK(err < 1e-5, "soft scores %s k=%zu m=%zu n=%zu: error %g", isa_name(isa), kk, mm, nn, err);
+        }
+      }
+    }
   isa_select(isa_forced() ? isa_name(before) : "auto");
   isa_select(isa_name(before));
 }
