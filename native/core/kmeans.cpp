@@ -101,10 +101,10 @@ uint64_t seed_plus_plus(const float* X, const float* xx, size_t n, size_t d, siz
       idx[t] = pot <= 0.0 ? rng.below(n) : search_prefix(prefix, rng.uniform() * pot);
       std::memcpy(cands.data() + t * d, X + idx[t] * d, d * sizeof(float));
     }
-    // each trial's distance to each centre so far (trials x c x d: small beside the n x trials x d to come)
-    for (size_t t = 0; t < trials; ++t)
-      for (size_t j = 0; j < c; ++j) cc[t * k + j] = kt.sqdist(X + idx[t] * d, X + chosen[j] * d, d);
     size_t skipped = 0;
+    if (prune)  // each trial's distance to each centre so far (trials x c x d: small beside the n x trials x d to come)
+      for (size_t t = 0; t < trials; ++t)
+        for (size_t j = 0; j < c; ++j) cc[t * k + j] = kt.sqdist(X + idx[t] * d, X + chosen[j] * d, d);
     for (size_t i = 0; i < n && prune; ++i) {
       const uint32_t o = owner[i];
       const double xi = xx[i], rx = std::sqrt(closest[i] + kRound * (xi + xx[chosen[o]]));
@@ -166,17 +166,17 @@ Status lloyd(const float* X, const float* xx, size_t n, size_t d, size_t k, cons
       dist_stale = false;
       return assign_nearest(X, n, d, C, k, assign, dist.data(), threads);
     }
+    const PackedCentroids P = pack_centroids(C, k, d);
     std::vector<double> half(k, std::numeric_limits<double>::infinity());
-    double cmax = 0.0;
+    double cmax = 0.0;  // the largest ||c||^2 (the packing's norms: the kernel's own)
     for (size_t a = 0; a < k; ++a) {
-      cmax = std::max(cmax, static_cast<double>(squared_norm(C + a * d, d)));
+      cmax = std::max(cmax, static_cast<double>(P.norms[a]));
       for (size_t c = a + 1; c < k; ++c) {
         const double h = 0.5 * std::sqrt(kt.sqdist(C + a * d, C + c * d, d));
         half[a] = std::min(half[a], h);
         half[c] = std::min(half[c], h);
       }
     }
-    const PackedCentroids P = pack_centroids(C, k, d);
     std::atomic<uint64_t> skipped_here{0};
     Status st = parallel_for(n, threads, 1024, [&](size_t b, size_t e, int) {
       std::vector<size_t> at;
