@@ -10,7 +10,7 @@ import { HashedEmbedder, type EmbedderSpec } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { clusterGrid, fitEvidenceCells } from '../router/fit.js';
-import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, gatherRows, selectionDraws, stackRows, type SelectionClusters, type StrengthChoice } from '../router/select.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, concatRows, gatherRows, selectionDraws, stackRows, type SelectionClusters, type StrengthChoice } from '../router/select.js';
 import { difficultyOf as difficultyOfRows, fitDifficulty, fitPrior, residOfRows, type DifficultyModel, type PsiPrior } from '../router/evidence.js';
 import { Router, type LearnedMap } from '../router/router.js';
 import { psiMatrix } from '../router/evidence.js';
@@ -665,13 +665,6 @@ function benchmarkIndex(ds: Dataset): { index: Int32Array; count: number } | und
     return names.get(b)!;
   });
   return { index, count: names.size };
-}
-
-function concatRows(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 export function defaultValPrompts(n: number): number {

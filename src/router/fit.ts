@@ -4,7 +4,7 @@ import { callAsync, native, type MlpConfig } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, type EmbedderSpec, type HashedFitOptions } from '../embed/embedder.js';
 import { costPerQuery, permutation, type CostOptions, type Dataset } from '../data/dataset.js';
 import { lambdaGrid } from '../eval/metrics.js';
-import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, gatherRows, selectionDraws } from './select.js';
+import { DEFAULT_STRENGTH_GRID, chooseClusters, chooseMapClusters, concatRows, gatherRows, selectionDraws } from './select.js';
 import { difficultyOf, fitDifficulty, fitPrior, psiMatrix, residOfRows, type DifficultyModel, type PsiPrior } from './evidence.js';
 import { DISTANCE_LEVELS, Router, type EvidenceCells, type LearnedMap } from './router.js';
 import type { OperatingPoint } from '../decide/operating.js';
@@ -317,12 +317,8 @@ export async function fitRouter(ds: Dataset, opts: FitOptions = {}): Promise<{ r
     };
     let done = 0;
     const held = (await mapFor(grid[0])).held; // the same rows for every K (one permutation)
-    const scoredE = new Float32Array((held.length + nVal) * D);
-    scoredE.set(gatherRows(trainEmb, held, D));
-    scoredE.set(valEmb.subarray(0, nVal * D), held.length * D);
-    const scoredY = new Float32Array((held.length + nVal) * M);
-    scoredY.set(gatherRows(trainY, held, M));
-    scoredY.set(valY.subarray(0, nVal * M), held.length * M);
+    const scoredE = concatRows(gatherRows(trainEmb, held, D), valEmb.subarray(0, nVal * D));
+    const scoredY = concatRows(gatherRows(trainY, held, M), valY.subarray(0, nVal * M));
     const msel = await chooseMapClusters({
       grid,
       priorGrid: strengthGrid,

@@ -25,7 +25,6 @@ export function selectionDraws(nTr: number, budget: number, seed: number, draws 
   });
 }
 
-/** Rows `idx` of A (n x M) followed by the first v rows of B. */
 /** Rows idx of A (rows of w values) in that order, as one new array. */
 export function gatherRows(A: Float32Array, idx: ArrayLike<number>, w: number): Float32Array {
   const out = new Float32Array(idx.length * w);
@@ -33,6 +32,15 @@ export function gatherRows(A: Float32Array, idx: ArrayLike<number>, w: number): 
   return out;
 }
 
+/** The rows of a followed by the rows of b, as one new array. */
+export function concatRows(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Rows `idx` of A (n x M) followed by the first v rows of B (concatRows of the two, in one copy). */
 export function stackRows(A: Float32Array, idx: Int32Array, B: Float32Array, v: number, M: number): Float32Array {
   const out = new Float32Array((idx.length + v) * M);
   idx.forEach((i, r) => out.set(A.subarray(i * M, (i + 1) * M), r * M));
@@ -71,6 +79,9 @@ export const EB_STRENGTH_CAP = 64;
  */
 export const DEFAULT_STRENGTH_GRID: StrengthChoice[] = [4, 16];
 
+/** The strength a grid entry stands for at a K whose prior shows this concentration. */
+const strengthOf = (choice: StrengthChoice, concentration: number | undefined): number => (choice === 'eb' ? Math.min(EB_STRENGTH_CAP, concentration ?? 1) : choice);
+
 export interface SelectionInput {
   grid: number[];
   priorGrid: StrengthChoice[];
@@ -107,7 +118,7 @@ export async function chooseClusters(s: SelectionInput): Promise<SelectionResult
     const { trainCl, valCl, prior, trainResid, valResid, concentration } = await s.clusters(k);
     const slope = prior?.difficulty?.slope ?? 0;
     for (const choice of s.priorGrid) {
-      const a = choice === 'eb' ? Math.min(EB_STRENGTH_CAP, concentration ?? 1) : choice;
+      const a = strengthOf(choice, concentration);
       let area = 0;
       s.draws.forEach((d, r) => {
         const { psi } = psiMatrix(Int32Array.from(d.fit, (i) => trainCl[i]), stackRows(trainY, d.fit, valY, 0, M), M, k, a, prior);
@@ -206,7 +217,7 @@ export async function chooseMapClusters(s: MapSelectionInput): Promise<Selection
   for (const k of s.grid) {
     const { trainCl, prior, concentration, z, difficulty } = await s.candidate(k);
     for (const choice of s.priorGrid) {
-      const a = choice === 'eb' ? Math.min(EB_STRENGTH_CAP, concentration ?? 1) : choice;
+      const a = strengthOf(choice, concentration);
       let area = 0;
       s.draws.forEach((d, r) => {
         const { psi } = psiMatrix(Int32Array.from(d.fit, (i) => trainCl[i]), gatherRows(s.trainY, d.fit, M), M, k, a, prior);
