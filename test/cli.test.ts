@@ -60,7 +60,7 @@ describe('uniroute CLI', () => {
     writeFileSync(outFile, outcomes);
     const add = run(['add-model', '--router', routerFile, '--name', 'cheap-code', '--outcomes', outFile, '--cost', '0.1']);
     expect(add.code, add.err).toBe(0);
-    expect(add.out).toMatch(/^added "cheap-code" -> .*: 90 outcomes, predicted error [0-9.]+ over the training distribution, cost 1\.000e-1 per query, coverage \d+ % of the prompts\n$/);
+    expect(add.out).toMatch(/^added "cheap-code" -> .*: 90 outcomes \(observed error [0-9.]+\), predicted error [0-9.]+ over the training distribution, cost 1\.000e-1 per query, coverage \d+ % of the prompts\n$/);
     const labels = run(['add-model', '--router', routerFile, '--name', 'cheap-history', '--labels', join(data, 'labels.csv'), '--data', data, '--quiet', '--json']);
     expect(labels.code, labels.err).toBe(0);
     expect(JSON.parse(labels.out).costPerQuery).toBeCloseTo(0.1, 6); // from cost_usd

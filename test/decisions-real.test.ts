@@ -34,6 +34,12 @@ describe.skipIf(!HAS_SHARED_DATA)('decisions on real data', () => {
     for (const c of cells) expect(c.hi).toBeGreaterThan(c.vet);
     for (const c of cells.filter((x) => x.n >= 2)) expect(c.hi).toBeGreaterThanOrEqual(0.15);
     expect(info.ability.sd).toBeGreaterThan(0.2);
+    // over the training distribution it is predicted like an LLM of the pool, not at the 0 its outcomes show
+    const others = router.models().filter((m) => m.name !== 'thin').map((m) => m.predictedError).sort((a, b) => a - b);
+    const median = others[others.length >> 1];
+    console.log(`thin LLM: observed error ${info.overallError.toFixed(3)}, predicted ${info.predictedError.toFixed(3)} over the training distribution (pool median ${median.toFixed(3)})`);
+    expect(info.overallError).toBe(0);
+    expect(info.predictedError).toBeGreaterThanOrEqual(0.5 * median);
     const next = gsm.slice(100, 400).map((i) => ds.prompts[i].text);
     const share = async (o: { risk: number; tradeoff?: number }) => {
       const b = await router.routeBatch(next, o);

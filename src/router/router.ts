@@ -15,7 +15,7 @@ import { encodeArtifact, writeFileAtomic } from './artifact.js';
 // persist.ts imports Router back; the cycle is safe because neither uses the other at load time
 import * as persist from './persist.js';
 import { overallErrorOf, statsOf, totalOutcomes, type OutcomeStats, type PsiPrior } from '../decide/posterior.js';
-import { buildSnapshot, coverageOf, posteriorOf, type EvidenceCells, type ModelView, type PoolEntry, type Snapshot } from '../decide/snapshot.js';
+import { buildSnapshot, coverageOf, posteriorOf, shareWeighted, type EvidenceCells, type ModelView, type PoolEntry, type Snapshot } from '../decide/snapshot.js';
 import { finish, lambdaForTradeoff, prepare, tradeoffScale, type DecideModel, type Prepared } from '../decide/policy.js';
 import { explain } from '../decide/explain.js';
 import { operatingPointFromPredictions, type OperatingPoint } from '../decide/operating.js';
@@ -53,7 +53,10 @@ export interface ModelInfo {
   name: string;
   costPerQuery: number;
   outcomes: number;
+  /** The error rate observed in its outcomes (NaN without one). */
   overallError: number;
+  /** The posterior mean error over the training distribution: Ψ averaged by the clusters' share of the train prompts. */
+  predictedError: number;
   /** Ψ: the posterior mean error per cluster. */
   errorVector: number[];
   /** Its posterior sd per cluster. */
@@ -226,6 +229,7 @@ export class Router {
       costPerQuery: e.costPerQuery,
       outcomes: totalOutcomes(e),
       overallError: overallErrorOf(e),
+      predictedError: shareWeighted(this, row.psi, 1)[0],
       errorVector: Array.from(row.psi),
       errorSd: Array.from(row.sd),
       counts: Array.from(e.counts),

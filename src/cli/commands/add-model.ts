@@ -104,11 +104,11 @@ export function registerAddModel(program: Command, { io }: CliContext): void {
         await router.save(dest);
       }
       if (info.coverage < 0.5) process.stderr.write(coverageWarning(info.name, info.coverage));
-      if (o.json) await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, coverage: info.coverage }) + '\n');
+      if (o.json) await writeLine(io.stdout, JSON.stringify({ name: info.name, costPerQuery: info.costPerQuery, outcomes: info.outcomes, overallError: info.overallError, predictedError: info.predictedError, coverage: info.coverage }) + '\n');
       else
         await writeLine(
           io.stdout,
-          `added "${info.name}" -> ${dest}: ${info.outcomes} outcomes, predicted error ${info.overallError.toFixed(3)} over the training distribution, ` +
+          `added "${info.name}" -> ${dest}: ${info.outcomes} outcomes (observed error ${info.overallError.toFixed(3)}), predicted error ${info.predictedError.toFixed(3)} over the training distribution, ` +
             `cost ${info.costPerQuery.toExponential(3)} per query, coverage ${(100 * info.coverage).toFixed(0)} % of the prompts\n`,
         );
     });
