@@ -28,7 +28,7 @@ export function registerFit(program: Command, { io, quiet }: CliContext): void {
     .option('--val-fraction <f>', 'share of prompts held out to compute the pool\'s error vectors, in (0, 1); the rest fit the embedder and the clusters', rangeArg('--val-fraction', 0, 1, '', true), 0.25)
     .option(
       '--prior-strength <a>',
-      'a >= 0: each cluster\'s error is shrunk toward the LLM\'s prior there, sigma(cluster difficulty + the LLM\'s ability), as (errors + a x prior) / (outcomes + a); 0 = the plain mean (default: chosen from 4 and 16 on validation prompts together with K)',
+      'a >= 0: each cluster\'s error is shrunk toward the LLM\'s prior there, sigma(cluster difficulty + the LLM\'s ability), as (errors + a x prior) / (outcomes + a); 0 = the plain mean (default: chosen from 4 and 16 on validation prompts together with K; 1 when --clusters fixes K)',
       numArg('--prior-strength'),
     )
     .option('--default-lambda <l>', 'a fixed default lambda, instead of the pool\'s operating point (recomputed on every change of the pool)', numArg('--default-lambda'))
