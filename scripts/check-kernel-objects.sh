@@ -5,7 +5,7 @@
 #     for the baseline code too;
 #  2. the baseline object uses no AVX register or VEX instruction, and the AVX2 object no AVX-512 register or
 #     instruction (zmm, opmask k, xmm16-31 / ymm16-31, EVEX-only mnemonics);
-#  3. no spill: inside the micro-kernels (tile<...>, project_chunk<...>) no vector register is stored to or loaded
+#  3. no spill: inside the micro-kernels (tile<...>, project_chunk<...>, project_pairs<...>) no vector register is stored to or loaded
 #     from the stack.
 # With --binary FILE (the addon, a test program): every function that uses an AVX register or instruction is one of
 # the AVX2 or AVX-512 kernels, and only the AVX-512 kernels use AVX-512 registers; everything else is baseline.
@@ -63,12 +63,12 @@ for o in "${objs[@]}"; do
   fi
   # spills: vector registers to or from the stack inside a micro-kernel (demangled names)
   spills=$(objdump -d -C --no-show-raw-insn "$o" | awk '
-    /^[0-9a-f]+ <.*>:$/ { inkernel = ($0 ~ /tile<|project_chunk</); fn = $0; next }
+    /^[0-9a-f]+ <.*>:$/ { inkernel = ($0 ~ /tile<|project_chunk<|project_pairs</); fn = $0; next }
     inkernel && /%[xyz]mm[0-9]+/ && /(\(%rsp\)|-0x[0-9a-f]+\(%rbp\))/ { n++; if (n <= 3) print fn " " $0 }
     END { print n + 0 }')
   nspill=$(echo "$spills" | tail -1)
   [ "$nspill" -gt 0 ] && problems+=("$nspill vector stack accesses in micro-kernels: $(echo "$spills" | head -1)")
-  kernels=$(objdump -d -C --no-show-raw-insn "$o" | grep -cE '^[0-9a-f]+ <.*(tile<|project_chunk<)')
+  kernels=$(objdump -d -C --no-show-raw-insn "$o" | grep -cE '^[0-9a-f]+ <.*(tile<|project_chunk<|project_pairs<)')
   if [ ${#problems[@]} -eq 0 ]; then
     echo "$name ($isa): ok ($kernels micro-kernels, no spill, no weak symbol, no instruction beyond $isa)"
   else

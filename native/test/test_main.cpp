@@ -1050,6 +1050,41 @@ static void test_isa() {
         }
       }
     }
+  // the embedder's projection against a double reference: dimensions around every chunk width, feature counts
+  // around the batch and span sizes, weights over forty binary orders (many exponent groups, odd ones), negative
+  // and zero scales, a weight that underflows to a subnormal, a repeated bucket; the error relative to the norm
+  // (the baseline rounds each weight to 15 significant bits, the others add float products)
+  {
+    Rng rng(4242);
+    const size_t B = 4096;
+    for (size_t D : {1, 7, 16, 31, 32, 33, 64, 100, 256}) {
+      std::vector<int8_t> q(B * D);
+      for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(rng.next() % 255) - 127);
+      std::vector<float> scale(B);
+      for (size_t b = 0; b < B; ++b) {
+        const double u = rng.uniform();
+        scale[b] = b % 11 == 0 ? 0.0f : static_cast<float>((b % 13 == 0 ? -1.0 : 1.0) * std::ldexp(0.5 + u, static_cast<int>(b % 40) - 30));
+      }
+      scale[5] = 1e-40f;  // times a weight of 1: a subnormal product, done apart
+      for (size_t nf : {0, 1, 2, 3, 63, 64, 65, 129, 1023, 1024, 1025, 2500}) {
+        std::vector<Feature> f(nf);
+        for (size_t i = 0; i < nf; ++i) f[i] = {static_cast<uint32_t>(i == 7 ? 5 : rng.next() % B), static_cast<float>(1.0 + std::log(1.0 + double(rng.next() % 5)))};
+        std::vector<double> ref(D, 0.0);
+        for (const Feature& x : f)
+          for (size_t d = 0; d < D; ++d) ref[d] += double(x.weight) * double(scale[x.bucket]) * q[x.bucket * D + d];
+        double nrm = 0;
+        for (double v : ref) nrm += v * v;
+        nrm = std::sqrt(nrm);
+        for (Isa isa : isas) {
+          std::vector<float> out(D, -1.0f);
+          kernels_for(isa).project(q.data(), scale.data(), f.data(), nf, D, out.data());
+          double err = 0;
+          for (size_t d = 0; d < D; ++d) err = std::max(err, std::fabs((nrm > 0 ? ref[d] / nrm : 0.0) - out[d]));
+          CHECK(err < (isa == Isa::Baseline ? 2e-5 : 1e-6), "project %s D=%zu nf=%zu: error %g", isa_name(isa), D, nf, err);
+        }
+      }
+    }
+  }
   isa_select(isa_forced() ? isa_name(before) : "auto");
   isa_select(isa_name(before));
 }
