@@ -42,6 +42,8 @@ if [ ${#objs[@]} -eq 0 ]; then
 fi
 command -v objdump >/dev/null && command -v nm >/dev/null || { echo "check-kernel-objects: needs nm and objdump (binutils)"; exit 1; }
 fail=0
+# the micro-kernels read for spills (demangled name prefixes, an extended regular expression)
+micro_kernels='tile<|project_chunk<|project_pairs<'
 for o in "${objs[@]}"; do
   name=$(basename "$o")
   case "$name" in
@@ -62,13 +64,13 @@ for o in "${objs[@]}"; do
     [ "$bad" -gt 0 ] && problems+=("$bad AVX-512 instructions in the AVX2 variant")
   fi
   # spills: vector registers to or from the stack inside a micro-kernel (demangled names)
-  spills=$(objdump -d -C --no-show-raw-insn "$o" | awk '
-    /^[0-9a-f]+ <.*>:$/ { inkernel = ($0 ~ /tile<|project_chunk<|project_pairs</); fn = $0; next }
+  spills=$(objdump -d -C --no-show-raw-insn "$o" | awk -v re="$micro_kernels" '
+    /^[0-9a-f]+ <.*>:$/ { inkernel = ($0 ~ re); fn = $0; next }
     inkernel && /%[xyz]mm[0-9]+/ && /(\(%rsp\)|-0x[0-9a-f]+\(%rbp\))/ { n++; if (n <= 3) print fn " " $0 }
     END { print n + 0 }')
   nspill=$(echo "$spills" | tail -1)
   [ "$nspill" -gt 0 ] && problems+=("$nspill vector stack accesses in micro-kernels: $(echo "$spills" | head -1)")
-  kernels=$(objdump -d -C --no-show-raw-insn "$o" | grep -cE '^[0-9a-f]+ <.*(tile<|project_chunk<|project_pairs<)')
+  kernels=$(objdump -d -C --no-show-raw-insn "$o" | grep -cE "^[0-9a-f]+ <.*($micro_kernels)")
   if [ ${#problems[@]} -eq 0 ]; then
     echo "$name ($isa): ok ($kernels micro-kernels, no spill, no weak symbol, no instruction beyond $isa)"
   else
