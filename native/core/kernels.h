@@ -53,6 +53,9 @@ struct KernelTable {
   float (*squared_norm)(const float* x, size_t d);
   // ||a - b||^2 in double, eight partial sums (the k-means objective).
   double (*sqdist)(const float* a, const float* b, size_t d);
+  // The nearest of k row-major centroids C (k x d, cn their squared norms) to one vector x, ties to the lowest
+  // index; dist (not null) gets its Euclidean distance. Each dot product in squared_norm's fixed order.
+  void (*nearest)(const float* x, size_t d, const float* C, const float* cn, size_t k, int32_t* idx, float* dist);
   // out[D] = the L2-normalised sum over the features of weight * scale[bucket] * q[bucket * D ...] (all zeros when
   // that sum is zero). Rows are read ahead of use (prefetched).
   void (*project)(const int8_t* q, const float* scale, const Feature* feats, size_t nf, size_t D, float* out);

@@ -1,5 +1,6 @@
 // Native test program for the CPU core: each op against a plain reference, determinism across thread counts,
 // and statuses (never aborts) on bad input. Run by ctest; under AddressSanitizer with -DUNIROUTE_ASAN=ON.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -1025,6 +1026,34 @@ static void test_isa() {
       CHECK(diff <= 1, "assign k=%zu: %s and baseline differ on %zu of %zu rows", k, isa_name(isas[a]), diff, n);
     }
   }
+  // one vector's nearest centroid (nearest_one, routing a prompt): against a double reference, dimensions around
+  // the eight partial sums, centroid counts around the groups of four; the FMA variants agree exactly
+  for (size_t d : {1, 7, 8, 9, 45, 256})
+    for (size_t k : {1, 3, 4, 5, 16, 34}) {
+      auto X = random_matrix(40, d, 900 + d), C = random_matrix(k, d, 950 + k);
+      const std::vector<float> cn = centroid_norms(C.data(), k, d);
+      std::vector<std::vector<float>> dists;
+      for (Isa isa : isas) {
+        std::vector<float> got(40);
+        for (size_t i = 0; i < 40; ++i) {
+          int32_t c = -1;
+          kernels_for(isa).nearest(X.data() + i * d, d, C.data(), cn.data(), k, &c, &got[i]);
+          std::vector<double> ref(k);
+          for (size_t t = 0; t < k; ++t) {
+            double s = 0;
+            for (size_t j = 0; j < d; ++j) s += (double(X[i * d + j]) - C[t * d + j]) * (double(X[i * d + j]) - C[t * d + j]);
+            ref[t] = std::sqrt(s);
+          }
+          const size_t want = std::min_element(ref.begin(), ref.end()) - ref.begin();
+          CHECK(c >= 0 && size_t(c) < k, "nearest %s d=%zu k=%zu: index %d", isa_name(isa), d, k, c);
+          // a different index only on a near tie, and the distance to float accuracy
+          CHECK(size_t(c) == want || std::fabs(ref[c] - ref[want]) < 1e-4, "nearest %s d=%zu k=%zu row %zu: %d, want %zu", isa_name(isa), d, k, i, c, want);
+          CHECK(std::fabs(got[i] - ref[want]) < 1e-3 * (1.0 + ref[want]), "nearest %s d=%zu k=%zu: distance %g, want %g", isa_name(isa), d, k, got[i], ref[want]);
+        }
+        if (isa != Isa::Baseline) dists.push_back(got);
+      }
+      for (size_t a = 1; a < dists.size(); ++a) CHECK(dists[a] == dists[0], "nearest d=%zu k=%zu: the FMA variants differ", d, k);
+    }
   // soft scores (the fused tiles of score_soft_rows, each variant's own tile shapes) against a double reference, at
   // every block width and row remainder of every variant: gamma to float accuracy
   for (size_t kk : {size_t(6), size_t(30)})
