@@ -90,7 +90,7 @@ async function uniroute(up: string) {
   const router = await Router.load(defaultRouterPath());
   // every LLM on the stand-in, with a price: spend is counted from each answer's usage (streams ask for it)
   const config = parseConfig({ upstreams: Object.fromEntries(router.snapshot().names.map((m) => [m, { base_url: `${up}/v1`, model: 'stand-in', max_connections: 64, price: { input_per_1m: 1, output_per_1m: 2 }, stream_usage: process.env.UNIROUTE_BENCH_STREAM_USAGE !== '0' }])) }, 'bench');
-  const app = await buildApp({ router, config, batchWindowMs: Number(process.env.UNIROUTE_BENCH_WINDOW ?? 1) });
+  const app = await buildApp({ router, config, batchWindowMs: process.env.UNIROUTE_BENCH_WINDOW ? Number(process.env.UNIROUTE_BENCH_WINDOW) : undefined });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   process.send!({ url });
 }

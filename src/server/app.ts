@@ -105,7 +105,9 @@ export async function buildApp(opts: ServerOptions): Promise<FastifyInstance> {
   const oodDefault = opts.config ? opts.config.ood : undefined;
   metrics.poolSize.set(router.size);
   const batcher = new MicroBatcher(() => router, {
-    windowMs: opts.batchWindowMs ?? 1,
+    // 0: the requests of one event-loop turn. Under load a turn already holds ~20 of them (as many as a 1 ms window
+    // gathered), and nobody is held back: on the proxy bench 0 ms cost ~9 us less of the event loop per request.
+    windowMs: opts.batchWindowMs ?? 0,
     maxBatch: opts.maxBatchPrompts ?? 512,
     maxPending: opts.maxPendingPrompts,
     onBatch: (n) => metrics.batchSize.observe(n),

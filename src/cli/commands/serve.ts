@@ -33,7 +33,7 @@ export function registerServe(program: Command, { quiet }: CliContext): void {
     .option('--pool <url>', `${POOL_HELP}; admin changes go there, other processes' changes arrive within 1 s`)
     .option('--config <file>', 'gateway config, YAML or JSON: upstreams (deployments, provider openai|anthropic, context_window, price, fallbacks), presets ("model": "uniroute/<name>"), retry, breaker, timeouts, limits, client keys (rpm, tpm, max_usd_per_day) (docs/gateway.md); SIGHUP re-reads it')
     .option('--upstreams <file>', 'the older upstreams-only file {"upstreams": {...}}: read as a config file')
-    .option('--batch-window-ms <ms>', 'micro-batching window', numArg('--batch-window-ms'), 1)
+    .option('--batch-window-ms <ms>', 'micro-batching window; 0: the requests that arrive in one event-loop turn go to the engine together', numArg('--batch-window-ms'), 0)
     .option('--max-prompt-chars <n>', 'longest prompt accepted', intArg('--max-prompt-chars', 1), 100_000)
     .option('--max-prompts <n>', 'most prompts in one /v1/route request', intArg('--max-prompts', 1), 1024)
     .option('--body-limit <bytes>', 'largest request body', intArg('--body-limit', 1024), 4 * 1024 * 1024)
