@@ -9,6 +9,7 @@ import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents }
 import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
 import { backoffDelay } from '../src/server/call.js';
 import { LlmUpstream, passHeaders, passRawHeaders } from '../src/server/gateway.js';
+import { PassSink } from '../src/server/relay.js';
 import { checkAgainstPool, parseConfig } from '../src/server/config.js';
 
 describe('SSE and usage', () => {
@@ -56,6 +57,52 @@ describe('SSE and usage', () => {
     const other = Buffer.from('event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\ndata:{"choices":[],\ndata: "usage":{"prompt_tokens":5}}\n\n');
     expect(usageEvents(other).map((e) => e.data.usage)).toEqual([{ output_tokens: 9 }, { prompt_tokens: 5 }]);
     expect(usageEvents(Buffer.from('data:{"choices":[],"usage":{"prompt_tokens":6}}\r\n\r\n')).map((e) => e.data.usage)).toEqual([{ prompt_tokens: 6 }]);
+  });
+
+  it('the "usage" key is found wherever it is, and only as a whole key (property, against a regex)', () => {
+    // texts built from pieces that make near misses: usage" with no quote before, ""usage", the key at index 0
+    const piece = fc.constantFrom('"', 'usage', 'usage"', '"usage"', ':', ' ', '{', '}', '1', 'x', 'null', '\n');
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 24 }), (parts) => {
+        const text = parts.join('');
+        const b = Buffer.from(text);
+        expect(hasUsageObject(b)).toBe(/"usage"[ \t\r\n:]*\{/.test(text));
+        // findUsageBytes reads the last key followed by an object: the same as a search from the end by regex
+        const keys = [...text.matchAll(/"usage"[ \t\r\n:]*\{/g)];
+        if (keys.length === 0) expect(findUsageBytes(b)).toBeUndefined();
+      }),
+      { numRuns: 2000 },
+    );
+    expect(findUsageBytes(Buffer.from('"usage":{"prompt_tokens":1}, "usage":{"prompt_tokens":2}'))).toEqual({ input: 2 });
+    expect(findUsageBytes(Buffer.from('"usage":{"prompt_tokens":1}, usage":{"prompt_tokens":2}'))).toEqual({ input: 1 });
+  });
+});
+
+describe('relaying', () => {
+  it("a turn's events go to the client in one corked write; the next turn's in another; end flushes", async () => {
+    const log: string[] = [];
+    let corked = 0;
+    const res = {
+      destroyed: false,
+      cork: () => (corked++, log.push('cork')),
+      uncork: () => {
+        if (corked > 0) corked--;
+        log.push('uncork');
+      },
+      write: (b: Buffer | string) => (log.push(corked ? `held ${b.toString().trim()}` : `sent ${b.toString().trim()}`), true),
+      end: () => log.push('end'),
+      once: () => undefined,
+    };
+    const sink = new PassSink(res as any, { sse: true, stripUsageChunk: true, api: 'openai' });
+    for (let i = 0; i < 3; i++) sink.write(Buffer.from(`data: ${i}\n\n`));
+    sink.write(Buffer.from('data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}\n\n'));
+    expect(log).toEqual(['cork', 'held data: 0', 'held data: 1', 'held data: 2']);
+    await new Promise((r) => process.nextTick(r));
+    expect(log.slice(4)).toEqual(['uncork']);
+    expect(sink.usage).toEqual({ input: 2, output: 5 }); // read, and the usage-only chunk kept from the client
+    sink.write(Buffer.from('data: [DONE]\n\n'));
+    sink.end();
+    expect(log.slice(5)).toEqual(['cork', 'held data: [DONE]', 'end']);
   });
 });
 

@@ -29,6 +29,12 @@ export function streamErrorEvent(api: ClientApi, message: string, code: string):
 const cutMessage = (err: Error & { code?: string }) =>
   err?.code === 'UND_ERR_BODY_TIMEOUT' ? ['upstream_idle_timeout', 'the upstream stopped sending mid-answer (idle timeout)'] : ['upstream_stream_cut', 'the upstream closed the stream mid-answer'];
 
+/** Sends what a sink gathered this turn (end() flushes by itself; uncorking an uncorked response does nothing). */
+function uncork(s: BaseSink): void {
+  s.corked = false;
+  s.res.uncork();
+}
+
 abstract class BaseSink implements Sink {
   /** Tokens the answer used, as far as it said. */
   readonly usage: Partial<Usage> = {};
@@ -36,7 +42,9 @@ abstract class BaseSink implements Sink {
   firstByteAt = 0;
   protected ended = false;
   private resume: (() => void) | undefined;
-  constructor(protected readonly res: ServerResponse) {}
+  /** Whether this turn's writes are being gathered (see out). */
+  corked = false;
+  constructor(readonly res: ServerResponse) {}
   onDrain(resume: () => void): void {
     this.resume = resume; // listened for only when a write fills the socket's buffer (a listener per request showed in the profile)
   }
@@ -45,6 +53,13 @@ abstract class BaseSink implements Sink {
   abstract fail(err: Error): void;
   protected out(text: string | Buffer): boolean {
     if (this.res.destroyed) return true;
+    if (!this.corked) {
+      // the pieces of an answer that come in one turn (a stream's events arrive as one read, one undici callback
+      // each) go to the client in one write: corked until the turn's end, so 9 events are 1 syscall, not 9
+      this.corked = true;
+      this.res.cork();
+      process.nextTick(uncork, this);
+    }
     const ok = this.res.write(text);
     if (!ok && this.resume) this.res.once('drain', this.resume);
     return ok;

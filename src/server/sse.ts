@@ -72,15 +72,36 @@ export function parseEvents(text: string): SseEvent[] {
 }
 
 const USAGE = Buffer.from('"usage"');
+/**
+ * The key's tail, searched for instead of the whole key: a needle that starts with `"` tries every quote of a JSON
+ * text (1.3 us over a 1.5 KB stream chunk), one that starts with `u` almost none (0.17 us).
+ */
+const USAGE_TAIL = Buffer.from('usage"');
+const LF2 = Buffer.from('\n\n');
+const CRLF2 = Buffer.from('\r\n\r\n');
+
+/** The index of the first `"usage"` in b at or after `from`, or -1. */
+function usageKey(b: Buffer, from = 0): number {
+  let i = b.indexOf(USAGE_TAIL, from + 1);
+  while (i > 0 && b[i - 1] !== 0x22) i = b.indexOf(USAGE_TAIL, i + 1);
+  return i > 0 ? i - 1 : -1;
+}
+
+/** The index of the last `"usage"` in b that starts at or before `at`, or -1. */
+function lastUsageKey(b: Buffer, at = b.length): number {
+  let i = at < 0 ? -1 : b.lastIndexOf(USAGE_TAIL, at + 1);
+  while (i > 0 && b[i - 1] !== 0x22) i = b.lastIndexOf(USAGE_TAIL, i - 1);
+  return i > 0 ? i - 1 : -1;
+}
 
 /** Whether the bytes hold `"usage"` followed by an object (not `"usage":null`). */
 export function hasUsageObject(b: Buffer): boolean {
-  let i = b.indexOf(USAGE);
+  let i = usageKey(b);
   while (i >= 0) {
     let j = i + USAGE.length;
     while (j < b.length && (b[j] === 0x20 || b[j] === 0x3a || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09)) j++;
     if (b[j] === 0x7b) return true;
-    i = b.indexOf(USAGE, j);
+    i = usageKey(b, i + 1); // from the next byte: keys may overlap in a text that is not JSON
   }
   return false;
 }
@@ -117,7 +138,7 @@ export function usageIn(j: any): Partial<Usage> {
  * the object is decoded (an answer's usage is near its end; the rest is never turned into a string).
  */
 export function findUsageBytes(b: Buffer): Partial<Usage> | undefined {
-  let at = b.lastIndexOf(USAGE);
+  let at = lastUsageKey(b);
   while (at >= 0) {
     let i = at + USAGE.length;
     while (i < b.length && (b[i] === 0x20 || b[i] === 0x3a || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
@@ -130,7 +151,7 @@ export function findUsageBytes(b: Buffer): Partial<Usage> | undefined {
         return undefined;
       }
     }
-    at = at > 0 ? b.lastIndexOf(USAGE, at - 1) : -1;
+    at = at > 0 ? lastUsageKey(b, at - 1) : -1;
   }
   return undefined;
 }
@@ -157,17 +178,17 @@ function objectEnd(b: Buffer, i: number): number {
  */
 export function usageEvents(b: Buffer): Array<{ start: number; end: number; data: any }> {
   const out: Array<{ start: number; end: number; data: any }> = [];
-  let at = b.indexOf(USAGE);
+  let at = usageKey(b);
   while (at >= 0) {
     let i = at + USAGE.length;
     while (i < b.length && (b[i] === 0x20 || b[i] === 0x3a || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
     if (b[i] === 0x7b) {
       // the event around it: from the blank line before to the one after (LF or CRLF)
-      const s1 = b.lastIndexOf('\n\n', at);
-      const s2 = b.lastIndexOf('\r\n\r\n', at);
+      const s1 = b.lastIndexOf(LF2, at);
+      const s2 = b.lastIndexOf(CRLF2, at);
       const start = Math.max(s1 < 0 ? 0 : s1 + 2, s2 < 0 ? 0 : s2 + 4);
-      const e1 = b.indexOf('\n\n', at);
-      const e2 = b.indexOf('\r\n\r\n', at);
+      const e1 = b.indexOf(LF2, at);
+      const e2 = b.indexOf(CRLF2, at);
       const end = Math.min(e1 < 0 ? b.length : e1 + 2, e2 < 0 ? b.length : e2 + 4);
       const data = singleData(b, start, end) ?? parseEvents(b.toString('utf8', start, end))[0]?.data;
       if (data && data !== '[DONE]')
@@ -176,8 +197,8 @@ export function usageEvents(b: Buffer): Array<{ start: number; end: number; data
         } catch {
           /* not JSON: not a usage report */
         }
-      at = b.indexOf(USAGE, end);
-    } else at = b.indexOf(USAGE, i);
+      at = usageKey(b, end);
+    } else at = usageKey(b, at + 1);
   }
   return out;
 }
