@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents } from '../src/server/sse.js';
 import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
 import { backoffDelay } from '../src/server/call.js';
-import { LlmUpstream, passHeaders, passRawHeaders } from '../src/server/gateway.js';
+import { LlmUpstream, SharedPools, passHeaders, passRawHeaders } from '../src/server/gateway.js';
 import { PassSink } from '../src/server/relay.js';
 import { checkAgainstPool, parseConfig } from '../src/server/config.js';
 
@@ -169,6 +169,30 @@ describe('retries and balancing', () => {
     expect(backoffDelay(3, p, () => 0.5)).toBe(200);
     expect(backoffDelay(10, p, () => 1)).toBe(1000);
     expect(backoffDelay(2, p, () => 0)).toBe(0);
+  });
+
+  it('deployments on one origin with the same size and connect timeout share a pool, closed once', async () => {
+    const cfg = parseConfig(
+      {
+        upstreams: {
+          a: { base_url: 'http://127.0.0.1:1/v1', timeouts: { headers_ms: 100 } },
+          b: { base_url: 'http://127.0.0.1:1/other/v1' },
+          c: { base_url: 'http://127.0.0.1:1/v1', max_connections: 8 },
+          d: { deployments: [{ base_url: 'http://127.0.0.1:2/v1' }, { base_url: 'http://127.0.0.1:1/v1' }] },
+        },
+      },
+      't',
+    );
+    const pools = new SharedPools();
+    const ups = [...cfg.upstreams].map(([n, u]) => new LlmUpstream(n, u, cfg.breaker, undefined, pools));
+    const [a, b, c, d] = ups;
+    expect(a.deployments[0].pool).toBe(b.deployments[0].pool); // same origin, size, connect timeout
+    expect(c.deployments[0].pool).not.toBe(a.deployments[0].pool); // another size
+    expect(d.deployments[0].pool).not.toBe(a.deployments[0].pool); // another origin
+    expect(d.deployments[1].pool).toBe(a.deployments[0].pool);
+    expect(pools.size).toBe(3);
+    await Promise.all(ups.map((u) => u.close()));
+    expect(a.deployments[0].pool.closed).toBe(true);
   });
 
   it('least busy per unit of weight first; untried twins before a second try; open breakers never', () => {

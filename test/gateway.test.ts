@@ -217,6 +217,25 @@ describe('the proxy path', () => {
     expect(r.headers.get('x-uniroute-attempts')).toBe('1');
   });
 
+  it("LLMs on one origin share a connection pool, each request with its own deployment's timeouts", async () => {
+    const { app: a2, url: u2 } = await proxyWith({
+      upstreams: {
+        // undici's header timers tick twice a second: 400 ms fires by about 1 s, well before the stand-in's 2 s
+        hasty: { base_url: `${upUrl}/slow/v1`, timeouts: { headers_ms: 400 } },
+        patient: { base_url: `${upUrl}/slow/v1` },
+      },
+    });
+    try {
+      const [r1, r2] = await Promise.all([chat(u2, ask('hasty')), chat(u2, ask('patient'))]);
+      expect(r1.status).toBe(504);
+      expect(((await r1.json()) as any).error.code).toBe('upstream_headers_timeout');
+      expect(r2.status).toBe(200);
+      expect(((await r2.json()) as any).choices[0].message.content).toBe('hi from slow');
+    } finally {
+      await a2.close();
+    }
+  });
+
   it('presets are model aliases: a λ, a quality floor, an allowed subset; unknown ones are listed', async () => {
     const r = await chat(url, ask('uniroute/mathonly', 'Question: empire king war?'));
     expect(r.headers.get('x-uniroute-model')).toBe('cheap-math');

@@ -17,7 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Router } from '../router/router.js';
 import type { MicroBatcher, Policy } from './batcher.js';
 import type { GatewayConfig, KeyConfig } from './config.js';
-import { LlmUpstream, RequestSignal, type AttemptFailure } from './gateway.js';
+import { LlmUpstream, RequestSignal, SharedPools, type AttemptFailure } from './gateway.js';
 import type { Metrics } from './metrics.js';
 import { lambdaForTarget } from '../decide/operating.js';
 import { UnirouteError, didYouMean } from '../errors.js';
@@ -103,7 +103,8 @@ export class SessionStore implements Sessions {
 export function buildGateway(cfg: GatewayConfig, router: Router): Gateway {
   const upstreams = new Map<string, LlmUpstream>();
   const tripped = { count: 0 };
-  for (const [name, u] of cfg.upstreams) upstreams.set(name, new LlmUpstream(name, u, cfg.breaker, tripped));
+  const pools = new SharedPools(); // one pool per origin (and size) for this config's deployments
+  for (const [name, u] of cfg.upstreams) upstreams.set(name, new LlmUpstream(name, u, cfg.breaker, tripped, pools));
   const presets = new Map<string, ResolvedPreset>([
     ['best', { policy: { lambda: 0 }, note: 'lambda 0: the lowest predicted error' }],
     ['default', { policy: {}, note: "the router's default operating point" }],

