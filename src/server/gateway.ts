@@ -304,13 +304,8 @@ export class SharedPools {
     const key = `${origin}\u0000${cfg.maxConnections}\u0000${cfg.timeouts.connectMs}`;
     let p = this.pools.get(key);
     if (!p) {
-      p = new Pool(origin, {
-        connections: cfg.maxConnections,
-        connect: { timeout: cfg.timeouts.connectMs },
-        headersTimeout: cfg.timeouts.headersMs,
-        bodyTimeout: cfg.timeouts.idleMs,
-        keepAliveTimeout: 30_000,
-      });
+      // no header or body timeout here: every request carries its own deployment's (Deployment.send)
+      p = new Pool(origin, { connections: cfg.maxConnections, connect: { timeout: cfg.timeouts.connectMs }, keepAliveTimeout: 30_000 });
       this.pools.set(key, p);
     }
     return p;
