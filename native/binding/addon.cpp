@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("argminSync", Napi::Function::New(env, ArgminSync));
   exports.Set("centroidNorms", Napi::Function::New(env, CentroidNorms));
   exports.Set("routeVectors", Napi::Function::New(env, RouteVectors));
+  exports.Set("routeModel", Napi::Function::New(env, MakeRouteModel));
   exports.Set("trainMlp", Napi::Function::New(env, TrainMlp));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));

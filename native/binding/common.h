@@ -235,6 +235,15 @@ T* opt_out(Napi::Env env, Napi::Object o, const char* key, size_t want, const st
   return a.Data();
 }
 
+// The same for a positional argument.
+template <typename T, napi_typedarray_type TT>
+T* opt_arg(Napi::Value v, const char* name, size_t want, const std::string& shape, const char* tname) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  auto a = typed<T, TT>(v, name, tname);
+  need_len(v.Env(), a.ElementLength(), want, name, shape);
+  return a.Data();
+}
+
 // The parts of a routing call after the embedding, shared by the text and the vector routes: centroids, the pool
 // (Ψ, costs, λ, masks, slope, evidence), the difficulty model, the evidence cells, and the output arrays (n rows).
 struct RouteParts {
@@ -246,7 +255,9 @@ struct RouteParts {
   bool has_diff = false;
   EvidenceCells cells;
 };
-inline RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, std::vector<Napi::Value>& keep) {
+// The fixed parts of a route (a router's model and its pool's snapshot): centroids, their norms, Ψ, costs, the
+// difficulty model, the evidence cells. Everything but λ, the masks and the outputs.
+inline RouteParts read_route_model(Napi::Env env, Napi::Object o, size_t D, std::vector<Napi::Value>& keep) {
   RouteParts p;
   const size_t k = count(o.Get("k"), "k", 1, 1 << 20), m = count(o.Get("m"), "m", 1, 1 << 20);
   auto C = f32(o.Get("centroids"), "centroids");
@@ -276,8 +287,6 @@ inline RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size
   p.pool.k = k;
   p.pool.psi = psi.Data();
   p.pool.cost = cost.Data();
-  p.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
-  read_allowed(env, o, p.pool, n, &keep);
   read_pool_extras(env, o, p.pool, &keep);
   if (p.pool.psi_logit) {
     Napi::Value dv = o.Get("difficulty");
@@ -312,10 +321,18 @@ inline RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size
     p.cells.start = st.Data();
     keep.push_back(o.Get("evidenceStart"));
     keep.push_back(ecv);
-    p.out.cell = opt_out<int32_t, napi_int32_array>(env, o, "cellOut", n, "rows", "an Int32Array", keep);
   } else if (p.pool.evidence && p.pool.ke) {
     throw_type(env, "evidenceCentroids", "a Float32Array (the pool has evidence cells)", ecv);
   }
+  for (const char* key : {"centroids", "psi", "cost"}) keep.push_back(o.Get(key));
+  return p;
+}
+
+// The per-call parts of a route on n rows: λ, the allowed-LLM mask and the output arrays.
+inline void read_route_io(Napi::Env env, Napi::Object o, size_t n, RouteParts& p, std::vector<Napi::Value>& keep) {
+  p.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  read_allowed(env, o, p.pool, n, &keep);
+  if (p.cells.centroids) p.out.cell = opt_out<int32_t, napi_int32_array>(env, o, "cellOut", n, "rows", "an Int32Array", keep);
   auto choice = i32(o.Get("choice"), "choice");
   auto cluster = i32(o.Get("cluster"), "cluster");
   auto dist = f32(o.Get("distance"), "distance");
@@ -325,10 +342,62 @@ inline RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size
   p.out.choice = choice.Data();
   p.out.cluster = cluster.Data();
   p.out.distance = dist.Data();
-  p.out.gamma = opt_out<float, napi_float32_array>(env, o, "gamma", n * m, "rows x m", "a Float32Array", keep);
+  p.out.gamma = opt_out<float, napi_float32_array>(env, o, "gamma", n * p.pool.m, "rows x m", "a Float32Array", keep);
   p.out.chosen = opt_out<float, napi_float32_array>(env, o, "chosen", n, "rows", "a Float32Array", keep);
-  for (const char* key : {"centroids", "psi", "cost", "choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+  for (const char* key : {"choice", "cluster", "distance"}) keep.push_back(o.Get(key));
+}
+
+inline RouteParts read_route_parts(Napi::Env env, Napi::Object o, size_t n, size_t D, std::vector<Napi::Value>& keep) {
+  RouteParts p = read_route_model(env, o, D, keep);
+  read_route_io(env, o, n, p, keep);
   return p;
+}
+
+// A route's fixed parts checked and copied once (routeModel()): a router keeps one per pool snapshot, and the
+// one-prompt route on texts (Embedder.routeModelSync) then reads only λ, the mask and the outputs per call. The
+// copies make it immune to later changes of the arrays it was made from.
+struct RouteModel {
+  size_t dim = 0;
+  std::vector<float> centroids, centroid_norms, psi, cost, psi_logit, diff_w, diff_mu, cell_centroids, cell_norms;
+  std::vector<int32_t> cell_start;
+  std::vector<uint8_t> evidence;
+  RouteParts parts;  // pointing into the copies above; λ, the mask and the outputs are unset
+
+  RouteModel(const RouteParts& p, size_t D) : dim(D), parts(p) {
+    const size_t k = p.pool.k, m = p.pool.m, ke = p.cells.ke;
+    parts.centroids = own(centroids, p.centroids, k * D);
+    parts.centroid_norms = own(centroid_norms, p.centroid_norms, k);
+    parts.pool.psi = own(psi, p.pool.psi, m * k);
+    parts.pool.cost = own(cost, p.pool.cost, m);
+    parts.pool.psi_logit = own(psi_logit, p.pool.psi_logit, m * k);
+    parts.pool.evidence = own(evidence, p.pool.evidence, m * p.pool.evidence_stride());
+    parts.pool.lambda = 0.0f;
+    parts.pool.allowed = nullptr;
+    parts.pool.allowed_per_row = false;
+    parts.diff.w = own(diff_w, p.diff.w, D);
+    parts.diff.mu = own(diff_mu, p.diff.mu, k);
+    parts.cells.centroids = own(cell_centroids, p.cells.centroids, ke * D);
+    parts.cells.norms = own(cell_norms, p.cells.norms, ke);
+    parts.cells.start = own(cell_start, p.cells.start, k + 1);
+    parts.out = RouteOutputs{};
+  }
+
+ private:
+  template <typename T>
+  static const T* own(std::vector<T>& v, const T* src, size_t n) {
+    if (!src) return nullptr;
+    v.assign(src, src + n);
+    return v.data();
+  }
+};
+
+// The tag that tells a RouteModel's External from any other value (napi_check_object_type_tag).
+inline const napi_type_tag kRouteModelTag = {0x7a3c1e5b9d2f4a61ULL, 0xc4e8a2f60b1d3957ULL};
+
+inline RouteModel& route_model(Napi::Value v, const char* name) {
+  if (!v.IsExternal() || !v.As<Napi::External<RouteModel>>().CheckTypeTag(&kRouteModelTag))
+    throw_type(v.Env(), name, "a route model (routeModel())", v);
+  return *v.As<Napi::External<RouteModel>>().Data();
 }
 
 // An async routing job reads and writes copies (see Staged).

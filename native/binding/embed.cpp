@@ -13,6 +13,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
                         InstanceMethod("embed", &EmbedderWrap::EmbedAsync),
                         InstanceMethod("routeSync", &EmbedderWrap::RouteSync),
                         InstanceMethod("route", &EmbedderWrap::RouteAsync),
+                        InstanceMethod("routeModelSync", &EmbedderWrap::RouteModelSync),
                         InstanceAccessor("dim", &EmbedderWrap::Dim, nullptr)});
   }
 
@@ -96,6 +97,40 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     throw_status(info.Env(), engine(info.Env()).run(RouteArgs{proj_.get(), j.texts->refs.data(), j.texts->size(), j.centroids, &j.pool, j.out,
                                                                threads(info.Env()), diff, &j.cells, j.centroid_norms}));
     return info.Env().Undefined();
+  }
+  // routeModelSync(model, texts, lambda, allowed | null, allowedPerRow, choice, cluster, distance, gamma | null,
+  //   chosen | null, cellOut | null): routeSync with the fixed parts from a route model (routeModel()), so that a
+  // call reads and checks only what changes per call; positional, so that it looks up no property.
+  Napi::Value RouteModelSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 11) throw_range(env, "INVALID_ARGUMENT", "routeModelSync takes 11 arguments, got " + std::to_string(info.Length()));
+    const RouteModel& model = route_model(info[0], "model");
+    if (model.dim != proj_->cfg.dim)
+      throw_range(env, "DIMENSION_MISMATCH", "the route model is for " + std::to_string(model.dim) + "-d embeddings; this embedder gives " +
+                                                 std::to_string(proj_->cfg.dim));
+    Texts texts;
+    texts.load(info[1], "texts");
+    const size_t n = texts.size(), m = model.parts.pool.m;
+    RouteParts p = model.parts;
+    p.pool.lambda = static_cast<float>(number(info[2], "lambda"));
+    if (!(p.pool.lambda >= 0.0f)) throw_range(env, "INVALID_ARGUMENT", "`lambda` must be >= 0");
+    p.pool.allowed_per_row = info[4].ToBoolean();
+    p.pool.allowed = opt_arg<uint8_t, napi_uint8_array>(info[3], "allowed", p.pool.allowed_per_row ? n * m : m, p.pool.allowed_per_row ? "n x m" : "m", "a Uint8Array");
+    auto choice = i32(info[5], "choice");
+    auto cluster = i32(info[6], "cluster");
+    auto dist = f32(info[7], "distance");
+    need_len(env, choice.ElementLength(), n, "choice", "rows");
+    need_len(env, cluster.ElementLength(), n, "cluster", "rows");
+    need_len(env, dist.ElementLength(), n, "distance", "rows");
+    p.out.choice = choice.Data();
+    p.out.cluster = cluster.Data();
+    p.out.distance = dist.Data();
+    p.out.gamma = opt_arg<float, napi_float32_array>(info[8], "gamma", n * m, "rows x m", "a Float32Array");
+    p.out.chosen = opt_arg<float, napi_float32_array>(info[9], "chosen", n, "rows", "a Float32Array");
+    p.out.cell = p.cells.centroids ? opt_arg<int32_t, napi_int32_array>(info[10], "cellOut", n, "rows", "an Int32Array") : nullptr;
+    throw_status(env, engine(env).run(RouteArgs{proj_.get(), texts.refs.data(), n, p.centroids, &p.pool, p.out, threads(env),
+                                                p.has_diff ? &p.diff : nullptr, &p.cells, p.centroid_norms}));
+    return env.Undefined();
   }
   Napi::Value RouteAsync(const Napi::CallbackInfo& info) {
     std::vector<Napi::Value> keep;

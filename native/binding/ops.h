@@ -8,6 +8,7 @@ namespace binding {
 Napi::Function EmbedderClass(Napi::Env env);  // embed.cpp
 Napi::Value FitEmbedder(const Napi::CallbackInfo& info);
 Napi::Value RouteVectors(const Napi::CallbackInfo& info);  // route.cpp
+Napi::Value MakeRouteModel(const Napi::CallbackInfo& info);
 Napi::Value ArgminSync(const Napi::CallbackInfo& info);
 Napi::Value ScoreSync(const Napi::CallbackInfo& info);
 Napi::Value KMeans(const Napi::CallbackInfo& info);  // cluster.cpp

@@ -66,6 +66,23 @@ Napi::Value RouteVectors(const Napi::CallbackInfo& info) {
   return w->promise();
 }
 
+// routeModel({dim, centroids, centroidNorms?, k, psi, cost, m, psiLogit?, slope?, difficulty?, evidence?,
+//   evidenceCells?, evidenceCentroids?, evidenceStart?, evidenceNorms?}) -> an opaque route model: the fixed parts of
+// a route, checked once and copied (see RouteModel), for Embedder.routeModelSync.
+Napi::Value MakeRouteModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "an object", info[0]);
+  Napi::Object o = info[0].As<Napi::Object>();
+  const size_t D = count(o.Get("dim"), "dim", 1, 4096);
+  std::vector<Napi::Value> keep;
+  const RouteParts p = read_route_model(env, o, D, keep);
+  auto model = std::make_unique<RouteModel>(p, D);
+  auto ext = Napi::External<RouteModel>::New(env, model.get(), [](Napi::Env, RouteModel* m) { delete m; });
+  model.release();  // the External owns it now
+  ext.TypeTag(&kRouteModelTag);
+  return ext;
+}
+
 // argminSync({predicted: Float32Array (n x m), cost, m, lambda, allowed?, allowedPerRow?, evidence?, k?, evidenceCells?, cells?, choice})
 Napi::Value ArgminSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

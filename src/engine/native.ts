@@ -49,11 +49,31 @@ export interface NativeRouteArgs extends NativeRouteParts {
   texts: string[];
 }
 
+/** The fixed parts of a route (NativeRouteParts less λ, the masks and the outputs), checked and copied once. */
+export type NativeRouteModelParts = Omit<NativeRouteParts, 'lambda' | 'allowed' | 'allowedPerRow' | 'cellOut' | 'choice' | 'cluster' | 'distance' | 'gamma' | 'chosen'> & { dim: number };
+
+/** An opaque route model (routeModel()). */
+export type NativeRouteModel = { readonly __brand: 'NativeRouteModel' };
+
 export interface NativeEmbedder {
   readonly dim: number;
   embedSync(texts: string[], out: Float32Array): void;
   embed(texts: string[], out: Float32Array): Promise<void>;
   routeSync(args: NativeRouteArgs): void;
+  /** routeSync with the fixed parts from a route model: per call, only λ, the mask and the outputs are read. */
+  routeModelSync(
+    model: NativeRouteModel,
+    texts: string[],
+    lambda: number,
+    allowed: Uint8Array | null,
+    allowedPerRow: boolean,
+    choice: Int32Array,
+    cluster: Int32Array,
+    distance: Float32Array,
+    gamma: Float32Array | null,
+    chosen: Float32Array | null,
+    cellOut: Int32Array | null,
+  ): void;
   route(args: NativeRouteArgs): Promise<void>;
 }
 
@@ -201,6 +221,8 @@ export interface NativeAddon {
   centroidNorms(centroids: Float32Array, k: number, d: number): Float32Array;
   /** Decisions for rows of embeddings, in bounded chunks; a Promise unless `sync`. */
   routeVectors(args: NativeVectorRouteArgs): Promise<void> | undefined;
+  /** The fixed parts of a route checked and copied once, for NativeEmbedder.routeModelSync. */
+  routeModel(parts: NativeRouteModelParts): NativeRouteModel;
   trainMlp(
     points: Float32Array,
     n: number,

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { UnirouteError, didYouMean } from '../errors.js';
-import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeRouteParts, type NativeVectorRouteArgs } from '../engine/native.js';
+import { call, callAsync, native, type MlpConfig, type NativeRouteArgs, type NativeRouteModel, type NativeRouteModelParts, type NativeRouteParts, type NativeVectorRouteArgs } from '../engine/native.js';
 import { HashedEmbedder, checkEmbeddings, checkTexts, embeddingsFromRows, type EmbedderSpec, type TextEmbedder } from '../embed/embedder.js';
 import type { RemoteEmbedder } from '../embed/remote.js';
 import { encodeArtifact, writeFileAtomic } from './artifact.js';
@@ -535,6 +535,22 @@ export class Router {
 
   /** Everything a native route takes after the embedding (native/binding: read_route_parts). */
   private routeParts(p: Prepared): NativeRouteParts {
+    return {
+      ...this.routeModelParts(p),
+      lambda: p.lambda,
+      allowed: p.allowed,
+      allowedPerRow: p.allowedPerRow,
+      ...(this.cells ? { cellOut: p.out.cell } : {}),
+      choice: p.out.choice,
+      cluster: p.out.cluster,
+      distance: p.out.distance,
+      gamma: p.out.gamma.length ? p.out.gamma : null,
+      chosen: p.out.chosen,
+    };
+  }
+
+  /** The fixed parts of a route: the model's and the snapshot's (or its risk-adjusted Ψ's), not the call's. */
+  private routeModelParts(p: Prepared): Omit<NativeRouteModelParts, 'dim'> {
     const d = this.prior?.difficulty;
     const c = this.cells;
     const norms = this.centroidNorms();
@@ -546,18 +562,28 @@ export class Router {
       psi: p.psi,
       cost: p.s.cost,
       m: p.s.names.length,
-      lambda: p.lambda,
-      allowed: p.allowed,
-      allowedPerRow: p.allowedPerRow,
       evidence: null,
       ...(d && p.psiLogit ? { psiLogit: p.psiLogit, slope: d.slope, difficulty: { w: d.w, w0: d.w0, mu: d.mu } } : {}),
-      ...(c ? { evidenceCells: c.count, evidenceCentroids: c.centroids, evidenceStart: c.start, cellOut: p.out.cell } : {}),
-      choice: p.out.choice,
-      cluster: p.out.cluster,
-      distance: p.out.distance,
-      gamma: p.out.gamma.length ? p.out.gamma : null,
-      chosen: p.out.chosen,
+      ...(c ? { evidenceCells: c.count, evidenceCentroids: c.centroids, evidenceStart: c.start } : {}),
     };
+  }
+
+  /**
+   * The engine's copy of a route's fixed parts, checked once and kept with the snapshot (one per risk-adjusted Ψ,
+   * a few at most): a one-prompt route then passes only λ, the mask and the outputs, not the ~60 kB of centroids,
+   * Ψ and cells that every call checked again.
+   */
+  private nativeRouteModel(p: Prepared): NativeRouteModel {
+    let models = p.s.cache.get('native-route-model') as Map<Float32Array, NativeRouteModel> | undefined;
+    if (!models) p.s.cache.set('native-route-model', (models = new Map()));
+    let model = models.get(p.psi);
+    if (!model) {
+      if (models.size >= 9) models.clear(); // riskAdjusted keeps 8 Ψ per snapshot, plus the plain one
+      const parts = { dim: this.dim, ...this.routeModelParts(p) };
+      model = call(() => native().routeModel(parts));
+      models.set(p.psi, model);
+    }
+    return model;
   }
 
   private routeArgs(texts: string[], p: Prepared): NativeRouteArgs {
@@ -637,7 +663,13 @@ export class Router {
     checkTexts(texts);
     if (this.map) return this.routeEmbeddingsSync(h.embedSync(texts), opts);
     const p = this.prepare(texts.length, opts);
-    if (texts.length > 0) call(() => h.nativeHandle.routeSync(this.routeArgs(texts, p)));
+    if (texts.length > 0) {
+      const model = this.nativeRouteModel(p);
+      const o = p.out;
+      call(() =>
+        h.nativeHandle.routeModelSync(model, texts, p.lambda, p.allowed, p.allowedPerRow, o.choice, o.cluster, o.distance, o.gamma.length ? o.gamma : null, o.chosen, this.cells ? o.cell : null),
+      );
+    }
     return this.batchResult(p);
   }
 
