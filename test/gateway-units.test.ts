@@ -104,6 +104,26 @@ describe('relaying', () => {
     sink.end();
     expect(log.slice(5)).toEqual(['cork', 'held data: [DONE]', 'end']);
   });
+
+  it('a JSON answer is written as it comes, never corked (one piece, or large ones: nothing to gather), its usage read at the end', async () => {
+    const log: string[] = [];
+    const res = {
+      destroyed: false,
+      cork: () => log.push('cork'),
+      uncork: () => log.push('uncork'),
+      write: (b: Buffer | string) => (log.push(`sent ${b.toString().length}`), true),
+      end: () => log.push('end'),
+      once: () => undefined,
+    };
+    const sink = new PassSink(res as any, { sse: false, stripUsageChunk: false, api: 'openai' });
+    const body = JSON.stringify({ id: 'x', choices: [{ message: { content: 'hi' } }], usage: { prompt_tokens: 7, completion_tokens: 3 } });
+    sink.write(Buffer.from(body.slice(0, 20)));
+    sink.write(Buffer.from(body.slice(20)));
+    sink.end();
+    await new Promise((r) => process.nextTick(r));
+    expect(log).toEqual(['sent 20', `sent ${body.length - 20}`, 'end']);
+    expect(sink.usage).toEqual({ input: 7, output: 3 });
+  });
 });
 
 describe('translation', () => {
@@ -159,6 +179,26 @@ describe('headers from the raw list', () => {
     const raw = ['Content-Type', 'application/json', 'Connection', 'keep-alive, X-Private', 'Keep-Alive', 'timeout=5', 'X-Private', '1', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'Transfer-Encoding', 'chunked', 'X-Request-Id', 'r'].map((x) => Buffer.from(x));
     expect(passRawHeaders(raw)).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
     expect(passHeaders({ 'content-type': 'application/json', connection: 'keep-alive, x-private', 'x-private': '1', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' })).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'r' });
+  });
+
+  it('names seen before (kept lower-cased by their bytes) give the same answers as new ones, in any case, past the cache', () => {
+    const b = (x: string) => Buffer.from(x);
+    // the same names again and again, in two cases, with a plain `connection: keep-alive`
+    for (let round = 0; round < 3; round++) {
+      expect(passRawHeaders([b('Content-Type'), b('text/plain'), b('CONTENT-TYPE'), b('x'), b('Connection'), b('keep-alive'), b('Keep-Alive'), b('timeout=5')])).toEqual({ 'content-type': ['text/plain', 'x'] });
+      expect(passRawHeaders([b('connection'), b('X-Gone'), b('x-gone'), b('1'), b('X-Kept'), b('2')])).toEqual({ 'x-kept': '2' });
+    }
+    // more distinct names than the cache keeps, and names that differ in one byte
+    const raw: Buffer[] = [];
+    for (let i = 0; i < 600; i++) raw.push(b(`X-Name-${i}`), b(String(i)));
+    for (let round = 0; round < 2; round++) {
+      const h = passRawHeaders(raw);
+      expect(Object.keys(h).length).toBe(600);
+      expect(h['x-name-0']).toBe('0');
+      expect(h['x-name-599']).toBe('599');
+      expect(h['x-name-59']).toBe('59');
+    }
+    expect(passRawHeaders([b('__proto__'), b('x'), b('Connection'), b('__proto__, x-a'), b('X-A'), b('1')])).toEqual({});
   });
 });
 

@@ -146,6 +146,28 @@ export type AttemptResult =
   | { ok: false; failure: AttemptFailure };
 
 /**
+ * Header names as they come (their bytes), lower-cased once: an upstream sends the same few names on every answer,
+ * and turning each into a string, lower-casing it and hashing it as a key showed in the proxy's profile. Found by
+ * a hash of the bytes, then compared byte for byte; at most 256 names are kept (others take the slow path).
+ */
+const names = new Map<number, { bytes: Buffer; name: string; hop: boolean }>();
+function headerName(b: Buffer): { name: string; hop: boolean } {
+  const n = b.length;
+  let h = n;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  const hit = names.get(h);
+  if (hit && hit.bytes.length === n) {
+    let same = true;
+    for (let i = 0; i < n && same; i++) same = hit.bytes[i] === b[i];
+    if (same) return hit;
+  }
+  const name = b.toString('latin1').toLowerCase();
+  const e = { bytes: Buffer.from(b), name, hop: HOP_BY_HOP.has(name) };
+  if (!hit && names.size < 256) names.set(h, e);
+  return e;
+}
+
+/**
  * The headers a client may see, straight from undici's raw header list (name, value, name, value, ...): as
  * passHeaders, without the intermediate object undici would parse first.
  */
@@ -153,9 +175,9 @@ export function passRawHeaders(raw: Buffer[]): Record<string, string | string[]>
   const out: Record<string, string | string[]> = {};
   let connection: string | undefined;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const key = raw[i].toString('latin1').toLowerCase();
+    const { name: key, hop } = headerName(raw[i]);
     const value = raw[i + 1].toString('latin1');
-    if (HOP_BY_HOP.has(key)) {
+    if (hop) {
       if (key === 'connection') connection = connection === undefined ? value : `${connection},${value}`;
       continue;
     }
@@ -163,10 +185,11 @@ export function passRawHeaders(raw: Buffer[]): Record<string, string | string[]>
     const had = out[key];
     out[key] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
   }
-  if (connection !== undefined)
+  // the headers Connection names go too (a delete only where one is there: it turns the object into a slow one)
+  if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close')
     for (const n of connection.toLowerCase().split(',')) {
       const k = n.trim();
-      if (k) delete out[k];
+      if (k && out[k] !== undefined) delete out[k];
     }
   return out;
 }

@@ -44,6 +44,8 @@ abstract class BaseSink implements Sink {
   private resume: (() => void) | undefined;
   /** Whether this turn's writes are being gathered (see out). */
   corked = false;
+  /** Whether to gather a turn's writes at all: a stream's events, yes; a JSON answer comes in one piece or in large ones. */
+  protected gather = true;
   constructor(readonly res: ServerResponse) {}
   onDrain(resume: () => void): void {
     this.resume = resume; // listened for only when a write fills the socket's buffer (a listener per request showed in the profile)
@@ -53,7 +55,7 @@ abstract class BaseSink implements Sink {
   abstract fail(err: Error): void;
   protected out(text: string | Buffer): boolean {
     if (this.res.destroyed) return true;
-    if (!this.corked) {
+    if (!this.corked && this.gather) {
       // the pieces of an answer that come in one turn (a stream's events arrive as one read, one undici callback
       // each) go to the client in one write: corked until the turn's end, so 9 events are 1 syscall, not 9
       this.corked = true;
@@ -84,7 +86,10 @@ export class PassSink extends BaseSink {
   ) {
     super(res);
     if (o.sse) this.split = new SseSplitter();
-    else this.tail = new TailKeeper();
+    else {
+      this.tail = new TailKeeper();
+      this.gather = false;
+    }
   }
 
   write(chunk: Buffer): boolean {
