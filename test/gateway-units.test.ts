@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { createServer, request as httpRequest } from 'node:http';
 import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents } from '../src/server/sse.js';
 import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
 import { backoffDelay } from '../src/server/call.js';
@@ -79,33 +80,43 @@ describe('SSE and usage', () => {
 });
 
 describe('relaying', () => {
-  it("a turn's events go to the client in one corked write; the next turn's in another; end flushes", async () => {
-    const log: string[] = [];
-    let corked = 0;
-    const res = {
-      destroyed: false,
-      cork: () => (corked++, log.push('cork')),
-      uncork: () => {
-        if (corked > 0) corked--;
-        log.push('uncork');
-      },
-      write: (b: Buffer | string) => (log.push(corked ? `held ${b.toString().trim()}` : `sent ${b.toString().trim()}`), true),
-      end: () => log.push('end'),
-      once: () => undefined,
-    };
-    const sink = new PassSink(res as any, { sse: true, stripUsageChunk: true, api: 'openai' });
-    for (let i = 0; i < 3; i++) sink.write(Buffer.from(`data: ${i}\n\n`));
-    sink.write(Buffer.from('data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}\n\n'));
-    expect(log).toEqual(['cork', 'held data: 0', 'held data: 1', 'held data: 2']);
-    await new Promise((r) => process.nextTick(r));
-    expect(log.slice(4)).toEqual(['uncork']);
-    expect(sink.usage).toEqual({ input: 2, output: 5 }); // read, and the usage-only chunk kept from the client
-    sink.write(Buffer.from('data: [DONE]\n\n'));
-    sink.end();
-    expect(log.slice(5)).toEqual(['cork', 'held data: [DONE]', 'end']);
+  it("a turn's events go to the client in one socket write (node corks a response per turn), the next turn's in another", async () => {
+    const writes: number[] = [];
+    let received = '';
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const sock = res.socket as any;
+      for (const m of ['_write', '_writev']) {
+        const f = sock[m].bind(sock);
+        sock[m] = (...a: unknown[]) => (writes.push(m === '_writev' ? (a[0] as unknown[]).length : 1), f(...a));
+      }
+      const sink = new PassSink(res, { sse: true, stripUsageChunk: true, api: 'openai' });
+      for (let i = 0; i < 3; i++) sink.write(Buffer.from(`data: ${i}\n\n`));
+      sink.write(Buffer.from('data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}\n\n'));
+      setImmediate(() => {
+        expect(sink.usage).toEqual({ input: 2, output: 5 }); // read, and the usage-only chunk kept from the client
+        sink.write(Buffer.from('data: [DONE]\n\n'));
+        sink.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ port, host: '127.0.0.1', path: '/' }, (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (d) => (received += d));
+        res.on('end', resolve);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    server.close();
+    expect(received).toBe('data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n');
+    // the headers and three events in one write; [DONE] and the end of the chunked body in another
+    expect(writes.length).toBe(2);
   });
 
-  it('a JSON answer is written as it comes, never corked (one piece, or large ones: nothing to gather), its usage read at the end', async () => {
+  it('a JSON answer is written as it comes, never corked, its usage read at the end', async () => {
     const log: string[] = [];
     const res = {
       destroyed: false,

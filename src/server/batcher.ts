@@ -52,6 +52,18 @@ export interface BatcherOptions {
   maxPending?: number;
 }
 
+/** Whether two policies decide alike (the fields a batch is routed with). */
+export function samePolicy(a: Policy, b: Policy): boolean {
+  if (a === b) return true;
+  if (a.lambda !== b.lambda || (a.risk ?? 0) !== (b.risk ?? 0) || (a.evidence ?? 'prefer') !== (b.evidence ?? 'prefer') || a.maxError !== b.maxError) return false;
+  if ((a.explain === false) !== (b.explain === false) || (a.explore ?? 0) !== (b.explore ?? 0)) return false;
+  const oa = a.ood;
+  const ob = b.ood;
+  if (oa === ob) return true;
+  if (oa === false || ob === false) return false;
+  return (oa?.quantile ?? undefined) === (ob?.quantile ?? undefined) && (oa?.fallback ?? undefined) === (ob?.fallback ?? undefined);
+}
+
 export class MicroBatcher {
   private queue: Pending[] = [];
   private queued = 0;
@@ -94,14 +106,20 @@ export class MicroBatcher {
     const items = this.queue;
     this.queue = [];
     this.queued = 0;
-    const groups = new Map<string, Pending[]>();
+    // requests with the same policy share a batch: found by comparing policies (a key string per request, with
+    // its numbers formatted, cost more than the few comparisons a turn's one or two policies need)
+    const groups: Pending[][] = [];
     for (const p of items) {
-      const key = `${p.policy.lambda}|${p.policy.risk ?? 0}|${p.policy.evidence ?? 'prefer'}|${p.policy.maxError ?? ''}|${p.policy.explain === false ? 0 : 1}|${p.policy.ood === false ? 'off' : `${p.policy.ood?.quantile ?? ''}/${p.policy.ood?.fallback ?? ''}`}|${p.policy.explore ?? 0}`;
-      const g = groups.get(key);
+      let g: Pending[] | undefined;
+      for (const x of groups)
+        if (samePolicy(x[0].policy, p.policy)) {
+          g = x;
+          break;
+        }
       if (g) g.push(p);
-      else groups.set(key, [p]);
+      else groups.push([p]);
     }
-    for (const group of groups.values()) void this.run(group[0].policy, group);
+    for (const group of groups) void this.run(group[0].policy, group);
   }
 
   private async run(policy: Policy, group: Pending[]): Promise<void> {

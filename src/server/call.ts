@@ -340,9 +340,6 @@ export class BufferedResponse {
     this.chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     return true;
   }
-  /** Nothing to gather: the sinks cork a real response for one write per turn (relay.ts). */
-  cork(): void {}
-  uncork(): void {}
   end(chunk?: Buffer | string): this {
     if (chunk !== undefined) this.write(chunk);
     this.writableFinished = true;

@@ -29,12 +29,6 @@ export function streamErrorEvent(api: ClientApi, message: string, code: string):
 const cutMessage = (err: Error & { code?: string }) =>
   err?.code === 'UND_ERR_BODY_TIMEOUT' ? ['upstream_idle_timeout', 'the upstream stopped sending mid-answer (idle timeout)'] : ['upstream_stream_cut', 'the upstream closed the stream mid-answer'];
 
-/** Sends what a sink gathered this turn (end() flushes by itself; uncorking an uncorked response does nothing). */
-function uncork(s: BaseSink): void {
-  s.corked = false;
-  s.res.uncork();
-}
-
 abstract class BaseSink implements Sink {
   /** Tokens the answer used, as far as it said. */
   readonly usage: Partial<Usage> = {};
@@ -42,10 +36,6 @@ abstract class BaseSink implements Sink {
   firstByteAt = 0;
   protected ended = false;
   private resume: (() => void) | undefined;
-  /** Whether this turn's writes are being gathered (see out). */
-  corked = false;
-  /** Whether to gather a turn's writes at all: a stream's events, yes; a JSON answer comes in one piece or in large ones. */
-  protected gather = true;
   constructor(readonly res: ServerResponse) {}
   onDrain(resume: () => void): void {
     this.resume = resume; // listened for only when a write fills the socket's buffer (a listener per request showed in the profile)
@@ -53,15 +43,11 @@ abstract class BaseSink implements Sink {
   abstract write(chunk: Buffer): boolean;
   abstract end(): void;
   abstract fail(err: Error): void;
+  // The pieces of an answer that come in one turn (a stream's events arrive as one read, one undici callback each)
+  // go to the client in one write without anything here: node's response corks its socket at a turn's first write
+  // and uncorks it at the turn's end (write_ in _http_outgoing). A cork of our own on top cost a nextTick per answer.
   protected out(text: string | Buffer): boolean {
     if (this.res.destroyed) return true;
-    if (!this.corked && this.gather) {
-      // the pieces of an answer that come in one turn (a stream's events arrive as one read, one undici callback
-      // each) go to the client in one write: corked until the turn's end, so 9 events are 1 syscall, not 9
-      this.corked = true;
-      this.res.cork();
-      process.nextTick(uncork, this);
-    }
     const ok = this.res.write(text);
     if (!ok && this.resume) this.res.once('drain', this.resume);
     return ok;
@@ -86,10 +72,7 @@ export class PassSink extends BaseSink {
   ) {
     super(res);
     if (o.sse) this.split = new SseSplitter();
-    else {
-      this.tail = new TailKeeper();
-      this.gather = false;
-    }
+    else this.tail = new TailKeeper();
   }
 
   write(chunk: Buffer): boolean {
