@@ -625,13 +625,13 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
           if (Number.isFinite(d.predicted)) headers['x-uniroute-predicted-error'] = d.predicted.toFixed(5);
           if (d.ood) headers['x-uniroute-ood'] = 'true';
           if (d.explored) headers['x-uniroute-explored'] = 'true';
-          if (!echo) headers['x-uniroute-lambda'] = String(policy.lambda);
+          if (!echo) headers['x-uniroute-lambda'] = lambdaText(policy.lambda);
           if (stickyOutcome) headers['x-uniroute-sticky'] = stickyOutcome;
           if (ctx.decisionId) headers['x-uniroute-decision-id'] = ctx.decisionId(llm, d.cluster, d.cell);
         }
         if (echo) {
           headers['x-uniroute-routing'] = echo;
-          headers['x-uniroute-lambda'] = String(policy.lambda);
+          headers['x-uniroute-lambda'] = lambdaText(policy.lambda);
         }
         reply.hijack(); // the response is written by the relay, not by fastify (its onResponse hook still runs)
         hijacked = true;
@@ -762,6 +762,17 @@ function traceContext(span: Span) {
 }
 
 /** The text to route on: the user messages' text content, joined (OpenAI and Anthropic messages alike). */
+/** λ as the response header writes it: the last one formatted is kept (most requests share the default λ). */
+let lastLambda = Number.NaN;
+let lastLambdaText = '';
+function lambdaText(l: number): string {
+  if (l !== lastLambda) {
+    lastLambda = l;
+    lastLambdaText = String(l);
+  }
+  return lastLambdaText;
+}
+
 export function userText(messages: unknown): string {
   if (!Array.isArray(messages)) return '';
   const parts: string[] = [];
