@@ -363,6 +363,13 @@ struct RouteModel {
   std::vector<uint8_t> evidence;
   RouteParts parts;  // pointing into the copies above; λ, the mask and the outputs are unset
 
+  // The bytes of the copies (reported to V8 as external memory, so that its GC weighs a model by its size).
+  int64_t bytes() const {
+    const size_t f = centroids.size() + centroid_norms.size() + psi.size() + cost.size() + psi_logit.size() + diff_w.size() +
+                     diff_mu.size() + cell_centroids.size() + cell_norms.size();
+    return static_cast<int64_t>(sizeof(RouteModel) + f * sizeof(float) + cell_start.size() * sizeof(int32_t) + evidence.size());
+  }
+
   RouteModel(const RouteParts& p, size_t D) : dim(D), parts(p) {
     const size_t k = p.pool.k, m = p.pool.m, ke = p.cells.ke;
     parts.centroids = own(centroids, p.centroids, k * D);

@@ -77,9 +77,14 @@ Napi::Value MakeRouteModel(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep;
   const RouteParts p = read_route_model(env, o, D, keep);
   auto model = std::make_unique<RouteModel>(p, D);
-  auto ext = Napi::External<RouteModel>::New(env, model.get(), [](Napi::Env, RouteModel* m) { delete m; });
+  const int64_t bytes = model->bytes();
+  auto ext = Napi::External<RouteModel>::New(env, model.get(), [](Napi::Env e, RouteModel* m) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -m->bytes());
+    delete m;
+  });
   model.release();  // the External owns it now
   ext.TypeTag(&kRouteModelTag);
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
   return ext;
 }
 
