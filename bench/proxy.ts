@@ -29,6 +29,7 @@ import { buildApp } from '../src/server/app.js';
 import { parseConfig } from '../src/server/config.js';
 import { passHeaders } from '../src/server/gateway.js';
 import { loadSummary, startChild } from './load.js';
+import { chatPrompts } from './prompts.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -137,16 +138,7 @@ if (argv[0] === '--child') {
   const quick = argv.includes('--quick');
   const connections = arg('--connections', 64);
   const seconds = arg('--seconds', quick ? 3 : 10);
-  const prompts = [
-    'What is 17*23? Show the steps.',
-    'Write a Python function that returns the n-th Fibonacci number iteratively.',
-    'Summarise the causes of the First World War in three sentences.',
-    'Translate "the weather is nice today" into French and German.',
-    'Explain the difference between a process and a thread.',
-    'A train leaves at 3pm at 60 km/h; another at 4pm at 80 km/h. When does the second catch up?',
-    'Which is larger, 2^100 or 10^30? Explain.',
-    'Give three arguments for and against nuclear power.',
-  ];
+  const prompts = chatPrompts.slice(0, 8);
   const body = (model: string, stream: boolean) => prompts.map((p) => JSON.stringify({ model, messages: [{ role: 'system', content: 'You are helpful.' }, { role: 'user', content: p }], temperature: 0.2, ...(stream ? { stream: true } : {}) }));
   const rounds = arg('--rounds', 1);
   const together = argv.includes('--together');

@@ -328,20 +328,25 @@ inline RouteParts read_route_model(Napi::Env env, Napi::Object o, size_t D, std:
   return p;
 }
 
-// The per-call parts of a route on n rows: λ, the allowed-LLM mask and the output arrays.
-inline void read_route_io(Napi::Env env, Napi::Object o, size_t n, RouteParts& p, std::vector<Napi::Value>& keep) {
-  p.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
-  read_allowed(env, o, p.pool, n, &keep);
-  if (p.cells.centroids) p.out.cell = opt_out<int32_t, napi_int32_array>(env, o, "cellOut", n, "rows", "an Int32Array", keep);
-  auto choice = i32(o.Get("choice"), "choice");
-  auto cluster = i32(o.Get("cluster"), "cluster");
-  auto dist = f32(o.Get("distance"), "distance");
+// A route's three outputs every call has, n rows each: the choice, the cluster and its distance.
+inline void read_route_outputs(Napi::Env env, RouteParts& p, size_t n, Napi::Value choice_v, Napi::Value cluster_v, Napi::Value dist_v) {
+  auto choice = i32(choice_v, "choice");
+  auto cluster = i32(cluster_v, "cluster");
+  auto dist = f32(dist_v, "distance");
   need_len(env, choice.ElementLength(), n, "choice", "rows");
   need_len(env, cluster.ElementLength(), n, "cluster", "rows");
   need_len(env, dist.ElementLength(), n, "distance", "rows");
   p.out.choice = choice.Data();
   p.out.cluster = cluster.Data();
   p.out.distance = dist.Data();
+}
+
+// The per-call parts of a route on n rows: λ, the allowed-LLM mask and the output arrays.
+inline void read_route_io(Napi::Env env, Napi::Object o, size_t n, RouteParts& p, std::vector<Napi::Value>& keep) {
+  p.pool.lambda = static_cast<float>(number(o.Get("lambda"), "lambda"));
+  read_allowed(env, o, p.pool, n, &keep);
+  if (p.cells.centroids) p.out.cell = opt_out<int32_t, napi_int32_array>(env, o, "cellOut", n, "rows", "an Int32Array", keep);
+  read_route_outputs(env, p, n, o.Get("choice"), o.Get("cluster"), o.Get("distance"));
   p.out.gamma = opt_out<float, napi_float32_array>(env, o, "gamma", n * p.pool.m, "rows x m", "a Float32Array", keep);
   p.out.chosen = opt_out<float, napi_float32_array>(env, o, "chosen", n, "rows", "a Float32Array", keep);
   for (const char* key : {"choice", "cluster", "distance"}) keep.push_back(o.Get(key));

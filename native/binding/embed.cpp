@@ -116,15 +116,7 @@ class EmbedderWrap : public Napi::ObjectWrap<EmbedderWrap> {
     if (!(p.pool.lambda >= 0.0f)) throw_range(env, "INVALID_ARGUMENT", "`lambda` must be >= 0");
     p.pool.allowed_per_row = info[4].ToBoolean();
     p.pool.allowed = opt_arg<uint8_t, napi_uint8_array>(info[3], "allowed", p.pool.allowed_per_row ? n * m : m, p.pool.allowed_per_row ? "n x m" : "m", "a Uint8Array");
-    auto choice = i32(info[5], "choice");
-    auto cluster = i32(info[6], "cluster");
-    auto dist = f32(info[7], "distance");
-    need_len(env, choice.ElementLength(), n, "choice", "rows");
-    need_len(env, cluster.ElementLength(), n, "cluster", "rows");
-    need_len(env, dist.ElementLength(), n, "distance", "rows");
-    p.out.choice = choice.Data();
-    p.out.cluster = cluster.Data();
-    p.out.distance = dist.Data();
+    read_route_outputs(env, p, n, info[5], info[6], info[7]);
     p.out.gamma = opt_arg<float, napi_float32_array>(info[8], "gamma", n * m, "rows x m", "a Float32Array");
     p.out.chosen = opt_arg<float, napi_float32_array>(info[9], "chosen", n, "rows", "a Float32Array");
     p.out.cell = p.cells.centroids ? opt_arg<int32_t, napi_int32_array>(info[10], "cellOut", n, "rows", "an Int32Array") : nullptr;
