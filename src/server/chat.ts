@@ -761,7 +761,6 @@ function traceContext(span: Span) {
   return traceApi.setSpan(contextApi.active(), span);
 }
 
-/** The text to route on: the user messages' text content, joined (OpenAI and Anthropic messages alike). */
 /** λ as the response header writes it: the last one formatted is kept (most requests share the default λ). */
 let lastLambda = Number.NaN;
 let lastLambdaText = '';
@@ -773,6 +772,7 @@ function lambdaText(l: number): string {
   return lastLambdaText;
 }
 
+/** The text to route on: the user messages' text content, joined (OpenAI and Anthropic messages alike). */
 export function userText(messages: unknown): string {
   if (!Array.isArray(messages)) return '';
   const parts: string[] = [];

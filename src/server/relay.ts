@@ -36,7 +36,7 @@ abstract class BaseSink implements Sink {
   firstByteAt = 0;
   protected ended = false;
   private resume: (() => void) | undefined;
-  constructor(readonly res: ServerResponse) {}
+  constructor(protected readonly res: ServerResponse) {}
   onDrain(resume: () => void): void {
     this.resume = resume; // listened for only when a write fills the socket's buffer (a listener per request showed in the profile)
   }
