@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createServer, request as httpRequest } from 'node:http';
-import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, usageEvents } from '../src/server/sse.js';
+import { SseSplitter, findUsageBytes, hasUsageObject, parseEvents, readUsage, usageEvents, usageIn } from '../src/server/sse.js';
 import { AnthropicToChatStream, ChatToAnthropicStream, chatToMessagesRequest, messagesToChatRequest } from '../src/server/anthropic.js';
 import { backoffDelay } from '../src/server/call.js';
 import { LlmUpstream, SharedPools, passHeaders, passRawHeaders } from '../src/server/gateway.js';
@@ -50,14 +50,15 @@ describe('SSE and usage', () => {
       const block = Buffer.from(`data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}${nl}${nl}data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}${nl}${nl}data: [DONE]${nl}${nl}`);
       const evs = usageEvents(block);
       expect(evs).toHaveLength(1);
-      expect(evs[0].data.usage).toEqual({ prompt_tokens: 3, completion_tokens: 4 });
+      expect(evs[0]).toMatchObject({ usage: { input: 3, output: 4 }, usageOnly: true });
       const kept = Buffer.concat([block.subarray(0, evs[0].start), block.subarray(evs[0].end)]).toString();
       expect(kept).toBe(`data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}${nl}${nl}data: [DONE]${nl}${nl}`);
     }
     // events of other shapes (an event line, data over two lines, no space after the colon) are read whole
     const other = Buffer.from('event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\ndata:{"choices":[],\ndata: "usage":{"prompt_tokens":5}}\n\n');
-    expect(usageEvents(other).map((e) => e.data.usage)).toEqual([{ output_tokens: 9 }, { prompt_tokens: 5 }]);
-    expect(usageEvents(Buffer.from('data:{"choices":[],"usage":{"prompt_tokens":6}}\r\n\r\n')).map((e) => e.data.usage)).toEqual([{ prompt_tokens: 6 }]);
+    expect(usageEvents(other).map((e) => e.usage)).toEqual([{ output: 9 }, { input: 5 }]);
+    expect(usageEvents(other).map((e) => e.usageOnly)).toEqual([false, true]);
+    expect(usageEvents(Buffer.from('data:{"choices":[],"usage":{"prompt_tokens":6}}\r\n\r\n')).map((e) => e.usage)).toEqual([{ input: 6 }]);
   });
 
   it('the "usage" key is found wherever it is, and only as a whole key (property, against a regex)', () => {
@@ -76,6 +77,115 @@ describe('SSE and usage', () => {
     );
     expect(findUsageBytes(Buffer.from('"usage":{"prompt_tokens":1}, "usage":{"prompt_tokens":2}'))).toEqual({ input: 2 });
     expect(findUsageBytes(Buffer.from('"usage":{"prompt_tokens":1}, usage":{"prompt_tokens":2}'))).toEqual({ input: 1 });
+  });
+});
+
+/** The slow reading of one SSE event (JSON.parse of its data), the reference the byte reader must equal. */
+function parsedEvent(text: string): { usage: object; usageOnly: boolean } | undefined {
+  const data = parseEvents(text)[0]?.data;
+  let j: any;
+  try {
+    j = JSON.parse(data ?? '');
+  } catch {
+    return undefined;
+  }
+  return { usage: usageIn(j), usageOnly: !!j && Array.isArray(j.choices) && j.choices.length === 0 };
+}
+
+/** The slow reading of a JSON body's usage: the object after the last "usage" key, cut by a brace count, parsed. */
+function parsedTail(text: string): object | undefined {
+  const keys = [...text.matchAll(/"usage"[ \t\r\n:]*\{/g)];
+  if (keys.length === 0) return undefined;
+  const at = keys[keys.length - 1].index! + keys[keys.length - 1][0].length - 1;
+  let depth = 0;
+  let inStr = false;
+  for (let j = at; j < text.length; j++) {
+    const c = text[j];
+    if (inStr) {
+      if (c === '\\') j++;
+      else if (c === '"') inStr = false;
+    } else if (c === '"') inStr = true;
+    else if (c === '{') depth++;
+    else if (c === '}' && --depth === 0) {
+      try {
+        return readUsage(JSON.parse(text.slice(at, j + 1)));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+describe('usage read from the bytes', () => {
+  // values a usage field may hold: counts, other numbers (read by JSON.parse, given up on by the byte reader),
+  // and what is not a count
+  const count = fc.oneof(fc.nat(), fc.nat({ max: 10 }), fc.constantFrom(0, 1e15, 2 ** 53), fc.double({ noNaN: true }), fc.integer({ min: -5, max: -1 }), fc.constant(null), fc.string({ maxLength: 3 }), fc.dictionary(fc.constantFrom('cached_tokens', 'audio_tokens'), fc.nat()));
+  const usage = fc.record(
+    { prompt_tokens: count, completion_tokens: count, total_tokens: count, input_tokens: count, output_tokens: count, cache_creation_input_tokens: count, cache_read_input_tokens: count, prompt_tokens_details: fc.jsonValue({ maxDepth: 2 }) },
+    { requiredKeys: [] },
+  );
+  const event = fc.record({
+    id: fc.string({ maxLength: 8 }),
+    choices: fc.oneof(fc.constant([]), fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 2 }), fc.constant(null)),
+    usage: fc.oneof(usage, fc.constant(null)),
+    message: fc.option(fc.record({ usage }), { nil: undefined }),
+    extra: fc.jsonValue({ maxDepth: 3 }),
+  });
+
+  it('a stream event: the same usage and usage-only flag as parsing it whole (property, any JSON, any spacing)', () => {
+    fc.assert(
+      fc.property(event, fc.integer({ min: 0, max: 2 }), fc.boolean(), fc.constantFrom('\n\n', '\r\n\r\n'), (obj, indent, named, nl) => {
+        const json = JSON.stringify(obj, null, indent).replace(/\n/g, ' '); // one data line
+        const text = `${named ? 'event: message_delta\n' : ''}data: ${json}${nl}`;
+        const evs = usageEvents(Buffer.from(text));
+        const want = parsedEvent(text);
+        if (!hasUsageObject(Buffer.from(text))) expect(evs).toEqual([]);
+        else expect(evs.map((e) => ({ usage: e.usage, usageOnly: e.usageOnly }))).toEqual([want]);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('a stream event or a JSON body that is not quite JSON: the same as parsing it (property, one byte changed)', () => {
+    const body = JSON.stringify({ id: 'x', choices: [], usage: { prompt_tokens: 12, completion_tokens: 345, total_tokens: 357, prompt_tokens_details: { cached_tokens: 0 } }, x: [true, false, null, -1.5e-3, 'a\\"b\u00e9'] });
+    const bytes = [...'{}[]":,. -+eE0159tfnlu\\\n\r\t\u0001x'];
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: body.length - 1 }), fc.constantFrom(...bytes), fc.constantFrom('replace', 'insert', 'delete'), (at, c, how) => {
+        const t = how === 'delete' ? body.slice(0, at) + body.slice(at + 1) : body.slice(0, at) + c + body.slice(how === 'replace' ? at + 1 : at);
+        const text = `data: ${t}\n\n`;
+        if (hasUsageObject(Buffer.from(text)) && !/[\r\n]/.test(t)) {
+          const evs = usageEvents(Buffer.from(text));
+          const want = parsedEvent(text);
+          expect(evs.map((e) => ({ usage: e.usage, usageOnly: e.usageOnly }))).toEqual(want ? [want] : []);
+        }
+        expect(findUsageBytes(Buffer.from(t))).toEqual(parsedTail(t));
+      }),
+      { numRuns: 4000 },
+    );
+  });
+
+  it('what the byte reader gives up on is read by parsing, with the same result', () => {
+    const cases: Array<[string, object]> = [
+      ['{"usage":{"prompt_tokens":5,"prompt_tokens":null}}', {}], // a later duplicate wins
+      ['{"usage":{"prompt_tokens":null,"prompt_tokens":7}}', { input: 7 }],
+      ['{"usage":{"prompt\\u005ftokens":8}}', { input: 8 }], // an escaped key
+      ['{"usage":{"prompt_tokens":1e2,"completion_tokens":2.5}}', { input: 100, output: 2.5 }],
+      ['{"usage":{"prompt_tokens":-0}}', { input: -0 }],
+      ['{"usage":{"prompt_tokens":-1,"output_tokens":3}}', { output: 3 }],
+      ['{"usage":{"prompt_tokens":01}}', {}], // not JSON
+      ['{"usage":{"prompt_tokens":1234567890123456789}}', { input: 1234567890123456789 }],
+      ['{"usage":{"input_tokens":10,"cache_read_input_tokens":3}}', { input: 13 }],
+    ];
+    for (const [json, want] of cases) {
+      const got = findUsageBytes(Buffer.from(json));
+      if (Object.keys(want).length === 0) expect(got ?? {}).toEqual({});
+      else expect(got).toEqual(want);
+      expect(usageEvents(Buffer.from(`data: ${json}\n\n`)).map((e) => e.usage)).toEqual(parsedEvent(`data: ${json}\n\n`) ? [parsedEvent(`data: ${json}\n\n`)!.usage] : []);
+    }
+    // a top-level usage that is null defers to message.usage (Anthropic's message_start), as usageIn does
+    const start = 'event: message_start\ndata: {"type":"message_start","usage":null,"message":{"usage":{"input_tokens":4,"output_tokens":1}}}\n\n';
+    expect(usageEvents(Buffer.from(start)).map((e) => e.usage)).toEqual([{ input: 4, output: 1 }]);
   });
 });
 

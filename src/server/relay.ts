@@ -97,8 +97,8 @@ export class PassSink extends BaseSink {
   private usageEvents(whole: Buffer): Buffer {
     const drop: Array<[number, number]> = [];
     for (const e of usageEvents(whole)) {
-      mergeUsage(this.usage, usageIn(e.data));
-      if (this.o.stripUsageChunk && Array.isArray(e.data.choices) && e.data.choices.length === 0) drop.push([e.start, e.end]);
+      mergeUsage(this.usage, e.usage);
+      if (this.o.stripUsageChunk && e.usageOnly) drop.push([e.start, e.end]);
     }
     if (drop.length === 0) return whole;
     const parts: Buffer[] = [];
