@@ -353,7 +353,7 @@ describe('a server and the CLI on one sqlite pool', () => {
     }
   }, 60_000);
 
-  it.each(['sqlite', 'redis'])('kill -9 of a server while a client adds LLMs and sends feedback (%s): every acknowledged change and outcome is there after a restart', async (kind, ctx) => {
+  it.for(['sqlite', 'redis'])('kill -9 of a server while a client adds LLMs and sends feedback (%s): every acknowledged change and outcome is there after a restart', async (kind, ctx) => {
     if (kind === 'redis' && !redis) return ctx.skip(REDIS_SKIP);
     const pool = kind === 'redis' ? redisUrl() : `sqlite:${join(mkdtempSync(join(tmpdir(), 'uniroute-sq-')), 'pool.db')}`;
     const acked: string[] = [];
