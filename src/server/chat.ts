@@ -36,6 +36,9 @@ export interface ResolvedPreset {
 }
 
 /** The live gateway state, swapped whole on a config reload. */
+/** The policy a request that names its LLM carries (never used to decide: such a request is not routed). */
+const NAMED: Policy = Object.freeze({ lambda: 0 });
+
 export interface Gateway {
   upstreams: Map<string, LlmUpstream>;
   presets: Map<string, ResolvedPreset>;
@@ -52,6 +55,8 @@ export interface Gateway {
   explore: number;
   /** How many of the upstreams' breakers are not closed (shared with them). */
   tripped: { count: number };
+  /** The policy of the last plain routed request (reused while its λ stays the same). */
+  policy?: Policy;
   /** The pool's LLMs that have an upstream, for the pool snapshot's name list it was made from. */
   routable?: { names: readonly string[]; list: string[] };
   /** Requests using this state; a replaced state closes its upstream pools once the last one ends. */
@@ -294,6 +299,19 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
     return m;
   };
 
+  /**
+   * The policy of a plain routed request at λ: one object while λ stays the same (made anew for each request, it
+   * cost a spread per request, and the batcher then groups a turn's requests by identity). Requests that change
+   * it (sticky sessions, budgets, a uniroute object) make their own copy.
+   */
+  const routedPolicy = (g: Gateway, lambda: number): Policy => {
+    const c = g.policy;
+    if (c !== undefined && c.lambda === lambda) return c;
+    const fresh: Policy = { lambda, explain: false, ood: ctx.ood, ...(g.explore > 0 && ctx.decisionId ? { explore: g.explore } : {}) };
+    g.policy = fresh;
+    return fresh;
+  };
+
   /** One request through the gateway, in any of its APIs. */
   const serve = async (api: Api, path: string, req: FastifyRequest<{ Body: Record<string, any> }>, reply: FastifyReply) => {
     const t0 = performance.now();
@@ -364,7 +382,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
 
     // ---- how to decide ----
     let routed = false;
-    let policy: Policy = { lambda: router.defaultLambda };
+    let policy: Policy = NAMED; // replaced below for a routed request (a named one is never decided)
     let allowed: Set<string> | undefined;
     let maxCost: number | undefined;
     let routing: Routing | undefined;
@@ -374,7 +392,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       routed = true;
       const lambda = lam[1] !== undefined ? Number(lam[1]) : router.defaultLambda;
       if (!Number.isFinite(lambda) || lambda < 0) return fail(400, `invalid lambda in model "${modelName}"`, 'invalid_lambda');
-      policy = { lambda, explain: false, ood: ctx.ood, ...(g.explore > 0 && ctx.decisionId ? { explore: g.explore } : {}) };
+      policy = routedPolicy(g, lambda);
     } else if (pre) {
       const p = g.presets.get(pre[1]);
       if (!p) return fail(404, `no preset "${pre[1]}"${didYouMean(pre[1], g.presets.keys())}; presets: ${[...g.presets.keys()].map((k) => `uniroute/${k}`).join(', ')}`, 'model_not_found');
@@ -415,7 +433,7 @@ export function chatRoutes(app: FastifyInstance, ctx: ChatContext): void {
       // a cost cap alone: the lowest predicted error among the LLMs that cost at most that
       if (maxCost !== undefined && !target) policy = { ...policy, lambda: 0, maxError: undefined };
       if (routing.risk !== undefined) policy = { ...policy, risk: routing.risk };
-      if (policy.maxError === undefined) delete policy.maxError;
+      if ('maxError' in policy && policy.maxError === undefined) delete policy.maxError; // an object of this request's (made above)
     }
     // a key over (or under) its budget: λ paced (not for λ = 0 or a quality floor, which say what they want)
     if (routed && pacer && policy.lambda > 0 && policy.maxError === undefined) {
