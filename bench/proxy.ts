@@ -5,8 +5,10 @@
  * upstream, at 64 connections, non-streaming and streaming, in one run. Each of the three servers is its own
  * process; autocannon drives them from this one.
  *   node dist/bench/proxy.js [--quick] [--connections 64] [--seconds 10] [--rounds 1]
- * With --rounds N the pair is measured N times in each mode (bare, then uniroute, alternating), and a summary line
- * per mode gives the median of the N ratios: on a shared machine one pair can land on a busy second.
+ * With --rounds N the pair is measured N times in each mode, and a summary line per mode gives the median of the N
+ * ratios: on a shared machine one pair can land on a busy second. One at a time (the default), both proxies are
+ * started once and kept warm, and the pair's order alternates by round (bare first in odd rounds, uniroute first
+ * in even ones).
  * uniroute runs its whole gateway path: routing, spend from usage (streams ask the upstream for it and the usage
  * chunk is kept from the client), the metrics and the (no-op) trace spans.
  * With --together both proxies are driven at the same time (each by its own 64 connections) instead of one after
@@ -144,6 +146,13 @@ if (argv[0] === '--child') {
   const together = argv.includes('--together');
   const suffix = together ? '-together' : '';
   const up = await start('upstream');
+  // both proxies are started once and kept warm: in a fresh process's first seconds both sides cost about 40 % more
+  // CPU per request than later, and that part swings the most. One at a time, they are driven in turn, the order
+  // alternating by round (bare first in odd rounds, uniroute first in even ones), so that a neighbour's load that
+  // grows or fades during the run falls on both sides alike;
+  // together: both started once too, kept warm across the rounds, and driven at the same time
+  const pair = await Promise.all([start('bare', up.url), start('uniroute', up.url)]);
+  const warmed = new Set<string>();
   const results: Array<Record<string, unknown>> = [];
   const ratios: Record<string, Array<{ throughput: number; p99: number; met: boolean }>> = { json: [], stream: [] };
   const load0 = loadavg()[0];
@@ -154,22 +163,25 @@ if (argv[0] === '--child') {
         const model = process.env.UNIROUTE_BENCH_MODEL ?? 'uniroute';
         let peer: Awaited<ReturnType<typeof measure>>;
         let ours: Awaited<ReturnType<typeof measure>>;
+        const [b, u] = pair;
+        const warm = !warmed.has(tag);
+        warmed.add(tag);
         if (together) {
           // both at once: the same neighbours for both
-          const [b, u] = await Promise.all([start('bare', up.url), start('uniroute', up.url)]);
           const warmUp = (url: string, m: string) => autocannon({ url, connections, duration: 1, requests: body(m, stream).map((x) => ({ method: 'POST' as const, path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: x })) });
-          await Promise.all([warmUp(b.url, 'any'), warmUp(u.url, model)]);
+          if (warm) await Promise.all([warmUp(b.url, 'any'), warmUp(u.url, model)]);
           [peer, ours] = await Promise.all([measure(`proxy-bare-${tag}-together`, b.proc, b.url, body('any', stream), connections, seconds, false), measure(`proxy-uniroute-${tag}-together`, u.proc, u.url, body(model, stream), connections, seconds, false)]);
-          b.proc.kill('SIGTERM');
-          u.proc.kill('SIGTERM');
         } else {
-          // one server at a time, so that neither competes with the other for the two cores
-          const b = await start('bare', up.url);
-          peer = await measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds);
-          b.proc.kill('SIGTERM');
-          const u = await start('uniroute', up.url);
-          ours = await measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(model, stream), connections, seconds);
-          u.proc.kill('SIGTERM');
+          // one server driven at a time, so that neither competes with the other for the two cores
+          const runBare = () => measure(`proxy-bare-${tag}`, b.proc, b.url, body('any', stream), connections, seconds, warm);
+          const runOurs = () => measure(`proxy-uniroute-${tag}`, u.proc, u.url, body(model, stream), connections, seconds, warm);
+          if (round % 2 === 1) {
+            peer = await runBare();
+            ours = await runOurs();
+          } else {
+            ours = await runOurs();
+            peer = await runBare();
+          }
         }
         const throughput = ours.req_per_s / peer.req_per_s;
         const p99 = ours.latency_ms.p99 / Math.max(peer.latency_ms.p99, 1);
@@ -178,6 +190,7 @@ if (argv[0] === '--child') {
         results.push({ ...peer, round }, { ...ours, round }, { name: `proxy-uniroute-vs-bare-${tag}${suffix}`, throughput_ratio: throughput, p99_ratio: p99, round, cpu_ratio: ours.cpu_us_per_request / Math.max(1, peer.cpu_us_per_request), goal: 'throughput >= 0.9x, p99 <= 1.3x, no errors', met, load_1m: loadavg()[0] });
       }
   } finally {
+    for (const c of pair) c.proc.kill('SIGTERM');
     up.proc.kill('SIGTERM');
   }
   const median = (xs: number[]) => {
