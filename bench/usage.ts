@@ -1,16 +1,17 @@
 /**
  * Reading an answer's token usage on the gateway's relay: the strict byte reader (src/server/sse.ts: findUsageBytes
- * for a JSON answer, usageEvents for a stream's usage event) against reading by JSON.parse, the way the relay read
- * them before: a JSON answer's last `"usage"` object cut out by a brace count and parsed; a stream event's data
- * line parsed whole, its usage and its `choices` read from the object. Same inputs, same process; both sides'
- * results are checked equal before timing, and each keeps its best of five alternating runs. Nanoseconds per read.
+ * for a JSON answer, usageEvents for a stream's usage event) against the same functions reading by JSON.parse
+ * (`read: 'parse'`), the way the relay read them before: a JSON answer's last `"usage"` object cut out by a brace
+ * count and parsed; a stream event's data line parsed whole, its usage and its `choices` read from the object.
+ * Same inputs, same process; both sides' results are checked equal before timing, and each keeps its best of five
+ * alternating runs. Nanoseconds per read.
  *   node dist/bench/usage.js [--reads 200000]
  * Writes results/bench/usage.jsonl.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { findUsageBytes, parseEvents, readUsage, usageEvents, usageIn } from '../src/server/sse.js';
+import { findUsageBytes, usageEvents } from '../src/server/sse.js';
 import { machineInfo } from './machine.js';
 
 const argv = process.argv.slice(2);
@@ -28,32 +29,6 @@ const events = {
   "OpenAI's usage chunk (usage details)": `data: ${JSON.stringify({ id: 'chatcmpl-AbC', object: 'chat.completion.chunk', created: 1733000000, model: 'gpt-4o-2024-08-06', system_fingerprint: 'fp_x', choices: [], usage: openaiUsage })}\n\n`,
   "Anthropic's message_delta": `event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}\n\n`,
 };
-
-/** The peer for a JSON answer: the last "usage" key followed by an object, the object cut by a brace count, parsed. */
-function parsedTail(b: Buffer): object | undefined {
-  const text = b.toString('latin1');
-  const at = text.lastIndexOf('"usage"');
-  if (at < 0) return undefined;
-  const open = text.indexOf('{', at);
-  let depth = 0;
-  let inStr = false;
-  for (let j = open; j < b.length; j++) {
-    const c = b[j];
-    if (inStr) {
-      if (c === 92) j++;
-      else if (c === 34) inStr = false;
-    } else if (c === 34) inStr = true;
-    else if (c === 123) depth++;
-    else if (c === 125 && --depth === 0) return readUsage(JSON.parse(b.toString('utf8', open, j + 1)));
-  }
-  return undefined;
-}
-
-/** The peer for a stream event: its data parsed whole, the usage and the empty `choices` read from the object. */
-function parsedEvent(b: Buffer): { usage: object; usageOnly: boolean } {
-  const j = JSON.parse(parseEvents(b.toString('utf8'))[0].data);
-  return { usage: usageIn(j), usageOnly: Array.isArray(j.choices) && j.choices.length === 0 };
-}
 
 function time(f: () => unknown): number {
   for (let k = 0; k < 20_000; k++) f();
@@ -76,15 +51,11 @@ function compare(name: string, ours: () => unknown, peer: () => unknown) {
 const rows = [
   ...Object.entries(json).map(([name, text]) => {
     const b = Buffer.from(text);
-    return compare(name, () => findUsageBytes(b), () => parsedTail(b));
+    return compare(name, () => findUsageBytes(b), () => findUsageBytes(b, 'parse'));
   }),
   ...Object.entries(events).map(([name, text]) => {
     const b = Buffer.from(text);
-    return compare(
-      name,
-      () => usageEvents(b).map((e) => ({ usage: e.usage, usageOnly: e.usageOnly }))[0],
-      () => parsedEvent(b),
-    );
+    return compare(name, () => usageEvents(b), () => usageEvents(b, 'parse'));
   }),
 ];
 const machine = machineInfo();

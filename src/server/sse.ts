@@ -133,15 +133,16 @@ export function usageIn(j: any): Partial<Usage> {
 
 /**
  * The last `"usage": {...}` object in a JSON body's bytes, parsed: the bytes are searched from the end, and only
- * the object is decoded (an answer's usage is near its end; the rest is never turned into a string).
+ * the object is decoded (an answer's usage is near its end; the rest is never turned into a string), by the strict
+ * byte reader below (`read: 'parse'`: by JSON.parse only, the reference the bench times it against).
  */
-export function findUsageBytes(b: Buffer): Partial<Usage> | undefined {
+export function findUsageBytes(b: Buffer, read: 'bytes' | 'parse' = 'bytes'): Partial<Usage> | undefined {
   let at = lastUsageKey(b);
   while (at >= 0) {
     let i = at + USAGE.length;
     while (i < b.length && (b[i] === 0x20 || b[i] === 0x3a || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
     if (b[i] === 0x7b) {
-      const fast = usageObjectAt(b, i, b.length);
+      const fast = read === 'bytes' ? usageObjectAt(b, i, b.length) : null;
       if (fast !== null) return fast;
       const end = objectEnd(b, i);
       if (end < 0) return undefined;
@@ -184,9 +185,9 @@ export interface UsageEvent {
 /**
  * The events of a block of whole SSE events that carry a usage object (events without one are not decoded). An
  * event that is one `data:` line of simple JSON (how OpenAI writes them) is read from its bytes by the strict
- * reader below; any other is parsed whole, with the same result.
+ * reader below; any other is parsed whole, with the same result (`read: 'parse'`: every one, the bench's reference).
  */
-export function usageEvents(b: Buffer): UsageEvent[] {
+export function usageEvents(b: Buffer, read: 'bytes' | 'parse' = 'bytes'): UsageEvent[] {
   const out: UsageEvent[] = [];
   let at = usageKey(b);
   while (at >= 0) {
@@ -196,7 +197,7 @@ export function usageEvents(b: Buffer): UsageEvent[] {
       // the event around it: from the blank line before to the one after (LF or CRLF)
       const start = eventStart(b, at);
       const end = eventEnd(b, at);
-      const e = fastUsageEvent(b, start, end) ?? slowUsageEvent(b, start, end);
+      const e = (read === 'bytes' ? fastUsageEvent(b, start, end) : null) ?? slowUsageEvent(b, start, end);
       if (e) out.push(e);
       at = usageKey(b, end);
     } else at = usageKey(b, at + 1);
