@@ -35,10 +35,10 @@ export interface ResolvedPreset {
   note: string;
 }
 
-/** The live gateway state, swapped whole on a config reload. */
 /** The policy a request that names its LLM carries (never used to decide: such a request is not routed). */
 const NAMED: Policy = Object.freeze({ lambda: 0 });
 
+/** The live gateway state, swapped whole on a config reload. */
 export interface Gateway {
   upstreams: Map<string, LlmUpstream>;
   presets: Map<string, ResolvedPreset>;
