@@ -109,13 +109,16 @@ export function readUsage(u: unknown): Partial<Usage> {
   if (!u || typeof u !== 'object') return {};
   const o = u as Record<string, unknown>;
   const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+  return usageOf(n(o.prompt_tokens), n(o.input_tokens), n(o.cache_creation_input_tokens), n(o.cache_read_input_tokens), n(o.completion_tokens), n(o.output_tokens));
+}
+
+/** The usage of the counts a usage object gives (undefined: absent): OpenAI's fields first, else Anthropic's. */
+function usageOf(prompt?: number, input?: number, creation?: number, read?: number, completion?: number, output?: number): Partial<Usage> {
   const out: Partial<Usage> = {};
-  const prompt = n(o.prompt_tokens);
-  const input = n(o.input_tokens);
   if (prompt !== undefined) out.input = prompt;
-  else if (input !== undefined) out.input = input + (n(o.cache_creation_input_tokens) ?? 0) + (n(o.cache_read_input_tokens) ?? 0);
-  const output = n(o.completion_tokens) ?? n(o.output_tokens);
-  if (output !== undefined) out.output = output;
+  else if (input !== undefined) out.input = input + (creation ?? 0) + (read ?? 0);
+  const o = completion ?? output;
+  if (o !== undefined) out.output = o;
   return out;
 }
 
@@ -205,17 +208,18 @@ export function usageEvents(b: Buffer, read: 'bytes' | 'parse' = 'bytes'): Usage
   return out;
 }
 
+/** Whether b[j] is the last byte of a blank line's ending ("\n\n" or "\r\n\r\n"). */
+const blankLineAt = (b: Buffer, j: number) => b[j] === 0x0a && (b[j - 1] === 0x0a || (j >= 3 && b[j - 1] === 0x0d && b[j - 2] === 0x0a && b[j - 3] === 0x0d));
+
 /** The index just past the last blank line before `at` (LF or CRLF), or 0. */
 function eventStart(b: Buffer, at: number): number {
-  for (let j = at - 1; j >= 1; j--)
-    if (b[j] === 0x0a && (b[j - 1] === 0x0a || (j >= 3 && b[j - 1] === 0x0d && b[j - 2] === 0x0a && b[j - 3] === 0x0d))) return j + 1;
+  for (let j = at - 1; j >= 1; j--) if (blankLineAt(b, j)) return j + 1;
   return 0;
 }
 
 /** The index just past the first blank line after `at` (LF or CRLF), or the block's end. */
 function eventEnd(b: Buffer, at: number): number {
-  for (let j = at + 1; j < b.length; j++)
-    if (b[j] === 0x0a && (b[j - 1] === 0x0a || (j >= 3 && b[j - 1] === 0x0d && b[j - 2] === 0x0a && b[j - 3] === 0x0d))) return j + 1;
+  for (let j = at + 1; j < b.length; j++) if (blankLineAt(b, j)) return j + 1;
   return b.length;
 }
 
@@ -244,13 +248,12 @@ function fastUsageEvent(b: Buffer, start: number, end: number): UsageEvent | nul
     if (b[at] === 0x0d && b[at + 1] === 0x0a) at++;
     at++;
   }
-  if (end - at < 7 || b[at] !== 0x64 || b[at + 1] !== 0x61 || b[at + 2] !== 0x74 || b[at + 3] !== 0x61 || b[at + 4] !== 0x3a) return null;
-  let stop = end;
-  while (stop > at && (b[stop - 1] === 0x0a || b[stop - 1] === 0x0d)) stop--;
-  const from = at + (b[at + 5] === 0x20 ? 6 : 5);
+  // the data must be one line: a line break ends the field, and the reader must not read on across it
+  const stop = dataLineEnd(b, at, end);
+  if (stop < 0) return null;
   const r = new Reader(b, stop);
-  const top = r.members(from, TOP_KEYS);
-  if (top < 0 || r.skipWs(top) !== stop) return null; // more than one JSON value, or a line break inside: parse it whole
+  const top = r.members(dataStart(b, at), TOP_KEYS);
+  if (top < 0 || r.skipWs(top) !== stop) return null; // not one JSON object: parse it whole
   if (r.usage === undefined) return null; // usage null at the top, given in message or response: parse it whole
   return { start, end, usage: r.usage, usageOnly: r.emptyChoices };
 }
@@ -278,8 +281,8 @@ const USAGE_KEYS = keyBytes('prompt_tokens', 'input_tokens', 'cache_creation_inp
  * caller parses with JSON.parse, so that the result is always JSON.parse's.
  */
 class Reader {
-  /** The token counts read (readUsage's fields, by USAGE_KEYS' order; NaN: absent). */
-  private readonly n = [NaN, NaN, NaN, NaN, NaN, NaN];
+  /** The token counts read (readUsage's fields, by USAGE_KEYS' order; undefined: absent). */
+  private readonly n: Array<number | undefined> = [undefined, undefined, undefined, undefined, undefined, undefined];
   /** The top-level `usage`, read (undefined: absent or not an object). */
   usage: Partial<Usage> | undefined;
   /** The top-level `choices` is `[]`. */
@@ -348,12 +351,12 @@ class Reader {
         } else if (c === 0x2d) return -1;
         else {
           i = this.value(i, depth + 1);
-          this.n[which] = NaN; // not a number (null, a string, ...): not a count, and a later duplicate key wins
+          this.n[which] = undefined; // not a number (null, a string, ...): not a count, and a later duplicate key wins
         }
       } else if (which === 0 && keys === TOP_KEYS) {
         // the top-level usage: read as an object of counts, or (null, ...) noted as not there
         if (b[i] === 0x7b) {
-          this.n.fill(NaN);
+          this.n.fill(undefined);
           i = this.members(i, USAGE_KEYS, depth + 1);
           this.usage = i < 0 ? undefined : this.counts();
         } else {
@@ -445,15 +448,10 @@ class Reader {
     return i <= this.end ? i : -1;
   }
 
-  /** readUsage of the counts read. */
+  /** The usage of the counts read (readUsage's rule). */
   counts(): Partial<Usage> {
-    const [prompt, input, creation, read, completion, output] = this.n;
-    const out: Partial<Usage> = {};
-    if (prompt === prompt) out.input = prompt;
-    else if (input === input) out.input = input + (creation === creation ? creation : 0) + (read === read ? read : 0);
-    if (completion === completion) out.output = completion;
-    else if (output === output) out.output = output;
-    return out;
+    const n = this.n;
+    return usageOf(n[0], n[1], n[2], n[3], n[4], n[5]);
   }
 }
 
@@ -467,17 +465,28 @@ const isHex = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66
  * [start, end) (the event and its blank line); undefined for any other shape, which parseEvents then reads.
  */
 function singleData(b: Buffer, start: number, end: number): string | undefined {
+  const stop = dataLineEnd(b, start, end);
+  return stop < 0 ? undefined : b.toString('utf8', dataStart(b, start), stop);
+}
+
+/**
+ * Where the data ends in an event [start, end) (with its blank line) that is one `data:` line, or -1 for any other
+ * shape; the data starts at dataStart(b, start).
+ */
+function dataLineEnd(b: Buffer, start: number, end: number): number {
   // "data:" at the start
-  if (end - start < 7 || b[start] !== 0x64 || b[start + 1] !== 0x61 || b[start + 2] !== 0x74 || b[start + 3] !== 0x61 || b[start + 4] !== 0x3a) return undefined;
+  if (end - start < 7 || b[start] !== 0x64 || b[start + 1] !== 0x61 || b[start + 2] !== 0x74 || b[start + 3] !== 0x61 || b[start + 4] !== 0x3a) return -1;
   let stop = end;
   while (stop > start && (b[stop - 1] === 0x0a || b[stop - 1] === 0x0d)) stop--;
-  const from = start + (b[start + 5] === 0x20 ? 6 : 5);
   // one line: no line break before the blank line
+  const from = dataStart(b, start);
   const nl = b.indexOf(0x0a, from);
   const cr = b.indexOf(0x0d, from);
-  if ((nl >= 0 && nl < stop) || (cr >= 0 && cr < stop)) return undefined;
-  return b.toString('utf8', from, stop);
+  return (nl >= 0 && nl < stop) || (cr >= 0 && cr < stop) ? -1 : stop;
 }
+
+/** Where a `data:` line's value starts (after the field name and one optional space). */
+const dataStart = (b: Buffer, start: number) => start + (b[start + 5] === 0x20 ? 6 : 5);
 
 /** Keeps the last `max` bytes of a body (by reference; one copy at the end), to find its usage there. */
 export class TailKeeper {
